@@ -1,0 +1,31 @@
+# edgeguard entry points. `make test` is the README's (and CI's) test command.
+CARGO ?= cargo
+PLUGIN_DIR := target/release
+PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
+
+.PHONY: deps build test lint unit inspect install clean
+
+deps:
+	./scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+unit: deps
+	G_DEBUG=fatal_warnings $(CARGO) test --locked
+
+inspect: build
+	./scripts/check-inspect.sh $(PLUGIN_DIR)
+
+test: deps lint unit inspect
+
+install: build
+	@test -n "$(PLUGINS_DIR)" || { echo "install: pkg-config knows no gstreamer-1.0 pluginsdir (run make deps)"; exit 1; }
+	install -D -m 0644 $(PLUGIN_DIR)/libgstedgeguard.so $(DESTDIR)$(PLUGINS_DIR)/libgstedgeguard.so
+
+clean:
+	$(CARGO) clean
