@@ -25,5 +25,8 @@ fn registry_holds_plugin_metadata() {
     let version = plugin.version();
     let prefix = concat!(env!("CARGO_PKG_VERSION"), "-");
     assert!(version.starts_with(prefix), "version: {version}");
-    assert!(version.len() > prefix.len(), "version has no commit: {version}");
+    assert!(
+        version.len() > prefix.len(),
+        "version has no commit: {version}"
+    );
 }
