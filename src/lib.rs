@@ -6,7 +6,10 @@
 
 use gst::glib;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+pub mod vpuguardenc;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    vpuguardenc::register(plugin)?;
     Ok(())
 }
 

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MPL-2.0
+//! vpuguardenc: an encoder bin that picks a hardware (VPU) or a software encoder
+//! at negotiation time from the machine-wide VPU session budget.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod child_props;
+mod codec;
+mod decision;
+mod imp;
+mod ledger;
+pub mod sessions;
+
+pub use decision::Reason;
+
+/// How the guard may choose.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstVpuGuardEncMode")]
+pub enum Mode {
+    #[default]
+    #[enum_value(
+        name = "Hardware while a VPU slot is free, software otherwise",
+        nick = "auto"
+    )]
+    Auto = 0,
+    #[enum_value(
+        name = "Hardware only: fail with an error when no VPU slot is free",
+        nick = "hardware"
+    )]
+    Hardware = 1,
+    #[enum_value(name = "Software only: never touch the VPU", nick = "software")]
+    Software = 2,
+}
+
+glib::wrapper! {
+    pub struct VpuGuardEnc(ObjectSubclass<imp::VpuGuardEnc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "vpuguardenc",
+        gst::Rank::NONE,
+        VpuGuardEnc::static_type(),
+    )
+}

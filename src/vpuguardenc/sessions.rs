@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Counting VPU sessions in the MPP kernel driver's session listing.
+//!
+//! The driver prints one record per open session: an optional iova dump, a
+//! `session: pid=<tid> index=<n>` line, a ` device: <node>.<block>` line, a
+//! ` memory:` line and, for encoders, a table. The word "session" appears about
+//! three times per record, so only `session: pid=` lines start a record.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where the kernel lists sessions, in the order they are tried when the
+/// `session-file` property is empty.
+pub const DEFAULT_SESSION_FILES: [&str; 2] = [
+    "/proc/mpp_service/sessions-summary",
+    "/sys/kernel/debug/mpp_service/session",
+];
+
+/// A listing larger than this is not a session listing (a board holds a few
+/// dozen sessions at most); reading stops there so a wrong path cannot make the
+/// decision take seconds or exhaust memory.
+pub const MAX_LISTING_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Which hardware block a session runs on, from the device line's block name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Encoder,
+    Decoder,
+    Jpeg,
+    /// A record with no device line, or a block this parser does not know.
+    Other,
+}
+
+impl SessionKind {
+    fn from_device(device: &str) -> Self {
+        // The device is "<address>.<block>", e.g. "fdbd0000.rkvenc-core".
+        let block = device.rsplit_once('.').map_or(device, |(_, b)| b);
+        let block = block.to_ascii_lowercase();
+        // RK3588 blocks: rkvenc, vepu (encoders); rkvdec, vdpu, av1d
+        // (decoders); jpegd/jpege; iep and others are not codecs.
+        if block.contains("jpeg") {
+            SessionKind::Jpeg
+        } else if block.contains("enc") || block.contains("vepu") {
+            SessionKind::Encoder
+        } else if block.contains("dec") || block.contains("vdpu") || block.starts_with("av1d") {
+            SessionKind::Decoder
+        } else {
+            SessionKind::Other
+        }
+    }
+}
+
+/// The sessions found in one listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCount {
+    pub encoders: u32,
+    pub decoders: u32,
+    pub jpeg: u32,
+    pub other: u32,
+}
+
+impl SessionCount {
+    /// All sessions: encoders and decoders share the VPU budget.
+    pub fn total(&self) -> u32 {
+        self.encoders + self.decoders + self.jpeg + self.other
+    }
+
+    fn add(&mut self, kind: SessionKind) {
+        let slot = match kind {
+            SessionKind::Encoder => &mut self.encoders,
+            SessionKind::Decoder => &mut self.decoders,
+            SessionKind::Jpeg => &mut self.jpeg,
+            SessionKind::Other => &mut self.other,
+        };
+        *slot = slot.saturating_add(1);
+    }
+}
+
+/// Counts the session records of a listing. Unknown lines, missing tables and
+/// a record cut short (the file changed while it was read) are tolerated: a
+/// record counts from its `session: pid=` line on.
+pub fn parse_listing(text: &str) -> SessionCount {
+    let mut count = SessionCount::default();
+    // The kind of the record being read; None outside a record.
+    let mut open_record: Option<SessionKind> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("session: pid=") || line.starts_with("session:pid=") {
+            if let Some(kind) = open_record.take() {
+                count.add(kind);
+            }
+            open_record = Some(SessionKind::Other);
+        } else if let Some(device) = line.strip_prefix("device:")
+            && let Some(kind) = open_record.as_mut()
+        {
+            *kind = SessionKind::from_device(device.trim());
+        }
+    }
+    if let Some(kind) = open_record {
+        count.add(kind);
+    }
+    count
+}
+
+/// Why a listing could not be read.
+#[derive(Debug)]
+pub struct ListingError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ListingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// Reads and parses one listing, at most `MAX_LISTING_BYTES` of it. The file is
+/// read once per decision: reading it from a tight loop has been reported to
+/// Oops a kernel.
+pub fn read_listing(path: &Path) -> Result<SessionCount, ListingError> {
+    let error = |reason: String| ListingError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LISTING_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(e.to_string()))?;
+    // procfs text is ASCII; a stray byte must not hide the records around it.
+    Ok(parse_listing(&String::from_utf8_lossy(&bytes)))
+}
+
+/// Reads the configured listing, or the first default one that can be read.
+pub fn read_sessions(configured: Option<&Path>) -> Result<(PathBuf, SessionCount), ListingError> {
+    if let Some(path) = configured {
+        return read_listing(path).map(|c| (path.to_path_buf(), c));
+    }
+    let mut last_error = None;
+    for path in DEFAULT_SESSION_FILES.iter().map(Path::new) {
+        match read_listing(path) {
+            Ok(count) => return Ok((path.to_path_buf(), count)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.expect("there is at least one default session file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../tests/data/sessions-summary.sample");
+
+    #[test]
+    fn sample_has_two_encoders_and_one_decoder() {
+        let count = parse_listing(SAMPLE);
+        assert_eq!(
+            count,
+            SessionCount {
+                encoders: 2,
+                decoders: 1,
+                jpeg: 0,
+                other: 0
+            }
+        );
+        assert_eq!(count.total(), 3);
+        // The naive count the field reports warn about is far off.
+        assert!(SAMPLE.matches("session").count() > 3);
+    }
+
+    #[test]
+    fn empty_listing_has_no_sessions() {
+        assert_eq!(parse_listing("").total(), 0);
+        assert_eq!(parse_listing("\n\n   \n").total(), 0);
+    }
+
+    #[test]
+    fn truncated_record_still_counts() {
+        // The file changed while it was read: the last record lost its device line.
+        let cut = SAMPLE.rfind(" device:").unwrap();
+        let count = parse_listing(&SAMPLE[..cut]);
+        assert_eq!(count.total(), 3);
+        assert_eq!(count.encoders, 2);
+        assert_eq!(count.other, 1);
+    }
+
+    #[test]
+    fn cut_inside_a_session_line_does_not_count_it() {
+        let cut = SAMPLE.rfind("session: pid=").unwrap() + "sess".len();
+        assert_eq!(parse_listing(&SAMPLE[..cut]).total(), 2);
+    }
+
+    #[test]
+    fn unknown_lines_and_garbage_are_ignored() {
+        let text = format!(
+            "garbage line\n\u{0}\u{1}binary\nsession iova range dump:\n{SAMPLE}\nsessions: many\nsession summary v2\n| session|  RKVENC|\n"
+        );
+        assert_eq!(parse_listing(&text).total(), 3);
+    }
+
+    #[test]
+    fn jpeg_and_unknown_blocks_are_classified() {
+        let text = "session: pid=1 index=1\n device: fdb90000.jpegd\n\
+                    session: pid=2 index=2\n device: fdb50000.vepu\n\
+                    session: pid=3 index=3\n device: fdc70000.av1d\n\
+                    session: pid=4 index=4\n device: fdb51000.iep\n";
+        let count = parse_listing(text);
+        assert_eq!(count.jpeg, 1);
+        assert_eq!(count.encoders, 1);
+        assert_eq!(count.decoders, 1);
+        assert_eq!(count.other, 1);
+        assert_eq!(count.total(), 4);
+    }
+
+    #[test]
+    fn debugfs_style_without_space_counts() {
+        assert_eq!(parse_listing("session:pid=10 index=3\n").total(), 1);
+    }
+
+    #[test]
+    fn huge_listing_counts_every_record() {
+        let text = SAMPLE.repeat(2000);
+        assert_eq!(parse_listing(&text).total(), 6000);
+    }
+
+    #[test]
+    fn reading_stops_at_the_size_bound() {
+        let dir = std::env::temp_dir().join(format!("edgeguard-sessions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("huge");
+        let record = "session: pid=1 index=1\n device: a.rkvenc\n";
+        let records = (MAX_LISTING_BYTES as usize / record.len()) + 100;
+        std::fs::write(&path, record.repeat(records)).unwrap();
+        let count = read_listing(&path).unwrap();
+        // Whole records up to the bound, plus at most the one cut by it.
+        let whole = MAX_LISTING_BYTES as usize / record.len();
+        let total = count.total() as usize;
+        assert!(total == whole || total == whole + 1, "{total} vs {whole}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let err = read_listing(Path::new("/nonexistent/sessions-summary")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sessions-summary"));
+    }
+}
