@@ -111,6 +111,9 @@ pub struct VpuGuardEnc {
     state: Mutex<Option<State>>,
     hw_watch: Mutex<Option<Arc<HwWatch>>>,
     warned_unreadable: AtomicBool,
+    /// Sink caps of candidate encoders by factory name, for caps queries
+    /// answered before the decision.
+    sink_caps_cache: Mutex<Vec<(String, gst::Caps)>>,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
 }
@@ -275,6 +278,13 @@ impl ObjectImpl for VpuGuardEnc {
                     parent,
                     || false,
                     |guard| guard.sink_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                VpuGuardEnc::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |guard| guard.sink_query(pad, query),
                 )
             })
             .chain_function(|pad, parent, buffer| {
@@ -475,6 +485,57 @@ impl VpuGuardEnc {
             }
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Before the decision there is no encoder to ask: offer what the candidate
+    /// encoders take, the hardware one first so upstream fixates to a format it
+    /// takes without conversion, then anything (a converter is inserted).
+    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        if pad.target().is_some() {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        }
+        match query.view_mut() {
+            gst::QueryViewMut::Caps(q) => {
+                let settings = self.settings.lock().unwrap().clone();
+                let mut candidates = Vec::with_capacity(2);
+                if settings.mode != Mode::Software {
+                    candidates.push(settings.hw_encoder.as_str());
+                }
+                if settings.mode != Mode::Hardware {
+                    candidates.push(settings.sw_encoder.as_str());
+                }
+                let mut caps = gst::Caps::new_empty();
+                for factory in candidates {
+                    if let Some(sink_caps) = self.encoder_sink_caps(factory) {
+                        caps.merge(sink_caps);
+                    }
+                }
+                caps.merge(pad.pad_template_caps());
+                let caps = match q.filter() {
+                    Some(filter) => {
+                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
+                    }
+                    None => caps,
+                };
+                q.set_result(&caps);
+                true
+            }
+            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+        }
+    }
+
+    /// What an encoder's sink pad takes, in its own order of preference. An
+    /// element is created to ask (creating an MPP encoder opens no session),
+    /// once per factory name.
+    fn encoder_sink_caps(&self, factory: &str) -> Option<gst::Caps> {
+        let mut cache = self.sink_caps_cache.lock().unwrap();
+        if let Some((_, caps)) = cache.iter().find(|(name, _)| name == factory) {
+            return Some(caps.clone());
+        }
+        let element = gst::ElementFactory::make(factory).build().ok()?;
+        let caps = element.static_pad("sink")?.query_caps(None);
+        cache.push((factory.to_string(), caps.clone()));
+        Some(caps)
     }
 
     fn sink_chain(

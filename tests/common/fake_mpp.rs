@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A test double for Rockchip's mpph265enc, for machines without a VPU.
+//!
+//! It behaves as the real element does where vpuguardenc can tell: it opens a
+//! "VPU session" in READY->PAUSED by appending a record to a sessions-summary
+//! file in the kernel's layout (`shared/mpp/sessions-summary.sample`), closes it
+//! in PAUSED->READY by removing that record, takes its bitrate as `bps` in bit/s,
+//! and fails to start once the file holds `hard-limit` sessions, as an
+//! overloaded VPU would. The encoding itself is done by x265enc, so the output
+//! is real H.265. It also records the highest session count it ever saw in
+//! `<session-file>.peak`, so tests can check that a budget was never exceeded.
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{LazyLock, Mutex, OnceLock};
+
+pub const FACTORY_NAME: &str = "fakempph265enc";
+
+glib::wrapper! {
+    pub struct FakeMppH265Enc(ObjectSubclass<imp::FakeMppH265Enc>) @extends gst::Bin, gst::Element, gst::Object;
+}
+
+pub fn register() {
+    gst::Element::register(
+        None,
+        FACTORY_NAME,
+        gst::Rank::NONE,
+        FakeMppH265Enc::static_type(),
+    )
+    .unwrap();
+}
+
+/// Counts session records the way the kernel listing is meant to be counted.
+pub fn count_records(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("session: pid="))
+        .count()
+}
+
+/// Runs `f` on the file's contents with an exclusive flock held, as the driver
+/// serializes its own session list; `f` returns the new contents, if any.
+fn with_locked_file<T>(
+    path: &str,
+    f: impl FnOnce(&str) -> (Option<String>, T),
+) -> std::io::Result<T> {
+    let mut file: File = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // SAFETY: the fd belongs to `file`, open for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let (new_text, result) = f(&text);
+    if let Some(new_text) = new_text {
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(new_text.as_bytes())?;
+    }
+    Ok(result)
+}
+
+fn record(pid: u32, index: u64, width: i32, height: i32, fps: i32, bps: u32) -> String {
+    format!(
+        "session iova range dump:\n   0: 0x00000000ff020000..0x00000000ffff1fff (     16200 KiB)\n\
+         session: pid={pid} index={index}\n device: fdbd0000.rkvenc-core\n memory: 21 MiB\n\
+         --------------------------------------------------------------------------------\n\
+         | session|  device|   width|  height|  format|  fps_in| fps_out| rc_mode| bitrate|gop_size|fps_calc| profile|\n\
+         |{index:>8}|  RKVENC|{width:>8}|{height:>8}|    h265|{fps:>8}|{fps:>8}|     cbr|{bps:>8}|      30|{fps:>8}|    main|\n"
+    )
+}
+
+/// Removes the record whose session line has `index`, with its iova dump and table.
+fn remove_record(text: &str, index: u64) -> String {
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines() {
+        let starts_dump = line.starts_with("session iova range dump:");
+        let starts_session = line.starts_with("session: pid=");
+        let current_has_session = blocks
+            .last()
+            .is_some_and(|b| b.iter().any(|l| l.starts_with("session: pid=")));
+        if starts_dump || (starts_session && (blocks.is_empty() || current_has_session)) {
+            blocks.push(Vec::new());
+        }
+        match blocks.last_mut() {
+            Some(block) => block.push(line),
+            None => blocks.push(vec![line]),
+        }
+    }
+    let ours = format!("index={index}");
+    blocks
+        .into_iter()
+        .filter(|b| {
+            !b.iter()
+                .any(|l| l.starts_with("session: pid=") && l.split_whitespace().any(|w| w == ours))
+        })
+        .flat_map(|b| b.into_iter().map(|l| format!("{l}\n")))
+        .collect()
+}
+
+mod imp {
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Settings {
+        bps: u32,
+        gop: i32,
+        session_file: String,
+        hard_limit: u32,
+        fail_on_first_buffer: bool,
+    }
+
+    impl Default for Settings {
+        fn default() -> Self {
+            Settings {
+                bps: 0,
+                gop: -1,
+                session_file: String::new(),
+                hard_limit: 8,
+                fail_on_first_buffer: false,
+            }
+        }
+    }
+
+    #[derive(Default)]
+    pub struct FakeMppH265Enc {
+        settings: Mutex<Settings>,
+        session_index: Mutex<Option<u64>>,
+        encoder: OnceLock<gst::Element>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for FakeMppH265Enc {
+        const NAME: &'static str = "EdgeguardTestFakeMppH265Enc";
+        type Type = super::FakeMppH265Enc;
+        type ParentType = gst::Bin;
+    }
+
+    impl ObjectImpl for FakeMppH265Enc {
+        fn properties() -> &'static [glib::ParamSpec] {
+            static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+                vec![
+                    glib::ParamSpecUInt::builder("bps")
+                        .blurb("Target bitrate in bit/s, as mpph265enc takes it")
+                        .build(),
+                    glib::ParamSpecInt::builder("gop")
+                        .blurb("GOP size, -1 = framerate, as mpph265enc takes it")
+                        .minimum(-1)
+                        .default_value(-1)
+                        .build(),
+                    glib::ParamSpecString::builder("session-file")
+                        .blurb("Sessions-summary file that stands in for the kernel's")
+                        .build(),
+                    glib::ParamSpecUInt::builder("hard-limit")
+                        .blurb("Sessions past which starting fails, as an overloaded VPU does")
+                        .default_value(8)
+                        .build(),
+                    glib::ParamSpecBoolean::builder("fail-on-first-buffer")
+                        .blurb(
+                            "Fail with an error on the first frame, as a VPU that cannot init does",
+                        )
+                        .build(),
+                ]
+            });
+            PROPS.as_ref()
+        }
+
+        fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+            let mut s = self.settings.lock().unwrap();
+            match pspec.name() {
+                "bps" => s.bps = value.get().unwrap(),
+                "gop" => s.gop = value.get().unwrap(),
+                "session-file" => {
+                    s.session_file = value.get::<Option<String>>().unwrap().unwrap_or_default()
+                }
+                "hard-limit" => s.hard_limit = value.get().unwrap(),
+                "fail-on-first-buffer" => s.fail_on_first_buffer = value.get().unwrap(),
+                _ => unreachable!(),
+            }
+        }
+
+        fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+            let s = self.settings.lock().unwrap();
+            match pspec.name() {
+                "bps" => s.bps.to_value(),
+                "gop" => s.gop.to_value(),
+                "session-file" => s.session_file.to_value(),
+                "hard-limit" => s.hard_limit.to_value(),
+                "fail-on-first-buffer" => s.fail_on_first_buffer.to_value(),
+                _ => unreachable!(),
+            }
+        }
+
+        fn constructed(&self) {
+            self.parent_constructed();
+            let obj = self.obj();
+            let encoder = gst::ElementFactory::make("x265enc")
+                .property_from_str("speed-preset", "ultrafast")
+                .property_from_str("tune", "zerolatency")
+                .build()
+                .unwrap();
+            obj.add(&encoder).unwrap();
+            let sink = gst::GhostPad::builder_from_template_with_target(
+                &obj.pad_template("sink").unwrap(),
+                &encoder.static_pad("sink").unwrap(),
+            )
+            .unwrap()
+            .chain_function(|pad, parent, buffer| {
+                let this = parent
+                    .and_then(|p| p.downcast_ref::<super::FakeMppH265Enc>())
+                    .unwrap()
+                    .imp();
+                if this.settings.lock().unwrap().fail_on_first_buffer {
+                    gst::element_imp_error!(
+                        this,
+                        gst::LibraryError::Init,
+                        ("mpp: failed to init encoder context")
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                gst::ProxyPad::chain_default(pad, parent, buffer)
+            })
+            .build();
+            let src = gst::GhostPad::builder_from_template_with_target(
+                &obj.pad_template("src").unwrap(),
+                &encoder.static_pad("src").unwrap(),
+            )
+            .unwrap()
+            .build();
+            obj.add_pad(&sink).unwrap();
+            obj.add_pad(&src).unwrap();
+            self.encoder.set(encoder).unwrap();
+        }
+    }
+
+    impl GstObjectImpl for FakeMppH265Enc {}
+
+    impl ElementImpl for FakeMppH265Enc {
+        fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+            static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+                gst::subclass::ElementMetadata::new(
+                    "Fake MPP H.265 encoder (test double)",
+                    "Codec/Encoder/Video/Hardware",
+                    "Registers a VPU session in a sessions-summary file and encodes with x265enc",
+                    "edgeguard developers",
+                )
+            });
+            Some(&*META)
+        }
+
+        fn pad_templates() -> &'static [gst::PadTemplate] {
+            static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+                let sink = gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::I420)
+                    .build();
+                let src = gst::Caps::builder("video/x-h265")
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au")
+                    .build();
+                vec![
+                    gst::PadTemplate::new(
+                        "sink",
+                        gst::PadDirection::Sink,
+                        gst::PadPresence::Always,
+                        &sink,
+                    )
+                    .unwrap(),
+                    gst::PadTemplate::new(
+                        "src",
+                        gst::PadDirection::Src,
+                        gst::PadPresence::Always,
+                        &src,
+                    )
+                    .unwrap(),
+                ]
+            });
+            TEMPLATES.as_ref()
+        }
+
+        fn change_state(
+            &self,
+            transition: gst::StateChange,
+        ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+            if transition == gst::StateChange::ReadyToPaused {
+                let s = self.settings.lock().unwrap().clone();
+                if s.bps > 0 {
+                    self.encoder
+                        .get()
+                        .unwrap()
+                        .set_property("bitrate", s.bps / 1000);
+                }
+                if s.gop > 0 {
+                    self.encoder
+                        .get()
+                        .unwrap()
+                        .set_property("key-int-max", s.gop);
+                }
+                self.open_session(&s)?;
+            }
+            let result = self.parent_change_state(transition);
+            if matches!(transition, gst::StateChange::PausedToReady) || result.is_err() {
+                self.close_session();
+            }
+            result
+        }
+    }
+
+    impl BinImpl for FakeMppH265Enc {}
+
+    impl FakeMppH265Enc {
+        fn open_session(&self, s: &Settings) -> Result<(), gst::StateChangeError> {
+            if s.session_file.is_empty() {
+                return Ok(());
+            }
+            let opened = with_locked_file(&s.session_file, |text| {
+                let count = count_records(text) as u32;
+                if count >= s.hard_limit {
+                    return (None, Err(count));
+                }
+                let index = text
+                    .lines()
+                    .filter_map(|l| l.split("index=").nth(1))
+                    .filter_map(|n| n.trim().parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(100)
+                    + 1;
+                let new_text = format!(
+                    "{text}{}",
+                    record(std::process::id(), index, 320, 240, 30, s.bps)
+                );
+                (Some(new_text), Ok((index, count + 1)))
+            })
+            .map_err(|_| gst::StateChangeError)?;
+            match opened {
+                Ok((index, now)) => {
+                    *self.session_index.lock().unwrap() = Some(index);
+                    let peak_path = format!("{}.peak", s.session_file);
+                    let _ = with_locked_file(&peak_path, |text| {
+                        let peak = text.trim().parse::<u32>().unwrap_or(0).max(now);
+                        (Some(peak.to_string()), ())
+                    });
+                    Ok(())
+                }
+                Err(count) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Busy,
+                        (
+                            "mpp: no free encoder session ({count} open, hard limit {})",
+                            s.hard_limit
+                        )
+                    );
+                    Err(gst::StateChangeError)
+                }
+            }
+        }
+
+        fn close_session(&self) {
+            let Some(index) = self.session_index.lock().unwrap().take() else {
+                return;
+            };
+            let path = self.settings.lock().unwrap().session_file.clone();
+            let _ = with_locked_file(&path, |text| (Some(remove_record(text, index)), ()));
+        }
+    }
+}

@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: MPL-2.0
+//! vpuguardenc through real pipelines, with x264enc, and a test double of
+//! mpph265enc (tests/common/fake_mpp.rs) standing in for the VPU.
+
+mod common;
+
+use common::fake_mpp::{self, FACTORY_NAME as FAKE_HW};
+use gst::prelude::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SAMPLE: &str = include_str!("data/sessions-summary.sample");
+const TIMEOUT: Duration = Duration::from_secs(60);
+const SOURCE: &str =
+    "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+
+/// A lock directory and session file private to one test.
+struct Vpu {
+    dir: PathBuf,
+    session_file: PathBuf,
+}
+
+impl Vpu {
+    fn new(name: &str, listing: &str) -> Self {
+        let dir = common::temp_dir(name);
+        let session_file = dir.join("sessions-summary");
+        std::fs::write(&session_file, listing).unwrap();
+        Vpu { dir, session_file }
+    }
+
+    fn lock_dir(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    fn sessions(&self) -> usize {
+        fake_mpp::count_records(&std::fs::read_to_string(&self.session_file).unwrap())
+    }
+
+    fn peak(&self) -> usize {
+        std::fs::read_to_string(format!("{}.peak", self.session_file.display()))
+            .map(|t| t.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// The guard's properties that point it at this VPU and the double.
+    fn guard(&self, extra: &str) -> String {
+        format!(
+            "vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf}\" {extra}",
+            sf = self.session_file.display(),
+            ld = self.lock_dir().display(),
+        )
+    }
+}
+
+impl Drop for Vpu {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The fields of one `vpuguardenc-decision` message.
+#[derive(Debug, PartialEq)]
+struct Decision {
+    encoder: String,
+    hardware: bool,
+    sessions: u32,
+    max_sessions: u32,
+    reason: String,
+}
+
+impl Decision {
+    fn from_structure(s: &gst::Structure) -> Self {
+        Decision {
+            encoder: s.get("encoder").unwrap(),
+            hardware: s.get("hardware").unwrap(),
+            sessions: s.get("sessions").unwrap(),
+            max_sessions: s.get("max-sessions").unwrap(),
+            reason: s.get("reason").unwrap(),
+        }
+    }
+}
+
+fn decisions(log: &common::BusLog) -> Vec<Decision> {
+    log.named("vpuguardenc-decision")
+        .into_iter()
+        .map(Decision::from_structure)
+        .collect()
+}
+
+fn decision(log: &common::BusLog) -> Decision {
+    let mut all = decisions(log);
+    assert_eq!(all.len(), 1, "one decision expected: {log:#?}");
+    all.remove(0)
+}
+
+#[test]
+fn under_budget_picks_hardware_and_output_is_h265() {
+    common::init();
+    let vpu = Vpu::new("under-budget", SAMPLE);
+    let out = vpu.dir.join("out.mkv");
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
+            vpu.guard("max-sessions=6"),
+            out.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert_eq!(
+        decision(&log),
+        Decision {
+            encoder: FAKE_HW.into(),
+            hardware: true,
+            sessions: 3,
+            max_sessions: 6,
+            reason: "budget".into()
+        }
+    );
+    // The double's session was listed while it ran, and is gone after NULL.
+    assert_eq!(vpu.peak(), 4);
+    assert_eq!(vpu.sessions(), 3);
+    assert_eq!(common::probe_video(&out), ("hevc".to_string(), 30));
+}
+
+#[test]
+fn at_budget_picks_software_and_output_is_h264() {
+    common::init();
+    // Six sessions already open on a board whose budget is six.
+    let vpu = Vpu::new("at-budget", &SAMPLE.repeat(2));
+    let out = vpu.dir.join("out.mkv");
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
+            vpu.guard("max-sessions=6"),
+            out.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert_eq!(
+        decision(&log),
+        Decision {
+            encoder: "x264enc".into(),
+            hardware: false,
+            sessions: 6,
+            max_sessions: 6,
+            reason: "over-budget".into()
+        }
+    );
+    // The VPU was never touched.
+    assert_eq!(vpu.peak(), 0);
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
+}
+
+#[test]
+fn flvmux_downstream_steers_to_software() {
+    common::init();
+    let vpu = Vpu::new("flvmux", "");
+    let out = vpu.dir.join("out.flv");
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! {} ! flvmux ! filesink location={}",
+            vpu.guard(""),
+            out.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let d = decision(&log);
+    assert_eq!((d.encoder.as_str(), d.hardware), ("x264enc", false));
+    assert_eq!(d.reason, "downstream-caps");
+    assert_eq!(vpu.peak(), 0);
+    // h264parse inside the bin turned byte-stream into the avc flvmux needs.
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
+}
+
+#[test]
+fn downstream_taking_neither_codec_is_an_error_saying_what_it_wants() {
+    common::init();
+    let pipeline = gst::parse::launch(&format!(
+        "{SOURCE} ! vpuguardenc name=guard mode=software  capsfilter name=vp8 caps=video/x-vp8 ! fakesink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    // gst-launch would refuse this link up front; an application linking
+    // without checks only finds out at negotiation.
+    let guard_src = pipeline
+        .by_name("guard")
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
+    let vp8_sink = pipeline.by_name("vp8").unwrap().static_pad("sink").unwrap();
+    guard_src
+        .link_full(&vp8_sink, gst::PadLinkCheck::empty())
+        .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!log.eos);
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    let error = &log.errors[0];
+    assert!(error.contains("accepts neither H.265 nor H.264"), "{error}");
+    assert!(error.contains("video/x-vp8"), "{error}");
+}
+
+#[test]
+fn unreadable_session_file_falls_back_to_the_ledger() {
+    common::init();
+    let vpu = Vpu::new("ledger", "");
+    let missing = vpu.dir.join("no-such-listing");
+    // Two guards share a budget of one: the first holds the only slot.
+    let guard = |name: &str| {
+        format!(
+            "vpuguardenc name={name} hw-encoder={FAKE_HW} session-file={} lock-dir={} max-sessions=1",
+            missing.display(),
+            vpu.lock_dir().display()
+        )
+    };
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {} ! fakesink \
+         videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {} ! fakesink",
+        guard("a"),
+        guard("b")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
+        log.named("vpuguardenc-decision").len() == 2
+    });
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.errors.is_empty(), "{log:#?}");
+    let mut reasons: Vec<(bool, String, u32)> = decisions(&log)
+        .into_iter()
+        .map(|d| (d.hardware, d.reason, d.sessions))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            (false, "over-budget".to_string(), 1),
+            (true, "session-file-unreadable".to_string(), 0)
+        ]
+    );
+    // Each guard says once that it could not read the listing.
+    let unreadable: Vec<_> = log
+        .warnings
+        .iter()
+        .filter(|w| w.contains("No VPU session listing is readable"))
+        .collect();
+    assert_eq!(unreadable.len(), 2, "{log:#?}");
+    for name in ["GstVpuGuardEnc:a:", "GstVpuGuardEnc:b:"] {
+        assert_eq!(
+            unreadable.iter().filter(|w| w.contains(name)).count(),
+            1,
+            "{log:#?}"
+        );
+    }
+    assert!(unreadable.iter().all(|w| w.contains("no-such-listing")));
+}
+
+/// Builds a pipeline with a guard named `guard`, runs it until the decision and
+/// returns the chosen child with the pipeline (PLAYING).
+fn decided(description: &str) -> (gst::Pipeline, gst::Element) {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
+        !log.named("vpuguardenc-decision").is_empty()
+    });
+    assert!(log.errors.is_empty(), "{log:#?}");
+    let guard = pipeline
+        .by_name("guard")
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap();
+    let active: String = guard.property("active-encoder");
+    let child = guard
+        .iterate_elements()
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|e| e.factory().unwrap().name() == active)
+        .unwrap_or_else(|| panic!("no {active} child"));
+    (pipeline, child)
+}
+
+#[test]
+fn bitrate_and_gop_reach_each_encoder_in_its_own_unit() {
+    common::init();
+    let vpu = Vpu::new("mapping", "");
+    let live =
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+
+    let (pipeline, hw) = decided(&format!(
+        "{live} ! {} ! fakesink",
+        vpu.guard("name=guard bitrate=2500 gop=15")
+    ));
+    assert_eq!(hw.factory().unwrap().name(), FAKE_HW);
+    assert_eq!(hw.property::<u32>("bps"), 2_500_000);
+    assert_eq!(hw.property::<i32>("gop"), 15);
+    let guard = pipeline.by_name("guard").unwrap();
+    assert!(guard.property::<bool>("hardware"));
+    assert_eq!(guard.property::<String>("active-encoder"), FAKE_HW);
+    pipeline.set_state(gst::State::Null).unwrap();
+    // Back in NULL the guard holds nothing.
+    assert_eq!(guard.property::<String>("active-encoder"), "");
+
+    let (pipeline, sw) = decided(&format!(
+        "{live} ! vpuguardenc name=guard mode=software bitrate=2500 gop=15 \
+         sw-properties=\"props,speed-preset=superfast,tune=zerolatency\" ! fakesink"
+    ));
+    assert_eq!(sw.factory().unwrap().name(), "x264enc");
+    assert_eq!(sw.property::<u32>("bitrate"), 2500);
+    assert_eq!(sw.property::<u32>("key-int-max"), 15);
+    let preset = sw.property_value("speed-preset");
+    assert_eq!(
+        glib::EnumValue::from_value(&preset).unwrap().1.nick(),
+        "superfast"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn bad_child_properties_are_errors_naming_them() {
+    common::init();
+    let cases = [
+        (
+            "props,no-such-prop=1",
+            vec!["sw-properties", "no-such-prop", "x264enc"],
+        ),
+        (
+            "props,speed-preset=warp",
+            vec!["sw-properties", "warp", "speed-preset"],
+        ),
+        ("props,bitrate=-5", vec!["sw-properties", "bitrate"]),
+    ];
+    for (props, words) in cases {
+        let log = common::run_to_eos(
+            &format!("{SOURCE} ! vpuguardenc mode=software sw-properties=\"{props}\" ! fakesink"),
+            TIMEOUT,
+        );
+        assert!(!log.eos, "{props}: {log:#?}");
+        assert_eq!(log.errors.len(), 1, "{props}: {log:#?}");
+        for word in words {
+            assert!(
+                log.errors[0].contains(word),
+                "{props}: '{word}' not in {}",
+                log.errors[0]
+            );
+        }
+    }
+    // A string that is no structure at all fails at start, naming the property.
+    let log = common::run_to_eos(
+        &format!("{SOURCE} ! vpuguardenc hw-properties=\"props,=,,\" ! fakesink"),
+        TIMEOUT,
+    );
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    assert!(log.errors[0].contains("hw-properties"), "{}", log.errors[0]);
+}
+
+#[test]
+fn missing_software_encoder_is_an_error_naming_it() {
+    common::init();
+    let log = common::run_to_eos(
+        &format!("{SOURCE} ! vpuguardenc sw-encoder=nosuchenc ! fakesink"),
+        TIMEOUT,
+    );
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    assert!(log.errors[0].contains("sw-encoder") && log.errors[0].contains("nosuchenc"));
+}
+
+#[test]
+fn missing_hardware_encoder_is_software_in_auto_mode() {
+    common::init();
+    let vpu = Vpu::new("no-hw", "");
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! vpuguardenc hw-encoder=nosuchmpp lock-dir={} ! fakesink",
+            vpu.lock_dir().display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let d = decision(&log);
+    assert_eq!(
+        (d.encoder.as_str(), d.reason.as_str()),
+        ("x264enc", "no-hw-encoder")
+    );
+}
+
+#[test]
+fn hardware_mode_fails_clearly_when_the_budget_is_spent() {
+    common::init();
+    let vpu = Vpu::new("hw-mode", &SAMPLE.repeat(2));
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! {} ! fakesink",
+            vpu.guard("mode=hardware max-sessions=6")
+        ),
+        TIMEOUT,
+    );
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    assert!(
+        log.errors[0].contains("no VPU slot is free: 6 of max-sessions=6"),
+        "{}",
+        log.errors[0]
+    );
+    assert_eq!(vpu.peak(), 0);
+}
+
+#[test]
+fn hardware_start_failure_falls_back_without_an_error() {
+    common::init();
+    // The listing is empty but the "VPU" refuses any session, as a wedged one does.
+    let vpu = Vpu::new("start-fail", "");
+    let out = vpu.dir.join("out.mkv");
+    let sf = vpu.session_file.display();
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={} \
+             hw-properties=\"props,session-file={sf},hard-limit=0\" ! matroskamux ! filesink location={}",
+            vpu.lock_dir().display(),
+            out.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let d = decision(&log);
+    assert_eq!((d.encoder.as_str(), d.hardware), ("x264enc", false));
+    assert_eq!(d.reason, "hw-start-failed");
+    assert!(
+        log.warnings.iter().any(|w| w.contains("failed to start")),
+        "{log:#?}"
+    );
+    assert_eq!(vpu.sessions(), 0);
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
+}
+
+#[test]
+fn hardware_failing_on_its_first_frame_falls_back_losing_nothing() {
+    common::init();
+    let vpu = Vpu::new("first-frame-fail", "");
+    let out = vpu.dir.join("out.mkv");
+    let sf = vpu.session_file.display();
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={} \
+             hw-properties=\"props,session-file={sf},fail-on-first-buffer=true\" ! matroskamux ! filesink location={}",
+            vpu.lock_dir().display(),
+            out.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let all = decisions(&log);
+    let reasons: Vec<_> = all
+        .iter()
+        .map(|d| (d.encoder.as_str(), d.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![(FAKE_HW, "budget"), ("x264enc", "hw-start-failed")]
+    );
+    // The session the failed encoder held is closed.
+    assert_eq!(vpu.sessions(), 0);
+    // Every frame made it, the one the hardware choked on included.
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
+}
+
+#[test]
+fn cycling_through_null_releases_and_retakes_the_slot() {
+    common::init();
+    let vpu = Vpu::new("cycle", "");
+    let live =
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+    let desc = format!(
+        "{live} ! {} ! fakesink",
+        vpu.guard("name=guard max-sessions=1")
+    );
+    let (a, _) = decided(&desc);
+    assert!(a.by_name("guard").unwrap().property::<bool>("hardware"));
+    assert_eq!(vpu.sessions(), 1);
+
+    let (b, _) = decided(&desc);
+    assert!(!b.by_name("guard").unwrap().property::<bool>("hardware"));
+
+    a.set_state(gst::State::Null).unwrap();
+    assert_eq!(vpu.sessions(), 0);
+    b.set_state(gst::State::Null).unwrap();
+
+    // A new stream decides anew: the slot is free again.
+    b.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&b, TIMEOUT, |log| {
+        !log.named("vpuguardenc-decision").is_empty()
+    });
+    assert!(decision(&log).hardware, "{log:#?}");
+    assert_eq!(vpu.sessions(), 1);
+    b.set_state(gst::State::Null).unwrap();
+    assert_eq!(vpu.sessions(), 0);
+    assert_eq!(vpu.peak(), 1);
+}
+
+// ---- several processes -------------------------------------------------------
+
+const CHILD_ROLE: &str = "EDGEGUARD_VPUGUARD_CHILD";
+
+/// Not a test on its own: the body of the helper processes that the
+/// multi-process tests start (this test binary, run again with CHILD_ROLE set).
+/// It starts EDGEGUARD_PIPELINES live pipelines at once, prints how many got
+/// hardware, and holds them until its stdin closes.
+#[test]
+fn child_process_entry() {
+    let Ok(args) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    common::init();
+    let count: usize = std::env::var("EDGEGUARD_PIPELINES")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let threads: Vec<_> = (0..count)
+        .map(|_| {
+            let args = args.clone();
+            std::thread::spawn(move || {
+                let pipeline = gst::parse::launch(&format!(
+                    "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+                     vpuguardenc name=guard {args} ! fakesink"
+                ))
+                .unwrap()
+                .downcast::<gst::Pipeline>()
+                .unwrap();
+                pipeline.set_state(gst::State::Playing).unwrap();
+                let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
+                    !log.named("vpuguardenc-decision").is_empty()
+                });
+                assert!(log.errors.is_empty(), "{log:#?}");
+                let hardware = decision(&log).hardware;
+                (pipeline, hardware)
+            })
+        })
+        .collect();
+    let pipelines: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let hw = pipelines.iter().filter(|(_, hw)| *hw).count();
+    println!("RESULT hw={hw} sw={}", pipelines.len() - hw);
+    std::io::stdout().flush().unwrap();
+    // Hold every session until the parent has seen all processes decide.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    for (pipeline, _) in pipelines {
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+}
+
+struct Child {
+    process: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Child {
+    fn spawn(guard_args: &str, pipelines: usize) -> Self {
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ROLE, guard_args)
+            .env("EDGEGUARD_PIPELINES", pipelines.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(process.stdout.take().unwrap());
+        Child { process, stdout }
+    }
+
+    /// Waits for the child's RESULT line: (hardware, software) pipelines.
+    fn result(&mut self) -> (usize, usize) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "child exited without a result"
+            );
+            // The test harness prints its own text on the same line first.
+            if let Some((_, rest)) = line.trim().split_once("RESULT ") {
+                let nums: Vec<usize> = rest
+                    .split(' ')
+                    .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
+                    .collect();
+                return (nums[0], nums[1]);
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        drop(self.process.stdin.take());
+        assert!(self.process.wait().unwrap().success());
+    }
+}
+
+fn twelve_pipelines_in_three_processes(guard_args: &str) -> usize {
+    let mut children: Vec<Child> = (0..3).map(|_| Child::spawn(guard_args, 4)).collect();
+    let results: Vec<_> = children.iter_mut().map(Child::result).collect();
+    for child in children {
+        child.finish();
+    }
+    assert_eq!(results.iter().map(|(h, s)| h + s).sum::<usize>(), 12);
+    results.iter().map(|(h, _)| h).sum()
+}
+
+#[test]
+fn twelve_pipelines_in_three_processes_share_four_slots_by_session_file() {
+    common::init();
+    let vpu = Vpu::new("procs-file", "");
+    // The double's hard limit is the budget: one session too many would fail.
+    let sf = vpu.session_file.display();
+    let args = format!(
+        "hw-encoder={FAKE_HW} max-sessions=4 session-file={sf} lock-dir={} \
+         hw-properties=\"props,session-file={sf},hard-limit=4\"",
+        vpu.lock_dir().display()
+    );
+    assert_eq!(twelve_pipelines_in_three_processes(&args), 4);
+    assert_eq!(vpu.peak(), 4);
+    assert_eq!(vpu.sessions(), 0);
+}
+
+#[test]
+fn twelve_pipelines_in_three_processes_share_four_slots_by_ledger() {
+    common::init();
+    let vpu = Vpu::new("procs-ledger", "");
+    let sf = vpu.session_file.display();
+    let args = format!(
+        "hw-encoder={FAKE_HW} max-sessions=4 session-file={} lock-dir={} \
+         hw-properties=\"props,session-file={sf}\"",
+        vpu.dir.join("unreadable").display(),
+        vpu.lock_dir().display()
+    );
+    assert_eq!(twelve_pipelines_in_three_processes(&args), 4);
+    assert_eq!(vpu.peak(), 4);
+}
+
+#[test]
+fn a_killed_process_frees_its_slots() {
+    common::init();
+    let vpu = Vpu::new("sigkill", "");
+    let args = format!(
+        "hw-encoder={FAKE_HW} max-sessions=2 session-file={} lock-dir={}",
+        vpu.dir.join("unreadable").display(),
+        vpu.lock_dir().display()
+    );
+    let mut child = Child::spawn(&args, 2);
+    assert_eq!(child.result(), (2, 0));
+    // The budget is spent while the child lives.
+    let live =
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+    let (p, _) = decided(&format!(
+        "{live} ! vpuguardenc name=guard {args} ! fakesink"
+    ));
+    assert!(!p.by_name("guard").unwrap().property::<bool>("hardware"));
+    p.set_state(gst::State::Null).unwrap();
+
+    child.process.kill().unwrap(); // SIGKILL: no cleanup runs in the child
+    child.process.wait().unwrap();
+    let (p, _) = decided(&format!(
+        "{live} ! vpuguardenc name=guard {args} ! fakesink"
+    ));
+    assert!(p.by_name("guard").unwrap().property::<bool>("hardware"));
+    p.set_state(gst::State::Null).unwrap();
+}
