@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit inspect install clean
+.PHONY: deps build test lint unit inspect install bench clean
 
 deps:
 	./scripts/deps.sh
@@ -26,6 +26,10 @@ test: deps lint unit inspect
 install: build
 	@test -n "$(PLUGINS_DIR)" || { echo "install: pkg-config knows no gstreamer-1.0 pluginsdir (run make deps)"; exit 1; }
 	install -D -m 0644 $(PLUGIN_DIR)/libgstedgeguard.so $(DESTDIR)$(PLUGINS_DIR)/libgstedgeguard.so
+
+# Side-by-side benchmarks; each prints its ratios.
+bench: deps
+	$(CARGO) bench --locked --bench vpuguardenc
 
 clean:
 	$(CARGO) clean

@@ -133,11 +133,13 @@ impl ObjectImpl for VpuGuardEnc {
                     .nick("Hardware encoder")
                     .blurb("Factory name of the VPU encoder used while a session slot is free")
                     .default_value(Some(DEFAULT_HW_ENCODER))
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("sw-encoder")
                     .nick("Software encoder")
                     .blurb("Factory name of the CPU encoder used when the VPU budget is spent")
                     .default_value(Some(DEFAULT_SW_ENCODER))
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-sessions")
                     .nick("Maximum VPU sessions")
@@ -147,6 +149,7 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .maximum(1024)
                     .default_value(DEFAULT_MAX_SESSIONS)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("session-file")
                     .nick("Session file")
@@ -154,6 +157,7 @@ impl ObjectImpl for VpuGuardEnc {
                         "Kernel listing of VPU sessions; empty = /proc/mpp_service/sessions-summary, \
                          then /sys/kernel/debug/mpp_service/session",
                     )
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("lock-dir")
                     .nick("Lock directory")
@@ -161,10 +165,12 @@ impl ObjectImpl for VpuGuardEnc {
                         "Directory of the machine-wide decision lock and hardware slots; every \
                          guard sharing a budget must use the same one (empty = /run/lock/edgeguard)",
                     )
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
                     .nick("Mode")
                     .blurb("Whether the guard may choose, or is forced to one encoder kind")
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("bitrate")
                     .nick("Bitrate")
@@ -174,6 +180,7 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .maximum(u32::MAX / 1000)
                     .default_value(DEFAULT_BITRATE)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecInt::builder("gop")
                     .nick("GOP")
@@ -183,6 +190,7 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .minimum(0)
                     .default_value(DEFAULT_GOP)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("hw-properties")
                     .nick("Hardware encoder properties")
@@ -190,6 +198,7 @@ impl ObjectImpl for VpuGuardEnc {
                         "Properties for the hardware encoder as a GstStructure string, \
                          e.g. \"props,rc-mode=cbr\"; applied after bitrate and gop",
                     )
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("sw-properties")
                     .nick("Software encoder properties")
@@ -197,6 +206,7 @@ impl ObjectImpl for VpuGuardEnc {
                         "Properties for the software encoder as a GstStructure string, \
                          e.g. \"props,speed-preset=superfast,tune=zerolatency\"",
                     )
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("active-encoder")
                     .nick("Active encoder")

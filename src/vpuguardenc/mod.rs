@@ -9,7 +9,7 @@ mod child_props;
 mod codec;
 mod decision;
 mod imp;
-mod ledger;
+pub mod ledger;
 pub mod sessions;
 
 pub use decision::Reason;
