@@ -6,9 +6,11 @@
 
 use gst::glib;
 
+pub mod delaybuffer;
 pub mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    delaybuffer::register(plugin)?;
     vpuguardenc::register(plugin)?;
     Ok(())
 }

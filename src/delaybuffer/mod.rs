@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MPL-2.0
+//! delaybuffer: an N-second zero-copy delay for one branch of a tee. It holds
+//! references to buffers (system, DMABuf, NVMM or CUDA memory) and shifts the
+//! running time of its src pad, instead of copying frames or adding latency.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+pub mod ring;
+
+/// What to do when a `max-size-*` bound is hit.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstDelayBufferLeaky")]
+pub enum Leaky {
+    #[default]
+    #[enum_value(name = "Not leaky: block upstream until there is room", nick = "no")]
+    No = 0,
+    #[enum_value(
+        name = "Leaky on downstream: drop the oldest held buffer",
+        nick = "downstream"
+    )]
+    Downstream = 2,
+}
+
+glib::wrapper! {
+    pub struct DelayBuffer(ObjectSubclass<imp::DelayBuffer>) @extends gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Leaky::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "delaybuffer",
+        gst::Rank::NONE,
+        DelayBuffer::static_type(),
+    )
+}

@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The timed ring of held items: buffers keyed by running time, and the
+//! serialized events between them, in arrival order.
+
+use std::collections::VecDeque;
+
+/// Nanoseconds of running time.
+pub type RunningTime = u64;
+
+#[derive(Debug)]
+pub enum Item<B, E> {
+    Buffer {
+        buffer: B,
+        running_time: RunningTime,
+        size: u64,
+    },
+    Event(E),
+}
+
+/// The bounds from `max-size-*`; 0 = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    pub buffers: u32,
+    pub bytes: u64,
+    pub time: u64,
+}
+
+#[derive(Debug)]
+pub struct Ring<B, E> {
+    items: VecDeque<Item<B, E>>,
+    buffers: u32,
+    bytes: u64,
+}
+
+impl<B, E> Default for Ring<B, E> {
+    fn default() -> Self {
+        Ring {
+            items: VecDeque::new(),
+            buffers: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl<B, E> Ring<B, E> {
+    pub fn push_buffer(&mut self, buffer: B, running_time: RunningTime, size: u64) {
+        self.buffers += 1;
+        self.bytes += size;
+        self.items.push_back(Item::Buffer {
+            buffer,
+            running_time,
+            size,
+        });
+    }
+
+    pub fn push_event(&mut self, event: E) {
+        self.items.push_back(Item::Event(event));
+    }
+
+    pub fn front(&self) -> Option<&Item<B, E>> {
+        self.items.front()
+    }
+
+    pub fn pop(&mut self) -> Option<Item<B, E>> {
+        let item = self.items.pop_front()?;
+        if let Item::Buffer { size, .. } = &item {
+            self.buffers -= 1;
+            self.bytes -= size;
+        }
+        Some(item)
+    }
+
+    /// Empties the ring, returning the events it held (buffers are dropped).
+    pub fn clear(&mut self) -> Vec<E> {
+        self.buffers = 0;
+        self.bytes = 0;
+        self.items
+            .drain(..)
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(e),
+                Item::Buffer { .. } => None,
+            })
+            .collect()
+    }
+
+    pub fn buffers(&self) -> u32 {
+        self.buffers
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn running_times(&self) -> impl DoubleEndedIterator<Item = RunningTime> + '_ {
+        self.items.iter().filter_map(|i| match i {
+            Item::Buffer { running_time, .. } => Some(*running_time),
+            Item::Event(_) => None,
+        })
+    }
+
+    /// The span of running time held, from the oldest to the newest buffer.
+    pub fn span(&self) -> u64 {
+        match (
+            self.running_times().next(),
+            self.running_times().next_back(),
+        ) {
+            (Some(first), Some(last)) => last.saturating_sub(first),
+            _ => 0,
+        }
+    }
+
+    /// Whether one more buffer of `size` at `running_time` would exceed a bound.
+    pub fn is_full(&self, bounds: &Bounds, size: u64, running_time: RunningTime) -> bool {
+        if self.buffers == 0 {
+            // An empty ring always takes a buffer, however large.
+            return false;
+        }
+        let first = self.running_times().next().unwrap_or(running_time);
+        (bounds.buffers != 0 && self.buffers >= bounds.buffers)
+            || (bounds.bytes != 0 && self.bytes + size > bounds.bytes)
+            || (bounds.time != 0 && running_time.saturating_sub(first) > bounds.time)
+    }
+
+    /// Removes the oldest buffer, keeping the events around it in order.
+    /// Returns whether one was removed.
+    pub fn drop_oldest_buffer(&mut self) -> bool {
+        let Some(pos) = self
+            .items
+            .iter()
+            .position(|i| matches!(i, Item::Buffer { .. }))
+        else {
+            return false;
+        };
+        if let Some(Item::Buffer { size, .. }) = self.items.remove(pos) {
+            self.buffers -= 1;
+            self.bytes -= size;
+        }
+        true
+    }
+
+    /// Removes the buffers whose running time is before `cutoff` (events stay,
+    /// in order). Returns how many were removed.
+    pub fn drop_older_than(&mut self, cutoff: RunningTime) -> u32 {
+        let before = self.buffers;
+        let mut bytes = self.bytes;
+        self.items.retain(|i| match i {
+            Item::Buffer {
+                running_time, size, ..
+            } if *running_time < cutoff => {
+                bytes -= size;
+                false
+            }
+            _ => true,
+        });
+        self.bytes = bytes;
+        let removed = before
+            - self
+                .items
+                .iter()
+                .filter(|i| matches!(i, Item::Buffer { .. }))
+                .count() as u32;
+        self.buffers -= removed;
+        removed
+    }
+}
+
+/// Buffers to add to an upstream pool so it can keep `delay` of video held:
+/// ceil(delay x framerate) + 2 (one being filled upstream, one in flight).
+pub fn buffers_for_delay(delay_ns: u64, fps_n: u32, fps_d: u32) -> Option<u32> {
+    if fps_n == 0 || fps_d == 0 {
+        return None;
+    }
+    let num = u128::from(delay_ns) * u128::from(fps_n);
+    let den = 1_000_000_000u128 * u128::from(fps_d);
+    let frames = num.div_ceil(den);
+    u32::try_from(frames + 2).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type R = Ring<u32, &'static str>;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn levels_follow_pushes_and_pops() {
+        let mut r = R::default();
+        r.push_event("caps");
+        r.push_buffer(1, 0, 100);
+        r.push_buffer(2, 33 * MS, 100);
+        assert_eq!((r.buffers(), r.bytes(), r.span()), (2, 200, 33 * MS));
+        assert!(matches!(r.pop(), Some(Item::Event("caps"))));
+        assert!(matches!(r.pop(), Some(Item::Buffer { buffer: 1, .. })));
+        assert_eq!((r.buffers(), r.bytes(), r.span()), (1, 100, 0));
+    }
+
+    #[test]
+    fn bounds() {
+        let mut r = R::default();
+        let b = Bounds {
+            buffers: 2,
+            bytes: 0,
+            time: 0,
+        };
+        assert!(!r.is_full(&b, 10, 0));
+        r.push_buffer(1, 0, 10);
+        r.push_buffer(2, MS, 10);
+        assert!(r.is_full(&b, 10, 2 * MS));
+        let bytes = Bounds {
+            buffers: 0,
+            bytes: 25,
+            time: 0,
+        };
+        assert!(r.is_full(&bytes, 10, 2 * MS));
+        assert!(!r.is_full(&bytes, 5, 2 * MS));
+        let time = Bounds {
+            buffers: 0,
+            bytes: 0,
+            time: 10 * MS,
+        };
+        assert!(!r.is_full(&time, 1, 10 * MS));
+        assert!(r.is_full(&time, 1, 11 * MS));
+        // An empty ring takes even a buffer larger than the byte bound.
+        assert!(!R::default().is_full(&bytes, 1000, 0));
+    }
+
+    #[test]
+    fn dropping_keeps_events_in_order() {
+        let mut r = R::default();
+        r.push_event("a");
+        r.push_buffer(1, 0, 10);
+        r.push_event("b");
+        r.push_buffer(2, 10 * MS, 10);
+        r.push_buffer(3, 20 * MS, 10);
+        assert!(r.drop_oldest_buffer());
+        assert_eq!((r.buffers(), r.bytes()), (2, 20));
+        assert_eq!(r.drop_older_than(15 * MS), 1);
+        assert_eq!((r.buffers(), r.bytes()), (1, 10));
+        assert!(matches!(r.pop(), Some(Item::Event("a"))));
+        assert!(matches!(r.pop(), Some(Item::Event("b"))));
+        assert!(matches!(r.pop(), Some(Item::Buffer { buffer: 3, .. })));
+        assert!(!r.drop_oldest_buffer());
+        r.push_event("c");
+        r.push_buffer(4, 0, 10);
+        assert_eq!(r.clear(), vec!["c"]);
+        assert_eq!((r.buffers(), r.bytes(), r.span()), (0, 0, 0));
+    }
+
+    #[test]
+    fn pool_size_for_delay() {
+        // 7 s at 30 fps holds 210 frames.
+        assert_eq!(buffers_for_delay(7_000_000_000, 30, 1), Some(212));
+        assert_eq!(buffers_for_delay(1_000_000_000, 30000, 1001), Some(32));
+        assert_eq!(buffers_for_delay(0, 30, 1), Some(2));
+        assert_eq!(buffers_for_delay(1_000_000_000, 0, 1), None);
+        assert_eq!(buffers_for_delay(u64::MAX, i32::MAX as u32, 1), None);
+    }
+}
