@@ -16,7 +16,13 @@ const MS: gst::ClockTime = gst::ClockTime::MSECOND;
 fn harness(delay: gst::ClockTime) -> Harness {
     common::init();
     let mut h = Harness::new("delaybuffer");
-    h.element().unwrap().set_property("delay", delay.nseconds());
+    let element = h.element().unwrap();
+    element.set_property("delay", delay.nseconds());
+    // Tests that stop pushing are not about starvation, unless they say so.
+    element.set_property(
+        "stall-timeout",
+        gst::ClockTime::from_seconds(3600).nseconds(),
+    );
     h.set_src_caps_str("video/x-raw,format=RGBA,width=4,height=4,framerate=10/1");
     h.play();
     h
@@ -142,6 +148,110 @@ fn zero_copy_dmabuf_memory_keeps_its_fd() {
         .downcast_memory_ref::<gst_allocators::DmaBufMemory>()
         .expect("still DMABuf memory");
     assert_eq!(dmabuf.fd(), fd);
+}
+
+#[test]
+fn zero_copy_memory_is_never_mapped() {
+    let mut h = harness(100 * MS);
+    let allocator = common::counting_allocator::CountingAllocator::default();
+    let mut pushed = Vec::new();
+    for i in 0..3u64 {
+        let mut b = gst::Buffer::new();
+        {
+            let b = b.get_mut().unwrap();
+            b.append_memory(allocator.memory(1024));
+            b.set_pts(i * 10 * MS);
+        }
+        pushed.push(b.clone());
+        h.push(b).unwrap();
+    }
+    for b in &pushed {
+        h.crank_single_clock_wait().unwrap();
+        let out = h.pull().unwrap();
+        assert_eq!(out.as_ptr(), b.as_ptr());
+    }
+    assert_eq!(allocator.maps(), 0);
+    // The counter does count: a map is seen.
+    let _map = pushed[0].map_readable().unwrap();
+    assert_eq!(allocator.maps(), 1);
+}
+
+#[test]
+fn live_starvation_warns_once_with_what_upstream_needs() {
+    let mut h = harness(5 * gst::ClockTime::SECOND);
+    let element = h.element().unwrap();
+    element.set_property("stall-timeout", (500 * MS).nseconds());
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    for i in 0..3u64 {
+        h.push(buffer(i * 100 * MS)).unwrap();
+    }
+    wait_level(&h, 3);
+    // Input stops (the pool is exhausted): the task notices at the stall timeout.
+    h.crank_single_clock_wait().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Warning],
+        )
+        .expect("a starvation warning");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    // 5 s at 10 fps + 2.
+    assert!(text.contains("It needs 52 buffers"), "{text}");
+    assert!(text.contains("nvvidconv output-buffers"), "{text}");
+    assert!(text.contains("num-extra-surfaces"), "{text}");
+    // Live: the held frames still leave on schedule, and only one warning.
+    h.crank_single_clock_wait().unwrap();
+    assert_eq!(h.pull().unwrap().pts(), Some(gst::ClockTime::ZERO));
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    element.set_bus(None);
+}
+
+#[test]
+fn non_live_stall_releases_what_is_held() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src is-live=false format=time \
+           caps=video/x-raw,format=GRAY8,width=4,height=4,framerate=30/1 ! \
+         delaybuffer delay=10000000000 stall-timeout=200000000 ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..3u64 {
+        let mut b = gst::Buffer::with_size(16).unwrap();
+        b.get_mut().unwrap().set_pts(i * 33 * MS);
+        src.push_buffer(b).unwrap();
+    }
+    // No EOS, no more data: after the stall timeout the three come out anyway.
+    let mut got = 0;
+    while got < 3 {
+        let sample = sink
+            .try_pull_sample(gst::ClockTime::from_seconds(10))
+            .expect("held buffers are released after a stall");
+        assert_eq!(sample.buffer().unwrap().pts(), Some(got * 33 * MS));
+        got += 1;
+    }
+    let warning = pipeline.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(5),
+        &[gst::MessageType::Warning],
+    );
+    assert!(warning.is_some());
+    pipeline.set_state(gst::State::Null).unwrap();
 }
 
 #[test]

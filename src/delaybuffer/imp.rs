@@ -22,6 +22,7 @@ const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
 const DEFAULT_MAX_SIZE_TIME: u64 = 0;
 const DEFAULT_LEAKY: Leaky = Leaky::No;
+const DEFAULT_STALL_TIMEOUT: u64 = gst::ClockTime::SECOND.nseconds();
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -58,6 +59,13 @@ struct Shared {
     /// Whether a GAP was sent to let downstream preroll while filling (non-live).
     gap_sent: bool,
     last_running_time: Option<u64>,
+    /// When the last buffer arrived: clock running time (live), monotonic (not live).
+    last_arrival_running_time: Option<u64>,
+    last_arrival: Option<std::time::Instant>,
+    /// Not live, after a stall: buffers up to this running time leave at once.
+    release_through: Option<u64>,
+    /// The starvation WARNING was posted for this stream.
+    starvation_warned: bool,
     framerate: Option<gst::Fraction>,
     received: u64,
     pushed: u64,
@@ -76,6 +84,10 @@ impl Default for Shared {
             clock_id: None,
             gap_sent: false,
             last_running_time: None,
+            last_arrival_running_time: None,
+            last_arrival: None,
+            release_through: None,
+            starvation_warned: false,
             framerate: None,
             received: 0,
             pushed: 0,
@@ -90,6 +102,7 @@ pub struct DelayBuffer {
     settings: Mutex<Settings>,
     /// The delay in ns; atomic because the task reads it on every buffer.
     delay: AtomicU64,
+    stall_timeout: AtomicU64,
     // Lock order: settings, then shared. Never held while pushing or waiting on the clock.
     shared: Mutex<Shared>,
     /// Signalled when the ring or the flushing flag changes.
@@ -143,6 +156,7 @@ impl ObjectSubclass for DelayBuffer {
             srcpad,
             settings: Mutex::new(Settings::default()),
             delay: AtomicU64::new(DEFAULT_DELAY),
+            stall_timeout: AtomicU64::new(DEFAULT_STALL_TIMEOUT),
             shared: Mutex::new(Shared::default()),
             changed: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
@@ -186,6 +200,17 @@ impl ObjectImpl for DelayBuffer {
                     .blurb("What to do when a max-size bound is hit")
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("stall-timeout")
+                    .nick("Stall timeout")
+                    .blurb(
+                        "How long input may stop, while less than the delay is held, before \
+                         delaybuffer warns that upstream's pool is too small (and, when not \
+                         live, releases what it holds so nothing waits forever); in ns",
+                    )
+                    .minimum(1)
+                    .default_value(DEFAULT_STALL_TIMEOUT)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("current-level-buffers")
                     .nick("Current level (buffers)")
                     .blurb("Buffers held now")
@@ -219,6 +244,12 @@ impl ObjectImpl for DelayBuffer {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         match pspec.name() {
             "delay" => self.set_delay(value.get().unwrap()),
+            "stall-timeout" => {
+                self.stall_timeout
+                    .store(value.get().unwrap(), Ordering::SeqCst);
+                let _guard = self.lock();
+                self.changed.notify_all();
+            }
             name => {
                 let mut settings = self.settings.lock().unwrap();
                 match name {
@@ -239,6 +270,7 @@ impl ObjectImpl for DelayBuffer {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "delay" => self.delay.load(Ordering::SeqCst).to_value(),
+            "stall-timeout" => self.stall_timeout.load(Ordering::SeqCst).to_value(),
             "max-size-buffers" => self.settings.lock().unwrap().bounds.buffers.to_value(),
             "max-size-bytes" => self.settings.lock().unwrap().bounds.bytes.to_value(),
             "max-size-time" => self.settings.lock().unwrap().bounds.time.to_value(),
@@ -469,6 +501,8 @@ impl DelayBuffer {
         s.ring.push_buffer(buffer, running_time, size);
         s.received += 1;
         s.last_running_time = Some(running_time);
+        s.last_arrival = Some(std::time::Instant::now());
+        s.last_arrival_running_time = self.current_running_time();
         self.changed.notify_all();
         Ok(gst::FlowSuccess::Ok)
     }
@@ -625,6 +659,10 @@ impl DelayBuffer {
             s.flow = Ok(gst::FlowSuccess::Ok);
             s.eos_held = false;
             s.gap_sent = false;
+            s.release_through = None;
+            s.starvation_warned = false;
+            s.last_arrival = None;
+            s.last_arrival_running_time = None;
         }
         self.changed.notify_all();
         drop(s);
@@ -705,10 +743,20 @@ impl DelayBuffer {
                     continue;
                 };
                 let target = base + gst::ClockTime::from_nseconds(due);
-                if clock.time() >= target {
+                let now = clock.time();
+                if now >= target {
                     break s.ring.pop();
                 }
-                let id = clock.new_single_shot_id(target);
+                // Wake up early to notice input that stopped while filling.
+                let stall_check = self.stall_deadline(&s, delay).map(|t| base + t);
+                if let Some(check) = stall_check
+                    && now >= check
+                {
+                    self.warn_starvation(&mut s, delay);
+                    continue;
+                }
+                let wake = stall_check.map_or(target, |check| check.min(target));
+                let id = clock.new_single_shot_id(wake);
                 s.clock_id = Some(id.clone());
                 drop(s);
                 let _ = id.wait();
@@ -718,7 +766,8 @@ impl DelayBuffer {
                 continue;
             }
             // Not live: release once the held span reaches the delay, or at EOS.
-            if s.eos_held || s.ring.span() >= delay {
+            let released = s.release_through.is_some_and(|t| running_time <= t);
+            if s.eos_held || released || s.ring.span() >= delay {
                 break s.ring.pop();
             }
             if !s.gap_sent {
@@ -732,7 +781,17 @@ impl DelayBuffer {
                 s = self.lock();
                 continue;
             }
-            s = self.changed.wait(s).unwrap();
+            let stall_timeout =
+                std::time::Duration::from_nanos(self.stall_timeout.load(Ordering::SeqCst));
+            let (guard, timeout) = self.changed.wait_timeout(s, stall_timeout).unwrap();
+            s = guard;
+            let stalled = s.last_arrival.is_some_and(|t| t.elapsed() >= stall_timeout);
+            if timeout.timed_out() && stalled && !s.flushing && s.ring.buffers() > 0 {
+                // Nothing came for a while: upstream may be waiting for the
+                // buffers held here. Let them go rather than wait forever.
+                self.warn_starvation(&mut s, delay);
+                s.release_through = s.last_running_time;
+            }
         };
         // Room for a blocked upstream.
         self.changed.notify_all();
@@ -759,6 +818,46 @@ impl DelayBuffer {
             }
             None => (),
         }
+    }
+
+    /// The running time (live) at which stopped input counts as a stall, when
+    /// less than the delay is held and no warning was posted yet.
+    fn stall_deadline(&self, s: &Shared, delay: u64) -> Option<gst::ClockTime> {
+        if s.starvation_warned || s.ring.span() >= delay {
+            return None;
+        }
+        let last = s.last_arrival_running_time?;
+        let timeout = self.stall_timeout.load(Ordering::SeqCst);
+        Some(gst::ClockTime::from_nseconds(last.saturating_add(timeout)))
+    }
+
+    /// Posts, once per stream, what upstream would need to keep the delay fed.
+    fn warn_starvation(&self, s: &mut Shared, delay: u64) {
+        if s.starvation_warned {
+            return;
+        }
+        s.starvation_warned = true;
+        let held = s.ring.buffers();
+        let span = s.ring.span();
+        let needed = s
+            .framerate
+            .and_then(|f| ring::buffers_for_delay(delay, f.numer() as u32, f.denom() as u32))
+            .map_or_else(|| "delay x framerate + 2".to_string(), |n| n.to_string());
+        gst::element_imp_warning!(
+            self,
+            gst::ResourceError::NoSpaceLeft,
+            (
+                "Input stopped while {} buffers ({} of {} ns) are held: upstream's buffer pool is probably too small for the delay. It needs {} buffers: raise nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool size (v4l2src copies frames when more than 32 are needed)",
+                held,
+                span,
+                delay,
+                needed
+            ),
+            [
+                "stall-timeout {} ns passed without input",
+                self.stall_timeout.load(Ordering::SeqCst)
+            ]
+        );
     }
 
     /// A GAP at the first held buffer's position, for downstream to preroll on.

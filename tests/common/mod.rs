@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod counting_allocator;
 pub mod fake_mpp;
 
 use gst::prelude::*;
