@@ -536,3 +536,119 @@ fn non_live_tee_prerolls_and_never_deadlocks() {
     assert_eq!(stats.get::<u64>("pushed").unwrap(), 60);
     drop(delayed);
 }
+
+#[test]
+fn delay_zero_passes_through_in_order() {
+    let mut h = harness(gst::ClockTime::ZERO);
+    // Every buffer is due on arrival: none waits on the clock.
+    h.set_time(gst::ClockTime::SECOND).unwrap();
+    for i in 0..5u64 {
+        h.push(buffer(i * 100 * MS)).unwrap();
+    }
+    for i in 0..5u64 {
+        assert_eq!(h.pull().unwrap().pts(), Some(i * 100 * MS));
+    }
+    assert_eq!(h.element().unwrap().static_pad("src").unwrap().offset(), 0);
+}
+
+#[test]
+fn buffers_without_timestamps_use_their_arrival_time() {
+    let mut h = harness(200 * MS);
+    h.set_time(300 * MS).unwrap();
+    let mut b = gst::Buffer::with_size(8).unwrap();
+    b.get_mut().unwrap().set_pts(gst::ClockTime::NONE);
+    h.push(b).unwrap();
+    h.crank_single_clock_wait().unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(out.pts(), None);
+    // Arrived at running time 300 ms, left at 300 ms + delay.
+    assert_eq!(h.testclock().unwrap().time(), 500 * MS);
+}
+
+#[test]
+fn raising_the_delay_pauses_output_until_the_longer_span_is_held() {
+    let mut h = harness(100 * MS);
+    h.push(buffer(gst::ClockTime::ZERO)).unwrap();
+    h.push(buffer(100 * MS)).unwrap();
+    wait_level(&h, 2);
+    h.element().unwrap().set_property("delay", (400 * MS).nseconds());
+    assert_eq!(
+        h.element().unwrap().static_pad("src").unwrap().offset(),
+        (400 * MS).nseconds() as i64
+    );
+    h.crank_single_clock_wait().unwrap();
+    assert_eq!(h.pull().unwrap().pts(), Some(gst::ClockTime::ZERO));
+    assert_eq!(h.testclock().unwrap().time(), 400 * MS);
+    assert_eq!(level(&h, "dropped"), 0);
+}
+
+#[test]
+fn bounds_that_cannot_hold_the_delay_warn_with_the_numbers() {
+    common::init();
+    let element = gst::ElementFactory::make("delaybuffer")
+        .property("delay", gst::ClockTime::from_seconds(7).nseconds())
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    element.set_property("max-size-time", gst::ClockTime::from_seconds(2).nseconds());
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning when the bound is set");
+    let gst::MessageView::Warning(w) = msg.view() else { unreachable!() };
+    let text = w.error().to_string();
+    assert!(text.contains("max-size-time=2000000000"), "{text}");
+    assert!(text.contains("delay=7000000000"), "{text}");
+    // A bound that holds the delay says nothing.
+    element.set_property("max-size-time", gst::ClockTime::from_seconds(8).nseconds());
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    element.set_bus(None);
+}
+
+#[test]
+fn leaky_no_blocks_upstream_until_there_is_room() {
+    let mut h = harness(100 * MS);
+    h.element().unwrap().set_property("max-size-buffers", 2u32);
+    h.push(buffer(gst::ClockTime::ZERO)).unwrap();
+    h.push(buffer(10 * MS)).unwrap();
+    wait_level(&h, 2);
+    let element = h.element().unwrap();
+    let sink = element.static_pad("sink").unwrap();
+    let pusher = std::thread::spawn(move || {
+        // The third push blocks until the first buffer has left.
+        sink.peer().unwrap().push(buffer(20 * MS))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!pusher.is_finished(), "upstream was not blocked");
+    h.crank_single_clock_wait().unwrap();
+    assert_eq!(h.pull().unwrap().pts(), Some(gst::ClockTime::ZERO));
+    assert!(pusher.join().unwrap().is_ok());
+    assert_eq!(level(&h, "dropped"), 0);
+}
+
+#[test]
+fn allocation_without_framerate_uses_max_size_buffers_or_warns_once() {
+    common::init();
+    let element = gst::ElementFactory::make("delaybuffer").build().unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let caps = gst::Caps::from_str("video/x-raw,format=RGBA,width=4,height=4").unwrap();
+    let ask = || {
+        let mut q = gst::query::Allocation::new(Some(&caps), true);
+        assert!(element.static_pad("sink").unwrap().query(&mut q));
+        q.allocation_pools()
+            .map(|(_, _, min, _)| min)
+            .collect::<Vec<_>>()
+    };
+    // Nothing to go by: no extra buffers, and a warning saying what to set, once.
+    assert_eq!(ask(), vec![0]);
+    assert_eq!(ask(), vec![0]);
+    let warnings: Vec<_> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning])).collect();
+    assert_eq!(warnings.len(), 1);
+    let gst::MessageView::Warning(w) = warnings[0].view() else { unreachable!() };
+    assert!(w.error().to_string().contains("set max-size-buffers"));
+    // With a bound, the bound (+2) is what upstream is asked for.
+    element.set_property("max-size-buffers", 40u32);
+    assert_eq!(ask(), vec![42]);
+    element.set_bus(None);
+}
