@@ -30,6 +30,7 @@ install: build
 # Side-by-side benchmarks; each prints its ratios.
 bench: deps
 	$(CARGO) bench --locked --bench vpuguardenc
+	$(CARGO) bench --locked --bench delaybuffer
 
 clean:
 	$(CARGO) clean

@@ -571,7 +571,9 @@ fn raising_the_delay_pauses_output_until_the_longer_span_is_held() {
     h.push(buffer(gst::ClockTime::ZERO)).unwrap();
     h.push(buffer(100 * MS)).unwrap();
     wait_level(&h, 2);
-    h.element().unwrap().set_property("delay", (400 * MS).nseconds());
+    h.element()
+        .unwrap()
+        .set_property("delay", (400 * MS).nseconds());
     assert_eq!(
         h.element().unwrap().static_pad("src").unwrap().offset(),
         (400 * MS).nseconds() as i64
@@ -595,7 +597,9 @@ fn bounds_that_cannot_hold_the_delay_warn_with_the_numbers() {
     let msg = bus
         .pop_filtered(&[gst::MessageType::Warning])
         .expect("a warning when the bound is set");
-    let gst::MessageView::Warning(w) = msg.view() else { unreachable!() };
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
     let text = w.error().to_string();
     assert!(text.contains("max-size-time=2000000000"), "{text}");
     assert!(text.contains("delay=7000000000"), "{text}");
@@ -643,9 +647,12 @@ fn allocation_without_framerate_uses_max_size_buffers_or_warns_once() {
     // Nothing to go by: no extra buffers, and a warning saying what to set, once.
     assert_eq!(ask(), vec![0]);
     assert_eq!(ask(), vec![0]);
-    let warnings: Vec<_> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning])).collect();
+    let warnings: Vec<_> =
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning])).collect();
     assert_eq!(warnings.len(), 1);
-    let gst::MessageView::Warning(w) = warnings[0].view() else { unreachable!() };
+    let gst::MessageView::Warning(w) = warnings[0].view() else {
+        unreachable!()
+    };
     assert!(w.error().to_string().contains("set max-size-buffers"));
     // With a bound, the bound (+2) is what upstream is asked for.
     element.set_property("max-size-buffers", 40u32);

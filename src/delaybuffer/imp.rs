@@ -3,8 +3,9 @@
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 
 use super::Leaky;
 use super::ring::{self, Bounds, Item, Ring};
@@ -251,7 +252,7 @@ impl ObjectImpl for DelayBuffer {
                 self.changed.notify_all();
             }
             name => {
-                let mut settings = self.settings.lock().unwrap();
+                let mut settings = self.settings.lock();
                 match name {
                     "max-size-buffers" => settings.bounds.buffers = value.get().unwrap(),
                     "max-size-bytes" => settings.bounds.bytes = value.get().unwrap(),
@@ -271,16 +272,16 @@ impl ObjectImpl for DelayBuffer {
         match pspec.name() {
             "delay" => self.delay.load(Ordering::SeqCst).to_value(),
             "stall-timeout" => self.stall_timeout.load(Ordering::SeqCst).to_value(),
-            "max-size-buffers" => self.settings.lock().unwrap().bounds.buffers.to_value(),
-            "max-size-bytes" => self.settings.lock().unwrap().bounds.bytes.to_value(),
-            "max-size-time" => self.settings.lock().unwrap().bounds.time.to_value(),
-            "leaky" => self.settings.lock().unwrap().leaky.to_value(),
-            "current-level-buffers" => self.shared.lock().unwrap().ring.buffers().to_value(),
-            "current-level-bytes" => self.shared.lock().unwrap().ring.bytes().to_value(),
-            "current-level-time" => self.shared.lock().unwrap().ring.span().to_value(),
-            "dropped" => self.shared.lock().unwrap().dropped.to_value(),
+            "max-size-buffers" => self.settings.lock().bounds.buffers.to_value(),
+            "max-size-bytes" => self.settings.lock().bounds.bytes.to_value(),
+            "max-size-time" => self.settings.lock().bounds.time.to_value(),
+            "leaky" => self.settings.lock().leaky.to_value(),
+            "current-level-buffers" => self.shared.lock().ring.buffers().to_value(),
+            "current-level-bytes" => self.shared.lock().ring.bytes().to_value(),
+            "current-level-time" => self.shared.lock().ring.span().to_value(),
+            "dropped" => self.shared.lock().dropped.to_value(),
             "stats" => {
-                let s = self.shared.lock().unwrap();
+                let s = self.shared.lock();
                 gst::Structure::builder("delaybuffer-stats")
                     .field("current-level-buffers", s.ring.buffers())
                     .field("current-level-bytes", s.ring.bytes())
@@ -350,7 +351,7 @@ impl ElementImpl for DelayBuffer {
         let result = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToPlaying {
             // A task waiting for a clock can start waiting on it now.
-            let _guard = self.shared.lock().unwrap();
+            let _guard = self.shared.lock();
             self.changed.notify_all();
         }
         Ok(result)
@@ -359,7 +360,7 @@ impl ElementImpl for DelayBuffer {
 
 impl DelayBuffer {
     fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap()
+        self.shared.lock()
     }
 
     fn set_delay(&self, delay: u64) {
@@ -398,7 +399,7 @@ impl DelayBuffer {
 
     /// Warns when a max-size bound is too small to hold the delay at the known framerate.
     fn check_bounds_hold_delay(&self) {
-        let bounds = self.settings.lock().unwrap().bounds;
+        let bounds = self.settings.lock().bounds;
         let delay = self.delay.load(Ordering::SeqCst);
         let framerate = self.lock().framerate;
         let mut problems = Vec::new();
@@ -470,7 +471,7 @@ impl DelayBuffer {
             .or(s.last_running_time)
             .unwrap_or(0);
         let size = buffer.size() as u64;
-        let settings = *self.settings.lock().unwrap();
+        let settings = *self.settings.lock();
         while s.ring.is_full(&settings.bounds, size, running_time) {
             match settings.leaky {
                 Leaky::Downstream => {
@@ -485,7 +486,7 @@ impl DelayBuffer {
                 }
                 Leaky::No => {
                     gst::log!(CAT, imp = self, "full: blocking upstream");
-                    s = self.changed.wait(s).unwrap();
+                    self.changed.wait(&mut s);
                     if s.flushing {
                         return Err(gst::FlowError::Flushing);
                     }
@@ -498,12 +499,24 @@ impl DelayBuffer {
             "holding {:?} at running time {running_time}",
             buffer
         );
+        let was_empty = s.ring.front().is_none();
         s.ring.push_buffer(buffer, running_time, size);
         s.received += 1;
         s.last_running_time = Some(running_time);
-        s.last_arrival = Some(std::time::Instant::now());
-        s.last_arrival_running_time = self.current_running_time();
-        self.changed.notify_all();
+        // Arrival times for stall detection: the clock only matters when live.
+        if s.live == Some(true) {
+            s.last_arrival_running_time = self.current_running_time();
+        } else {
+            s.last_arrival = Some(std::time::Instant::now());
+        }
+        // Wake the task only when this buffer can change what it waits for:
+        // live, it sleeps on the clock unless the ring was empty; not live,
+        // until the held span reaches the delay. Waking it for every buffer
+        // would cost a context switch each.
+        let delay = self.delay.load(Ordering::SeqCst);
+        if was_empty || (s.live != Some(true) && s.ring.span() >= delay) {
+            self.changed.notify_all();
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -594,7 +607,7 @@ impl DelayBuffer {
             .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
             .filter(|f| f.numer() > 0);
         let delay = self.delay.load(Ordering::SeqCst);
-        let max_buffers = self.settings.lock().unwrap().bounds.buffers;
+        let max_buffers = self.settings.lock().bounds.buffers;
         let extra = match framerate {
             Some(f) => ring::buffers_for_delay(delay, f.numer() as u32, f.denom() as u32)
                 .unwrap_or(u32::MAX),
@@ -726,7 +739,7 @@ impl DelayBuffer {
                 return;
             }
             let Some(front) = s.ring.front() else {
-                s = self.changed.wait(s).unwrap();
+                self.changed.wait(&mut s);
                 continue;
             };
             let running_time = match front {
@@ -739,7 +752,7 @@ impl DelayBuffer {
                 let obj = self.obj();
                 let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
                     // No clock before PLAYING: wait for change_state to wake us.
-                    s = self.changed.wait(s).unwrap();
+                    self.changed.wait(&mut s);
                     continue;
                 };
                 let target = base + gst::ClockTime::from_nseconds(due);
@@ -783,8 +796,7 @@ impl DelayBuffer {
             }
             let stall_timeout =
                 std::time::Duration::from_nanos(self.stall_timeout.load(Ordering::SeqCst));
-            let (guard, timeout) = self.changed.wait_timeout(s, stall_timeout).unwrap();
-            s = guard;
+            let timeout = self.changed.wait_for(&mut s, stall_timeout);
             let stalled = s.last_arrival.is_some_and(|t| t.elapsed() >= stall_timeout);
             if timeout.timed_out() && stalled && !s.flushing && s.ring.buffers() > 0 {
                 // Nothing came for a while: upstream may be waiting for the

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MPL-2.0
+//! delaybuffer side by side, in one run, with what users would use instead:
+//! (a) CPU added per buffer: delaybuffer vs `queue min-threshold-time` (same
+//!     delay, unbounded sizes), over many small buffers;
+//! (b) 1080p RGBA at 30 fps delayed 7 s: CPU time and peak RSS of delaybuffer vs
+//!     a CPU deep-copy delay (appsink -> copy into a deque -> appsrc).
+//!
+//! Each variant runs in a child process (this binary again) so that peak RSS
+//! is its own. Run with `make bench` or `cargo bench --bench delaybuffer`.
+
+use gst::prelude::*;
+use std::collections::VecDeque;
+use std::process::Command;
+
+const SMALL_BUFFERS: u64 = 100_000;
+const SMALL_DELAY_NS: u64 = 1_000_000_000;
+const BIG_FRAMES: u64 = 900;
+const BIG_DELAY_NS: u64 = 7_000_000_000;
+const FRAME_BYTES: u64 = 1920 * 1080 * 4;
+
+/// CPU seconds (user, system), minor page faults and peak RSS in bytes of this process so far.
+fn usage() -> (f64, f64, u64, u64) {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        secs(ru.ru_utime),
+        secs(ru.ru_stime),
+        ru.ru_minflt as u64,
+        ru.ru_maxrss as u64 * 1024,
+    )
+}
+
+/// What one variant cost: CPU (user, system), page faults, peak RSS.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    user: f64,
+    sys: f64,
+    faults: u64,
+    rss: u64,
+}
+
+impl Cost {
+    fn cpu(&self) -> f64 {
+        self.user + self.sys
+    }
+}
+
+fn run_to_eos(pipeline: &gst::Pipeline) {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(600),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(..)), "{msg:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+fn launch(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// The CPU deep-copy delay people write by hand: every frame copied to a deque.
+fn copy_delay(source: &str) {
+    let input = launch(&format!("{source} ! appsink name=sink sync=false"));
+    let output = launch("appsrc name=src format=time ! fakesink sync=false");
+    let sink = input
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let src = output
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    output.set_state(gst::State::Playing).unwrap();
+    input.set_state(gst::State::Playing).unwrap();
+    let mut held: VecDeque<gst::Buffer> = VecDeque::new();
+    let mut caps_set = false;
+    while let Ok(sample) = sink.pull_sample() {
+        if !caps_set {
+            src.set_caps(sample.caps_owned().as_ref());
+            caps_set = true;
+        }
+        let copy = sample.buffer().unwrap().copy_deep().unwrap();
+        let newest = copy.pts().unwrap();
+        held.push_back(copy);
+        while held
+            .front()
+            .is_some_and(|b| newest.nseconds() - b.pts().unwrap().nseconds() >= BIG_DELAY_NS)
+        {
+            src.push_buffer(held.pop_front().unwrap()).unwrap();
+        }
+    }
+    for b in held {
+        src.push_buffer(b).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let bus = output.bus().unwrap();
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos])
+        .unwrap();
+    input.set_state(gst::State::Null).unwrap();
+    output.set_state(gst::State::Null).unwrap();
+}
+
+/// Runs one variant in this process and prints "cpu rss".
+fn child(variant: &str) {
+    gst::init().unwrap();
+    gstedgeguard::plugin_register_static().unwrap();
+    let small = format!(
+        "videotestsrc num-buffers={SMALL_BUFFERS} pattern=black ! video/x-raw,format=GRAY8,width=8,height=8,framerate=1000/1"
+    );
+    let big = format!(
+        "videotestsrc num-buffers={BIG_FRAMES} pattern=black ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1"
+    );
+    let (user0, sys0, faults0, _) = usage();
+    match variant {
+        "small-none" => run_to_eos(&launch(&format!("{small} ! fakesink sync=false"))),
+        "small-queue" => run_to_eos(&launch(&format!(
+            "{small} ! queue min-threshold-time={SMALL_DELAY_NS} max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! fakesink sync=false"
+        ))),
+        "small-delaybuffer" => run_to_eos(&launch(&format!(
+            "{small} ! delaybuffer delay={SMALL_DELAY_NS} ! fakesink sync=false"
+        ))),
+        "big-none" => run_to_eos(&launch(&format!("{big} ! fakesink sync=false"))),
+        "big-delaybuffer" => run_to_eos(&launch(&format!(
+            "{big} ! delaybuffer delay={BIG_DELAY_NS} ! fakesink sync=false"
+        ))),
+        "big-queue" => run_to_eos(&launch(&format!(
+            "{big} ! queue min-threshold-time={BIG_DELAY_NS} max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! fakesink sync=false"
+        ))),
+        "big-copy" => copy_delay(&big),
+        other => panic!("unknown variant {other}"),
+    }
+    let (user1, sys1, faults1, rss) = usage();
+    println!(
+        "RESULT {} {} {} {}",
+        user1 - user0,
+        sys1 - sys0,
+        faults1 - faults0,
+        rss
+    );
+}
+
+fn measure(variant: &str) -> Cost {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("EDGEGUARD_BENCH_VARIANT", variant)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{variant}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap();
+    let mut parts = line.split(' ');
+    let mut next = || parts.next().unwrap();
+    Cost {
+        user: next().parse().unwrap(),
+        sys: next().parse().unwrap(),
+        faults: next().parse().unwrap(),
+        rss: next().parse().unwrap(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(variant) = std::env::var("EDGEGUARD_BENCH_VARIANT") {
+        child(&variant);
+        return;
+    }
+    const ROUNDS: usize = 3;
+    let cpu = |variant: &str| median((0..ROUNDS).map(|_| measure(variant).cpu()).collect());
+    let none = cpu("small-none");
+    let queue = cpu("small-queue");
+    let delay = cpu("small-delaybuffer");
+    let per = |t: f64| (t - none) / SMALL_BUFFERS as f64 * 1e6;
+    println!(
+        "delaybuffer (a): CPU added per buffer, {SMALL_BUFFERS} 8x8 GRAY8 buffers, 1 s delay, median of {ROUNDS}:"
+    );
+    println!("  queue min-threshold-time : {:7.2} us/buffer", per(queue));
+    println!("  delaybuffer              : {:7.2} us/buffer", per(delay));
+    println!(
+        "  ratio delaybuffer/queue  : {:7.2}   (target <= 1)",
+        per(delay) / per(queue)
+    );
+
+    let none = measure("big-none");
+    let held = (BIG_DELAY_NS / 1_000_000_000 * 30) * FRAME_BYTES;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "delaybuffer (b): 1080p RGBA 30 fps, {BIG_FRAMES} frames, 7 s delay ({:.0} MiB of frames held); \
+         cost above the same pipeline without a delay stage:",
+        mib(held)
+    );
+    println!(
+        "  {:<22} {:>8} {:>8} {:>8} {:>12} {:>14}",
+        "variant", "CPU s", "user s", "sys s", "page faults", "peak RSS MiB"
+    );
+    let mut costs = Vec::new();
+    for (name, variant) in [
+        ("delaybuffer", "big-delaybuffer"),
+        ("queue min-threshold", "big-queue"),
+        ("copy delay (appsink)", "big-copy"),
+    ] {
+        let c = measure(variant);
+        println!(
+            "  {:<22} {:>8.3} {:>8.3} {:>8.3} {:>12} {:>14.0}",
+            name,
+            c.cpu() - none.cpu(),
+            c.user - none.user,
+            c.sys - none.sys,
+            c.faults.saturating_sub(none.faults),
+            mib(c.rss.saturating_sub(none.rss))
+        );
+        costs.push(c);
+    }
+    let (db, copy) = (costs[0], costs[2]);
+    println!(
+        "  ratio copy/delaybuffer CPU: {:.1} (target >= 10); delaybuffer peak RSS / held frames: {:.2} (target <= 1)",
+        (copy.cpu() - none.cpu()) / (db.cpu() - none.cpu()).max(1e-3),
+        db.rss.saturating_sub(none.rss) as f64 / held as f64
+    );
+}
