@@ -13,6 +13,7 @@ packages=(
     gstreamer1.0-plugins-ugly
     gstreamer1.0-libav
     gstreamer1.0-tools
+    gstreamer1.0-x
     ffmpeg
     meson
     ninja-build
