@@ -7,10 +7,12 @@
 use gst::glib;
 
 pub mod delaybuffer;
+pub mod leakcheck;
 pub mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     delaybuffer::register(plugin)?;
+    leakcheck::register(plugin)?;
     vpuguardenc::register(plugin)?;
     Ok(())
 }

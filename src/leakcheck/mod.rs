@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MPL-2.0
+//! leakcheck: tracks every state transition in its pipeline and reports the
+//! elements that never went back to NULL, and the objects and device handles
+//! they left behind. Also the `leakchecktracer` tracer (GST_TRACERS=leakchecktracer).
+
+use gst::glib;
+use gst::prelude::*;
+
+mod fds;
+mod imp;
+mod ledger;
+pub mod patterns;
+pub mod report;
+mod tracer;
+
+glib::wrapper! {
+    pub struct LeakCheck(ObjectSubclass<imp::LeakCheck>) @extends gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "leakcheck",
+        gst::Rank::NONE,
+        LeakCheck::static_type(),
+    )?;
+    tracer::register(plugin)
+}
