@@ -76,10 +76,18 @@ impl ObjectSubclass for LeakCheck {
                     |this| this.srcpad.push_list(list),
                 )
             })
-            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION | gst::PadFlags::PROXY_SCHEDULING)
+            .flags(
+                gst::PadFlags::PROXY_CAPS
+                    | gst::PadFlags::PROXY_ALLOCATION
+                    | gst::PadFlags::PROXY_SCHEDULING,
+            )
             .build();
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
-            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION | gst::PadFlags::PROXY_SCHEDULING)
+            .flags(
+                gst::PadFlags::PROXY_CAPS
+                    | gst::PadFlags::PROXY_ALLOCATION
+                    | gst::PadFlags::PROXY_SCHEDULING,
+            )
             .build();
         LeakCheck {
             sinkpad,
@@ -160,7 +168,8 @@ impl ObjectImpl for LeakCheck {
             let mut settings = self.settings.lock();
             match pspec.name() {
                 "report-file" => {
-                    settings.report_file = value.get::<Option<String>>().unwrap().unwrap_or_default()
+                    settings.report_file =
+                        value.get::<Option<String>>().unwrap().unwrap_or_default()
                 }
                 "device-patterns" => {
                     settings.device_patterns =
@@ -238,10 +247,20 @@ impl ElementImpl for LeakCheck {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = gst::Caps::new_any();
             vec![
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .unwrap(),
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
@@ -293,7 +312,9 @@ impl LeakCheck {
         let Ok(settings) = self.settings.lock().to_ledger() else {
             return;
         };
-        let Some(k) = *self.tracked.lock() else { return };
+        let Some(k) = *self.tracked.lock() else {
+            return;
+        };
         if let Some(tracker) = REGISTRY.lock().trackers.get_mut(&k) {
             tracker.settings = settings;
         }

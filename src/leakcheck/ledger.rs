@@ -50,6 +50,9 @@ pub struct ElementRecord {
     pub weak: glib::WeakRef<gst::Element>,
     pub id: ElementId,
     pub removed: bool,
+    /// Removed in READY: judged after the grace, since bins commonly remove
+    /// a child in READY and set it to NULL right after.
+    pub removed_in_ready: bool,
     pub transitions: VecDeque<Transition>,
 }
 
@@ -58,9 +61,10 @@ pub fn element_id(element: &gst::Element) -> ElementId {
     ElementId {
         name: element.name().to_string(),
         path: element.path_string().to_string(),
-        factory: factory
-            .as_ref()
-            .map_or_else(|| element.type_().name().to_string(), |f| f.name().to_string()),
+        factory: factory.as_ref().map_or_else(
+            || element.type_().name().to_string(),
+            |f| f.name().to_string(),
+        ),
         klass: factory
             .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS).map(str::to_string))
             .unwrap_or_default(),
@@ -156,12 +160,14 @@ impl Tracker {
                     weak: element.downgrade(),
                     id: element_id(element),
                     removed: false,
+                    removed_in_ready: false,
                     transitions: VecDeque::new(),
                 },
             );
         } else if let Some(record) = self.elements.get_mut(&k) {
             // Re-added after a removal: it belongs to the pipeline again.
             record.removed = false;
+            record.removed_in_ready = false;
             record.id = element_id(element);
         }
     }
@@ -212,29 +218,30 @@ impl Tracker {
         }
     }
 
-    /// An element leaves the pipeline. Returns the finding when it leaves above NULL.
+    /// An element leaves the pipeline. Returns the finding when it leaves while
+    /// PAUSED or PLAYING; one left in READY is judged after the grace.
     pub fn removing(&mut self, element: &gst::Element) -> Option<Finding> {
         self.add(element);
-        let mut found = None;
         let mut to_mark = vec![element.clone()];
         if let Some(bin) = element.downcast_ref::<gst::Bin>() {
             to_mark.extend(bin.iterate_recurse().into_iter().flatten());
         }
+        let state = element.current_state();
         for e in to_mark {
             if let Some(record) = self.elements.get_mut(&key(&e)) {
                 record.removed = true;
+                record.removed_in_ready = e == *element && state == gst::State::Ready;
             }
         }
-        let state = element.current_state();
-        if state > gst::State::Null {
-            let finding = Finding::RemovedAboveNull {
-                element: element_id(element),
-                state: state_name(state),
-            };
-            self.pending.push(finding.clone());
-            found = Some(finding);
+        if state < gst::State::Paused {
+            return None;
         }
-        found
+        let finding = Finding::RemovedAboveNull {
+            element: element_id(element),
+            state: state_name(state),
+        };
+        self.pending.push(finding.clone());
+        Some(finding)
     }
 
     /// Findings known while the pipeline still runs: for the report posted at
@@ -250,6 +257,7 @@ impl Tracker {
         self.running = false;
         let pipeline = self.pipeline.upgrade();
         let mut findings = std::mem::take(&mut self.pending);
+        let owned = self.held_by_properties(pipeline.as_ref());
         let mut elements = Vec::new();
         let mut live = 0u32;
         self.elements.retain(|_, record| {
@@ -261,10 +269,8 @@ impl Tracker {
                 return true;
             }
             let state = element.current_state();
-            let in_pipeline = pipeline
-                .as_ref()
-                .is_some_and(|p| is_inside(&element, p))
-                && !record.removed;
+            let in_pipeline =
+                pipeline.as_ref().is_some_and(|p| is_inside(&element, p)) && !record.removed;
             // Keep the id's path current: it may have moved or been renamed.
             if in_pipeline {
                 record.id = element_id(&element);
@@ -291,7 +297,15 @@ impl Tracker {
                     state: state_name(state),
                 });
             }
-            if !in_pipeline {
+            if record.removed_in_ready && state != gst::State::Null {
+                findings.push(Finding::RemovedAboveNull {
+                    element: record.id.clone(),
+                    state: state_name(gst::State::Ready),
+                });
+            }
+            // An element the pipeline keeps as a property value (playbin's
+            // video-sink) is held on purpose.
+            if !in_pipeline && !owned.contains(&key(&element)) {
                 // Our upgrade holds one reference: the rest are someone else's.
                 findings.push(Finding::StillAlive {
                     element: record.id.clone(),
@@ -344,10 +358,40 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// Elements that the pipeline's own elements hold as object properties.
+    fn held_by_properties(
+        &self,
+        pipeline: Option<&gst::Element>,
+    ) -> std::collections::HashSet<usize> {
+        let mut owned = std::collections::HashSet::new();
+        let Some(pipeline) = pipeline else {
+            return owned;
+        };
+        let mut holders = vec![pipeline.clone()];
+        if let Some(bin) = pipeline.downcast_ref::<gst::Bin>() {
+            holders.extend(bin.iterate_recurse().into_iter().flatten());
+        }
+        for holder in holders {
+            for pspec in holder.list_properties() {
+                if pspec.flags().contains(glib::ParamFlags::READABLE)
+                    && pspec.value_type().is_a(gst::Element::static_type())
+                    && let Ok(Some(value)) = holder
+                        .property_value(pspec.name())
+                        .get::<Option<gst::Element>>()
+                {
+                    owned.insert(key(&value));
+                }
+            }
+        }
+        owned
+    }
+}
+
 fn is_inside(element: &gst::Element, ancestor: &gst::Element) -> bool {
     let mut current = element.parent();
     while let Some(parent) = current {
-        if parent.as_ptr() as usize == ancestor.as_ptr() as usize {
+        if std::ptr::eq(parent.as_ptr() as *const (), ancestor.as_ptr() as *const ()) {
             return true;
         }
         current = parent.parent();

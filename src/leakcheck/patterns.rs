@@ -43,7 +43,9 @@ impl DevicePatterns {
         if self.dmabuf && (target.starts_with("/dmabuf:") || target == "anon_inode:dmabuf") {
             return true;
         }
-        self.globs.iter().any(|g| glob_match(g.as_bytes(), target.as_bytes()))
+        self.globs
+            .iter()
+            .any(|g| glob_match(g.as_bytes(), target.as_bytes()))
     }
 }
 

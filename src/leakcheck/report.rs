@@ -30,10 +30,7 @@ pub enum Finding {
     /// 5: a device handle opened while the pipeline ran, still open after NULL.
     DeviceHandle { fd: i32, target: String },
     /// 6: live elements or device handles growing from cycle to cycle.
-    Growth {
-        what: String,
-        per_cycle: Vec<u32>,
-    },
+    Growth { what: String, per_cycle: Vec<u32> },
 }
 
 impl Finding {

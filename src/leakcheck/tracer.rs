@@ -39,9 +39,14 @@ pub struct Registry {
 impl Registry {
     /// Starts tracking a pipeline, replacing a tracker left by a dead pipeline
     /// at the same address, and forgetting trackers nobody can ask about.
-    pub fn insert_tracker(&mut self, top: &gst::Element, settings: ledger::Settings) -> &mut Tracker {
+    pub fn insert_tracker(
+        &mut self,
+        top: &gst::Element,
+        settings: ledger::Settings,
+    ) -> &mut Tracker {
         self.trackers.retain(|_, t| {
-            t.pipeline.upgrade().is_some() || t.watcher.as_ref().is_some_and(|w| w.upgrade().is_some())
+            t.pipeline.upgrade().is_some()
+                || t.watcher.as_ref().is_some_and(|w| w.upgrade().is_some())
         });
         let k = key(top);
         let stale = self
@@ -86,7 +91,10 @@ pub fn ensure_hooks() {
 }
 
 /// The tracker of an element's top-level pipeline, created when every pipeline is watched.
-fn with_tracker<R>(element: &gst::Element, f: impl FnOnce(&mut Tracker, &gst::Element) -> R) -> Option<R> {
+fn with_tracker<R>(
+    element: &gst::Element,
+    f: impl FnOnce(&mut Tracker, &gst::Element) -> R,
+) -> Option<R> {
     let top = ledger::top_level(element);
     let mut registry = REGISTRY.lock();
     let k = key(&top);
@@ -180,7 +188,11 @@ impl Outlet {
                 src.post_message(
                     gst::message::Error::builder(
                         gst::CoreError::StateChange,
-                        &format!("leakcheck: {} finding(s) in {}", report.findings.len(), report.pipeline),
+                        &format!(
+                            "leakcheck: {} finding(s) in {}",
+                            report.findings.len(),
+                            report.pipeline
+                        ),
                     )
                     .src(src)
                     .build(),
@@ -292,7 +304,12 @@ mod imp {
     impl GstObjectImpl for LeakTracer {}
 
     impl TracerImpl for LeakTracer {
-        fn element_change_state_pre(&self, _ts: u64, element: &gst::Element, change: gst::StateChange) {
+        fn element_change_state_pre(
+            &self,
+            _ts: u64,
+            element: &gst::Element,
+            change: gst::StateChange,
+        ) {
             if change == gst::StateChange::NullToReady {
                 with_tracker(element, |tracker, _| tracker.starting());
             }

@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: MPL-2.0
+//! leakcheck through real pipelines: each finding provoked for real, and clean
+//! pipelines (decodebin, playbin, tee and queues) with none.
+
+mod common;
+
+use gst::prelude::*;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    common::init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+fn play(p: &gst::Pipeline) {
+    p.set_state(gst::State::Playing).unwrap();
+    let (result, state, _) = p.state(gst::ClockTime::from_seconds(10));
+    assert!(result.is_ok());
+    assert_eq!(state, gst::State::Playing);
+}
+
+fn report(check: &gst::Element) -> gst::Structure {
+    check.emit_by_name::<gst::Structure>("get-report", &[])
+}
+
+/// (kind, path) of every finding in a report.
+fn findings(report: &gst::Structure) -> Vec<(String, String)> {
+    report
+        .get::<gst::Array>("findings")
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let s = v.get::<gst::Structure>().unwrap();
+            (
+                s.name().to_string(),
+                s.get::<String>("path")
+                    .or_else(|_| s.get::<String>("target"))
+                    .or_else(|_| s.get::<String>("what"))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn finding(report: &gst::Structure, kind: &str) -> Vec<gst::Structure> {
+    report
+        .get::<gst::Array>("findings")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<gst::Structure>().unwrap())
+        .filter(|s| s.name() == kind)
+        .collect()
+}
+
+#[test]
+fn clean_pipeline_has_no_findings() {
+    let p = pipeline(
+        "videotestsrc num-buffers=30 ! tee name=t \
+         t. ! queue ! leakcheck name=check grace=0 ! fakesink \
+         t. ! queue ! fakesink",
+    );
+    let check = p.by_name("check").unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&p, TIMEOUT, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    assert_eq!(r.get::<u32>("cycles").unwrap(), 1);
+    assert_eq!(findings(&r), vec![]);
+    assert_eq!(check.property::<u32>("leaks"), 0);
+}
+
+#[test]
+fn element_removed_while_playing_is_reported_when_it_happens() {
+    let p = pipeline(
+        "videotestsrc is-live=true ! fakesink leakcheck name=check grace=0 identity name=victim",
+    );
+    let check = p.by_name("check").unwrap();
+    let victim = p.by_name("victim").unwrap();
+    play(&p);
+    p.remove(&victim).unwrap();
+    // The WARNING is on the bus right away, naming the element.
+    let log = common::collect_bus(&p, Duration::from_secs(5), |log| !log.warnings.is_empty());
+    assert_eq!(log.warnings.len(), 1, "{log:#?}");
+    assert!(log.warnings[0].contains("victim"), "{}", log.warnings[0]);
+    assert!(log.warnings[0].contains("removed from its pipeline while playing"));
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    let removed = finding(&r, "removed-above-null");
+    assert_eq!(removed.len(), 1, "{r}");
+    assert_eq!(removed[0].get::<&str>("name").unwrap(), "victim");
+    assert_eq!(removed[0].get::<&str>("state").unwrap(), "playing");
+    assert_eq!(removed[0].get::<&str>("factory").unwrap(), "identity");
+    victim.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn locked_element_left_playing_is_reported_with_its_path_and_state() {
+    let p = pipeline("videotestsrc is-live=true ! fakesink leakcheck name=check grace=0");
+    let check = p.by_name("check").unwrap();
+    // Nested in a sub-bin.
+    let sub = gst::Bin::with_name("sub");
+    let stuck = gst::ElementFactory::make("identity")
+        .name("stuck")
+        .build()
+        .unwrap();
+    sub.add(&stuck).unwrap();
+    p.add(&sub).unwrap();
+    play(&p);
+    stuck.set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    let not_null = finding(&r, "not-null");
+    assert_eq!(not_null.len(), 1, "{r}");
+    let f = &not_null[0];
+    assert_eq!(
+        f.get::<&str>("path").unwrap(),
+        format!("/GstPipeline:{}/GstBin:sub/GstIdentity:stuck", p.name())
+    );
+    assert_eq!(f.get::<&str>("state").unwrap(), "playing");
+    assert_eq!(f.get::<&str>("klass").unwrap(), "Generic");
+    stuck.set_locked_state(false);
+    stuck.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn removed_element_still_referenced_is_reported_with_its_refcount() {
+    let p = pipeline(
+        "videotestsrc num-buffers=5 ! fakesink leakcheck name=check grace=0 identity name=held",
+    );
+    let check = p.by_name("check").unwrap();
+    let held = p.by_name("held").unwrap();
+    play(&p);
+    p.set_state(gst::State::Null).unwrap();
+    // Removed cleanly in NULL, but this test keeps a reference.
+    p.remove(&held).unwrap();
+    play(&p);
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    let alive = finding(&r, "still-alive");
+    assert_eq!(alive.len(), 1, "{r}");
+    assert_eq!(alive[0].get::<&str>("name").unwrap(), "held");
+    assert_eq!(alive[0].get::<u32>("refcount").unwrap(), 1);
+    assert!(finding(&r, "removed-above-null").is_empty());
+    drop(held);
+    // Once released it is gone from the next report.
+    play(&p);
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(findings(&report(&check)), vec![]);
+}
+
+#[test]
+fn device_handle_left_open_is_reported_with_its_path() {
+    let p = pipeline(
+        "filesrc name=dev location=/dev/zero blocksize=64 ! fakesink \
+         leakcheck name=check grace=0 device-patterns=/dev/zero",
+    );
+    let check = p.by_name("check").unwrap();
+    let dev = p.by_name("dev").unwrap();
+    play(&p);
+    // Removed without going to NULL: its fd stays open.
+    dev.set_locked_state(true);
+    p.remove(&dev).unwrap();
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    let handles = finding(&r, "device-handle");
+    assert_eq!(handles.len(), 1, "{r}");
+    assert_eq!(handles[0].get::<&str>("target").unwrap(), "/dev/zero");
+    assert_eq!(finding(&r, "removed-above-null").len(), 1);
+    assert_eq!(finding(&r, "still-alive").len(), 1);
+    dev.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn growth_over_cycles_is_reported() {
+    let p = pipeline("videotestsrc ! fakesink leakcheck name=check grace=0");
+    let check = p.by_name("check").unwrap();
+    let mut leaked = Vec::new();
+    for i in 0..50 {
+        play(&p);
+        // Each cycle leaks one element: removed in NULL but kept referenced.
+        let e = gst::ElementFactory::make("identity")
+            .name(format!("leak{i}"))
+            .build()
+            .unwrap();
+        p.add(&e).unwrap();
+        p.set_state(gst::State::Null).unwrap();
+        p.remove(&e).unwrap();
+        leaked.push(e);
+    }
+    let r = report(&check);
+    assert_eq!(r.get::<u32>("cycles").unwrap(), 50);
+    let growth = finding(&r, "growth");
+    assert_eq!(growth.len(), 1, "{r}");
+    assert_eq!(growth[0].get::<&str>("what").unwrap(), "live elements");
+    let per_cycle = growth[0].get::<gst::Array>("per-cycle").unwrap();
+    let counts: Vec<u32> = per_cycle.iter().map(|v| v.get().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[1] == w[0] + 1), "{counts:?}");
+}
+
+#[test]
+fn report_file_matches_get_report() {
+    let dir = common::temp_dir("leakcheck-report");
+    let file = dir.join("report.json");
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! fakesink identity name=stuck \
+         leakcheck name=check grace=0 report-file={}",
+        file.display()
+    ));
+    let check = p.by_name("check").unwrap();
+    let stuck = p.by_name("stuck").unwrap();
+    play(&p);
+    stuck.set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let r = report(&check);
+    assert_eq!(
+        json["leaks"].as_u64().unwrap(),
+        u64::from(r.get::<u32>("leaks").unwrap())
+    );
+    assert_eq!(json["cycles"].as_u64().unwrap(), 1);
+    let from_json: Vec<(String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(from_json, findings(&r));
+    assert_eq!(from_json.len(), 1);
+    // Every element is named with its transitions.
+    let elements = json["elements"].as_array().unwrap();
+    let stuck_entry = elements.iter().find(|e| e["name"] == "stuck").unwrap();
+    assert_eq!(stuck_entry["state"], "playing");
+    assert!(stuck_entry["transitions"].as_array().unwrap().len() >= 3);
+    stuck.set_locked_state(false);
+    stuck.set_state(gst::State::Null).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn interim_report_is_posted_while_the_bus_delivers() {
+    let p = pipeline(
+        "videotestsrc is-live=true ! fakesink leakcheck name=check grace=0 identity name=victim",
+    );
+    let victim = p.by_name("victim").unwrap();
+    play(&p);
+    p.remove(&victim).unwrap();
+    p.set_state(gst::State::Ready).unwrap();
+    let log = common::collect_bus(&p, Duration::from_secs(5), |log| {
+        !log.named("leakcheck-report").is_empty()
+    });
+    let reports = log.named("leakcheck-report");
+    assert_eq!(reports.len(), 1, "{log:#?}");
+    assert_eq!(reports[0].get::<u32>("leaks").unwrap(), 1);
+    p.set_state(gst::State::Null).unwrap();
+    victim.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn fail_on_leak_turns_a_removal_into_an_error() {
+    let p = pipeline(
+        "videotestsrc is-live=true ! fakesink leakcheck grace=0 fail-on-leak=true identity name=victim",
+    );
+    let victim = p.by_name("victim").unwrap();
+    play(&p);
+    p.remove(&victim).unwrap();
+    let log = common::collect_bus(&p, Duration::from_secs(5), |log| !log.errors.is_empty());
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    assert!(log.errors[0].contains("victim"));
+    p.set_state(gst::State::Null).unwrap();
+    victim.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn bad_device_patterns_fail_the_start_naming_the_property() {
+    let p = pipeline("videotestsrc ! fakesink leakcheck device-patterns=video*");
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let log = common::collect_bus(&p, Duration::from_secs(5), |log| !log.errors.is_empty());
+    assert!(
+        log.errors[0].contains("device-patterns") && log.errors[0].contains("video*"),
+        "{log:#?}"
+    );
+    p.set_state(gst::State::Null).unwrap();
+}
+
+/// Makes a small H.264 in Matroska file for the decoding pipelines.
+fn media_file(name: &str) -> std::path::PathBuf {
+    let dir = common::temp_dir(name);
+    let file = dir.join("clip.mkv");
+    let log = common::run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=30 ! video/x-raw,width=160,height=120 ! x264enc ! \
+             h264parse ! matroskamux ! filesink location={}",
+            file.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos, "{log:#?}");
+    file
+}
+
+#[test]
+fn decodebin_pipeline_has_no_findings() {
+    let file = media_file("leakcheck-decodebin");
+    let p = pipeline(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! fakesink leakcheck name=check grace=0",
+        file.display()
+    ));
+    let check = p.by_name("check").unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&p, TIMEOUT, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    assert_eq!(r.get::<u32>("cycles").unwrap(), 1);
+    assert_eq!(findings(&r), vec![], "{r}");
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn playbin_pipeline_has_no_findings() {
+    common::init();
+    let file = media_file("leakcheck-playbin");
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", format!("file://{}", file.display()))
+        .property(
+            "video-sink",
+            gst::ElementFactory::make("fakesink").build().unwrap(),
+        )
+        .property(
+            "audio-sink",
+            gst::ElementFactory::make("fakesink").build().unwrap(),
+        )
+        .build()
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let check = gst::ElementFactory::make("leakcheck")
+        .property("grace", 0u64)
+        .build()
+        .unwrap();
+    playbin.add(&check).unwrap();
+    playbin.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&playbin, TIMEOUT, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    playbin.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    assert_eq!(findings(&r), vec![], "{r}");
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn judgement_waits_for_the_grace() {
+    let p = pipeline(
+        "videotestsrc is-live=true ! fakesink identity name=stuck leakcheck name=check grace=300000000",
+    );
+    let check = p.by_name("check").unwrap();
+    let stuck = p.by_name("stuck").unwrap();
+    play(&p);
+    stuck.set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    // Not judged yet: the grace lets late teardown finish.
+    assert_eq!(report(&check).get::<u32>("cycles").unwrap(), 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while report(&check).get::<u32>("cycles").unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never judged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(finding(&report(&check), "not-null").len(), 1);
+    stuck.set_locked_state(false);
+    stuck.set_state(gst::State::Null).unwrap();
+}
+
+const TRACER_CHILD: &str = "EDGEGUARD_LEAKCHECK_TRACER_CHILD";
+
+/// Not a test on its own: the leaking program of
+/// `tracer_mode_prints_the_report_at_exit`, run as a separate process with
+/// GST_TRACERS set, loading the plugin from the build directory.
+#[test]
+fn tracer_child_entry() {
+    if std::env::var(TRACER_CHILD).is_err() {
+        return;
+    }
+    gst::init().unwrap();
+    let p = gst::parse::launch("videotestsrc is-live=true ! fakesink identity name=stuck")
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let _ = p.state(gst::ClockTime::from_seconds(10));
+    p.by_name("stuck").unwrap().set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    // Exit without cleaning up, as a leaking program does.
+    std::process::exit(0);
+}
+
+#[test]
+fn tracer_mode_prints_the_report_at_exit() {
+    let exe = std::env::current_exe().unwrap();
+    let build_dir = exe.parent().unwrap().parent().unwrap();
+    assert!(
+        build_dir.join("libgstedgeguard.so").exists(),
+        "the plugin library is built next to the tests"
+    );
+    let registry =
+        std::env::temp_dir().join(format!("edgeguard-registry-{}.bin", std::process::id()));
+    let out = std::process::Command::new(&exe)
+        .args([
+            "--exact",
+            "tracer_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TRACER_CHILD, "1")
+        .env("GST_TRACERS", "leakchecktracer")
+        .env("GST_PLUGIN_PATH", build_dir)
+        .env("GST_REGISTRY", &registry)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&registry);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("finding(s) after"), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("not-null"))
+        .unwrap_or_else(|| panic!("no not-null finding in: {stderr}"));
+    assert!(
+        line.contains("GstIdentity:stuck") && line.contains("playing"),
+        "{line}"
+    );
+}
