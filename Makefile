@@ -31,6 +31,7 @@ install: build
 bench: deps
 	$(CARGO) bench --locked --bench vpuguardenc
 	$(CARGO) bench --locked --bench delaybuffer
+	$(CARGO) bench --locked --bench leakcheck
 
 clean:
 	$(CARGO) clean
