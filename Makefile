@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit inspect install bench clean
+.PHONY: deps build test lint unit inspect install bench demo demo-vpu clean
 
 deps:
 	./scripts/deps.sh
@@ -26,6 +26,15 @@ test: deps lint unit inspect
 install: build
 	@test -n "$(PLUGINS_DIR)" || { echo "install: pkg-config knows no gstreamer-1.0 pluginsdir (run make deps)"; exit 1; }
 	install -D -m 0644 $(PLUGIN_DIR)/libgstedgeguard.so $(DESTDIR)$(PLUGINS_DIR)/libgstedgeguard.so
+
+# The main job: a live rig with two guarded encoders, a delayed display and a leak check.
+DEMO_SECONDS ?= 10
+demo: deps
+	$(CARGO) run --release --locked --example rig -- --seconds $(DEMO_SECONDS)
+
+# The same rig with a simulated VPU of one session: one guard gets it, the other falls back.
+demo-vpu: deps
+	$(CARGO) run --release --locked --example rig -- --seconds $(DEMO_SECONDS) --simulate-vpu
 
 # Side-by-side benchmarks; each prints its ratios.
 bench: deps

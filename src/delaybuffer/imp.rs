@@ -24,6 +24,8 @@ const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
 const DEFAULT_MAX_SIZE_TIME: u64 = 0;
 const DEFAULT_LEAKY: Leaky = Leaky::No;
 const DEFAULT_STALL_TIMEOUT: u64 = gst::ClockTime::SECOND.nseconds();
+/// Starvation means upstream's buffers are held here: at least two of them.
+const MIN_HELD_FOR_STARVATION: u32 = 2;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -798,7 +800,11 @@ impl DelayBuffer {
                 std::time::Duration::from_nanos(self.stall_timeout.load(Ordering::SeqCst));
             let timeout = self.changed.wait_for(&mut s, stall_timeout);
             let stalled = s.last_arrival.is_some_and(|t| t.elapsed() >= stall_timeout);
-            if timeout.timed_out() && stalled && !s.flushing && s.ring.buffers() > 0 {
+            if timeout.timed_out()
+                && stalled
+                && !s.flushing
+                && s.ring.buffers() >= MIN_HELD_FOR_STARVATION
+            {
                 // Nothing came for a while: upstream may be waiting for the
                 // buffers held here. Let them go rather than wait forever.
                 self.warn_starvation(&mut s, delay);
@@ -835,7 +841,12 @@ impl DelayBuffer {
     /// The running time (live) at which stopped input counts as a stall, when
     /// less than the delay is held and no warning was posted yet.
     fn stall_deadline(&self, s: &Shared, delay: u64) -> Option<gst::ClockTime> {
-        if s.starvation_warned || s.ring.span() >= delay {
+        // One held buffer is a slow start (a first frame taking long to make),
+        // not a pool held dry.
+        if s.starvation_warned
+            || s.ring.span() >= delay
+            || s.ring.buffers() < MIN_HELD_FOR_STARVATION
+        {
             return None;
         }
         let last = s.last_arrival_running_time?;

@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The edgeguard demo rig (`make demo`): a live 1280x720 30 fps camera-like
+//! source with a time overlay, into a tee with three branches:
+//!
+//! - recording: vpuguardenc into a Matroska file;
+//! - preview: a second vpuguardenc, at 640x360, into a second file;
+//! - display: delaybuffer (3 s) with a clock overlay after it, into a sink;
+//!
+//! plus a real-time sink to measure the display delay against, and a leakcheck
+//! writing its report. After the run it prints which encoder each guard chose
+//! and why, the delay it measured, the leak report, and the files it wrote.
+//!
+//! The source timestamps frames with the clock, as a camera does, so that a
+//! slow first frame does not leave the live branch late for the whole run.
+//!
+//! Usage: rig [--seconds N] [--delay SECONDS] [--out DIR] [--simulate-vpu]
+//!
+//! --simulate-vpu: x265enc stands in for the VPU encoder and the budget is one
+//! session, so the first guard to negotiate gets the "hardware" and the second
+//! falls back to software.
+
+use gst::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Options {
+    seconds: u64,
+    delay: f64,
+    out: PathBuf,
+    simulate_vpu: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        seconds: 10,
+        delay: 3.0,
+        out: PathBuf::from("target/demo"),
+        simulate_vpu: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--seconds" => {
+                o.seconds = value("--seconds")?
+                    .parse()
+                    .map_err(|e| format!("--seconds: {e}"))?
+            }
+            "--delay" => {
+                o.delay = value("--delay")?
+                    .parse()
+                    .map_err(|e| format!("--delay: {e}"))?
+            }
+            "--out" => o.out = PathBuf::from(value("--out")?),
+            "--simulate-vpu" => o.simulate_vpu = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: rig [--seconds N] [--delay SECONDS] [--out DIR] [--simulate-vpu]"
+                        .into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.seconds == 0 || !(0.0..=60.0).contains(&o.delay) {
+        return Err("--seconds must be > 0 and --delay between 0 and 60".into());
+    }
+    Ok(o)
+}
+
+/// Wall-clock time each frame (by pts) is rendered at a sink, after its clock sync.
+type Arrivals = Arc<Mutex<HashMap<gst::ClockTime, Instant>>>;
+
+fn record_arrivals(sink: &gst::Element) -> Arrivals {
+    let arrivals: Arrivals = Arc::default();
+    let a = arrivals.clone();
+    sink.set_property("signal-handoffs", true);
+    sink.connect("handoff", false, move |args| {
+        if let Some(pts) = args[1].get::<gst::Buffer>().ok().and_then(|b| b.pts()) {
+            a.lock().unwrap().insert(pts, Instant::now());
+        }
+        None
+    });
+    arrivals
+}
+
+fn ffprobe(path: &Path) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let f: Vec<&str> = text.split(',').collect();
+            if f.len() == 4 {
+                format!("{} {}x{}, {} frames", f[0], f[1], f[2], f[3])
+            } else {
+                text
+            }
+        }
+        _ => "ffprobe not available".into(),
+    }
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("rig: {e}");
+            std::process::exit(2);
+        }
+    };
+    gst::init().unwrap();
+    gstedgeguard::plugin_register_static().unwrap();
+    std::fs::create_dir_all(&o.out).unwrap();
+    let out = o.out.canonicalize().unwrap();
+    let recording = out.join("recording.mkv");
+    let preview = out.join("preview.mkv");
+    let report_file = out.join("leaks.json");
+
+    let sw = "sw-properties=\"props,speed-preset=ultrafast,tune=zerolatency\"";
+    let guard = if o.simulate_vpu {
+        let lock_dir = out.join("vpu-lock");
+        let _ = std::fs::remove_dir_all(&lock_dir);
+        // An empty kernel listing: x265enc opens no VPU session, so the count
+        // comes from the guards' own slots in the lock directory.
+        let listing = out.join("vpu-sessions-summary");
+        std::fs::write(&listing, "").unwrap();
+        format!(
+            "hw-encoder=x265enc hw-properties=\"props,speed-preset=ultrafast,tune=zerolatency\" \
+             max-sessions=1 lock-dir={} session-file={} {sw}",
+            lock_dir.display(),
+            listing.display()
+        )
+    } else {
+        sw.to_string()
+    };
+    let delay_ns = (o.delay * 1e9) as u64;
+    let description = format!(
+        "videotestsrc is-live=true do-timestamp=true pattern=ball num-buffers={frames} ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! \
+         timeoverlay halignment=left valignment=top ! tee name=t \
+         t. ! queue ! vpuguardenc name=recording {guard} bitrate=4000 gop=30 ! matroskamux ! filesink location={rec} \
+         t. ! queue ! videoscale ! video/x-raw,width=640,height=360 ! vpuguardenc name=preview {guard} bitrate=1000 ! \
+              matroskamux ! filesink location={prev} \
+         t. ! queue ! fakesink name=live sync=true \
+         t. ! delaybuffer name=display delay={delay_ns} ! clockoverlay halignment=right valignment=top ! fakesink name=delayed sync=true \
+         leakcheck name=check grace=0 report-file={report}",
+        // The source ends the run: EOS flows through every branch, the
+        // delayed one finishing `delay` after the others.
+        frames = o.seconds * 30,
+        rec = recording.display(),
+        prev = preview.display(),
+        report = report_file.display(),
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let live = record_arrivals(&pipeline.by_name("live").unwrap());
+    let delayed = record_arrivals(&pipeline.by_name("delayed").unwrap());
+    let bus = pipeline.bus().unwrap();
+
+    println!(
+        "edgeguard demo: {} s of a live 1280x720 30 fps source, display delayed {:.1} s{}",
+        o.seconds,
+        o.delay,
+        if o.simulate_vpu {
+            " (simulated VPU: x265enc as the hardware encoder, budget of 1 session)"
+        } else {
+            ""
+        }
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut decisions: Vec<(String, gst::Structure)> = Vec::new();
+    let mut warnings = Vec::new();
+    let started = Instant::now();
+    // The delayed branch finishes `delay` after the others.
+    let deadline = started
+        + Duration::from_secs(o.seconds)
+        + Duration::from_secs_f64(o.delay)
+        + Duration::from_secs(20);
+    let mut failed = false;
+    loop {
+        if Instant::now() > deadline {
+            eprintln!("rig: no EOS before the deadline");
+            failed = true;
+            break;
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                eprintln!(
+                    "rig: error from {:?}: {} ({:?})",
+                    msg.src().map(|s| s.path_string()),
+                    e.error(),
+                    e.debug()
+                );
+                failed = true;
+                break;
+            }
+            gst::MessageView::Warning(w) => warnings.push(format!(
+                "{}: {}",
+                msg.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                w.error()
+            )),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure()
+                    && s.name() == "vpuguardenc-decision"
+                {
+                    let name = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                    decisions.push((name, s.to_owned()));
+                }
+            }
+            _ => (),
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    println!("encoders:");
+    decisions.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut any_hw = false;
+    for (name, d) in &decisions {
+        let hardware = d.get::<bool>("hardware").unwrap();
+        any_hw |= hardware;
+        println!(
+            "  {name:<10} {} ({}), reason: {}, VPU sessions seen: {} of {}",
+            d.get::<String>("encoder").unwrap(),
+            if hardware { "hardware" } else { "software" },
+            d.get::<String>("reason").unwrap(),
+            d.get::<u32>("sessions").unwrap(),
+            d.get::<u32>("max-sessions").unwrap(),
+        );
+    }
+    if !o.simulate_vpu && !any_hw {
+        println!(
+            "  (no mpph265enc on this machine: both guards chose software; `make demo-vpu` simulates a VPU)"
+        );
+    }
+
+    let (live, delayed) = (live.lock().unwrap(), delayed.lock().unwrap());
+    let mut delays: Vec<f64> = delayed
+        .iter()
+        .filter_map(|(pts, at)| live.get(pts).map(|l| at.duration_since(*l).as_secs_f64()))
+        .collect();
+    delays.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if delays.is_empty() {
+        println!("display: no frame reached both the live and the delayed sink");
+        failed = true;
+    } else {
+        let on_time = delays
+            .iter()
+            .filter(|d| (*d - o.delay).abs() <= 0.010)
+            .count();
+        println!(
+            "display: delaybuffer delay={:.3} s; measured between the live and display branches: median {:.3} s, \
+             {on_time} of {} frames within 10 ms of the delay (min {:.3} s, max {:.3} s)",
+            o.delay,
+            delays[delays.len() / 2],
+            delays.len(),
+            delays[0],
+            delays[delays.len() - 1],
+        );
+    }
+    if !warnings.is_empty() {
+        println!("warnings:");
+        for w in &warnings {
+            println!("  {w}");
+        }
+    }
+
+    let report: serde_json::Value = std::fs::read_to_string(&report_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    println!(
+        "leakcheck: {} finding(s) after {} cycle(s)",
+        report["leaks"], report["cycles"]
+    );
+    for f in report["findings"].as_array().into_iter().flatten() {
+        println!("  {}: {}", f["kind"], f["message"]);
+    }
+    println!("files:");
+    for (what, path) in [("recording", &recording), ("preview", &preview)] {
+        println!("  {what:<10} {} ({})", path.display(), ffprobe(path));
+    }
+    println!("  leak report {}", report_file.display());
+    if failed {
+        std::process::exit(1);
+    }
+}
