@@ -122,3 +122,106 @@ fn demo_rig_with_a_simulated_vpu_shows_the_budget() {
     assert_eq!(probe(&dir.join(hw_file)).0, "hevc");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn replay_example_records_every_frame_late() {
+    let dir = common::temp_dir("replay");
+    let out = dir.join("replay.mkv");
+    let output = run(
+        "replay",
+        &[
+            "--seconds",
+            "2",
+            "--delay",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        line(&output, "replay: 60 frames in, 60 out, 0 dropped")
+            .contains("1 s at 30 fps is 30 frames"),
+        "{output}"
+    );
+    // It held about a second of frames at some point.
+    let peak: u32 = output
+        .split("at most ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((20..=32).contains(&peak), "{output}");
+    assert_eq!(probe(&out), ("h264".into(), 60));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn per_client_example_shows_wrong_and_right_teardown() {
+    let output = run("per_client", &[]);
+    assert!(
+        line(&output, "wrong teardown:").contains("3 finding(s)"),
+        "{output}"
+    );
+    for kind in ["removed-above-null", "still-alive", "device-handle"] {
+        assert!(line(&output, kind).contains(if kind == "device-handle" {
+            "/dev/zero"
+        } else {
+            "GstFileSrc:device"
+        }));
+    }
+    assert!(
+        line(&output, "right teardown:").contains("0 finding(s)"),
+        "{output}"
+    );
+}
+
+#[test]
+fn four_camera_example_stays_on_budget() {
+    let output = run("four_cameras", &["--max-sessions", "2"]);
+    assert!(
+        line(&output, "2 of 4 cameras on the VPU").contains("(budget 2)"),
+        "{output}"
+    );
+    let hw = output
+        .lines()
+        .filter(|l| l.contains("x265enc (hardware)"))
+        .count();
+    let sw = output
+        .lines()
+        .filter(|l| l.contains("x264enc (software), reason over-budget"))
+        .count();
+    assert_eq!((hw, sw), (2, 2), "{output}");
+}
+
+#[test]
+fn python_example_uses_all_three_elements() {
+    let plugin_dir = example("rig")
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let dir = common::temp_dir("python");
+    let out = dir.join("all_three.mkv");
+    let registry = dir.join("registry.bin");
+    let result = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/all_three.py"))
+        .arg(&out)
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .env("GST_REGISTRY", &registry)
+        .output()
+        .expect("/usr/bin/python3 runs (make deps installs python3-gi and python3-gst-1.0)");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(
+        line(&stdout, "vpuguardenc:").contains("x264enc (hardware=False, reason=no-hw-encoder)")
+    );
+    assert!(line(&stdout, "delaybuffer:").contains("received=60 pushed=60 dropped=0"));
+    assert!(line(&stdout, "leakcheck:").contains("0 finding(s) after 1 cycle(s)"));
+    assert_eq!(probe(&out), ("h264".into(), 60));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
