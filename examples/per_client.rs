@@ -8,10 +8,10 @@
 use gst::prelude::*;
 
 fn client_pipeline(name: &str) -> (gst::Pipeline, gst::Element) {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = gst::parse::launch(
         "filesrc name=device location=/dev/zero blocksize=4096 ! fakesink \
-         leakcheck name=check grace=0 device-patterns=/dev/zero"
-    ))
+         leakcheck name=check grace=0 device-patterns=/dev/zero",
+    )
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
