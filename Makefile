@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit inspect install bench demo demo-vpu clean
+.PHONY: deps build test lint unit inspect install bench demo demo-vpu docs aarch64 clean
 
 deps:
 	./scripts/deps.sh
@@ -20,6 +20,7 @@ unit: deps
 
 inspect: build
 	./scripts/check-inspect.sh $(PLUGIN_DIR)
+	./scripts/check-install.sh
 
 test: deps lint unit inspect
 
@@ -35,6 +36,15 @@ demo: deps
 # The same rig with a simulated VPU of one session: one guard gets it, the other falls back.
 demo-vpu: deps
 	$(CARGO) run --release --locked --example rig -- --seconds $(DEMO_SECONDS) --simulate-vpu
+
+# Regenerates docs/properties.md from the plugin (a test checks it is current).
+docs: deps
+	EDGEGUARD_UPDATE_DOCS=1 $(CARGO) test --locked --test property_reference
+
+# Cross-builds target/aarch64-unknown-linux-gnu/release/libgstedgeguard.so for
+# RK3588 and Jetson boards (not part of `make test`: about a minute more).
+aarch64:
+	./scripts/aarch64.sh
 
 # Side-by-side benchmarks; each prints its ratios.
 bench: deps

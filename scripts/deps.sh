@@ -21,10 +21,18 @@ packages=(
     python3-gst-1.0
 )
 
+# The native architecture's package; an Architecture: all one has no qualifier.
+arch=$(dpkg --print-architecture)
+installed() {
+    local status
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$1:$arch" 2>/dev/null ||
+        dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)
+    [ "$status" = "installed" ]
+}
+
 missing=()
 for pkg in "${packages[@]}"; do
-    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-    [ "$status" = "installed" ] || missing+=("$pkg")
+    installed "$pkg" || missing+=("$pkg")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
