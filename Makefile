@@ -15,7 +15,10 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
+# The debug cdylib is built first: the tracer-mode and Python tests load it
+# through GST_PLUGIN_PATH, as applications do (cargo test builds only the rlib).
 unit: deps
+	$(CARGO) build --locked --lib
 	G_DEBUG=fatal_warnings $(CARGO) test --locked
 
 inspect: build
@@ -48,9 +51,7 @@ aarch64:
 
 # Side-by-side benchmarks; each prints its ratios.
 bench: deps
-	$(CARGO) bench --locked --bench vpuguardenc
-	$(CARGO) bench --locked --bench delaybuffer
-	$(CARGO) bench --locked --bench leakcheck
+	./scripts/bench.sh
 
 clean:
 	$(CARGO) clean

@@ -140,6 +140,10 @@ fn main() {
             with / without,
             (1.0 / with - 1.0 / without) * 1e6
         );
+        println!(
+            "RATIO|leakcheck|throughput with/without, {what}|{:.3}|>= 0.99",
+            with / without
+        );
     }
     let (without, with) = (median("states-without"), median("states-with"));
     println!(
@@ -148,4 +152,8 @@ fn main() {
     println!("  without leakcheck : {without:8.2} us per state change");
     println!("  with leakcheck    : {with:8.2} us per state change");
     println!("  ratio with/without: {:8.2}", with / without);
+    println!(
+        "RATIO|leakcheck|state change cost with/without|{:.2}|-",
+        with / without
+    );
 }

@@ -95,5 +95,13 @@ fn main() {
         p(0.99),
         p(1.0)
     );
+    println!(
+        "RATIO|vpuguardenc|throughput guard/bare x264enc|{:.3}|>= 0.98",
+        fps(g) / fps(b)
+    );
+    println!(
+        "RATIO|vpuguardenc|decision latency median (us)|{:.1}|< 1000",
+        p(0.5).as_secs_f64() * 1e6
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

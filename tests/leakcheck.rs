@@ -411,7 +411,8 @@ fn tracer_mode_prints_the_report_at_exit() {
     let build_dir = exe.parent().unwrap().parent().unwrap();
     assert!(
         build_dir.join("libgstedgeguard.so").exists(),
-        "the plugin library is built next to the tests"
+        "{} is missing: `cargo build --lib` first (make test does)",
+        build_dir.join("libgstedgeguard.so").display()
     );
     let registry =
         std::env::temp_dir().join(format!("edgeguard-registry-{}.bin", std::process::id()));

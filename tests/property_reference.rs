@@ -75,7 +75,9 @@ fn own_signals(type_: glib::Type) -> Vec<String> {
         let names = (0..n as usize)
             .map(|i| {
                 let name = glib::gobject_ffi::g_signal_name(*ids.add(i));
-                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
             })
             .collect();
         glib::ffi::g_free(ids as *mut _);
@@ -105,7 +107,13 @@ fn reference() -> String {
     .unwrap();
     for feature in features {
         let Ok(factory) = feature.clone().downcast::<gst::ElementFactory>() else {
-            writeln!(md, "\n## {} (tracer)\n\nUse with `GST_TRACERS={}`.", feature.name(), feature.name()).unwrap();
+            writeln!(
+                md,
+                "\n## {} (tracer)\n\nUse with `GST_TRACERS={}`.",
+                feature.name(),
+                feature.name()
+            )
+            .unwrap();
             continue;
         };
         let element = factory.create().build().unwrap();
@@ -130,7 +138,11 @@ fn reference() -> String {
             )
             .unwrap();
         }
-        writeln!(md, "\n| property | type | default | range / values | access | description |").unwrap();
+        writeln!(
+            md,
+            "\n| property | type | default | range / values | access | description |"
+        )
+        .unwrap();
         writeln!(md, "|---|---|---|---|---|---|").unwrap();
         let mut pspecs: Vec<_> = element
             .list_properties()
@@ -154,7 +166,16 @@ fn reference() -> String {
         }
         let signals = own_signals(element.type_());
         if !signals.is_empty() {
-            writeln!(md, "\nAction signals: {}", signals.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")).unwrap();
+            writeln!(
+                md,
+                "\nAction signals: {}",
+                signals
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .unwrap();
         }
         let _ = element.set_state(gst::State::Null);
     }
