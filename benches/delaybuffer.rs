@@ -12,7 +12,7 @@ use gst::prelude::*;
 use std::collections::VecDeque;
 use std::process::Command;
 
-const SMALL_BUFFERS: u64 = 100_000;
+const SMALL_BUFFERS: u64 = 200_000;
 const SMALL_DELAY_NS: u64 = 1_000_000_000;
 const BIG_FRAMES: u64 = 900;
 const BIG_DELAY_NS: u64 = 7_000_000_000;
@@ -186,7 +186,7 @@ fn main() {
         child(&variant);
         return;
     }
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 5;
     let cpu = |variant: &str| median((0..ROUNDS).map(|_| measure(variant).cpu()).collect());
     let none = cpu("small-none");
     let queue = cpu("small-queue");

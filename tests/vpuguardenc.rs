@@ -476,6 +476,34 @@ fn hardware_failing_on_its_first_frame_falls_back_losing_nothing() {
 }
 
 #[test]
+fn hardware_failing_mid_stream_is_an_error_naming_the_guard() {
+    common::init();
+    let vpu = Vpu::new("mid-stream-fail", "");
+    let sf = vpu.session_file.display();
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! vpuguardenc name=cam0 hw-encoder={FAKE_HW} session-file={sf} lock-dir={} \
+             hw-properties=\"props,session-file={sf},fail-after-buffers=10\" ! fakesink",
+            vpu.lock_dir().display(),
+        ),
+        TIMEOUT,
+    );
+    // After output has flowed, no silent fallback: the application is told.
+    assert_eq!(decisions(&log).len(), 1, "{log:#?}");
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    let error = &log.errors[0];
+    assert!(error.starts_with("/GstPipeline:pipeline"), "{error}");
+    assert!(
+        error.contains("GstVpuGuardEnc:cam0: mpp: encoder timeout"),
+        "{error}"
+    );
+    // The child that failed is named in the details.
+    assert!(error.contains("fakempph265enc"), "{error}");
+    // Its session and slot are released once the pipeline stops.
+    assert_eq!(vpu.sessions(), 0);
+}
+
+#[test]
 fn cycling_through_null_releases_and_retakes_the_slot() {
     common::init();
     let vpu = Vpu::new("cycle", "");

@@ -116,6 +116,7 @@ mod imp {
         session_file: String,
         hard_limit: u32,
         fail_on_first_buffer: bool,
+        fail_after_buffers: u32,
     }
 
     impl Default for Settings {
@@ -126,6 +127,7 @@ mod imp {
                 session_file: String::new(),
                 hard_limit: 8,
                 fail_on_first_buffer: false,
+                fail_after_buffers: 0,
             }
         }
     }
@@ -134,6 +136,7 @@ mod imp {
     pub struct FakeMppH265Enc {
         settings: Mutex<Settings>,
         session_index: Mutex<Option<u64>>,
+        buffers_seen: std::sync::atomic::AtomicU32,
         encoder: OnceLock<gst::Element>,
     }
 
@@ -163,6 +166,9 @@ mod imp {
                         .blurb("Sessions past which starting fails, as an overloaded VPU does")
                         .default_value(8)
                         .build(),
+                    glib::ParamSpecUInt::builder("fail-after-buffers")
+                        .blurb("Fail mid-stream after this many frames, as a VPU that hangs does (0 = never)")
+                        .build(),
                     glib::ParamSpecBoolean::builder("fail-on-first-buffer")
                         .blurb(
                             "Fail with an error on the first frame, as a VPU that cannot init does",
@@ -183,6 +189,7 @@ mod imp {
                 }
                 "hard-limit" => s.hard_limit = value.get().unwrap(),
                 "fail-on-first-buffer" => s.fail_on_first_buffer = value.get().unwrap(),
+                "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
                 _ => unreachable!(),
             }
         }
@@ -195,6 +202,7 @@ mod imp {
                 "session-file" => s.session_file.to_value(),
                 "hard-limit" => s.hard_limit.to_value(),
                 "fail-on-first-buffer" => s.fail_on_first_buffer.to_value(),
+                "fail-after-buffers" => s.fail_after_buffers.to_value(),
                 _ => unreachable!(),
             }
         }
@@ -218,6 +226,18 @@ mod imp {
                     .and_then(|p| p.downcast_ref::<super::FakeMppH265Enc>())
                     .unwrap()
                     .imp();
+                let seen = this
+                    .buffers_seen
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let fail_after = this.settings.lock().unwrap().fail_after_buffers;
+                if fail_after > 0 && seen >= fail_after {
+                    gst::element_imp_error!(
+                        this,
+                        gst::StreamError::Encode,
+                        ("mpp: encoder timeout")
+                    );
+                    return Err(gst::FlowError::Error);
+                }
                 if this.settings.lock().unwrap().fail_on_first_buffer {
                     gst::element_imp_error!(
                         this,
