@@ -8,6 +8,7 @@ use gst::glib;
 
 pub mod delaybuffer;
 pub mod leakcheck;
+mod pad_templates;
 pub mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

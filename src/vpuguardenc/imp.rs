@@ -338,22 +338,7 @@ impl ElementImpl for VpuGuardEnc {
                 .structure(gst::Structure::new_empty("video/x-h265"))
                 .structure(gst::Structure::new_empty("video/x-h264"))
                 .build();
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &sink_caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &src_caps,
-                )
-                .unwrap(),
-            ]
+            crate::pad_templates::always_sink_and_src(&sink_caps, &src_caps)
         });
         PAD_TEMPLATES.as_ref()
     }

@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The pad templates every edgeguard element has: one always sink pad and one
+//! always src pad.
+
+/// An always `sink` and an always `src` template with the given caps.
+pub(crate) fn always_sink_and_src(sink: &gst::Caps, src: &gst::Caps) -> Vec<gst::PadTemplate> {
+    [
+        ("sink", gst::PadDirection::Sink, sink),
+        ("src", gst::PadDirection::Src, src),
+    ]
+    .into_iter()
+    .map(|(name, direction, caps)| {
+        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, caps)
+            .expect("a static pad template is valid")
+    })
+    .collect()
+}
