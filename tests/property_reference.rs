@@ -36,6 +36,11 @@ fn range(pspec: &glib::ParamSpec) -> String {
 }
 
 fn default(pspec: &glib::ParamSpec) -> String {
+    // Boxed properties (the stats structure) have no default value to print;
+    // serializing their NULL would be a GStreamer critical.
+    if pspec.value_type().is_a(glib::Type::BOXED) {
+        return "-".into();
+    }
     let value = pspec.default_value();
     if let Ok(s) = value.get::<Option<String>>() {
         return format!("\"{}\"", s.unwrap_or_default());
