@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit inspect install bench demo demo-vpu docs aarch64 clean
+.PHONY: deps build test lint unit inspect install bench demo demo-vpu docs aarch64 fuzz clean
 
 deps:
 	./scripts/deps.sh
@@ -48,6 +48,11 @@ docs: deps
 # RK3588 and Jetson boards (not part of `make test`: about a minute more).
 aarch64:
 	./scripts/aarch64.sh
+
+# A longer campaign of the parsers' seeded property tests (make test runs 5-20k cases each).
+FUZZ_CASES ?= 1000000
+fuzz: deps
+	EDGEGUARD_FUZZ_CASES=$(FUZZ_CASES) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --lib random_ -- --nocapture
 
 # Side-by-side benchmarks; each prints its ratios.
 bench: deps

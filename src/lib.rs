@@ -9,6 +9,9 @@ use gst::glib;
 pub mod delaybuffer;
 pub mod leakcheck;
 mod pad_templates;
+
+#[cfg(test)]
+mod fuzz;
 pub mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -116,6 +116,40 @@ mod tests {
     }
 
     #[test]
+    fn random_pattern_lists_parse_or_fail_cleanly() {
+        let mut rng = crate::fuzz::Rng::new(0xd1e5);
+        let tokens = [
+            ",", "/dev/", "*", "?", "dmabuf", " ", "video", "\u{0}", "**",
+        ];
+        let cases = crate::fuzz::cases(20_000);
+        let started = std::time::Instant::now();
+        for _ in 0..cases {
+            let data = rng.mutate(DEFAULT_PATTERNS.as_bytes(), &tokens);
+            let text = String::from_utf8_lossy(&data);
+            match DevicePatterns::parse(&text) {
+                Ok(p) => {
+                    // Matching is total: any target, no panic, no runaway.
+                    let target =
+                        String::from_utf8_lossy(&rng.mutate(b"/dev/video0", &tokens)).into_owned();
+                    let _ = p.matches(&target);
+                }
+                Err(e) => assert!(e.starts_with("device-patterns: '"), "{e}"),
+            }
+        }
+        crate::fuzz::report("device-patterns", cases, started);
+    }
+
+    #[test]
+    fn pathological_globs_stay_fast() {
+        let pattern = "/*a*a*a*a*a*a*a*a*b".as_bytes();
+        let text = format!("/{}", "a".repeat(10_000));
+        let started = std::time::Instant::now();
+        assert!(!glob_match(pattern, text.as_bytes()));
+        // Backtracking to the last star only: linear-ish, never exponential.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn bad_entries_are_errors_naming_them() {
         let err = DevicePatterns::parse("/dev/zero,video*").unwrap_err();
         assert!(err.contains("'video*'"), "{err}");

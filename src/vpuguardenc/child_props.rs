@@ -5,7 +5,6 @@
 
 use gst::glib;
 use gst::prelude::*;
-use std::str::FromStr;
 
 /// The unit an encoder's bitrate property takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +48,46 @@ pub fn parse_structure(property: &str, text: &str) -> Result<Option<gst::Structu
     if text.trim().is_empty() {
         return Ok(None);
     }
-    gst::Structure::from_str(text).map(Some).map_err(|_| {
+    // GStreamer's parser prints a critical (fatal under G_DEBUG=fatal_warnings)
+    // instead of failing for some invalid names: check the name first.
+    let name = text.split(',').next().unwrap_or_default().trim();
+    if !is_valid_structure_name(name) {
+        return Err(format!(
+            "{property}: '{name}' is not a structure name (letters, digits and /-_.:+, starting with a letter), e.g. \"props,key-int-max=30\""
+        ));
+    }
+    parse_whole_structure(text).map(Some).ok_or_else(|| {
         format!("{property}: '{text}' is not a GstStructure string (e.g. \"props,key-int-max=30\")")
     })
+}
+
+/// Parses a structure that must fill the whole string. Going through the C
+/// parser with an end pointer: without one it prints a warning (fatal under
+/// G_DEBUG=fatal_warnings) when text follows the structure, e.g. after a ';'.
+fn parse_whole_structure(text: &str) -> Option<gst::Structure> {
+    use gst::glib::translate::FromGlibPtrFull;
+    let c_text = std::ffi::CString::new(text).ok()?;
+    let mut end: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: c_text outlives the call; the returned structure is owned (full).
+    let structure = unsafe {
+        let ptr = gst::ffi::gst_structure_from_string(c_text.as_ptr(), &mut end);
+        if ptr.is_null() {
+            return None;
+        }
+        gst::Structure::from_glib_full(ptr)
+    };
+    // SAFETY: end points into c_text, at or after its start.
+    let consumed = unsafe { end.offset_from(c_text.as_ptr()) } as usize;
+    text.get(consumed..)
+        .is_some_and(|rest| rest.trim().is_empty())
+        .then_some(structure)
+}
+
+/// The rule GStreamer applies to structure names.
+fn is_valid_structure_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "/-_.:+".contains(c))
 }
 
 /// Sets a number on a property of whatever integer type it has, refusing values
@@ -199,6 +235,45 @@ mod tests {
             Some("iframeinterval")
         );
         assert_eq!(gop_property(|_| false), None);
+    }
+
+    #[test]
+    fn random_property_strings_apply_or_fail_cleanly() {
+        gst::init().unwrap();
+        let encoder = gst::ElementFactory::make("x264enc").build().unwrap();
+        let mut rng = crate::fuzz::Rng::new(0xc0de);
+        let tokens = [
+            ",",
+            "=",
+            "bitrate",
+            "speed-preset",
+            "tune",
+            "key-int-max",
+            "\"",
+            "(int)",
+            "-1",
+            "99999999999",
+            "zerolatency",
+            ";",
+            "{",
+            "<",
+        ];
+        let base = b"props,speed-preset=superfast,tune=zerolatency,bitrate=2000,key-int-max=30";
+        let cases = crate::fuzz::cases(5_000);
+        let started = std::time::Instant::now();
+        for _ in 0..cases {
+            let text = String::from_utf8_lossy(&rng.mutate(base, &tokens)).into_owned();
+            match parse_structure("sw-properties", &text) {
+                Ok(Some(props)) => {
+                    if let Err(e) = apply_structure(&encoder, "sw-properties", &props) {
+                        assert!(e.starts_with("sw-properties: "), "{e}");
+                    }
+                }
+                Ok(None) => assert!(text.trim().is_empty()),
+                Err(e) => assert!(e.starts_with("sw-properties: "), "{e}"),
+            }
+        }
+        crate::fuzz::report("sw-properties", cases, started);
     }
 
     #[test]

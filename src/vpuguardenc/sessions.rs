@@ -242,6 +242,39 @@ mod tests {
     }
 
     #[test]
+    fn random_listings_never_panic_and_never_overcount() {
+        let mut rng = crate::fuzz::Rng::new(0x5e55_1075);
+        let tokens = [
+            "session: pid=",
+            "session:pid=",
+            " device: ",
+            "rkvenc",
+            "rkvdec",
+            "jpegd",
+            "\n",
+            "|",
+            "session",
+        ];
+        let cases = crate::fuzz::cases(20_000);
+        let started = std::time::Instant::now();
+        for _ in 0..cases {
+            let data = rng.mutate(SAMPLE.as_bytes(), &tokens);
+            let text = String::from_utf8_lossy(&data);
+            let count = parse_listing(&text);
+            // Never more records than record lines.
+            let lines = text
+                .lines()
+                .filter(|l| {
+                    let l = l.trim();
+                    l.starts_with("session: pid=") || l.starts_with("session:pid=")
+                })
+                .count();
+            assert_eq!(count.total() as usize, lines, "{text:?}");
+        }
+        crate::fuzz::report("session listing", cases, started);
+    }
+
+    #[test]
     fn missing_file_is_an_error_naming_it() {
         let err = read_listing(Path::new("/nonexistent/sessions-summary")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/sessions-summary"));
