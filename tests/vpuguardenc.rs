@@ -157,6 +157,21 @@ fn at_budget_picks_software_and_output_is_h264() {
 }
 
 #[test]
+fn non_live_tee_with_a_second_branch_does_not_deadlock() {
+    common::init();
+    // Building the chain must not make the source renegotiate: its new
+    // ALLOCATION query would wait behind the other branch's prerolled sink.
+    let log = common::run_to_eos(
+        &format!(
+            "{SOURCE} ! tee name=t t. ! queue ! vpuguardenc mode=software ! fakesink \
+             t. ! queue ! fakesink"
+        ),
+        Duration::from_secs(20),
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+}
+
+#[test]
 fn flvmux_downstream_steers_to_software() {
     common::init();
     let vpu = Vpu::new("flvmux", "");

@@ -111,6 +111,8 @@ pub struct VpuGuardEnc {
     state: Mutex<Option<State>>,
     hw_watch: Mutex<Option<Arc<HwWatch>>>,
     warned_unreadable: AtomicBool,
+    /// Set while the chain is built in the streaming thread.
+    rebuilding: AtomicBool,
     /// Sink caps of candidate encoders by factory name, for caps queries
     /// answered before the decision.
     sink_caps_cache: Mutex<Vec<(String, gst::Caps)>>,
@@ -303,6 +305,24 @@ impl ObjectImpl for VpuGuardEnc {
                     || Err(gst::FlowError::Error),
                     |guard| guard.sink_chain(pad, buffer),
                 )
+            })
+            // Linking the chain sends RECONFIGURE upstream through this
+            // internal pad. The chain is built in the CAPS handler, before
+            // upstream's ALLOCATION query, so there is nothing to renegotiate;
+            // and behind a non-live tee a renegotiation deadlocks: the source's
+            // new ALLOCATION query waits in the queue of a branch whose sink
+            // is prerolled, while this branch cannot preroll without more data.
+            .proxy_pad_event_function(|pad, parent, event| {
+                let guard = parent
+                    .and_then(|p| p.parent())
+                    .and_then(|b| b.downcast::<super::VpuGuardEnc>().ok());
+                let rebuilding = guard
+                    .as_ref()
+                    .is_some_and(|g| g.imp().rebuilding.load(Ordering::SeqCst));
+                if rebuilding && event.type_() == gst::EventType::Reconfigure {
+                    return true;
+                }
+                gst::Pad::event_default(pad, parent, event)
             })
             .build();
         let srcpad = gst::GhostPad::builder_from_template(&klass.pad_template("src").unwrap())
@@ -775,6 +795,20 @@ impl VpuGuardEnc {
     /// Builds [videoconvert !] encoder ! parser, links it to the ghost pads and
     /// starts it. `slot` is Some for the hardware encoder.
     fn build_chain(
+        &self,
+        settings: &Settings,
+        factory: &gst::ElementFactory,
+        caps: &gst::CapsRef,
+        slot: Option<Slot>,
+        sessions: u32,
+    ) -> Result<(), ChainError> {
+        self.rebuilding.store(true, Ordering::SeqCst);
+        let result = self.link_and_start_chain(settings, factory, caps, slot, sessions);
+        self.rebuilding.store(false, Ordering::SeqCst);
+        result
+    }
+
+    fn link_and_start_chain(
         &self,
         settings: &Settings,
         factory: &gst::ElementFactory,
