@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit inspect install bench demo demo-vpu docs aarch64 fuzz clean
+.PHONY: deps build test lint unit inspect install bench demo demo-vpu docs aarch64 fuzz soak clean
 
 deps:
 	./scripts/deps.sh
@@ -48,6 +48,11 @@ docs: deps
 # RK3588 and Jetson boards (not part of `make test`: about a minute more).
 aarch64:
 	./scripts/aarch64.sh
+
+# The long soak: 1000 NULL->PLAYING->NULL cycles (make test runs 100).
+SOAK_CYCLES ?= 1000
+soak: deps
+	EDGEGUARD_SOAK_CYCLES=$(SOAK_CYCLES) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --test soak -- --nocapture
 
 # A longer campaign of the parsers' seeded property tests (make test runs 5-20k cases each).
 FUZZ_CASES ?= 1000000
