@@ -46,9 +46,14 @@ impl Vpu {
 
     /// The guard's properties that point it at this VPU and the double.
     fn guard(&self, extra: &str) -> String {
+        self.guard_with_double("", extra)
+    }
+
+    /// Like `guard`, with more properties for the double (",fail-on-first-buffer=true").
+    fn guard_with_double(&self, double_props: &str, extra: &str) -> String {
         format!(
             "vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={ld} \
-             hw-properties=\"props,session-file={sf}\" {extra}",
+             hw-properties=\"props,session-file={sf}{double_props}\" {extra}",
             sf = self.session_file.display(),
             ld = self.lock_dir().display(),
         )
@@ -437,12 +442,10 @@ fn hardware_start_failure_falls_back_without_an_error() {
     // The listing is empty but the "VPU" refuses any session, as a wedged one does.
     let vpu = Vpu::new("start-fail", "");
     let out = vpu.dir.join("out.mkv");
-    let sf = vpu.session_file.display();
     let log = common::run_to_eos(
         &format!(
-            "{SOURCE} ! vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={} \
-             hw-properties=\"props,session-file={sf},hard-limit=0\" ! matroskamux ! filesink location={}",
-            vpu.lock_dir().display(),
+            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
+            vpu.guard_with_double(",hard-limit=0", ""),
             out.display()
         ),
         TIMEOUT,
@@ -464,12 +467,10 @@ fn hardware_failing_on_its_first_frame_falls_back_losing_nothing() {
     common::init();
     let vpu = Vpu::new("first-frame-fail", "");
     let out = vpu.dir.join("out.mkv");
-    let sf = vpu.session_file.display();
     let log = common::run_to_eos(
         &format!(
-            "{SOURCE} ! vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={} \
-             hw-properties=\"props,session-file={sf},fail-on-first-buffer=true\" ! matroskamux ! filesink location={}",
-            vpu.lock_dir().display(),
+            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
+            vpu.guard_with_double(",fail-on-first-buffer=true", ""),
             out.display()
         ),
         TIMEOUT,
@@ -494,12 +495,10 @@ fn hardware_failing_on_its_first_frame_falls_back_losing_nothing() {
 fn hardware_failing_mid_stream_is_an_error_naming_the_guard() {
     common::init();
     let vpu = Vpu::new("mid-stream-fail", "");
-    let sf = vpu.session_file.display();
     let log = common::run_to_eos(
         &format!(
-            "{SOURCE} ! vpuguardenc name=cam0 hw-encoder={FAKE_HW} session-file={sf} lock-dir={} \
-             hw-properties=\"props,session-file={sf},fail-after-buffers=10\" ! fakesink",
-            vpu.lock_dir().display(),
+            "{SOURCE} ! {} ! fakesink",
+            vpu.guard_with_double(",fail-after-buffers=10", "name=cam0")
         ),
         TIMEOUT,
     );
