@@ -49,10 +49,13 @@ docs: deps
 aarch64:
 	./scripts/aarch64.sh
 
-# The long soak: 1000 NULL->PLAYING->NULL cycles (make test runs 100).
+# The long forms: 1000 NULL->PLAYING->NULL cycles and 60 s of churn in 4
+# processes (make test runs 100 cycles and 8 s).
 SOAK_CYCLES ?= 1000
+CHURN_SECONDS ?= 60
 soak: deps
 	EDGEGUARD_SOAK_CYCLES=$(SOAK_CYCLES) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --test soak -- --nocapture
+	EDGEGUARD_CHURN_SECONDS=$(CHURN_SECONDS) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --test vpuguardenc churn -- --nocapture
 
 # A longer campaign of the parsers' seeded property tests (make test runs 5-20k cases each).
 FUZZ_CASES ?= 1000000

@@ -568,6 +568,10 @@ fn child_process_entry() {
         .unwrap()
         .parse()
         .unwrap();
+    if let Ok(seconds) = std::env::var(CHURN_SECONDS) {
+        churn(&args, count, seconds.parse().unwrap());
+        return;
+    }
     let threads: Vec<_> = (0..count)
         .map(|_| {
             let args = args.clone();
@@ -599,6 +603,57 @@ fn child_process_entry() {
     for (pipeline, _) in pipelines {
         pipeline.set_state(gst::State::Null).unwrap();
     }
+}
+
+const CHURN_SECONDS: &str = "EDGEGUARD_CHURN_SECONDS";
+
+/// Child side of the churn test: `count` threads each start a pipeline, let it
+/// run 0.2-1 s, stop it, and start again, until `seconds` have passed. Prints
+/// the decisions taken and whether any hardware start failed.
+fn churn(args: &str, count: usize, seconds: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let threads: Vec<_> = (0..count)
+        .map(|i| {
+            let args = args.to_string();
+            std::thread::spawn(move || {
+                let (mut hw, mut sw, mut failed) = (0u32, 0u32, 0u32);
+                let mut round = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let pipeline = gst::parse::launch(&format!(
+                        "videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! \
+                         vpuguardenc name=guard {args} ! fakesink"
+                    ))
+                    .unwrap()
+                    .downcast::<gst::Pipeline>()
+                    .unwrap();
+                    pipeline.set_state(gst::State::Playing).unwrap();
+                    let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
+                        !log.named("vpuguardenc-decision").is_empty()
+                    });
+                    assert!(log.errors.is_empty(), "{log:#?}");
+                    let d = decision(&log);
+                    match (d.hardware, d.reason.as_str()) {
+                        (_, "hw-start-failed") => failed += 1,
+                        (true, _) => hw += 1,
+                        (false, _) => sw += 1,
+                    }
+                    // Vary how long each pipeline holds its encoder.
+                    round += 1;
+                    std::thread::sleep(Duration::from_millis(200 + (round * 37 + i as u64 * 101) % 800));
+                    pipeline.set_state(gst::State::Null).unwrap();
+                }
+                (hw, sw, failed)
+            })
+        })
+        .collect();
+    let (mut hw, mut sw, mut failed) = (0, 0, 0);
+    for t in threads {
+        let (h, s, f) = t.join().unwrap();
+        hw += h;
+        sw += s;
+        failed += f;
+    }
+    println!("CHURN hw={hw} sw={sw} failed={failed}");
 }
 
 struct Child {
@@ -690,6 +745,64 @@ fn twelve_pipelines_in_three_processes_share_four_slots_by_ledger() {
     );
     assert_eq!(twelve_pipelines_in_three_processes(&args), 4);
     assert_eq!(vpu.peak(), 4);
+}
+
+#[test]
+fn churn_in_four_processes_never_exceeds_the_budget() {
+    common::init();
+    let seconds: u64 = std::env::var(CHURN_SECONDS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let vpu = Vpu::new("churn", "");
+    // The double refuses a fifth session, as an overloaded VPU would.
+    let args = vpu.guard_with_double(",hard-limit=4", "max-sessions=4");
+    let args = args.trim_start_matches("vpuguardenc ");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_process_entry",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ROLE, args)
+                .env("EDGEGUARD_PIPELINES", "4")
+                .env(CHURN_SECONDS, seconds.to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut hw, mut sw) = (0, 0);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        let line = text
+            .lines()
+            .find_map(|l| l.split_once("CHURN ").map(|(_, r)| r.to_string()))
+            .unwrap_or_else(|| panic!("no CHURN line: {text}"));
+        let nums: Vec<u32> = line
+            .split(' ')
+            .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            nums[2], 0,
+            "a hardware start failed: the budget was exceeded"
+        );
+        hw += nums[0];
+        sw += nums[1];
+    }
+    println!(
+        "churn: {seconds} s, 16 pipelines in 4 processes: {hw} hardware and {sw} software decisions, peak {} sessions",
+        vpu.peak()
+    );
+    // Never more than the budget at once, and the budget was used.
+    assert_eq!(vpu.peak(), 4);
+    assert!(hw >= 4 && sw > 0, "hw {hw} sw {sw}");
+    assert_eq!(vpu.sessions(), 0);
 }
 
 #[test]
