@@ -84,8 +84,10 @@ fn soak_cycles_stay_flat() {
         report.get::<u32>("leaks").unwrap()
     );
     assert_eq!(report.get::<u32>("leaks").unwrap(), 0, "{report}");
+    // GStreamer's task pool keeps a few idle threads for a while: a thread
+    // leaked per cycle would be hundreds, not this slack.
     assert!(
-        threads1 <= threads0,
+        threads1 <= threads0 + 2,
         "threads grew: {threads0} -> {threads1}"
     );
     assert!(fds1 <= fds0, "fds grew: {fds0} -> {fds1}");
