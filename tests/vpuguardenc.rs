@@ -518,6 +518,47 @@ fn hardware_failing_mid_stream_is_an_error_naming_the_guard() {
 }
 
 #[test]
+fn session_file_vanishing_or_changing_between_decisions() {
+    common::init();
+    let vpu = Vpu::new("vanishing", "");
+    let live =
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+    let desc = format!(
+        "{live} ! {} ! fakesink",
+        vpu.guard("name=guard max-sessions=2")
+    );
+    // First guard: the listing is there and empty.
+    let (a, _) = decided(&desc);
+    assert!(a.by_name("guard").unwrap().property::<bool>("hardware"));
+    // The listing vanishes (driver reloaded, debugfs unmounted): the next
+    // guard still counts the first one through its slot.
+    std::fs::remove_file(&vpu.session_file).unwrap();
+    let p = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&p, TIMEOUT, |log| {
+        !log.named("vpuguardenc-decision").is_empty()
+    });
+    let d = decision(&log);
+    assert_eq!(
+        (d.hardware, d.sessions, d.reason.as_str()),
+        (true, 1, "session-file-unreadable"),
+        "{log:#?}"
+    );
+    p.set_state(gst::State::Null).unwrap();
+    // It comes back listing three sessions of other processes: budget spent.
+    std::fs::write(&vpu.session_file, SAMPLE).unwrap();
+    let (b, _) = decided(&desc);
+    let guard = b.by_name("guard").unwrap();
+    assert!(!guard.property::<bool>("hardware"));
+    assert_eq!(guard.property::<u32>("sessions"), 3);
+    b.set_state(gst::State::Null).unwrap();
+    a.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
 fn cycling_through_null_releases_and_retakes_the_slot() {
     common::init();
     let vpu = Vpu::new("cycle", "");
