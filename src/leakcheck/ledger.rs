@@ -138,11 +138,8 @@ impl Tracker {
     /// Records an element and, for a bin, everything inside it (catching up on
     /// what existed before leakcheck looked).
     pub fn add(&mut self, element: &gst::Element) {
-        self.add_one(element);
-        if let Some(bin) = element.downcast_ref::<gst::Bin>() {
-            for child in bin.iterate_recurse().into_iter().flatten() {
-                self.add_one(&child);
-            }
+        for e in with_descendants(element) {
+            self.add_one(&e);
         }
     }
 
@@ -221,13 +218,9 @@ impl Tracker {
     /// An element leaves the pipeline. Returns the finding when it leaves while
     /// PAUSED or PLAYING; one left in READY is judged after the grace.
     pub fn removing(&mut self, element: &gst::Element) -> Option<Finding> {
-        self.add(element);
-        let mut to_mark = vec![element.clone()];
-        if let Some(bin) = element.downcast_ref::<gst::Bin>() {
-            to_mark.extend(bin.iterate_recurse().into_iter().flatten());
-        }
         let state = element.current_state();
-        for e in to_mark {
+        for e in with_descendants(element) {
+            self.add_one(&e);
             if let Some(record) = self.elements.get_mut(&key(&e)) {
                 record.removed = true;
                 record.removed_in_ready = e == *element && state == gst::State::Ready;
@@ -368,11 +361,7 @@ impl Tracker {
         let Some(pipeline) = pipeline else {
             return owned;
         };
-        let mut holders = vec![pipeline.clone()];
-        if let Some(bin) = pipeline.downcast_ref::<gst::Bin>() {
-            holders.extend(bin.iterate_recurse().into_iter().flatten());
-        }
-        for holder in holders {
+        for holder in with_descendants(pipeline) {
             for pspec in holder.list_properties() {
                 if pspec.flags().contains(glib::ParamFlags::READABLE)
                     && pspec.value_type().is_a(gst::Element::static_type())
@@ -386,6 +375,15 @@ impl Tracker {
         }
         owned
     }
+}
+
+/// The element and, for a bin, every element inside it, walked once.
+fn with_descendants(element: &gst::Element) -> Vec<gst::Element> {
+    let mut all = vec![element.clone()];
+    if let Some(bin) = element.downcast_ref::<gst::Bin>() {
+        all.extend(bin.iterate_recurse().into_iter().flatten());
+    }
+    all
 }
 
 fn is_inside(element: &gst::Element, ancestor: &gst::Element) -> bool {
