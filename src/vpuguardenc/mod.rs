@@ -12,8 +12,6 @@ mod imp;
 pub mod ledger;
 pub mod sessions;
 
-pub use decision::Reason;
-
 /// How the guard may choose.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]
