@@ -285,9 +285,8 @@ fn unreadable_session_file_falls_back_to_the_ledger() {
     assert!(unreadable.iter().all(|w| w.contains("no-such-listing")));
 }
 
-/// Builds a pipeline with a guard named `guard`, runs it until the decision and
-/// returns the chosen child with the pipeline (PLAYING).
-fn decided(description: &str) -> (gst::Pipeline, gst::Element) {
+/// Starts a pipeline and runs it until its guard's decision, without errors.
+fn play_until_decision(description: &str) -> (gst::Pipeline, Decision) {
     let pipeline = gst::parse::launch(description)
         .unwrap()
         .downcast::<gst::Pipeline>()
@@ -297,6 +296,13 @@ fn decided(description: &str) -> (gst::Pipeline, gst::Element) {
         !log.named("vpuguardenc-decision").is_empty()
     });
     assert!(log.errors.is_empty(), "{log:#?}");
+    (pipeline, decision(&log))
+}
+
+/// Builds a pipeline with a guard named `guard`, runs it until the decision and
+/// returns the chosen child with the pipeline (PLAYING).
+fn decided(description: &str) -> (gst::Pipeline, gst::Element) {
+    let (pipeline, _) = play_until_decision(description);
     let guard = pipeline
         .by_name("guard")
         .unwrap()
@@ -533,19 +539,11 @@ fn session_file_vanishing_or_changing_between_decisions() {
     // The listing vanishes (driver reloaded, debugfs unmounted): the next
     // guard still counts the first one through its slot.
     std::fs::remove_file(&vpu.session_file).unwrap();
-    let p = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    p.set_state(gst::State::Playing).unwrap();
-    let log = common::collect_bus(&p, TIMEOUT, |log| {
-        !log.named("vpuguardenc-decision").is_empty()
-    });
-    let d = decision(&log);
+    let (p, d) = play_until_decision(&desc);
     assert_eq!(
         (d.hardware, d.sessions, d.reason.as_str()),
         (true, 1, "session-file-unreadable"),
-        "{log:#?}"
+        "{d:?}"
     );
     p.set_state(gst::State::Null).unwrap();
     // It comes back listing three sessions of other processes: budget spent.
@@ -617,20 +615,11 @@ fn child_process_entry() {
         .map(|_| {
             let args = args.clone();
             std::thread::spawn(move || {
-                let pipeline = gst::parse::launch(&format!(
+                let (pipeline, d) = play_until_decision(&format!(
                     "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
                      vpuguardenc name=guard {args} ! fakesink"
-                ))
-                .unwrap()
-                .downcast::<gst::Pipeline>()
-                .unwrap();
-                pipeline.set_state(gst::State::Playing).unwrap();
-                let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
-                    !log.named("vpuguardenc-decision").is_empty()
-                });
-                assert!(log.errors.is_empty(), "{log:#?}");
-                let hardware = decision(&log).hardware;
-                (pipeline, hardware)
+                ));
+                (pipeline, d.hardware)
             })
         })
         .collect();
@@ -660,19 +649,10 @@ fn churn(args: &str, count: usize, seconds: u64) {
                 let (mut hw, mut sw, mut failed) = (0u32, 0u32, 0u32);
                 let mut round = 0u64;
                 while std::time::Instant::now() < deadline {
-                    let pipeline = gst::parse::launch(&format!(
+                    let (pipeline, d) = play_until_decision(&format!(
                         "videotestsrc is-live=true ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! \
                          vpuguardenc name=guard {args} ! fakesink"
-                    ))
-                    .unwrap()
-                    .downcast::<gst::Pipeline>()
-                    .unwrap();
-                    pipeline.set_state(gst::State::Playing).unwrap();
-                    let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
-                        !log.named("vpuguardenc-decision").is_empty()
-                    });
-                    assert!(log.errors.is_empty(), "{log:#?}");
-                    let d = decision(&log);
+                    ));
                     match (d.hardware, d.reason.as_str()) {
                         (_, "hw-start-failed") => failed += 1,
                         (true, _) => hw += 1,
