@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
 use gst::glib;
+use gst::glib::translate::ToGlibPtr;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -524,7 +525,9 @@ impl DelayBuffer {
                 }
                 let forwarded = self.srcpad.push_event(event);
                 self.set_flushing(false);
-                if let Err(err) = self.start_task() {
+                if !self.resume_task()
+                    && let Err(err) = self.start_task()
+                {
                     gst::error!(CAT, imp = self, "cannot restart the task: {err}");
                     return false;
                 }
@@ -699,6 +702,21 @@ impl DelayBuffer {
             self.srcpad
                 .stop_task()
                 .map_err(|e| gst::loggable_error!(CAT, "cannot stop the task: {e}"))
+        }
+    }
+
+    /// Restarts the src pad's paused task, if it has one. Not with
+    /// `start_task`: gst_pad_start_task() on a pad that already has a task
+    /// only restarts it and never calls the destroy notify of the new closure
+    /// it is given, so each flush leaked one boxed closure (found by valgrind).
+    fn resume_task(&self) -> bool {
+        let pad: *mut gst::ffi::GstPad = self.srcpad.to_glib_none().0;
+        let _lock = self.srcpad.object_lock();
+        // SAFETY: the pad outlives this call, and its task field is read and
+        // the task's state set under the pad's object lock, as GStreamer does.
+        unsafe {
+            let task = (*pad).task;
+            !task.is_null() && gst::ffi::gst_task_set_state(task, gst::ffi::GST_TASK_STARTED) != 0
         }
     }
 
