@@ -49,6 +49,16 @@ fn level(h: &Harness, name: &str) -> u64 {
 
 /// Waits until the element holds `n` buffers (the push returns before the
 /// src task has looked at it).
+fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..2500 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("waited 5 s in vain");
+}
+
 fn wait_level(h: &Harness, n: u64) {
     for _ in 0..500 {
         if level(h, "current-level-buffers") == n {
@@ -99,6 +109,64 @@ fn latency_is_not_raised_by_the_delay() {
         h.element().unwrap().static_pad("src").unwrap().offset(),
         5 * gst::ClockTime::SECOND.nseconds() as i64
     );
+}
+
+/// Like queue, delaybuffer raises the maximum latency by what it can hold
+/// (unbounded without bounds), never the minimum.
+#[test]
+fn max_latency_grows_by_what_can_be_held() {
+    common::init();
+    let frame = gst::ClockTime::from_nseconds(33_333_333);
+    let latency_with = |props: &str| {
+        // A live source that can keep one frame waiting: min = max = one frame.
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src is-live=true format=time min-latency={f} max-latency={f} \
+               caps=video/x-raw,format=GRAY8,width=8,height=8,framerate=30/1 ! \
+             delaybuffer name=delay delay=100000000 {props} ! fakesink name=sink",
+            f = frame.nseconds()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // The caps (and so the framerate) reach delaybuffer with the first buffer.
+        let src = pipeline.by_name("src").unwrap();
+        let mut buffer = gst::Buffer::with_size(64).unwrap();
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        assert_eq!(
+            src.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]),
+            gst::FlowReturn::Ok
+        );
+        let delay = pipeline.by_name("delay").unwrap();
+        wait_until(|| {
+            delay
+                .property::<gst::Structure>("stats")
+                .get::<u64>("received")
+                == Ok(1)
+        });
+        let mut q = gst::query::Latency::new();
+        let sink = pipeline.by_name("sink").unwrap();
+        assert!(sink.static_pad("sink").unwrap().peer_query(&mut q));
+        pipeline.set_state(gst::State::Null).unwrap();
+        let (live, min, max) = q.result();
+        assert!(live);
+        (min, max)
+    };
+    assert_eq!(latency_with(""), (frame, None));
+    assert_eq!(
+        latency_with("leaky=downstream max-size-buffers=10"),
+        (frame, None)
+    );
+    assert_eq!(
+        latency_with("max-size-time=2000000000"),
+        (frame, Some(frame + 2 * gst::ClockTime::SECOND))
+    );
+    assert_eq!(
+        latency_with("max-size-buffers=10"),
+        (frame, Some(frame + 10 * frame))
+    );
+    // A byte bound cannot be said in time: nothing is added.
+    assert_eq!(latency_with("max-size-bytes=1000000"), (frame, Some(frame)));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::Leaky;
+use super::latency;
 use super::ring::{self, Bounds, Item, Ring};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -151,6 +152,13 @@ impl ObjectSubclass for DelayBuffer {
                     parent,
                     || Err(gst::loggable_error!(CAT, "panic in activatemode")),
                     |this| this.src_activate(pad, mode, active),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                DelayBuffer::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_query(pad, query),
                 )
             })
             .flags(gst::PadFlags::PROXY_CAPS)
@@ -585,6 +593,39 @@ impl DelayBuffer {
         // Other serialized queries (DRAIN, custom) are answered at once, not
         // behind held data: waiting `delay` for them would stall upstream.
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        let gst::QueryViewMut::Latency(q) = query.view_mut() else {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        };
+        if !self.sinkpad.peer_query(q.query_mut()) {
+            return false;
+        }
+        let (live, min, max) = q.result();
+        let settings = *self.settings.lock();
+        let frame_duration = self
+            .lock()
+            .framerate
+            .filter(|fps| fps.numer() > 0)
+            .and_then(|fps| {
+                gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64)
+            })
+            .map(gst::ClockTime::nseconds);
+        let new_max = latency::max_latency(
+            max.map(gst::ClockTime::nseconds),
+            &settings.bounds,
+            settings.leaky,
+            frame_duration,
+        )
+        .map(gst::ClockTime::from_nseconds);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "latency: live {live}, min {min}, max {max:?} -> {new_max:?}"
+        );
+        q.set(live, min, new_max);
+        true
     }
 
     /// Forwards the query, then asks upstream pools for enough buffers to hold

@@ -7,6 +7,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod latency;
 pub mod ring;
 
 /// What to do when a `max-size-*` bound is hit.
