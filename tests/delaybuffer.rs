@@ -503,7 +503,6 @@ struct Arrival {
 fn record_arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let a = arrivals.clone();
-    let element = sink.clone();
     sink.static_pad("sink")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
@@ -518,6 +517,9 @@ fn record_arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
                 .unwrap()
                 .clone();
             let pts = buffer.pts().unwrap();
+            // The element from the pad, not captured: a probe holding its own
+            // element is a reference cycle that keeps the pipeline alive.
+            let element = pad.parent_element().unwrap();
             let arrived_at = element.clock().unwrap().time() - element.base_time().unwrap();
             a.lock().unwrap().push(Arrival {
                 pts,
