@@ -131,6 +131,67 @@ fn under_budget_picks_hardware_and_output_is_h265() {
     assert_eq!(common::probe_video(&out), ("hevc".to_string(), 30));
 }
 
+/// The resolution changes mid-stream: the guard keeps its decision (no second
+/// session is opened), the hardware encoder follows the new size and no frame
+/// is lost. (The software path is covered in tests/faults.rs.)
+#[test]
+fn caps_renegotiated_mid_stream_keep_the_hardware_encoder() {
+    common::init();
+    let vpu = Vpu::new("renegotiation", SAMPLE);
+    // An elementary stream: Matroska refuses caps changes.
+    let out = vpu.dir.join("out.h265");
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=60 ! capsfilter name=size \
+           caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+         {} name=guard ! video/x-h265,stream-format=byte-stream ! filesink location={}",
+        vpu.guard("max-sessions=6"),
+        out.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let size = pipeline.by_name("size").unwrap();
+    size.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, |pad, info| {
+            if info.buffer().map(|b| b.offset()) == Some(29) {
+                let bigger = gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("width", 640i32)
+                    .field("height", 480i32)
+                    .field("framerate", gst::Fraction::new(30, 1))
+                    .build();
+                pad.parent_element().unwrap().set_property("caps", bigger);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let widths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let w = widths.clone();
+    pipeline
+        .by_name("guard")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
+                let s = caps.caps().structure(0).unwrap();
+                w.lock().unwrap().push(s.get::<i32>("width").unwrap());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert_eq!(decision(&log).encoder, FAKE_HW);
+    // One session for the whole stream, closed at NULL.
+    assert_eq!((vpu.peak(), vpu.sessions()), (4, 3));
+    let mut widths = widths.lock().unwrap().clone();
+    widths.dedup();
+    assert_eq!(widths, [320, 640]);
+    assert_eq!(common::probe_video(&out), ("hevc".to_string(), 60));
+}
+
 #[test]
 fn at_budget_picks_software_and_output_is_h264() {
     common::init();
