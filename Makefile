@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit inspect install bench demo demo-vpu docs aarch64 fuzz soak clean
+.PHONY: deps build test lint unit memcheck inspect install bench demo demo-vpu docs aarch64 fuzz soak clean
 
 deps:
 	./scripts/deps.sh
@@ -25,7 +25,12 @@ inspect: build
 	./scripts/check-inspect.sh $(PLUGIN_DIR)
 	./scripts/check-install.sh
 
-test: deps lint unit inspect
+# The pipeline tests and a 10-cycle soak under valgrind memcheck: an invalid
+# read or write, or a definite leak outside valgrind/edgeguard.supp, fails.
+memcheck: deps
+	./scripts/memcheck.sh
+
+test: deps lint unit memcheck inspect
 
 install: build
 	@test -n "$(PLUGINS_DIR)" || { echo "install: pkg-config knows no gstreamer-1.0 pluginsdir (run make deps)"; exit 1; }

@@ -19,6 +19,7 @@ packages=(
     ninja-build
     python3-gi
     python3-gst-1.0
+    valgrind
 )
 
 # The native architecture's package; an Architecture: all one has no qualifier.
