@@ -293,6 +293,57 @@ fn eos_while_the_delay_is_filling_live() {
     );
 }
 
+/// The application ends a live rig (gst-launch -e, `send_event(eos)`) before
+/// the first delayed frame has left. The delayed sink prerolled at once on a
+/// GAP, so the pipeline is PLAYING and the EOS goes through: without it the
+/// pipeline stayed PAUSED for `delay`, and the EOS deadlocked (send_event
+/// holds the state lock that the pipeline needed to reach PLAYING).
+#[test]
+fn application_eos_before_the_first_delayed_frame_ends_the_pipeline() {
+    common::init();
+    let delay = 3 * SECOND;
+    let pipeline = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! tee name=t \
+         t. ! queue ! fakesink name=realtime sync=true \
+         t. ! queue ! delaybuffer delay={} ! fakesink name=delayed sync=true",
+        delay.nseconds()
+    ));
+    let realtime = arrivals(&pipeline.by_name("realtime").unwrap());
+    let delayed = arrivals(&pipeline.by_name("delayed").unwrap());
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // PLAYING long before the first delayed frame is due.
+    let (result, state, _) = pipeline.state(gst::ClockTime::from_seconds(2));
+    assert_eq!(
+        (result, state),
+        (Ok(gst::StateChangeSuccess::Success), gst::State::Playing)
+    );
+    assert!(started.elapsed() < delay.into());
+    std::thread::sleep(Duration::from_millis(500));
+    // From another thread, as gst-launch's interrupt handler does: if it
+    // deadlocks, the bus below times out instead of the test hanging.
+    let sender = {
+        let pipeline = pipeline.clone();
+        std::thread::spawn(move || pipeline.send_event(gst::event::Eos::new()))
+    };
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert!(sender.join().unwrap());
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // Every frame the real-time branch got also left the delayed one, on time.
+    let realtime = realtime.lock().unwrap();
+    let delayed = delayed.lock().unwrap();
+    assert!(!realtime.is_empty());
+    assert_eq!(
+        realtime.iter().map(|a| a.pts).collect::<Vec<_>>(),
+        delayed.iter().map(|a| a.pts).collect::<Vec<_>>()
+    );
+    for d in delayed.iter() {
+        assert!(d.arrived >= d.due, "left before it was due: {d:?}");
+    }
+}
+
 #[test]
 fn eos_while_the_delay_is_filling_not_live() {
     common::init();

@@ -806,6 +806,23 @@ impl DelayBuffer {
                 if now >= target {
                     break s.ring.pop();
                 }
+                if !s.gap_sent {
+                    // Live sinks behind us would otherwise complete their
+                    // state change only when the first frame leaves, `delay`
+                    // from now: the pipeline would stay PAUSED that long, and
+                    // an application's EOS sent meanwhile deadlocks (its
+                    // send_event holds the state lock the pipeline needs to
+                    // reach PLAYING). The sink prerolls on the GAP, then
+                    // waits on the clock until the first frame is due.
+                    s.gap_sent = true;
+                    let gap = self.preroll_gap(&s);
+                    drop(s);
+                    if let Some(gap) = gap {
+                        let _ = self.srcpad.push_event(gap);
+                    }
+                    s = self.lock();
+                    continue;
+                }
                 // Wake up early to notice input that stopped while filling.
                 let stall_check = self.stall_deadline(&s, delay).map(|t| base + t);
                 if let Some(check) = stall_check
