@@ -150,7 +150,7 @@ fn main() {
     };
     let delay_ns = (o.delay * 1e9) as u64;
     let description = format!(
-        "videotestsrc is-live=true do-timestamp=true pattern=ball num-buffers={frames} ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! \
+        "videotestsrc is-live=true do-timestamp=true pattern=ball ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! \
          timeoverlay halignment=left valignment=top ! tee name=t \
          t. ! queue ! vpuguardenc name=recording {guard} bitrate=4000 gop=30 ! matroskamux ! filesink location={rec} \
          t. ! queue ! videoscale ! video/x-raw,width=640,height=360 ! vpuguardenc name=preview {guard} bitrate=1000 ! \
@@ -158,9 +158,6 @@ fn main() {
          t. ! queue ! fakesink name=live sync=true \
          t. ! delaybuffer name=display delay={delay_ns} ! clockoverlay halignment=right valignment=top ! fakesink name=delayed sync=true \
          leakcheck name=check grace=0 report-file={report}",
-        // The source ends the run: EOS flows through every branch, the
-        // delayed one finishing `delay` after the others.
-        frames = o.seconds * 30,
         rec = recording.display(),
         prev = preview.display(),
         report = report_file.display(),
@@ -193,7 +190,18 @@ fn main() {
         + Duration::from_secs_f64(o.delay)
         + Duration::from_secs(20);
     let mut failed = false;
+    let mut eos_sent = false;
     loop {
+        // The run ends as an application ends it (gst-launch -e, Ctrl-C): an
+        // EOS sent to the pipeline, which flows through every branch, the
+        // delayed one finishing `delay` after the others. From its own thread,
+        // so that a pipeline that could not take it would show as a missed
+        // deadline rather than a hang.
+        if !eos_sent && started.elapsed() >= Duration::from_secs(o.seconds) {
+            eos_sent = true;
+            let pipeline = pipeline.clone();
+            std::thread::spawn(move || pipeline.send_event(gst::event::Eos::new()));
+        }
         if Instant::now() > deadline {
             eprintln!("rig: no EOS before the deadline");
             failed = true;
