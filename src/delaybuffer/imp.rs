@@ -814,13 +814,7 @@ impl DelayBuffer {
                     // send_event holds the state lock the pipeline needs to
                     // reach PLAYING). The sink prerolls on the GAP, then
                     // waits on the clock until the first frame is due.
-                    s.gap_sent = true;
-                    let gap = self.preroll_gap(&s);
-                    drop(s);
-                    if let Some(gap) = gap {
-                        let _ = self.srcpad.push_event(gap);
-                    }
-                    s = self.lock();
+                    s = self.send_preroll_gap(s);
                     continue;
                 }
                 // Wake up early to notice input that stopped while filling.
@@ -847,14 +841,8 @@ impl DelayBuffer {
                 break s.ring.pop();
             }
             if !s.gap_sent {
-                s.gap_sent = true;
-                let gap = self.preroll_gap(&s);
-                drop(s);
                 // Downstream sinks preroll on it, so a tee in front never waits for the delay.
-                if let Some(gap) = gap {
-                    let _ = self.srcpad.push_event(gap);
-                }
-                s = self.lock();
+                s = self.send_preroll_gap(s);
                 continue;
             }
             let stall_timeout =
@@ -942,6 +930,18 @@ impl DelayBuffer {
                 self.stall_timeout.load(Ordering::SeqCst)
             ]
         );
+    }
+
+    /// Sends the stream's one preroll GAP, without holding the lock while
+    /// downstream takes it, and locks again.
+    fn send_preroll_gap<'a>(&'a self, mut s: MutexGuard<'a, Shared>) -> MutexGuard<'a, Shared> {
+        s.gap_sent = true;
+        let gap = self.preroll_gap(&s);
+        drop(s);
+        if let Some(gap) = gap {
+            let _ = self.srcpad.push_event(gap);
+        }
+        self.lock()
     }
 
     /// A GAP at the first held buffer's position, for downstream to preroll on.
