@@ -490,47 +490,6 @@ fn allocation_without_a_downstream_answer_is_a_pool_less_minimum() {
 
 // ---- whole pipelines ---------------------------------------------------------
 
-/// What a sink saw of one frame: its pts, the running time it will be
-/// rendered at (from the segment, so pad offsets count), and the running time
-/// of the clock when it arrived.
-#[derive(Debug, Clone, Copy)]
-struct Arrival {
-    pts: gst::ClockTime,
-    render_at: gst::ClockTime,
-    arrived_at: gst::ClockTime,
-}
-
-fn record_arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
-    let arrivals = Arc::new(Mutex::new(Vec::new()));
-    let a = arrivals.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            let Some(buffer) = info.buffer() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let segment = pad
-                .sticky_event::<gst::event::Segment>(0)
-                .unwrap()
-                .segment()
-                .downcast_ref::<gst::ClockTime>()
-                .unwrap()
-                .clone();
-            let pts = buffer.pts().unwrap();
-            // The element from the pad, not captured: a probe holding its own
-            // element is a reference cycle that keeps the pipeline alive.
-            let element = pad.parent_element().unwrap();
-            let arrived_at = element.clock().unwrap().time() - element.base_time().unwrap();
-            a.lock().unwrap().push(Arrival {
-                pts,
-                render_at: segment.to_running_time(pts).unwrap(),
-                arrived_at,
-            });
-            gst::PadProbeReturn::Ok
-        });
-    arrivals
-}
-
 #[test]
 fn live_tee_delays_one_branch_and_not_the_other() {
     common::init();
@@ -544,8 +503,8 @@ fn live_tee_delays_one_branch_and_not_the_other() {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let realtime = record_arrivals(&pipeline.by_name("realtime").unwrap());
-    let delayed = record_arrivals(&pipeline.by_name("delayed").unwrap());
+    let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
+    let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, Duration::from_secs(30), |_| false);
     let mut latency = gst::query::Latency::new();
@@ -565,11 +524,11 @@ fn live_tee_delays_one_branch_and_not_the_other() {
     for (r, d) in realtime.iter().zip(delayed.iter()) {
         assert_eq!(r.pts, d.pts);
         // The real-time branch renders at the frame's own running time...
-        assert_eq!(r.render_at, r.pts);
+        assert_eq!(r.due, r.pts);
         // ...and the delayed one exactly `delay` later, with the same latency.
-        assert_eq!(d.render_at, r.render_at + delay, "{r:?} {d:?}");
+        assert_eq!(d.due, r.due + delay, "{r:?} {d:?}");
         // It was held, not just relabelled: it left no earlier than that.
-        assert!(d.arrived_at >= d.render_at, "{d:?} left early");
+        assert!(d.arrived >= d.due, "{d:?} left early");
     }
 }
 

@@ -46,39 +46,6 @@ fn pts_since_last_flush(sink: &gst::Element) -> Arc<Mutex<Vec<gst::ClockTime>>> 
     seen
 }
 
-/// What a sync sink saw of one frame: its pts, the running time it is due at
-/// (segment and pad offsets included) and the clock's running time on arrival.
-#[derive(Debug, Clone, Copy)]
-struct Arrival {
-    pts: gst::ClockTime,
-    due: gst::ClockTime,
-    arrived: gst::ClockTime,
-}
-
-fn arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            let Some(buffer) = info.buffer() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
-            let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
-            let pts = buffer.pts().unwrap();
-            let due = segment.to_running_time(pts).unwrap()
-                + gst::ClockTime::from_nseconds(u64::try_from(pad.offset()).unwrap());
-            // The element from the pad, not captured: a probe holding its own
-            // element is a reference cycle that keeps the pipeline alive.
-            let element = pad.parent_element().unwrap();
-            let arrived = element.clock().unwrap().time() - element.base_time().unwrap();
-            s.lock().unwrap().push(Arrival { pts, due, arrived });
-            gst::PadProbeReturn::Ok
-        });
-    seen
-}
-
 fn level_time(delay: &gst::Element) -> gst::ClockTime {
     gst::ClockTime::from_nseconds(delay.property::<u64>("current-level-time"))
 }
@@ -190,8 +157,8 @@ fn exhausted_upstream_pool_warns_and_every_frame_gets_through_on_time() {
         .downcast::<gst_app::AppSrc>()
         .unwrap();
     camera.set_caps(Some(&caps));
-    let realtime = arrivals(&pipeline.by_name("realtime").unwrap());
-    let delayed = arrivals(&pipeline.by_name("delayed").unwrap());
+    let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
+    let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
 
     let pool = gst::BufferPool::new();
     let mut config = pool.config();
@@ -269,8 +236,8 @@ fn eos_while_the_delay_is_filling_live() {
          t. ! delaybuffer delay={} ! fakesink name=delayed sync=true",
         delay.nseconds()
     ));
-    let realtime = arrivals(&pipeline.by_name("realtime").unwrap());
-    let delayed = arrivals(&pipeline.by_name("delayed").unwrap());
+    let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
+    let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
     let eos_at = pipeline.current_running_time().unwrap();
@@ -308,8 +275,8 @@ fn application_eos_before_the_first_delayed_frame_ends_the_pipeline() {
          t. ! queue ! delaybuffer delay={} ! fakesink name=delayed sync=true",
         delay.nseconds()
     ));
-    let realtime = arrivals(&pipeline.by_name("realtime").unwrap());
-    let delayed = arrivals(&pipeline.by_name("delayed").unwrap());
+    let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
+    let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
     let started = Instant::now();
     pipeline.set_state(gst::State::Playing).unwrap();
     // PLAYING long before the first delayed frame is due.
@@ -385,22 +352,11 @@ fn caps_renegotiated_mid_stream_through_all_three_elements() {
          leakcheck name=check grace=0",
         out.display()
     ));
-    let size = pipeline.by_name("size").unwrap();
-    let source_pad = size.static_pad("sink").unwrap();
-    source_pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        if info.buffer().map(|b| b.offset()) == Some(29) {
-            pad.parent_element().unwrap().set_property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("width", 640i32)
-                    .field("height", 480i32)
-                    .field("framerate", gst::Fraction::new(30, 1))
-                    .build(),
-            );
-        }
-        gst::PadProbeReturn::Ok
-    });
+    common::change_caps_at(
+        &pipeline.by_name("size").unwrap(),
+        29,
+        common::i420(640, 480),
+    );
     // Every delayed buffer against the caps in force on the pad it arrives on.
     let delayed_widths = Arc::new(Mutex::new(Vec::new()));
     let widths = delayed_widths.clone();
@@ -418,20 +374,13 @@ fn caps_renegotiated_mid_stream_through_all_three_elements() {
             gst::PadProbeReturn::Ok
         });
     // The widths of the encoded stream's caps, as the guard sends them.
-    let encoded_widths = Arc::new(Mutex::new(Vec::new()));
-    let widths = encoded_widths.clone();
-    pipeline
-        .by_name("guard")
-        .unwrap()
-        .static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-                let s = caps.caps().structure(0).unwrap();
-                widths.lock().unwrap().push(s.get::<i32>("width").unwrap());
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let encoded_widths = common::caps_widths(
+        &pipeline
+            .by_name("guard")
+            .unwrap()
+            .static_pad("src")
+            .unwrap(),
+    );
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
     let check = pipeline.by_name("check").unwrap();

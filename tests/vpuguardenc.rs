@@ -150,35 +150,18 @@ fn caps_renegotiated_mid_stream_keep_the_hardware_encoder() {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let size = pipeline.by_name("size").unwrap();
-    size.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, |pad, info| {
-            if info.buffer().map(|b| b.offset()) == Some(29) {
-                let bigger = gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("width", 640i32)
-                    .field("height", 480i32)
-                    .field("framerate", gst::Fraction::new(30, 1))
-                    .build();
-                pad.parent_element().unwrap().set_property("caps", bigger);
-            }
-            gst::PadProbeReturn::Ok
-        });
-    let widths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let w = widths.clone();
-    pipeline
-        .by_name("guard")
-        .unwrap()
-        .static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-                let s = caps.caps().structure(0).unwrap();
-                w.lock().unwrap().push(s.get::<i32>("width").unwrap());
-            }
-            gst::PadProbeReturn::Ok
-        });
+    common::change_caps_at(
+        &pipeline.by_name("size").unwrap(),
+        29,
+        common::i420(640, 480),
+    );
+    let widths = common::caps_widths(
+        &pipeline
+            .by_name("guard")
+            .unwrap()
+            .static_pad("src")
+            .unwrap(),
+    );
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
     pipeline.set_state(gst::State::Null).unwrap();

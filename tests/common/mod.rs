@@ -8,7 +8,7 @@ pub mod fake_mpp;
 
 use gst::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// Initializes GStreamer, registers the plugin statically and the test doubles, once.
@@ -131,4 +131,79 @@ pub fn probe_video(path: &Path) -> (String, u64) {
     let codec = fields.next().unwrap_or_default().to_string();
     let frames = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
     (codec, frames)
+}
+
+/// What a sync sink saw of one frame: its pts, the running time it is due at
+/// (from the segment, so upstream pad offsets count) and the clock's running
+/// time when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub pts: gst::ClockTime,
+    pub due: gst::ClockTime,
+    pub arrived: gst::ClockTime,
+}
+
+/// Records an `Arrival` for every buffer reaching `sink`.
+pub fn record_arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(buffer) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+            let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+            let pts = buffer.pts().unwrap();
+            // The element from the pad, not captured: a probe holding its own
+            // element is a reference cycle that keeps the pipeline alive.
+            let element = pad.parent_element().unwrap();
+            let arrived = element.clock().unwrap().time() - element.base_time().unwrap();
+            s.lock().unwrap().push(Arrival {
+                pts,
+                due: segment.to_running_time(pts).unwrap(),
+                arrived,
+            });
+            gst::PadProbeReturn::Ok
+        });
+    seen
+}
+
+/// Sets `caps` on the capsfilter `filter` when the buffer with offset `at`
+/// reaches it: a resolution change mid-stream, from the streaming thread.
+pub fn change_caps_at(filter: &gst::Element, at: u64, caps: gst::Caps) {
+    filter
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            if info.buffer().map(|b| b.offset()) == Some(at) {
+                pad.parent_element().unwrap().set_property("caps", &caps);
+            }
+            gst::PadProbeReturn::Ok
+        });
+}
+
+/// The widths of the CAPS events leaving `pad`, repeats removed by the caller.
+pub fn caps_widths(pad: &gst::Pad) -> Arc<Mutex<Vec<i32>>> {
+    let widths = Arc::new(Mutex::new(Vec::new()));
+    let w = widths.clone();
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
+            let s = caps.caps().structure(0).unwrap();
+            w.lock().unwrap().push(s.get::<i32>("width").unwrap());
+        }
+        gst::PadProbeReturn::Ok
+    });
+    widths
+}
+
+/// Raw I420 caps of the given size at 30 fps.
+pub fn i420(width: i32, height: i32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", width)
+        .field("height", height)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
 }
