@@ -47,26 +47,21 @@ fn level(h: &Harness, name: &str) -> u64 {
         .unwrap_or_else(|_| value.get::<u64>().unwrap())
 }
 
-/// Waits until the element holds `n` buffers (the push returns before the
-/// src task has looked at it).
 fn wait_until(done: impl Fn() -> bool) {
-    for _ in 0..2500 {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("waited 5 s in vain");
+    assert!(
+        common::poll_until(Duration::from_secs(5), done),
+        "waited 5 s in vain"
+    );
 }
 
+/// Waits until the element holds `n` buffers (the push returns before the
+/// src task has looked at it).
 fn wait_level(h: &Harness, n: u64) {
-    for _ in 0..500 {
-        if level(h, "current-level-buffers") == n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!(
+    let reached = common::poll_until(Duration::from_secs(1), || {
+        level(h, "current-level-buffers") == n
+    });
+    assert!(
+        reached,
         "level never reached {n}: {}",
         level(h, "current-level-buffers")
     );

@@ -52,15 +52,11 @@ fn level_time(delay: &gst::Element) -> gst::ClockTime {
 
 /// Waits until the delaybuffer holds at least `span` of running time.
 fn wait_until_held(delay: &gst::Element, span: gst::ClockTime) {
-    let deadline = Instant::now() + TIMEOUT;
-    while level_time(delay) < span {
-        assert!(
-            Instant::now() < deadline,
-            "the delay never filled: {}",
-            level_time(delay)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        common::poll_until(TIMEOUT, || level_time(delay) >= span),
+        "the delay never filled: {}",
+        level_time(delay)
+    );
 }
 
 fn frame_pts(n: u64) -> gst::ClockTime {

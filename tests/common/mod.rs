@@ -29,6 +29,19 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Calls `done` every millisecond until it says yes (true) or `timeout`
+/// passes (false): for state that another thread changes.
+pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 /// What the bus said while a pipeline ran.
 #[derive(Debug, Default)]
 pub struct BusLog {
