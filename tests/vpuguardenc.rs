@@ -49,6 +49,20 @@ impl Vpu {
         self.guard_with_double("", extra)
     }
 
+    /// Runs 30 frames through `guard` into `out.mkv` in this VPU's directory,
+    /// to EOS or error.
+    fn record(&self, guard: &str) -> (common::BusLog, PathBuf) {
+        let out = self.dir.join("out.mkv");
+        let log = common::run_to_eos(
+            &format!(
+                "{SOURCE} ! {guard} ! matroskamux ! filesink location={}",
+                out.display()
+            ),
+            TIMEOUT,
+        );
+        (log, out)
+    }
+
     /// Like `guard`, with more properties for the double (",fail-on-first-buffer=true").
     fn guard_with_double(&self, double_props: &str, extra: &str) -> String {
         format!(
@@ -105,15 +119,7 @@ fn decision(log: &common::BusLog) -> Decision {
 fn under_budget_picks_hardware_and_output_is_h265() {
     common::init();
     let vpu = Vpu::new("under-budget", SAMPLE);
-    let out = vpu.dir.join("out.mkv");
-    let log = common::run_to_eos(
-        &format!(
-            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
-            vpu.guard("max-sessions=6"),
-            out.display()
-        ),
-        TIMEOUT,
-    );
+    let (log, out) = vpu.record(&vpu.guard("max-sessions=6"));
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");
     assert_eq!(
         decision(&log),
@@ -180,15 +186,7 @@ fn at_budget_picks_software_and_output_is_h264() {
     common::init();
     // Six sessions already open on a board whose budget is six.
     let vpu = Vpu::new("at-budget", &SAMPLE.repeat(2));
-    let out = vpu.dir.join("out.mkv");
-    let log = common::run_to_eos(
-        &format!(
-            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
-            vpu.guard("max-sessions=6"),
-            out.display()
-        ),
-        TIMEOUT,
-    );
+    let (log, out) = vpu.record(&vpu.guard("max-sessions=6"));
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");
     assert_eq!(
         decision(&log),
@@ -491,15 +489,7 @@ fn hardware_start_failure_falls_back_without_an_error() {
     common::init();
     // The listing is empty but the "VPU" refuses any session, as a wedged one does.
     let vpu = Vpu::new("start-fail", "");
-    let out = vpu.dir.join("out.mkv");
-    let log = common::run_to_eos(
-        &format!(
-            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
-            vpu.guard_with_double(",hard-limit=0", ""),
-            out.display()
-        ),
-        TIMEOUT,
-    );
+    let (log, out) = vpu.record(&vpu.guard_with_double(",hard-limit=0", ""));
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");
     let d = decision(&log);
     assert_eq!((d.encoder.as_str(), d.hardware), ("x264enc", false));
@@ -516,15 +506,7 @@ fn hardware_start_failure_falls_back_without_an_error() {
 fn hardware_failing_on_its_first_frame_falls_back_losing_nothing() {
     common::init();
     let vpu = Vpu::new("first-frame-fail", "");
-    let out = vpu.dir.join("out.mkv");
-    let log = common::run_to_eos(
-        &format!(
-            "{SOURCE} ! {} ! matroskamux ! filesink location={}",
-            vpu.guard_with_double(",fail-on-first-buffer=true", ""),
-            out.display()
-        ),
-        TIMEOUT,
-    );
+    let (log, out) = vpu.record(&vpu.guard_with_double(",fail-on-first-buffer=true", ""));
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");
     let all = decisions(&log);
     let reasons: Vec<_> = all
