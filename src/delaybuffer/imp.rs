@@ -604,10 +604,10 @@ impl DelayBuffer {
         }
         let (live, min, max) = q.result();
         let settings = *self.settings.lock();
+        // Only positive framerates are kept (see the CAPS event).
         let frame_duration = self
             .lock()
             .framerate
-            .filter(|fps| fps.numer() > 0)
             .and_then(|fps| {
                 gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64)
             })
