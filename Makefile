@@ -3,7 +3,7 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit memcheck inspect install bench demo demo-vpu docs aarch64 fuzz soak clean
+.PHONY: deps build test lint unit memcheck inspect install bench demo demo-vpu docs aarch64 fuzz soak cuda clean
 
 deps:
 	./scripts/deps.sh
@@ -66,6 +66,12 @@ soak: deps
 FUZZ_CASES ?= 1000000
 fuzz: deps
 	EDGEGUARD_FUZZ_CASES=$(FUZZ_CASES) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --lib random_ -- --nocapture
+
+# delaybuffer on real CUDA memory (tests/cuda.rs): the tests are #[ignore]d in
+# make test because they need an NVIDIA GPU, its driver and GStreamer's nvcodec
+# plugin. For a GPU machine without GStreamer, see scripts/cuda-bundle.sh.
+cuda: deps
+	G_DEBUG=fatal_warnings $(CARGO) test --locked --test cuda -- --ignored --nocapture
 
 # Side-by-side benchmarks; each prints its ratios.
 bench: deps

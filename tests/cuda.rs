@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! delaybuffer with real CUDA memory (`video/x-raw(memory:CUDAMemory)` made by
 //! cudaupload). Needs an NVIDIA GPU and GStreamer's nvcodec plugin, so it is
-//! ignored by `make test`; on a GPU machine: `cargo test --test cuda -- --ignored`.
+//! ignored by `make test`; on a GPU machine: `make cuda`.
 
 mod common;
 
