@@ -19,6 +19,7 @@ packages=(
     ninja-build
     python3-gi
     python3-gst-1.0
+    gir1.2-gst-rtsp-server-1.0
     valgrind
 )
 

@@ -7,10 +7,13 @@ use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
+use super::events;
+use super::judge::{self, CAT, Demand};
 use super::ledger;
 use super::patterns::{DEFAULT_PATTERNS, DevicePatterns};
+use super::registry::REGISTRY;
 use super::report::Report;
-use super::tracer::{self, CAT, REGISTRY};
+use super::watch::{self, Attachment};
 
 const DEFAULT_GRACE: u64 = gst::ClockTime::SECOND.nseconds();
 const DEFAULT_FAIL_ON_LEAK: bool = false;
@@ -19,6 +22,7 @@ const DEFAULT_FAIL_ON_LEAK: bool = false;
 struct Settings {
     report_file: String,
     device_patterns: String,
+    session_file: String,
     grace: u64,
     fail_on_leak: bool,
 }
@@ -28,6 +32,7 @@ impl Default for Settings {
         Settings {
             report_file: String::new(),
             device_patterns: DEFAULT_PATTERNS.into(),
+            session_file: String::new(),
             grace: DEFAULT_GRACE,
             fail_on_leak: DEFAULT_FAIL_ON_LEAK,
         }
@@ -36,21 +41,35 @@ impl Default for Settings {
 
 impl Settings {
     fn to_ledger(&self) -> Result<ledger::Settings, String> {
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
         Ok(ledger::Settings {
             patterns: DevicePatterns::parse(&self.device_patterns)?,
             grace: gst::ClockTime::from_nseconds(self.grace),
             fail_on_leak: self.fail_on_leak,
-            report_file: (!self.report_file.is_empty()).then(|| PathBuf::from(&self.report_file)),
+            report_file: path(&self.report_file),
+            session_file: path(&self.session_file),
         })
     }
+}
+
+/// What this element watches. Lock order: `watching`, then the registry;
+/// nothing else is called with `watching` held.
+#[derive(Default)]
+struct Watching {
+    /// The serial of the tracked top-level pipeline.
+    tracker: Option<u64>,
+    /// Handlers on that pipeline and its bus (none in GST_TRACERS mode).
+    attachment: Option<Attachment>,
+    /// A top-level bin that is not a pipeline yet, followed until it is
+    /// added to one (an RTSP media's bin, for example).
+    waiting_on: Option<(glib::WeakRef<gst::Object>, glib::SignalHandlerId)>,
 }
 
 pub struct LeakCheck {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
-    /// Address of the top-level pipeline this element reports for.
-    tracked: Mutex<Option<usize>>,
+    watching: Mutex<Watching>,
 }
 
 #[glib::object_subclass]
@@ -93,7 +112,7 @@ impl ObjectSubclass for LeakCheck {
             sinkpad,
             srcpad,
             settings: Mutex::new(Settings::default()),
-            tracked: Mutex::new(None),
+            watching: Mutex::new(Watching::default()),
         }
     }
 }
@@ -119,11 +138,21 @@ impl ObjectImpl for LeakCheck {
                     .default_value(Some(DEFAULT_PATTERNS))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("session-file")
+                    .nick("Session file")
+                    .blurb(
+                        "The kernel's MPP session listing, read once per judgement to report \
+                         VPU sessions this process opened while the pipeline ran and left open \
+                         (empty = /proc/mpp_service/sessions-summary, then the debugfs one)",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("grace")
                     .nick("Grace")
                     .blurb(
-                        "How long after the pipeline reached NULL before judging (ns); \
-                         0 judges at once, in the thread that set NULL",
+                        "How long after the pipeline reached NULL before judging (ns); with 0 \
+                         the judgement is due as soon as the pipeline is in NULL. Reading \
+                         'leaks' or 'get-report' once it is due judges at once",
                     )
                     .default_value(DEFAULT_GRACE)
                     .mutable_playing()
@@ -175,6 +204,10 @@ impl ObjectImpl for LeakCheck {
                     settings.device_patterns =
                         value.get::<Option<String>>().unwrap().unwrap_or_default()
                 }
+                "session-file" => {
+                    settings.session_file =
+                        value.get::<Option<String>>().unwrap().unwrap_or_default()
+                }
                 "grace" => settings.grace = value.get().unwrap(),
                 "fail-on-leak" => settings.fail_on_leak = value.get().unwrap(),
                 _ => unreachable!(),
@@ -189,6 +222,7 @@ impl ObjectImpl for LeakCheck {
         match pspec.name() {
             "report-file" => settings.report_file.to_value(),
             "device-patterns" => settings.device_patterns.to_value(),
+            "session-file" => settings.session_file.to_value(),
             "grace" => settings.grace.to_value(),
             "fail-on-leak" => settings.fail_on_leak.to_value(),
             "leaks" => {
@@ -204,26 +238,34 @@ impl ObjectImpl for LeakCheck {
         let obj = self.obj();
         obj.add_pad(&self.sinkpad).unwrap();
         obj.add_pad(&self.srcpad).unwrap();
-        // The tracer's bin-add hook tracks the pipeline as soon as this element
-        // is added to it, before any element's first state change.
-        tracer::ensure_hooks();
+        // Track the pipeline as soon as this element joins it, before any
+        // element's first state change.
+        obj.connect_notify(Some("parent"), |obj, _| obj.imp().follow_top_level());
     }
 
     fn dispose(&self) {
-        // The final word: the pipeline is being destroyed with this element.
+        let watching = std::mem::take(&mut *self.watching.lock());
+        self.unfollow(watching.waiting_on);
+        if let Some(attachment) = watching.attachment {
+            watch::detach(attachment);
+        }
+        let Some(tracker) = watching.tracker else {
+            return;
+        };
+        // The final word: the last judged report (a pipeline being disposed
+        // was judged before its elements were removed).
         let (report, file) = {
             let registry = REGISTRY.lock();
-            let tracker = self.tracked.lock().and_then(|k| registry.trackers.get(&k));
+            let t = registry.trackers.get(&tracker);
             (
-                tracker.map(|t| t.report.clone()),
-                tracker.and_then(|t| t.settings.report_file.clone()),
+                t.map(|t| t.report.clone()),
+                t.and_then(|t| t.settings.report_file.clone()),
             )
         };
-        if let (Some(report), Some(file)) = (report, file)
-            && let Err(err) = std::fs::write(&file, report.to_json())
-        {
-            gst::error!(CAT, imp = self, "report-file {}: {err}", file.display());
+        if let Some(report) = report {
+            judge::write_report_file(file.as_deref(), &report);
         }
+        events::untrack(tracker);
     }
 }
 
@@ -262,58 +304,95 @@ impl ElementImpl for LeakCheck {
                 return Err(gst::StateChangeError);
             }
             // The pipeline may have been nested since the element was added.
-            self.track_top_level();
+            self.follow_top_level();
         }
         self.parent_change_state(transition)
     }
 }
 
-impl super::LeakCheck {
-    pub(super) fn track_top_level(&self) {
-        self.imp().track_top_level();
-    }
-}
-
 impl LeakCheck {
-    /// Registers this element's top-level pipeline with the tracer.
-    fn track_top_level(&self) {
+    /// Tracks this element's top-level pipeline, following it when the
+    /// element (or a bin above it) is moved.
+    fn follow_top_level(&self) {
         let obj = self.obj();
-        let top = ledger::top_level(obj.upcast_ref());
-        if &top == obj.upcast_ref::<gst::Element>() {
+        let top = super::observe::top_level(obj.upcast_ref());
+        match top.clone().downcast::<gst::Pipeline>() {
+            Ok(pipeline) => self.watch_pipeline(&pipeline),
+            Err(_) if &top == obj.upcast_ref::<gst::Element>() => self.stop_watching(None),
+            Err(_) => self.stop_watching(Some(top)),
+        }
+    }
+
+    fn watch_pipeline(&self, pipeline: &gst::Pipeline) {
+        let serial = super::identity::serial(pipeline);
+        if self.watching.lock().tracker == Some(serial) {
             return;
         }
-        let k = tracer::key(&top);
+        self.stop_watching(None);
         let settings = self.settings.lock().to_ledger().unwrap_or_default();
-        {
-            let mut registry = REGISTRY.lock();
-            let tracker = registry.insert_tracker(&top, settings);
-            tracker.watcher = Some(obj.upcast_ref::<gst::Element>().downgrade());
+        let obj = self.obj();
+        events::track(pipeline.upcast_ref(), settings, Some(obj.upcast_ref()));
+        // GST_TRACERS mode already sees every transition through its hooks.
+        let attachment = (!REGISTRY.lock().watch_all).then(|| watch::attach(pipeline, serial));
+        gst::debug!(CAT, imp = self, "tracking {}", pipeline.name());
+        let mut watching = self.watching.lock();
+        watching.tracker = Some(serial);
+        watching.attachment = attachment;
+    }
+
+    /// Stops watching a pipeline; with `wait_for`, follows that parentless
+    /// bin until it joins a pipeline.
+    fn stop_watching(&self, wait_for: Option<gst::Element>) {
+        let old = std::mem::take(&mut *self.watching.lock());
+        self.unfollow(old.waiting_on);
+        if let Some(attachment) = old.attachment {
+            watch::detach(attachment);
         }
-        gst::debug!(CAT, imp = self, "tracking {}", top.name());
-        *self.tracked.lock() = Some(k);
+        if let Some(tracker) = old.tracker {
+            events::untrack(tracker);
+        }
+        if let Some(bin) = wait_for {
+            let weak = self.obj().downgrade();
+            let handler = bin.connect_notify(Some("parent"), move |_, _| {
+                if let Some(check) = weak.upgrade() {
+                    check.imp().follow_top_level();
+                }
+            });
+            self.watching.lock().waiting_on =
+                Some((bin.upcast::<gst::Object>().downgrade(), handler));
+        }
+    }
+
+    fn unfollow(&self, waiting_on: Option<(glib::WeakRef<gst::Object>, glib::SignalHandlerId)>) {
+        if let Some((bin, handler)) = waiting_on
+            && let Some(bin) = bin.upgrade()
+        {
+            bin.disconnect(handler);
+        }
     }
 
     fn push_settings(&self) {
         let Ok(settings) = self.settings.lock().to_ledger() else {
             return;
         };
-        let Some(k) = *self.tracked.lock() else {
+        let Some(tracker) = self.watching.lock().tracker else {
             return;
         };
-        if let Some(tracker) = REGISTRY.lock().trackers.get_mut(&k) {
-            tracker.settings = settings;
+        if let Some(t) = REGISTRY.lock().trackers.get_mut(&tracker) {
+            t.settings = settings;
         }
     }
 
-    /// The last judged report, with what was found since.
+    /// The last judged report, judging first what is due.
     fn report(&self) -> Report {
-        let Some(k) = *self.tracked.lock() else {
+        let Some(tracker) = self.watching.lock().tracker else {
             return Report::default();
         };
+        judge::run(tracker, Demand::Ask);
         REGISTRY
             .lock()
             .trackers
-            .get(&k)
+            .get(&tracker)
             .map(|t| t.report.clone())
             .unwrap_or_default()
     }

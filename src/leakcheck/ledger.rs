@@ -1,22 +1,35 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The transition ledger of one top-level pipeline: every element seen in it,
-//! its state transitions, what happened to it, and the judgement made when the
-//! pipeline is back in NULL.
+//! its recorded state and transitions, what happened to it, and the judgement
+//! of each PLAYING..NULL cycle.
+//!
+//! Plain data only. The ledger lives under the registry lock, so nothing here
+//! calls into GStreamer or GObject: what must be read from live objects is
+//! read outside the lock by `observe` and handed in as `Sighting`s and
+//! `Observed`. The only GLib objects kept are weak references, which are
+//! stored, cloned (as `Arc`s) and dropped here: that never runs object code.
 
 use gst::glib;
-use gst::prelude::*;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::fds::{self, FdSnapshot};
 use super::patterns::DevicePatterns;
 use super::report::{ElementEntry, ElementId, Finding, Report};
+use crate::vpuguardenc::sessions::SessionRecord;
 
 /// Transitions kept per element: enough to see a cycle or two, bounded so a
 /// pipeline that runs for months does not grow.
 const TRANSITIONS_KEPT: usize = 16;
 /// Cycles looked at for growth.
 const GROWTH_WINDOW: usize = 5;
+/// A pipeline whose state change to NULL has not finished this long after the
+/// grace is judged as it is: its elements' recorded states say what is stuck.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
+pub type Weak = Arc<glib::WeakRef<gst::Element>>;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -24,6 +37,8 @@ pub struct Settings {
     pub grace: gst::ClockTime,
     pub fail_on_leak: bool,
     pub report_file: Option<PathBuf>,
+    /// The MPP session listing; None tries the kernel's default paths.
+    pub session_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -33,6 +48,7 @@ impl Default for Settings {
             grace: gst::ClockTime::SECOND,
             fail_on_leak: false,
             report_file: None,
+            session_file: None,
         }
     }
 }
@@ -40,35 +56,85 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub struct Transition {
     pub change: gst::StateChange,
-    pub result: String,
-    /// Tracer timestamp (ns since tracing started).
+    pub result: &'static str,
+    /// Monotonic time of the transition, in ns.
     pub ts: u64,
 }
 
-#[derive(Debug)]
-pub struct ElementRecord {
-    pub weak: glib::WeakRef<gst::Element>,
+/// An element as read from the live object, outside the lock.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub serial: u64,
+    pub weak: Weak,
     pub id: ElementId,
-    pub removed: bool,
-    /// Removed in READY: judged after the grace, since bins commonly remove
-    /// a child in READY and set it to NULL right after.
-    pub removed_in_ready: bool,
-    pub transitions: VecDeque<Transition>,
+    pub state: gst::State,
 }
 
-pub fn element_id(element: &gst::Element) -> ElementId {
-    let factory = element.factory();
-    ElementId {
-        name: element.name().to_string(),
-        path: element.path_string().to_string(),
-        factory: factory.as_ref().map_or_else(
-            || element.type_().name().to_string(),
-            |f| f.name().to_string(),
-        ),
-        klass: factory
-            .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS).map(str::to_string))
-            .unwrap_or_default(),
-    }
+#[derive(Debug)]
+struct ElementRecord {
+    weak: Weak,
+    id: ElementId,
+    /// The state its last transition reached.
+    state: gst::State,
+    /// Cleared by a weak-reference notification when the element is disposed.
+    alive: bool,
+    removed: bool,
+    /// Removed in READY: judged after the grace, since bins commonly remove
+    /// a child in READY and set it to NULL right after.
+    removed_in_ready: bool,
+    transitions: VecDeque<Transition>,
+}
+
+/// An element's standing when its pipeline's cycle ended.
+#[derive(Debug, Clone)]
+struct Standing {
+    serial: u64,
+    state: gst::State,
+    removed: bool,
+    removed_in_ready: bool,
+}
+
+/// A cycle that ended (the pipeline went to NULL) and awaits its judgement.
+#[derive(Debug)]
+pub struct CycleEnd {
+    deadline: Instant,
+    standings: Vec<Standing>,
+    live: u32,
+    fds: FdSnapshot,
+    /// The pipeline started again before the judgement: what is live now
+    /// belongs to the next cycle, so pending state changes are not looked at.
+    pub restarted: bool,
+}
+
+/// What the judging thread read from live objects, outside the lock.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Alive elements' reference counts, not counting the observer's own.
+    pub refcounts: HashMap<u64, u32>,
+    /// The live state of removed elements (no longer posting to the bus).
+    pub states: HashMap<u64, gst::State>,
+    /// Elements whose state change is still pending: (current, pending).
+    pub pending: HashMap<u64, (gst::State, gst::State)>,
+    /// Current ids of elements in the pipeline (paths change with renames).
+    pub ids: HashMap<u64, ElementId>,
+    /// Elements that the pipeline's elements hold as object properties.
+    pub owned: HashSet<u64>,
+    /// Elements not marked removed that are no longer inside the pipeline
+    /// (taken out in a way no signal reported, e.g. by the pipeline's own
+    /// teardown after its children reached NULL): judged as removed.
+    pub outside: HashSet<u64>,
+    /// This process's VPU sessions now, if a listing could be read.
+    pub sessions: Option<Vec<SessionRecord>>,
+    /// Live objects were read (false at process exit, where the ledger alone
+    /// judges).
+    pub judged_live: bool,
+}
+
+/// An element to observe: its serial, its weak reference, whether removed.
+pub struct Target {
+    pub serial: u64,
+    pub weak: Weak,
+    pub removed: bool,
 }
 
 pub fn state_name(state: gst::State) -> String {
@@ -82,6 +148,10 @@ pub fn state_name(state: gst::State) -> String {
     .to_string()
 }
 
+pub fn transition_name(from: gst::State, to: gst::State) -> String {
+    format!("{}->{}", state_name(from), state_name(to))
+}
+
 /// Whether a series of per-cycle counts keeps growing: over the last
 /// GROWTH_WINDOW cycles it never went down and went up at least 3 times.
 pub fn is_growing(series: &[u32]) -> bool {
@@ -93,22 +163,30 @@ pub fn is_growing(series: &[u32]) -> bool {
     steps.clone().all(|w| w[1] >= w[0]) && steps.filter(|w| w[1] > w[0]).count() >= 3
 }
 
-fn key(element: &gst::Element) -> usize {
-    element.as_ptr() as usize
-}
-
 /// What one top-level pipeline has been through.
 #[derive(Debug)]
 pub struct Tracker {
-    pub pipeline: glib::WeakRef<gst::Element>,
+    /// The pipeline's serial (see `identity`).
+    pub serial: u64,
+    pub pipeline: Weak,
     pub name: String,
     pub settings: Settings,
     /// The leakcheck element that reports for this pipeline, if any.
-    pub watcher: Option<glib::WeakRef<gst::Element>>,
-    elements: HashMap<usize, ElementRecord>,
-    /// Between the first NULL->READY and the pipeline's READY->NULL.
-    pub running: bool,
+    pub watcher: Option<Weak>,
+    elements: HashMap<u64, ElementRecord>,
+    /// Between the first NULL->READY and the end of the cycle.
+    running: bool,
+    ended: Option<CycleEnd>,
+    /// Ended cycles whose pipeline started again before they were judged.
+    restarted: VecDeque<CycleEnd>,
+    /// A thread is judging: it has claimed cycles and will merge them.
+    pub judging: bool,
+    /// The pipeline is being disposed: its last judgement is made.
+    pub disposing: bool,
+    /// A worker wake-up is queued for this tracker.
+    wake_queued: bool,
     fds_before: FdSnapshot,
+    sessions_before: Vec<SessionRecord>,
     /// Findings made while the pipeline runs (removals, failures).
     pending: Vec<Finding>,
     live_per_cycle: Vec<u32>,
@@ -117,120 +195,290 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(pipeline: &gst::Element, settings: Settings) -> Self {
-        let mut tracker = Tracker {
-            pipeline: pipeline.downgrade(),
-            name: pipeline.name().to_string(),
-            fds_before: fds::snapshot(&settings.patterns),
+    pub fn new(
+        serial: u64,
+        pipeline: Weak,
+        name: String,
+        settings: Settings,
+        fds_before: FdSnapshot,
+        sessions_before: Vec<SessionRecord>,
+    ) -> Self {
+        Tracker {
+            serial,
+            pipeline,
+            report: Report {
+                pipeline: name.clone(),
+                ..Report::default()
+            },
+            name,
             settings,
             watcher: None,
             elements: HashMap::new(),
             running: false,
+            ended: None,
+            restarted: VecDeque::new(),
+            judging: false,
+            disposing: false,
+            wake_queued: false,
+            fds_before,
+            sessions_before,
             pending: Vec::new(),
             live_per_cycle: Vec::new(),
             fds_per_cycle: Vec::new(),
-            report: Report::default(),
-        };
-        tracker.report.pipeline = tracker.name.clone();
-        tracker
-    }
-
-    /// Records an element and, for a bin, everything inside it (catching up on
-    /// what existed before leakcheck looked).
-    pub fn add(&mut self, element: &gst::Element) {
-        for e in with_descendants(element) {
-            self.add_one(&e);
         }
     }
 
-    fn add_one(&mut self, element: &gst::Element) {
-        let k = key(element);
-        // An address can be reused once an object is gone: replace dead records.
-        let stale = self
-            .elements
-            .get(&k)
-            .is_some_and(|r| r.weak.upgrade().as_ref() != Some(element));
-        if stale || !self.elements.contains_key(&k) {
-            self.elements.insert(
-                k,
-                ElementRecord {
-                    weak: element.downgrade(),
-                    id: element_id(element),
-                    removed: false,
-                    removed_in_ready: false,
-                    transitions: VecDeque::new(),
-                },
-            );
-        } else if let Some(record) = self.elements.get_mut(&k) {
-            // Re-added after a removal: it belongs to the pipeline again.
-            record.removed = false;
-            record.removed_in_ready = false;
-            record.id = element_id(element);
+    pub fn knows(&self, serial: u64) -> bool {
+        self.elements.contains_key(&serial)
+    }
+
+    /// Records elements; returns the serials seen for the first time, whose
+    /// disposal the caller must watch.
+    pub fn add(&mut self, entries: impl IntoIterator<Item = Entry>) -> Vec<u64> {
+        let mut fresh = Vec::new();
+        for entry in entries {
+            match self.elements.get_mut(&entry.serial) {
+                Some(record) => {
+                    // Re-added after a removal: it belongs to the pipeline again.
+                    record.removed = false;
+                    record.removed_in_ready = false;
+                    record.id = entry.id;
+                }
+                None => {
+                    fresh.push(entry.serial);
+                    self.elements.insert(
+                        entry.serial,
+                        ElementRecord {
+                            weak: entry.weak,
+                            id: entry.id,
+                            state: entry.state,
+                            alive: true,
+                            removed: false,
+                            removed_in_ready: false,
+                            transitions: VecDeque::new(),
+                        },
+                    );
+                }
+            }
+        }
+        fresh
+    }
+
+    /// Records only the elements not seen before (a removal keeps the ids
+    /// recorded while the elements were still inside the pipeline).
+    pub fn add_if_unknown(&mut self, entries: impl IntoIterator<Item = Entry>) -> Vec<u64> {
+        let unknown: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| !self.elements.contains_key(&e.serial))
+            .collect();
+        self.add(unknown)
+    }
+
+    pub fn mark_dead(&mut self, serial: u64) {
+        if let Some(record) = self.elements.get_mut(&serial) {
+            record.alive = false;
         }
     }
 
-    pub fn starting(&mut self) {
-        if !self.running {
-            self.running = true;
-            self.fds_before = fds::snapshot(&self.settings.patterns);
+    /// The first element leaving NULL starts a cycle; an ended cycle not yet
+    /// judged keeps the standings it ended with.
+    pub fn start_cycle(&mut self) {
+        if self.running {
+            return;
+        }
+        self.running = true;
+        if let Some(mut ended) = self.ended.take() {
+            ended.restarted = true;
+            self.restarted.push_back(ended);
         }
     }
 
     pub fn transition(
         &mut self,
-        element: &gst::Element,
+        serial: u64,
         change: gst::StateChange,
-        result: Result<gst::StateChangeSuccess, gst::StateChangeError>,
+        result: &'static str,
         ts: u64,
     ) {
-        if !self.elements.contains_key(&key(element)) {
-            self.add(element);
-        }
-        let result_name = match result {
-            Ok(gst::StateChangeSuccess::Success) => "success",
-            Ok(gst::StateChangeSuccess::Async) => "async",
-            Ok(gst::StateChangeSuccess::NoPreroll) => "no-preroll",
-            Err(_) => "failure",
+        let Some(record) = self.elements.get_mut(&serial) else {
+            return;
         };
-        if let Some(record) = self.elements.get_mut(&key(element)) {
-            if record.transitions.len() == TRANSITIONS_KEPT {
-                record.transitions.pop_front();
-            }
-            record.transitions.push_back(Transition {
-                change,
-                result: result_name.to_string(),
-                ts,
-            });
-            if result.is_err() {
-                self.pending.push(Finding::StateChange {
-                    element: record.id.clone(),
-                    transition: format!(
-                        "{}->{}",
-                        state_name(change.current()),
-                        state_name(change.next())
-                    ),
-                    result: "failed".into(),
-                });
+        if result != "failure" {
+            record.state = change.next();
+        }
+        if record.transitions.len() == TRANSITIONS_KEPT {
+            record.transitions.pop_front();
+        }
+        record
+            .transitions
+            .push_back(Transition { change, result, ts });
+        if result == "failure" {
+            let finding = Finding::StateChange {
+                element: record.id.clone(),
+                transition: transition_name(change.current(), change.next()),
+                result: "failed".into(),
+            };
+            self.pending.push(finding);
+        }
+    }
+
+    /// A state change that failed with an ERROR from the element (element
+    /// mode sees failures that way: a failed change posts no state-changed).
+    pub fn failed(&mut self, serial: u64, from: gst::State, to: gst::State, error: &str) {
+        if let Some(record) = self.elements.get(&serial) {
+            let finding = Finding::StateChange {
+                element: record.id.clone(),
+                transition: transition_name(from, to),
+                result: format!("failed: {error}"),
+            };
+            if !self.pending.contains(&finding) {
+                self.pending.push(finding);
             }
         }
     }
 
-    /// An element leaves the pipeline. Returns the finding when it leaves while
-    /// PAUSED or PLAYING; one left in READY is judged after the grace.
-    pub fn removing(&mut self, element: &gst::Element) -> Option<Finding> {
-        let state = element.current_state();
-        for e in with_descendants(element) {
-            self.add_one(&e);
-            if let Some(record) = self.elements.get_mut(&key(&e)) {
+    /// The pipeline went (or is going) to NULL: its elements' standings now
+    /// are what the cycle is judged on. Each element reaching NULL during the
+    /// teardown calls this again, so the last one wins. Returns when to wake
+    /// the worker, unless a wake-up is queued already.
+    pub fn end_cycle(&mut self, now: Instant, fds: FdSnapshot) -> Option<Instant> {
+        self.running = false;
+        let deadline = now + Duration::from(self.settings.grace);
+        self.ended = Some(CycleEnd {
+            deadline,
+            standings: self.standings(),
+            live: 0,
+            fds,
+            restarted: false,
+        })
+        .map(|mut end| {
+            end.live = end.standings.len() as u32;
+            end
+        });
+        self.queue_wake(deadline)
+    }
+
+    fn standings(&self) -> Vec<Standing> {
+        self.elements
+            .iter()
+            .filter(|(_, r)| r.alive)
+            .map(|(serial, r)| Standing {
+                serial: *serial,
+                state: r.state,
+                removed: r.removed,
+                removed_in_ready: r.removed_in_ready,
+            })
+            .collect()
+    }
+
+    /// Whether the ended cycle's grace has passed (the judging thread then
+    /// reads the handles open now, for `claim`).
+    pub fn ended_due(&self, now: Instant) -> bool {
+        self.ended.as_ref().is_some_and(|end| end.deadline <= now)
+    }
+
+    fn queue_wake(&mut self, at: Instant) -> Option<Instant> {
+        if self.wake_queued {
+            return None;
+        }
+        self.wake_queued = true;
+        Some(at)
+    }
+
+    /// The queued worker wake-up is being served.
+    pub fn woken(&mut self) {
+        self.wake_queued = false;
+    }
+
+    /// When the worker must look again: at the ended cycle's deadline, or
+    /// shortly while the pipeline is still settling into NULL.
+    pub fn next_wake(&mut self, now: Instant) -> Option<Instant> {
+        let deadline = self.ended.as_ref()?.deadline;
+        let at = if deadline > now {
+            deadline
+        } else {
+            now + Duration::from_millis(10)
+        };
+        self.queue_wake(at)
+    }
+
+    /// Takes the cycles ready to be judged: every restarted one, and the
+    /// ended one once its grace has passed and the pipeline has settled in
+    /// NULL (or at once, with `force`: the pipeline is being disposed).
+    /// Nothing while another thread is judging.
+    ///
+    /// A pipeline that settled in NULL without starting again is judged as it
+    /// is now: its own teardown may have removed or released elements after
+    /// the last of them reached NULL. `fds_now` are the handles open now.
+    pub fn claim(
+        &mut self,
+        now: Instant,
+        settled: bool,
+        force: bool,
+        fds_now: Option<FdSnapshot>,
+    ) -> Vec<CycleEnd> {
+        if self.judging {
+            return Vec::new();
+        }
+        let mut cycles: Vec<CycleEnd> = self.restarted.drain(..).collect();
+        let due = self.ended.as_ref().is_some_and(|end| {
+            force || (end.deadline <= now && (settled || end.deadline + SETTLE_LIMIT <= now))
+        });
+        if due && let Some(mut end) = self.ended.take() {
+            if settled && !self.running {
+                end.standings = self.standings();
+                end.live = end.standings.len() as u32;
+                end.fds = fds_now.unwrap_or(end.fds);
+            }
+            cycles.push(end);
+        }
+        self.judging = !cycles.is_empty();
+        cycles
+    }
+
+    /// Every cycle not yet judged, whatever its grace: at process exit.
+    pub fn claim_all(&mut self) -> Vec<CycleEnd> {
+        if self.judging {
+            return Vec::new();
+        }
+        let mut cycles: Vec<CycleEnd> = self.restarted.drain(..).collect();
+        cycles.extend(self.ended.take());
+        cycles
+    }
+
+    /// The elements to observe for a judgement.
+    pub fn targets(&self) -> Vec<Target> {
+        self.elements
+            .iter()
+            .filter(|(_, r)| r.alive)
+            .map(|(serial, r)| Target {
+                serial: *serial,
+                weak: r.weak.clone(),
+                removed: r.removed,
+            })
+            .collect()
+    }
+
+    /// Records elements leaving the pipeline (the element and, for a bin,
+    /// all inside it). Returns the finding when it leaves while PAUSED or
+    /// PLAYING; one left in READY is judged after the grace.
+    pub fn removing(
+        &mut self,
+        serials: &[u64],
+        removed: u64,
+        state: gst::State,
+    ) -> Option<Finding> {
+        for serial in serials {
+            if let Some(record) = self.elements.get_mut(serial) {
                 record.removed = true;
-                record.removed_in_ready = e == *element && state == gst::State::Ready;
+                record.removed_in_ready = *serial == removed && state == gst::State::Ready;
             }
         }
         if state < gst::State::Paused {
             return None;
         }
         let finding = Finding::RemovedAboveNull {
-            element: element_id(element),
+            element: self.elements.get(&removed)?.id.clone(),
             state: state_name(state),
         };
         self.pending.push(finding.clone());
@@ -245,101 +493,40 @@ impl Tracker {
         report
     }
 
-    /// Judges a cycle: the pipeline has been in NULL for `grace`.
-    pub fn judge(&mut self) -> Report {
-        self.running = false;
-        let pipeline = self.pipeline.upgrade();
+    /// Judges one ended cycle from its standings and what was observed since.
+    pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Report {
         let mut findings = std::mem::take(&mut self.pending);
-        let owned = self.held_by_properties(pipeline.as_ref());
         let mut elements = Vec::new();
-        let mut live = 0u32;
-        self.elements.retain(|_, record| {
-            let Some(element) = record.weak.upgrade() else {
-                return false;
+        for standing in &cycle.standings {
+            if standing.serial == self.serial {
+                continue;
+            }
+            let Some(record) = self.elements.get_mut(&standing.serial) else {
+                continue;
             };
-            live += 1;
-            if pipeline.as_ref() == Some(&element) {
-                return true;
+            if let Some(id) = observed.ids.get(&standing.serial) {
+                record.id = id.clone();
             }
-            let state = element.current_state();
-            let in_pipeline =
-                pipeline.as_ref().is_some_and(|p| is_inside(&element, p)) && !record.removed;
-            // Keep the id's path current: it may have moved or been renamed.
-            if in_pipeline {
-                record.id = element_id(&element);
-            }
-            elements.push(ElementEntry {
-                id: record.id.clone(),
-                state: state_name(state),
-                transitions: record
-                    .transitions
-                    .iter()
-                    .map(|t| {
-                        (
-                            state_name(t.change.current()),
-                            state_name(t.change.next()),
-                            t.result.clone(),
-                            t.ts,
-                        )
-                    })
-                    .collect(),
-            });
-            if in_pipeline && state != gst::State::Null {
-                findings.push(Finding::NotNull {
-                    element: record.id.clone(),
-                    state: state_name(state),
-                });
-            }
-            if record.removed_in_ready && state != gst::State::Null {
-                findings.push(Finding::RemovedAboveNull {
-                    element: record.id.clone(),
-                    state: state_name(gst::State::Ready),
-                });
-            }
-            // An element the pipeline keeps as a property value (playbin's
-            // video-sink) is held on purpose.
-            if !in_pipeline && !owned.contains(&key(&element)) {
-                // Our upgrade holds one reference: the rest are someone else's.
-                findings.push(Finding::StillAlive {
-                    element: record.id.clone(),
-                    refcount: element.ref_count().saturating_sub(1),
-                });
-            }
-            if element.pending_state() != gst::State::VoidPending {
-                findings.push(Finding::StateChange {
-                    element: record.id.clone(),
-                    transition: format!(
-                        "{}->{}",
-                        state_name(state),
-                        state_name(element.pending_state())
-                    ),
-                    result: "still pending after grace".into(),
-                });
-            }
-            true
-        });
+            let (entry, found) = judge_element(standing, record, observed);
+            elements.push(entry);
+            findings.extend(found);
+        }
         elements.sort_by(|a, b| a.id.path.cmp(&b.id.path));
 
-        let after = fds::snapshot(&self.settings.patterns);
-        for (fd, target) in fds::opened_since(&self.fds_before, &after) {
-            findings.push(Finding::DeviceHandle { fd, target });
+        for (fd, handle) in fds::opened_since(&self.fds_before, &cycle.fds) {
+            findings.push(Finding::DeviceHandle {
+                fd,
+                target: handle.target,
+                driver: handle.driver,
+            });
         }
-        self.live_per_cycle.push(live);
-        self.fds_per_cycle.push(after.len() as u32);
-        for (what, series) in [
-            ("live elements", &self.live_per_cycle),
-            ("device handles", &self.fds_per_cycle),
-        ] {
-            if is_growing(series) {
-                let from = series.len().saturating_sub(2 * GROWTH_WINDOW);
-                findings.push(Finding::Growth {
-                    what: what.into(),
-                    per_cycle: series[from..].to_vec(),
-                });
-            }
-        }
+        findings.extend(self.sessions_left_open(observed));
+        self.live_per_cycle.push(cycle.live);
+        self.fds_per_cycle.push(cycle.fds.len() as u32);
+        findings.extend(self.growth());
         // The handles left now are the baseline of the next cycle.
-        self.fds_before = after;
+        self.fds_before = cycle.fds;
+        self.elements.retain(|_, r| r.alive);
 
         self.report = Report {
             pipeline: self.name.clone(),
@@ -349,61 +536,115 @@ impl Tracker {
         };
         self.report.clone()
     }
-}
 
-impl Tracker {
-    /// Elements that the pipeline's own elements hold as object properties.
-    fn held_by_properties(
-        &self,
-        pipeline: Option<&gst::Element>,
-    ) -> std::collections::HashSet<usize> {
-        let mut owned = std::collections::HashSet::new();
-        let Some(pipeline) = pipeline else {
-            return owned;
+    /// Sessions of this process that the listing shows now and did not at
+    /// the last look: opened while the pipeline ran, still open in NULL.
+    fn sessions_left_open(&mut self, observed: &Observed) -> Vec<Finding> {
+        let Some(now) = &observed.sessions else {
+            return Vec::new();
         };
-        for holder in with_descendants(pipeline) {
-            for pspec in holder.list_properties() {
-                if pspec.flags().contains(glib::ParamFlags::READABLE)
-                    && pspec.value_type().is_a(gst::Element::static_type())
-                    && let Ok(Some(value)) = holder
-                        .property_value(pspec.name())
-                        .get::<Option<gst::Element>>()
-                {
-                    owned.insert(key(&value));
-                }
+        let findings = now
+            .iter()
+            .filter(|s| !self.sessions_before.contains(s))
+            .map(|s| Finding::VpuSession {
+                tid: s.tid,
+                index: s.index,
+                device: s.device.clone(),
+            })
+            .collect();
+        self.sessions_before = now.clone();
+        findings
+    }
+
+    fn growth(&self) -> Vec<Finding> {
+        [
+            ("live elements", &self.live_per_cycle),
+            ("device handles", &self.fds_per_cycle),
+        ]
+        .into_iter()
+        .filter(|(_, series)| is_growing(series))
+        .map(|(what, series)| {
+            let from = series.len().saturating_sub(2 * GROWTH_WINDOW);
+            Finding::Growth {
+                what: what.into(),
+                per_cycle: series[from..].to_vec(),
             }
-        }
-        owned
+        })
+        .collect()
     }
 }
 
-/// The element and, for a bin, every element inside it, walked once.
-fn with_descendants(element: &gst::Element) -> Vec<gst::Element> {
-    let mut all = vec![element.clone()];
-    if let Some(bin) = element.downcast_ref::<gst::Bin>() {
-        all.extend(bin.iterate_recurse().into_iter().flatten());
+/// One element's report entry and findings at the end of a cycle.
+fn judge_element(
+    standing: &Standing,
+    record: &ElementRecord,
+    observed: &Observed,
+) -> (ElementEntry, Vec<Finding>) {
+    let serial = standing.serial;
+    let standing = &Standing {
+        removed: standing.removed || observed.outside.contains(&serial),
+        ..standing.clone()
+    };
+    // A removed element no longer posts to the pipeline's bus: its state is
+    // read from it, if it was still alive to be read.
+    let state = match standing.removed {
+        // Not observed: disposed since, so nothing of it is left.
+        true if observed.judged_live => observed
+            .states
+            .get(&serial)
+            .copied()
+            .unwrap_or(gst::State::Null),
+        _ => standing.state,
+    };
+    let mut findings = Vec::new();
+    let element = || record.id.clone();
+    if !standing.removed && standing.state != gst::State::Null {
+        findings.push(Finding::NotNull {
+            element: element(),
+            state: state_name(standing.state),
+        });
     }
-    all
-}
-
-fn is_inside(element: &gst::Element, ancestor: &gst::Element) -> bool {
-    let mut current = element.parent();
-    while let Some(parent) = current {
-        if std::ptr::eq(parent.as_ptr() as *const (), ancestor.as_ptr() as *const ()) {
-            return true;
-        }
-        current = parent.parent();
+    if standing.removed_in_ready && state != gst::State::Null {
+        findings.push(Finding::RemovedAboveNull {
+            element: element(),
+            state: state_name(gst::State::Ready),
+        });
     }
-    false
-}
-
-/// The top-level object above an element (itself when it has no parent).
-pub fn top_level(element: &gst::Element) -> gst::Element {
-    let mut top = element.clone();
-    while let Some(parent) = top.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
-        top = parent;
+    // An element the pipeline keeps as a property value (playbin's
+    // video-sink) is held on purpose.
+    if standing.removed
+        && !observed.owned.contains(&serial)
+        && let Some(refcount) = observed.refcounts.get(&serial)
+    {
+        findings.push(Finding::StillAlive {
+            element: element(),
+            refcount: *refcount,
+        });
     }
-    top
+    if let Some((current, pending)) = observed.pending.get(&serial) {
+        findings.push(Finding::StateChange {
+            element: element(),
+            transition: transition_name(*current, *pending),
+            result: "still pending after grace".into(),
+        });
+    }
+    let entry = ElementEntry {
+        id: record.id.clone(),
+        state: state_name(state),
+        transitions: record
+            .transitions
+            .iter()
+            .map(|t| {
+                (
+                    state_name(t.change.current()),
+                    state_name(t.change.next()),
+                    t.result.to_string(),
+                    t.ts,
+                )
+            })
+            .collect(),
+    };
+    (entry, findings)
 }
 
 #[cfg(test)]

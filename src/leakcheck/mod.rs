@@ -6,12 +6,20 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod events;
+mod fdinfo;
 mod fds;
+mod identity;
 mod imp;
+mod judge;
 mod ledger;
+mod observe;
 pub mod patterns;
+mod registry;
 pub mod report;
 mod tracer;
+mod watch;
+mod worker;
 
 glib::wrapper! {
     pub struct LeakCheck(ObjectSubclass<imp::LeakCheck>) @extends gst::Element, gst::Object;

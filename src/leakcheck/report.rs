@@ -27,10 +27,23 @@ pub enum Finding {
         transition: String,
         result: String,
     },
-    /// 5: a device handle opened while the pipeline ran, still open after NULL.
-    DeviceHandle { fd: i32, target: String },
+    /// 5: a device handle opened while the pipeline ran, still open after NULL,
+    /// with what /proc/self/fdinfo says it is (a DMABuf's exporter, a DRM
+    /// node's driver), if anything.
+    DeviceHandle {
+        fd: i32,
+        target: String,
+        driver: Option<String>,
+    },
     /// 6: live elements or device handles growing from cycle to cycle.
     Growth { what: String, per_cycle: Vec<u32> },
+    /// 7: a VPU session opened by a thread of this process while the
+    /// pipeline ran, still listed by the kernel after NULL.
+    VpuSession {
+        tid: u32,
+        index: u64,
+        device: String,
+    },
 }
 
 impl Finding {
@@ -42,6 +55,7 @@ impl Finding {
             Finding::StateChange { .. } => "state-change",
             Finding::DeviceHandle { .. } => "device-handle",
             Finding::Growth { .. } => "growth",
+            Finding::VpuSession { .. } => "vpu-session",
         }
     }
 
@@ -51,7 +65,9 @@ impl Finding {
             | Finding::RemovedAboveNull { element, .. }
             | Finding::StillAlive { element, .. }
             | Finding::StateChange { element, .. } => Some(element),
-            Finding::DeviceHandle { .. } | Finding::Growth { .. } => None,
+            Finding::DeviceHandle { .. } | Finding::Growth { .. } | Finding::VpuSession { .. } => {
+                None
+            }
         }
     }
 
@@ -78,12 +94,21 @@ impl Finding {
                 "{} ({}): state change {transition} {result}",
                 element.path, element.factory
             ),
-            Finding::DeviceHandle { fd, target } => {
+            Finding::DeviceHandle {
+                fd,
+                target,
+                driver: Some(driver),
+            } => format!("device handle fd {fd} -> {target} ({driver}) is still open after NULL"),
+            Finding::DeviceHandle { fd, target, .. } => {
                 format!("device handle fd {fd} -> {target} is still open after NULL")
             }
             Finding::Growth { what, per_cycle } => {
                 format!("{what} grow from cycle to cycle: {per_cycle:?}")
             }
+            Finding::VpuSession { tid, index, device } => format!(
+                "VPU session {index} on {device}, opened by thread {tid} of this process, \
+                 is still open after NULL"
+            ),
         }
     }
 
@@ -109,9 +134,17 @@ impl Finding {
                 obj.insert("transition".into(), json!(transition));
                 obj.insert("result".into(), json!(result));
             }
-            Finding::DeviceHandle { fd, target } => {
+            Finding::DeviceHandle { fd, target, driver } => {
                 obj.insert("fd".into(), json!(fd));
                 obj.insert("target".into(), json!(target));
+                if let Some(driver) = driver {
+                    obj.insert("driver".into(), json!(driver));
+                }
+            }
+            Finding::VpuSession { tid, index, device } => {
+                obj.insert("tid".into(), json!(tid));
+                obj.insert("index".into(), json!(index));
+                obj.insert("device".into(), json!(device));
             }
             Finding::Growth { what, per_cycle } => {
                 obj.insert("what".into(), json!(what));
@@ -142,9 +175,17 @@ impl Finding {
                 s.set("transition", transition);
                 s.set("result", result);
             }
-            Finding::DeviceHandle { fd, target } => {
+            Finding::DeviceHandle { fd, target, driver } => {
                 s.set("fd", *fd);
                 s.set("target", target);
+                if let Some(driver) = driver {
+                    s.set("driver", driver);
+                }
+            }
+            Finding::VpuSession { tid, index, device } => {
+                s.set("tid", *tid);
+                s.set("index", *index);
+                s.set("device", device);
             }
             Finding::Growth { what, per_cycle } => {
                 s.set("what", what);
@@ -237,6 +278,17 @@ mod tests {
                 Finding::DeviceHandle {
                     fd: 7,
                     target: "/dev/video0".into(),
+                    driver: None,
+                },
+                Finding::DeviceHandle {
+                    fd: 9,
+                    target: "/dmabuf:".into(),
+                    driver: Some("DMABuf exported by mpp".into()),
+                },
+                Finding::VpuSession {
+                    tid: 1954,
+                    index: 54,
+                    device: "fdbd0000.rkvenc-core".into(),
                 },
                 Finding::Growth {
                     what: "live elements".into(),
@@ -245,14 +297,16 @@ mod tests {
             ],
         };
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
-        assert_eq!(json["leaks"], 3);
+        assert_eq!(json["leaks"], 5);
         assert_eq!(json["findings"][0]["kind"], "not-null");
         assert_eq!(json["findings"][0]["path"], "/GstPipeline:p/GstQueue:q");
         assert_eq!(json["findings"][1]["target"], "/dev/video0");
-        assert_eq!(json["findings"][2]["per-cycle"][2], 3);
+        assert_eq!(json["findings"][2]["driver"], "DMABuf exported by mpp");
+        assert_eq!(json["findings"][3]["device"], "fdbd0000.rkvenc-core");
+        assert_eq!(json["findings"][4]["per-cycle"][2], 3);
         assert_eq!(json["elements"][0]["transitions"][0]["to"], "playing");
         let s = report.to_structure();
-        assert_eq!(s.get::<u32>("leaks").unwrap(), 3);
+        assert_eq!(s.get::<u32>("leaks").unwrap(), 5);
         let findings = s.get::<gst::Array>("findings").unwrap();
         let first = findings.as_slice()[0].get::<gst::Structure>().unwrap();
         assert_eq!(first.name(), "not-null");

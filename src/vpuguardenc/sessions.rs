@@ -102,6 +102,83 @@ pub fn parse_listing(text: &str) -> SessionCount {
     count
 }
 
+/// One session of a listing: who opened it and on which block.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionRecord {
+    /// The opening thread's id (the kernel prints the thread, not the process).
+    pub tid: u32,
+    pub index: u64,
+    /// The device line, e.g. `fdbd0000.rkvenc-core` (empty when missing).
+    pub device: String,
+}
+
+/// Every session record of a listing with its `pid=`, `index=` and device.
+/// A record whose `pid=` is not a number is skipped: it cannot be attributed.
+pub fn parse_records(text: &str) -> Vec<SessionRecord> {
+    let mut records: Vec<SessionRecord> = Vec::new();
+    let mut in_record = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line
+            .strip_prefix("session: pid=")
+            .or_else(|| line.strip_prefix("session:pid="))
+        {
+            let mut fields = rest.split_whitespace();
+            let tid = fields.next().and_then(|t| t.parse().ok());
+            let index = fields
+                .find_map(|f| f.strip_prefix("index="))
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            in_record = tid.is_some();
+            if let Some(tid) = tid {
+                records.push(SessionRecord {
+                    tid,
+                    index,
+                    device: String::new(),
+                });
+            }
+        } else if let Some(device) = line.strip_prefix("device:")
+            && in_record
+            && let Some(record) = records.last_mut()
+        {
+            record.device = device.trim().to_string();
+            in_record = false;
+        }
+    }
+    records
+}
+
+/// Reads the whole listing as text, at most `MAX_LISTING_BYTES` of it.
+fn read_text(path: &Path) -> Result<String, ListingError> {
+    let error = |reason: String| ListingError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LISTING_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(e.to_string()))?;
+    // procfs text is ASCII; a stray byte must not hide the records around it.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The records of the configured listing, or of the first default one that
+/// can be read.
+pub fn read_session_records(configured: Option<&Path>) -> Result<Vec<SessionRecord>, ListingError> {
+    if let Some(path) = configured {
+        return read_text(path).map(|t| parse_records(&t));
+    }
+    let mut last_error = None;
+    for path in DEFAULT_SESSION_FILES.iter().map(Path::new) {
+        match read_text(path) {
+            Ok(text) => return Ok(parse_records(&text)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.expect("there is at least one default session file"))
+}
+
 /// Why a listing could not be read.
 #[derive(Debug)]
 pub struct ListingError {
@@ -119,17 +196,7 @@ impl std::fmt::Display for ListingError {
 /// read once per decision: reading it from a tight loop has been reported to
 /// Oops a kernel.
 pub fn read_listing(path: &Path) -> Result<SessionCount, ListingError> {
-    let error = |reason: String| ListingError {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_LISTING_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| error(e.to_string()))?;
-    // procfs text is ASCII; a stray byte must not hide the records around it.
-    Ok(parse_listing(&String::from_utf8_lossy(&bytes)))
+    read_text(path).map(|text| parse_listing(&text))
 }
 
 /// Reads the configured listing, or the first default one that can be read.
@@ -272,6 +339,33 @@ mod tests {
             assert_eq!(count.total() as usize, lines, "{text:?}");
         }
         crate::fuzz::report("session listing", cases, started);
+    }
+
+    #[test]
+    fn records_name_thread_index_and_device() {
+        let records = parse_records(SAMPLE);
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            records[0],
+            SessionRecord {
+                tid: 1954,
+                index: 54,
+                device: "fdbd0000.rkvenc-core".into()
+            }
+        );
+        assert_eq!(records[2].device, "fdc38100.rkvdec-core");
+        // The same count as the counting parser.
+        assert_eq!(records.len() as u32, parse_listing(SAMPLE).total());
+    }
+
+    #[test]
+    fn a_record_without_a_numeric_pid_is_skipped() {
+        let text = "session: pid=x index=1\n device: a.rkvenc\n\
+                    session:pid=7 index=2\n device: b.rkvdec\n";
+        let records = parse_records(text);
+        assert_eq!(records.len(), 1);
+        assert_eq!((records[0].tid, records[0].index), (7, 2));
+        assert_eq!(records[0].device, "b.rkvdec");
     }
 
     #[test]

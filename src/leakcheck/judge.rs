@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Judging a pipeline's ended cycles, and publishing the result.
+//!
+//! A judgement runs in whichever thread needs it first: the worker at the
+//! end of the grace, the application reading `leaks` or `get-report` once
+//! the grace has passed, or the thread disposing the pipeline. It claims the
+//! cycles under the registry lock, reads live objects with no lock held,
+//! merges under the lock again and publishes after releasing it.
+
+use gst::glib;
+use gst::prelude::*;
+use std::time::Instant;
+
+use super::fds;
+use super::ledger::{self, Weak};
+use super::observe;
+use super::registry::{JUDGED, REGISTRY};
+use super::report::{Finding, Report};
+
+pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "leakcheck",
+        gst::DebugColorFlags::empty(),
+        Some("Pipeline leak checker"),
+    )
+});
+
+/// Who asks for a judgement.
+pub enum Demand<'a> {
+    /// The worker, at a queued wake-up.
+    Wake,
+    /// The application, reading the report: waits for a judgement under way.
+    Ask,
+    /// The pipeline is being disposed (given here: its weak reference is
+    /// already cleared): judge what is pending now, whatever the grace.
+    Dispose(&'a gst::Element),
+}
+
+/// Judges what is due for one tracker. See the module documentation.
+pub fn run(tracker: u64, demand: Demand) {
+    let Some((weak, due, patterns)) = REGISTRY.lock().trackers.get(&tracker).map(|t| {
+        (
+            t.pipeline.clone(),
+            t.ended_due(Instant::now()),
+            t.settings.patterns.clone(),
+        )
+    }) else {
+        return;
+    };
+    let pipeline = match demand {
+        Demand::Dispose(top) => Some(top.clone()),
+        _ => weak.upgrade(),
+    };
+    let settled = match demand {
+        Demand::Dispose(_) => true,
+        _ => pipeline.as_ref().is_none_or(observe::settled_in_null),
+    };
+    let force = matches!(demand, Demand::Dispose(_));
+    let fds_now = (due && settled).then(|| fds::snapshot(&patterns));
+
+    let mut registry = REGISTRY.lock();
+    let claimed = loop {
+        let Some(t) = registry.trackers.get_mut(&tracker) else {
+            return;
+        };
+        if matches!(demand, Demand::Wake) {
+            t.woken();
+        }
+        if t.judging && !matches!(demand, Demand::Wake) {
+            // Another thread is judging: its report is the one to return.
+            JUDGED.wait(&mut registry);
+            continue;
+        }
+        let cycles = t.claim(Instant::now(), settled, force, fds_now.clone());
+        if cycles.is_empty() {
+            let wake = t.next_wake(Instant::now());
+            drop(registry);
+            if let Some(at) = wake {
+                super::worker::schedule(tracker, at);
+            }
+            return;
+        }
+        let check_pending = cycles.iter().any(|c| !c.restarted);
+        break (
+            cycles,
+            t.targets(),
+            t.settings.session_file.clone(),
+            check_pending,
+        );
+    };
+    drop(registry);
+
+    let (cycles, targets, session_file, check_pending) = claimed;
+    let (observed, _alive) = observe::observe(
+        &targets,
+        pipeline.as_ref(),
+        check_pending,
+        session_file.as_deref(),
+    );
+    drop(targets);
+
+    let mut registry = REGISTRY.lock();
+    let Some(t) = registry.trackers.get_mut(&tracker) else {
+        return;
+    };
+    let reports: Vec<Report> = cycles.into_iter().map(|c| t.judge(c, &observed)).collect();
+    t.judging = false;
+    let outlet = Outlet::of(t);
+    let wake = t.next_wake(Instant::now());
+    drop(registry);
+    JUDGED.notify_all();
+
+    if let Some(at) = wake {
+        super::worker::schedule(tracker, at);
+    }
+    for report in &reports {
+        outlet.publish(report);
+    }
+    // `_alive` and `pipeline` are dropped last, with no lock held and the
+    // judgement finished: a last unref may dispose elements in this thread.
+}
+
+/// Where findings go once the registry lock is released.
+pub struct Outlet {
+    pipeline: Weak,
+    watcher: Option<Weak>,
+    settings: ledger::Settings,
+}
+
+impl Outlet {
+    pub fn of(tracker: &ledger::Tracker) -> Self {
+        Outlet {
+            pipeline: tracker.pipeline.clone(),
+            watcher: tracker.watcher.clone(),
+            settings: tracker.settings.clone(),
+        }
+    }
+
+    fn source(&self) -> Option<gst::Element> {
+        self.watcher
+            .as_ref()
+            .and_then(|w| w.upgrade())
+            .or_else(|| self.pipeline.upgrade())
+    }
+
+    /// A WARNING (or with fail-on-leak an ERROR) on the bus, if it delivers.
+    pub fn post_finding(&self, finding: &Finding) -> bool {
+        gst::warning!(CAT, "{}", finding.describe());
+        let Some(src) = self.source() else {
+            return false;
+        };
+        let text = format!("leakcheck: {}", finding.describe());
+        let msg = if self.settings.fail_on_leak {
+            gst::message::Error::builder(gst::CoreError::StateChange, &text)
+                .src(&src)
+                .build()
+        } else {
+            gst::message::Warning::builder(gst::CoreError::StateChange, &text)
+                .src(&src)
+                .build()
+        };
+        src.post_message(msg).is_ok()
+    }
+
+    pub fn post_report(&self, report: &Report) {
+        if let Some(src) = self.source() {
+            let _ = src.post_message(
+                gst::message::Element::builder(report.to_structure())
+                    .src(&src)
+                    .build(),
+            );
+        }
+    }
+
+    /// A judged report: log, file, property notification, and fail-on-leak.
+    pub fn publish(&self, report: &Report) {
+        for finding in &report.findings {
+            gst::warning!(CAT, "{}: {}", report.pipeline, finding.describe());
+        }
+        gst::info!(
+            CAT,
+            "{}: cycle {} judged, {} finding(s)",
+            report.pipeline,
+            report.cycles,
+            report.findings.len()
+        );
+        write_report_file(self.settings.report_file.as_deref(), report);
+        if let Some(watcher) = self.watcher.as_ref().and_then(|w| w.upgrade()) {
+            watcher.notify("leaks");
+        }
+        if self.settings.fail_on_leak && !report.findings.is_empty() {
+            self.fail(report);
+        }
+    }
+
+    fn fail(&self, report: &Report) {
+        // After READY->NULL the pipeline's bus is flushing: an ERROR would be lost.
+        let text = format!(
+            "leakcheck: {} finding(s) in {}",
+            report.findings.len(),
+            report.pipeline
+        );
+        let delivered = self.source().is_some_and(|src| {
+            src.post_message(
+                gst::message::Error::builder(gst::CoreError::StateChange, &text)
+                    .src(&src)
+                    .build(),
+            )
+            .is_ok()
+        });
+        if !delivered {
+            glib::g_critical!(
+                "leakcheck",
+                "{} finding(s) in {}: {}",
+                report.findings.len(),
+                report.pipeline,
+                report
+                    .findings
+                    .iter()
+                    .map(Finding::describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+    }
+}
+
+pub fn write_report_file(path: Option<&std::path::Path>, report: &Report) {
+    if let Some(path) = path
+        && let Err(err) = std::fs::write(path, report.to_json())
+    {
+        gst::error!(CAT, "report-file {}: {err}", path.display());
+    }
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Reading live objects: element ids, states, reference counts, the objects
+//! the pipeline holds as properties, and the VPU session listing. Everything
+//! here calls into GStreamer or GObject (property getters, object locks,
+//! possibly the last unref of an element), so it runs with no lock of
+//! leakcheck's held; its results go into the ledger afterwards.
+
+use gst::glib;
+use gst::prelude::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::identity;
+use super::ledger::{Entry, Observed, Target};
+use super::report::ElementId;
+use crate::vpuguardenc::sessions::{self, SessionRecord};
+
+pub fn element_id(element: &gst::Element) -> ElementId {
+    let factory = element.factory();
+    ElementId {
+        name: element.name().to_string(),
+        path: element.path_string().to_string(),
+        factory: factory.as_ref().map_or_else(
+            || element.type_().name().to_string(),
+            |f| f.name().to_string(),
+        ),
+        klass: factory
+            .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS).map(str::to_string))
+            .unwrap_or_default(),
+    }
+}
+
+/// The element and, for a bin, every element inside it, walked once.
+pub fn with_descendants(element: &gst::Element) -> Vec<gst::Element> {
+    let mut all = vec![element.clone()];
+    if let Some(bin) = element.downcast_ref::<gst::Bin>() {
+        all.extend(bin.iterate_recurse().into_iter().flatten());
+    }
+    all
+}
+
+/// The top-level object above an element (itself when it has no parent).
+pub fn top_level(element: &gst::Element) -> gst::Element {
+    let mut top = element.clone();
+    while let Some(parent) = top.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
+        top = parent;
+    }
+    top
+}
+
+pub fn entry(element: &gst::Element) -> Entry {
+    Entry {
+        serial: identity::serial(element),
+        weak: Arc::new(element.downgrade()),
+        id: element_id(element),
+        state: element.current_state(),
+    }
+}
+
+/// Ledger entries for an element and everything inside it, with the
+/// elements themselves (the caller watches the new ones' disposal).
+pub fn entries(element: &gst::Element) -> (Vec<gst::Element>, Vec<Entry>) {
+    let elements = with_descendants(element);
+    let entries = elements.iter().map(entry).collect();
+    (elements, entries)
+}
+
+/// Whether the pipeline finished its change to NULL.
+pub fn settled_in_null(pipeline: &gst::Element) -> bool {
+    let (_, current, pending) = pipeline.state(gst::ClockTime::ZERO);
+    current == gst::State::Null && pending == gst::State::VoidPending
+}
+
+/// Reads the targets' live side. The strong references taken to read them
+/// are returned rather than dropped: the caller drops them once it holds no
+/// lock and has finished judging (the last one may dispose an element).
+pub fn observe(
+    targets: &[Target],
+    pipeline: Option<&gst::Element>,
+    check_pending: bool,
+    session_file: Option<&Path>,
+) -> (Observed, Vec<gst::Element>) {
+    let mut observed = Observed {
+        owned: pipeline.map(held_by_properties).unwrap_or_default(),
+        sessions: this_process_sessions(session_file),
+        judged_live: true,
+        ..Observed::default()
+    };
+    let mut alive = Vec::with_capacity(targets.len());
+    for target in targets {
+        let Some(element) = target.weak.upgrade() else {
+            continue;
+        };
+        // Our upgrade holds one reference: the rest are someone else's.
+        let refcount = element.ref_count().saturating_sub(1);
+        observed.refcounts.insert(target.serial, refcount);
+        let inside = pipeline.is_some_and(|p| top_level(&element) == *p);
+        if target.removed || !inside {
+            observed
+                .states
+                .insert(target.serial, element.current_state());
+        }
+        if !target.removed && inside {
+            observed.ids.insert(target.serial, element_id(&element));
+        }
+        if !target.removed && !inside && pipeline.is_some() {
+            observed.outside.insert(target.serial);
+        }
+        let pending = element.pending_state();
+        if check_pending && pending != gst::State::VoidPending {
+            observed
+                .pending
+                .insert(target.serial, (element.current_state(), pending));
+        }
+        alive.push(element);
+    }
+    (observed, alive)
+}
+
+/// Serials of the elements that the pipeline's own elements hold as object
+/// properties (playbin's `video-sink`).
+fn held_by_properties(pipeline: &gst::Element) -> HashSet<u64> {
+    let mut owned = HashSet::new();
+    for holder in with_descendants(pipeline) {
+        for pspec in holder.list_properties() {
+            if pspec.flags().contains(glib::ParamFlags::READABLE)
+                && pspec.value_type().is_a(gst::Element::static_type())
+                && let Ok(Some(value)) = holder
+                    .property_value(pspec.name())
+                    .get::<Option<gst::Element>>()
+                && let Some(serial) = identity::peek(&value)
+            {
+                owned.insert(serial);
+            }
+        }
+    }
+    owned
+}
+
+/// The sessions in the MPP listing opened by a thread of this process, or
+/// None when no listing can be read (not a Rockchip board).
+pub fn this_process_sessions(session_file: Option<&Path>) -> Option<Vec<SessionRecord>> {
+    let records = sessions::read_session_records(session_file).ok()?;
+    let pid = std::process::id();
+    Some(
+        records
+            .into_iter()
+            .filter(|r| r.tid == pid || Path::new(&format!("/proc/self/task/{}", r.tid)).exists())
+            .collect(),
+    )
+}
