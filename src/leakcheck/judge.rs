@@ -95,6 +95,7 @@ pub fn run(tracker: u64, demand: Demand) {
         &targets,
         pipeline.as_ref(),
         check_pending,
+        force,
         session_file.as_deref(),
     );
     drop(targets);
@@ -225,10 +226,18 @@ impl Outlet {
     }
 }
 
+/// Writes the report as JSON, whole or not at all: a reader never sees a
+/// half-written file (written beside it, then renamed over it).
 pub fn write_report_file(path: Option<&std::path::Path>, report: &Report) {
-    if let Some(path) = path
-        && let Err(err) = std::fs::write(path, report.to_json())
-    {
+    let Some(path) = path else {
+        return;
+    };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{}.partial", std::process::id()));
+    let written =
+        std::fs::write(&partial, report.to_json()).and_then(|()| std::fs::rename(&partial, path));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&partial);
         gst::error!(CAT, "report-file {}: {err}", path.display());
     }
 }

@@ -111,7 +111,9 @@ pub struct CycleEnd {
 pub struct Observed {
     /// Alive elements' reference counts, not counting the observer's own.
     pub refcounts: HashMap<u64, u32>,
-    /// The live state of removed elements (no longer posting to the bus).
+    /// Alive elements' states now. They are what a settled pipeline is
+    /// judged on: transitions made once its bus flushes (after its own
+    /// READY->NULL) post nothing, and removed elements post elsewhere.
     pub states: HashMap<u64, gst::State>,
     /// Elements whose state change is still pending: (current, pending).
     pub pending: HashMap<u64, (gst::State, gst::State)>,
@@ -507,7 +509,7 @@ impl Tracker {
             if let Some(id) = observed.ids.get(&standing.serial) {
                 record.id = id.clone();
             }
-            let (entry, found) = judge_element(standing, record, observed);
+            let (entry, found) = judge_element(standing, record, observed, !cycle.restarted);
             elements.push(entry);
             findings.extend(found);
         }
@@ -575,33 +577,34 @@ impl Tracker {
 }
 
 /// One element's report entry and findings at the end of a cycle.
+///
+/// `settled`: the pipeline is in NULL and did not start again, so what is
+/// alive now is as the cycle left it and its live state is the truth. A cycle
+/// whose pipeline restarted is judged on the states its elements ended in.
 fn judge_element(
     standing: &Standing,
     record: &ElementRecord,
     observed: &Observed,
+    settled: bool,
 ) -> (ElementEntry, Vec<Finding>) {
     let serial = standing.serial;
-    let standing = &Standing {
-        removed: standing.removed || observed.outside.contains(&serial),
-        ..standing.clone()
-    };
-    // A removed element no longer posts to the pipeline's bus: its state is
-    // read from it, if it was still alive to be read.
-    let state = match standing.removed {
+    let removed = standing.removed || observed.outside.contains(&serial);
+    let live = observed.judged_live && (settled || removed);
+    let state = match live {
         // Not observed: disposed since, so nothing of it is left.
-        true if observed.judged_live => observed
+        true => observed
             .states
             .get(&serial)
             .copied()
             .unwrap_or(gst::State::Null),
-        _ => standing.state,
+        false => standing.state,
     };
     let mut findings = Vec::new();
     let element = || record.id.clone();
-    if !standing.removed && standing.state != gst::State::Null {
+    if !removed && state != gst::State::Null {
         findings.push(Finding::NotNull {
             element: element(),
-            state: state_name(standing.state),
+            state: state_name(state),
         });
     }
     if standing.removed_in_ready && state != gst::State::Null {
@@ -612,7 +615,7 @@ fn judge_element(
     }
     // An element the pipeline keeps as a property value (playbin's
     // video-sink) is held on purpose.
-    if standing.removed
+    if removed
         && !observed.owned.contains(&serial)
         && let Some(refcount) = observed.refcounts.get(&serial)
     {

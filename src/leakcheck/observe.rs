@@ -75,10 +75,14 @@ pub fn settled_in_null(pipeline: &gst::Element) -> bool {
 /// Reads the targets' live side. The strong references taken to read them
 /// are returned rather than dropped: the caller drops them once it holds no
 /// lock and has finished judging (the last one may dispose an element).
+///
+/// `emptying`: the pipeline is being disposed and removes its children, so
+/// an element found outside it is not one the application took out.
 pub fn observe(
     targets: &[Target],
     pipeline: Option<&gst::Element>,
     check_pending: bool,
+    emptying: bool,
     session_file: Option<&Path>,
 ) -> (Observed, Vec<gst::Element>) {
     let mut observed = Observed {
@@ -95,12 +99,10 @@ pub fn observe(
         // Our upgrade holds one reference: the rest are someone else's.
         let refcount = element.ref_count().saturating_sub(1);
         observed.refcounts.insert(target.serial, refcount);
-        let inside = pipeline.is_some_and(|p| top_level(&element) == *p);
-        if target.removed || !inside {
-            observed
-                .states
-                .insert(target.serial, element.current_state());
-        }
+        let inside = emptying || pipeline.is_some_and(|p| top_level(&element) == *p);
+        observed
+            .states
+            .insert(target.serial, element.current_state());
         if !target.removed && inside {
             observed.ids.insert(target.serial, element_id(&element));
         }
