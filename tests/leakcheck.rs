@@ -385,6 +385,86 @@ fn judgement_waits_for_the_grace() {
     stuck.set_state(gst::State::Null).unwrap();
 }
 
+#[test]
+fn the_element_turns_on_no_process_wide_tracing() {
+    let p = pipeline(
+        "videotestsrc num-buffers=5 ! leakcheck name=check grace=0 ! fakesink \
+         leakcheck name=standalone grace=0",
+    );
+    let check = p.by_name("check").unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&p, TIMEOUT, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    p.set_state(gst::State::Null).unwrap();
+    // It watched the pipeline all the same...
+    assert_eq!(report(&check).get::<u32>("cycles").unwrap(), 1);
+    // ...without registering a tracer: no hook dispatch for the process.
+    assert!(gst::active_tracers().is_empty());
+}
+
+/// A fake MPP encoder (the double of tests/common/fake_mpp.rs) opens its
+/// session in the listing at READY->PAUSED and closes it at PAUSED->READY.
+fn vpu_pipeline(sessions: &std::path::Path) -> gst::Pipeline {
+    pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 ! \
+         fakempph265enc name=enc session-file={s} ! fakesink \
+         leakcheck name=check grace=0 session-file={s}",
+        s = sessions.display()
+    ))
+}
+
+#[test]
+fn vpu_session_left_open_is_reported_with_its_device_block() {
+    let dir = common::temp_dir("leakcheck-vpu-session");
+    let sessions = dir.join("sessions-summary");
+    // Another process's session, open before the pipeline ran: not ours.
+    std::fs::write(
+        &sessions,
+        "session: pid=1 index=7\n device: fdc38100.rkvdec-core\n",
+    )
+    .unwrap();
+    let p = vpu_pipeline(&sessions);
+    let check = p.by_name("check").unwrap();
+    let enc = p.by_name("enc").unwrap();
+
+    // A clean cycle closes its session.
+    play(&p);
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(findings(&report(&check)), vec![]);
+
+    // The encoder never goes back to NULL: its session stays listed.
+    play(&p);
+    enc.set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    let open = finding(&r, "vpu-session");
+    assert_eq!(open.len(), 1, "{r}");
+    assert_eq!(
+        open[0].get::<&str>("device").unwrap(),
+        "fdbd0000.rkvenc-core"
+    );
+    assert_eq!(open[0].get::<u32>("tid").unwrap(), std::process::id());
+    assert!(
+        open[0]
+            .get::<&str>("message")
+            .unwrap()
+            .contains("still open after NULL"),
+        "{r}"
+    );
+    // The encoder bin and the children it keeps playing with it.
+    let not_null = finding(&r, "not-null");
+    assert!(
+        not_null
+            .iter()
+            .any(|f| f.get::<&str>("name").unwrap() == "enc"),
+        "{r}"
+    );
+    enc.set_locked_state(false);
+    p.set_state(gst::State::Null).unwrap();
+    drop(enc);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 const TRACER_CHILD: &str = "EDGEGUARD_LEAKCHECK_TRACER_CHILD";
 
 /// Not a test on its own: the leaking program of

@@ -654,6 +654,115 @@ fn judge_element(
 mod tests {
     use super::*;
 
+    fn entry(serial: u64, name: &str, state: gst::State) -> Entry {
+        Entry {
+            serial,
+            weak: Arc::new(glib::WeakRef::new()),
+            id: ElementId {
+                name: name.into(),
+                path: format!("/GstPipeline:p/GstIdentity:{name}"),
+                factory: "identity".into(),
+                klass: "Generic".into(),
+            },
+            state,
+        }
+    }
+
+    fn tracker(grace: gst::ClockTime) -> Tracker {
+        let settings = Settings {
+            grace,
+            ..Settings::default()
+        };
+        let mut t = Tracker::new(
+            1,
+            Arc::new(glib::WeakRef::new()),
+            "p".into(),
+            settings,
+            FdSnapshot::new(),
+            Vec::new(),
+        );
+        t.add([
+            entry(1, "p", gst::State::Null),
+            entry(2, "a", gst::State::Null),
+        ]);
+        t
+    }
+
+    fn run_cycle(t: &mut Tracker, stuck: bool) {
+        t.start_cycle();
+        t.transition(2, gst::StateChange::NullToReady, "success", 1);
+        if !stuck {
+            t.transition(2, gst::StateChange::ReadyToNull, "success", 2);
+        }
+    }
+
+    #[test]
+    fn an_ended_cycle_waits_for_its_grace_and_a_settled_pipeline() {
+        let mut t = tracker(gst::ClockTime::from_seconds(1));
+        run_cycle(&mut t, true);
+        let now = Instant::now();
+        assert_eq!(
+            t.end_cycle(now, FdSnapshot::new()),
+            Some(now + Duration::from_secs(1))
+        );
+        // One wake-up is queued per tracker.
+        assert_eq!(t.end_cycle(now, FdSnapshot::new()), None);
+        assert!(t.claim(now, true, false, None).is_empty());
+        let later = now + Duration::from_secs(2);
+        assert!(t.claim(later, false, false, None).is_empty());
+        let cycles = t.claim(later, true, false, None);
+        assert_eq!(cycles.len(), 1);
+        assert!(t.judging);
+        // Nothing more while it is being judged.
+        assert!(t.claim(later, true, true, None).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_cycle_is_judged_on_the_states_it_ended_in() {
+        let mut t = tracker(gst::ClockTime::from_seconds(60));
+        run_cycle(&mut t, true);
+        t.end_cycle(Instant::now(), FdSnapshot::new());
+        // The next cycle starts long before the grace is over: element 2
+        // moves on, but the ended cycle keeps its READY.
+        run_cycle(&mut t, false);
+        let cycles = t.claim(Instant::now(), false, false, None);
+        assert_eq!(cycles.len(), 1);
+        assert!(cycles[0].restarted);
+        let report = t.judge(cycles.into_iter().next().unwrap(), &Observed::default());
+        assert_eq!(report.cycles, 1);
+        assert_eq!(report.findings.len(), 1, "{report:?}");
+        assert_eq!(report.findings[0].kind(), "not-null");
+        assert_eq!(report.elements[0].state, "ready");
+    }
+
+    #[test]
+    fn a_disposed_pipeline_is_judged_at_once_and_a_dead_element_is_gone() {
+        let mut t = tracker(gst::ClockTime::from_seconds(60));
+        run_cycle(&mut t, false);
+        t.end_cycle(Instant::now(), FdSnapshot::new());
+        t.mark_dead(2);
+        let cycles = t.claim(Instant::now(), true, true, None);
+        assert_eq!(cycles.len(), 1);
+        let observed = Observed {
+            judged_live: true,
+            ..Observed::default()
+        };
+        let report = t.judge(cycles.into_iter().next().unwrap(), &observed);
+        assert!(report.findings.is_empty(), "{report:?}");
+        // The dead element's record went with the judgement.
+        assert!(!t.knows(2));
+    }
+
+    #[test]
+    fn removal_while_playing_is_a_finding_at_once_and_in_ready_only_later() {
+        let mut t = tracker(gst::ClockTime::ZERO);
+        let finding = t.removing(&[2], 2, gst::State::Playing).unwrap();
+        assert_eq!(finding.kind(), "removed-above-null");
+        assert_eq!(t.interim_report().findings.len(), 1);
+        t.add([entry(2, "a", gst::State::Ready)]);
+        assert_eq!(t.removing(&[2], 2, gst::State::Ready), None);
+    }
+
     #[test]
     fn growth_needs_a_steady_rise() {
         assert!(!is_growing(&[1, 2, 3, 4]));
