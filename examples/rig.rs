@@ -292,16 +292,26 @@ fn main() {
         }
     }
 
-    let report: serde_json::Value = std::fs::read_to_string(&report_file)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    // Asking for the report judges the cycle now that the pipeline is in NULL
+    // (grace=0); the judgement also writes the report file.
+    let report = pipeline
+        .by_name("check")
+        .expect("the rig has a leakcheck")
+        .emit_by_name::<gst::Structure>("get-report", &[]);
     println!(
         "leakcheck: {} finding(s) after {} cycle(s)",
-        report["leaks"], report["cycles"]
+        report.get::<u32>("leaks").unwrap_or_default(),
+        report.get::<u32>("cycles").unwrap_or_default()
     );
-    for f in report["findings"].as_array().into_iter().flatten() {
-        println!("  {}: {}", f["kind"], f["message"]);
+    let findings = report.get::<gst::Array>("findings").unwrap_or_default();
+    for f in findings.iter() {
+        if let Ok(f) = f.get::<gst::Structure>() {
+            println!(
+                "  {}: {}",
+                f.name(),
+                f.get::<&str>("message").unwrap_or_default()
+            );
+        }
     }
     println!("files:");
     for (what, path) in [("recording", &recording), ("preview", &preview)] {

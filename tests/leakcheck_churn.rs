@@ -286,11 +286,12 @@ fn rtsp_server_media_are_judged_per_client() {
         );
         fds_seen.push(field(&report, "fds"));
     }
-    // After warm-up, tearing media down properly leaves no fd behind (a
-    // client's socket may still be closing when the report is printed).
-    let warm = fds_seen[..10].iter().max().unwrap();
-    let later = fds_seen[10..].iter().max().unwrap();
-    assert!(later <= warm, "server fds per client: {fds_seen:?}");
+    // Tearing media down properly leaves no fd behind: one leaked per client
+    // would add 10 over the last 10 clients. A client's socket may still be
+    // closing when a report is printed, so the counts move by one or two.
+    let warm = fds_seen[..10].iter().min().unwrap();
+    let later = fds_seen[10..].iter().min().unwrap();
+    assert!(later <= &(warm + 2), "server fds per client: {fds_seen:?}");
 
     play_client(port, "leaky");
     let report = next("the leaky media's report");

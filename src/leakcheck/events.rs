@@ -111,8 +111,11 @@ pub fn element_removed(tracker: u64, top: &gst::Element, element: &gst::Element)
         (fresh, finding, Outlet::of(t))
     };
     watch_disposal(tracker, &elements, &fresh);
-    if let Some(finding) = finding {
-        outlet.post_finding(&finding);
+    if let Some(finding) = finding
+        && outlet.post_finding(&finding)
+        && let Some(t) = REGISTRY.lock().trackers.get_mut(&tracker)
+    {
+        t.announced(finding);
     }
 }
 

@@ -104,7 +104,10 @@ pub fn run(tracker: u64, demand: Demand) {
     let Some(t) = registry.trackers.get_mut(&tracker) else {
         return;
     };
-    let reports: Vec<Report> = cycles.into_iter().map(|c| t.judge(c, &observed)).collect();
+    let reports: Vec<(Report, usize)> = cycles
+        .into_iter()
+        .map(|c| (t.judge(c, &observed), t.unannounced()))
+        .collect();
     t.judging = false;
     let outlet = Outlet::of(t);
     let wake = t.next_wake(Instant::now());
@@ -114,8 +117,8 @@ pub fn run(tracker: u64, demand: Demand) {
     if let Some(at) = wake {
         super::worker::schedule(tracker, at);
     }
-    for report in &reports {
-        outlet.publish(report);
+    for (report, unannounced) in &reports {
+        outlet.publish(report, *unannounced);
     }
     // `_alive` and `pipeline` are dropped last, with no lock held and the
     // judgement finished: a last unref may dispose elements in this thread.
@@ -173,8 +176,9 @@ impl Outlet {
         }
     }
 
-    /// A judged report: log, file, property notification, and fail-on-leak.
-    pub fn publish(&self, report: &Report) {
+    /// A judged report: log, file, property notification, and fail-on-leak
+    /// for the findings not already delivered as they happened.
+    pub fn publish(&self, report: &Report, unannounced: usize) {
         for finding in &report.findings {
             gst::warning!(CAT, "{}: {}", report.pipeline, finding.describe());
         }
@@ -189,7 +193,7 @@ impl Outlet {
         if let Some(watcher) = self.watcher.as_ref().and_then(|w| w.upgrade()) {
             watcher.notify("leaks");
         }
-        if self.settings.fail_on_leak && !report.findings.is_empty() {
+        if self.settings.fail_on_leak && unannounced > 0 {
             self.fail(report);
         }
     }

@@ -191,6 +191,8 @@ pub struct Tracker {
     sessions_before: Vec<SessionRecord>,
     /// Findings made while the pipeline runs (removals, failures).
     pending: Vec<Finding>,
+    /// Pending findings already delivered on the bus when they happened.
+    announced: Vec<Finding>,
     live_per_cycle: Vec<u32>,
     fds_per_cycle: Vec<u32>,
     pub report: Report,
@@ -225,6 +227,7 @@ impl Tracker {
             fds_before,
             sessions_before,
             pending: Vec::new(),
+            announced: Vec::new(),
             live_per_cycle: Vec::new(),
             fds_per_cycle: Vec::new(),
         }
@@ -495,9 +498,27 @@ impl Tracker {
         report
     }
 
+    /// A finding was delivered on the bus as it happened (a removal while
+    /// PLAYING): the judgement does not raise it again.
+    pub fn announced(&mut self, finding: Finding) {
+        self.announced.push(finding);
+    }
+
+    /// How many of the last judged report's findings were not delivered on
+    /// the bus when they happened.
+    pub fn unannounced(&self) -> usize {
+        self.report
+            .findings
+            .iter()
+            .filter(|f| !self.announced.contains(f))
+            .count()
+    }
+
     /// Judges one ended cycle from its standings and what was observed since.
     pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Report {
         let mut findings = std::mem::take(&mut self.pending);
+        // What was announced belongs to the previous report only.
+        self.announced.retain(|f| findings.contains(f));
         let mut elements = Vec::new();
         for standing in &cycle.standings {
             if standing.serial == self.serial {
