@@ -90,6 +90,9 @@ fn dropping_the_pipeline_while_a_judgement_is_pending_never_hangs() {
             let check = p.by_name("lc").unwrap();
             assert_eq!(check.property::<u32>("leaks"), 0);
             drop(check);
+            // Spread the drop over the grace, so that some land while the
+            // worker is judging and holds the last references but one.
+            std::thread::sleep(Duration::from_micros(50 * (cycle % 40) as u64));
             drop(p);
             // Judged by the worker or, at the latest, when the pipeline was
             // disposed (in the worker's thread if it held the last reference).
