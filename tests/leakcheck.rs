@@ -402,6 +402,44 @@ fn the_element_turns_on_no_process_wide_tracing() {
     assert!(gst::active_tracers().is_empty());
 }
 
+/// An application's sync handler that reads the report on every message,
+/// the removal WARNING and the state changes leakcheck itself reacts to
+/// included, in the posting thread: leakcheck holds no lock of its own
+/// while it posts, so nothing waits on anything.
+#[test]
+fn sync_handler_reading_the_report_on_every_message_does_not_deadlock() {
+    let p = pipeline(
+        "videotestsrc is-live=true ! fakesink leakcheck name=check grace=0 identity name=victim",
+    );
+    let check = p.by_name("check").unwrap();
+    let victim = p.by_name("victim").unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (counter, reader) = (seen.clone(), check.downgrade());
+    p.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let Some(check) = reader.upgrade() {
+            let leaks = check.property::<u32>("leaks");
+            let report = check.emit_by_name::<gst::Structure>("get-report", &[]);
+            assert_eq!(report.get::<u32>("leaks").unwrap(), leaks);
+            if matches!(msg.view(), gst::MessageView::Warning(..)) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        gst::BusSyncReply::Pass
+    });
+    for _ in 0..3 {
+        play(&p);
+        p.set_state(gst::State::Null).unwrap();
+    }
+    play(&p);
+    p.remove(&victim).unwrap();
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(finding(&report(&check), "removed-above-null").len(), 1);
+    assert_eq!(report(&check).get::<u32>("cycles").unwrap(), 4);
+    victim.set_state(gst::State::Null).unwrap();
+    p.bus().unwrap().unset_sync_handler();
+}
+
 /// A fake MPP encoder (the double of tests/common/fake_mpp.rs) opens its
 /// session in the listing at READY->PAUSED and closes it at PAUSED->READY.
 fn vpu_pipeline(sessions: &std::path::Path) -> gst::Pipeline {

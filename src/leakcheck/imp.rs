@@ -52,8 +52,8 @@ impl Settings {
     }
 }
 
-/// What this element watches. Lock order: `watching`, then the registry;
-/// nothing else is called with `watching` held.
+/// What this element watches. Never held together with the registry lock,
+/// and nothing is called into GStreamer with it held: taken out, then acted on.
 #[derive(Default)]
 struct Watching {
     /// The serial of the tracked top-level pipeline.

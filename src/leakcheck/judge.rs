@@ -25,6 +25,9 @@ pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::n
     )
 });
 
+/// The longest a report reader waits for a judgement under way elsewhere.
+const JUDGED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Who asks for a judgement.
 pub enum Demand<'a> {
     /// The worker, at a queued wake-up.
@@ -68,7 +71,11 @@ pub fn run(tracker: u64, demand: Demand) {
         }
         if t.judging && !matches!(demand, Demand::Wake) {
             // Another thread is judging: its report is the one to return.
-            JUDGED.wait(&mut registry);
+            // Bounded, so that a caller holding a lock the judgement needs
+            // (a getter called from a sync handler) is delayed, never hung.
+            if JUDGED.wait_for(&mut registry, JUDGED_WAIT).timed_out() {
+                return;
+            }
             continue;
         }
         let cycles = t.claim(Instant::now(), settled, force, fds_now.clone());
