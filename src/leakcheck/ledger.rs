@@ -520,8 +520,15 @@ impl Tracker {
         // What was announced belongs to the previous report only.
         self.announced.retain(|f| findings.contains(f));
         let mut elements = Vec::new();
+        // Elements disposed between the cycle's end and the look at them are
+        // gone: neither listed nor counted.
+        let gone = |serial: &u64| observed.judged_live && !observed.refcounts.contains_key(serial);
+        let live = match observed.judged_live {
+            true => cycle.standings.iter().filter(|s| !gone(&s.serial)).count() as u32,
+            false => cycle.live,
+        };
         for standing in &cycle.standings {
-            if standing.serial == self.serial {
+            if standing.serial == self.serial || gone(&standing.serial) {
                 continue;
             }
             let Some(record) = self.elements.get_mut(&standing.serial) else {
@@ -544,7 +551,7 @@ impl Tracker {
             });
         }
         findings.extend(self.sessions_left_open(observed));
-        self.live_per_cycle.push(cycle.live);
+        self.live_per_cycle.push(live);
         self.fds_per_cycle.push(cycle.fds.len() as u32);
         findings.extend(self.growth());
         // The handles left now are the baseline of the next cycle.
