@@ -47,6 +47,19 @@ fn level(h: &Harness, name: &str) -> u64 {
         .unwrap_or_else(|_| value.get::<u64>().unwrap())
 }
 
+/// The running time at which the harness's sink renders `buffer`: the
+/// running time delaybuffer gave it, pad offsets included.
+fn rendered_at(h: &Harness, buffer: &gst::Buffer) -> gst::ClockTime {
+    let event = h
+        .sinkpad()
+        .unwrap()
+        .sticky_event::<gst::event::Segment>(0)
+        .unwrap();
+    let segment = event.segment().downcast_ref::<gst::ClockTime>().unwrap();
+    // GStreamer applies src pad offsets to the SEGMENT event: they are in it.
+    segment.to_running_time(buffer.pts().unwrap()).unwrap()
+}
+
 fn wait_until(done: impl Fn() -> bool) {
     assert!(
         common::poll_until(Duration::from_secs(5), done),
@@ -88,7 +101,7 @@ fn live_buffers_leave_delay_after_their_running_time() {
 
 #[test]
 fn latency_is_not_raised_by_the_delay() {
-    let h = harness(5 * gst::ClockTime::SECOND);
+    let mut h = harness(5 * gst::ClockTime::SECOND);
     let mut q = gst::query::Latency::new();
     assert!(
         h.element()
@@ -99,15 +112,18 @@ fn latency_is_not_raised_by_the_delay() {
     );
     let (_, min, _) = q.result();
     assert!(min < gst::ClockTime::SECOND, "min latency {min}");
-    // The src pad's running time is shifted instead.
-    assert_eq!(
-        h.element().unwrap().static_pad("src").unwrap().offset(),
-        5 * gst::ClockTime::SECOND.nseconds() as i64
-    );
+    // The running time of what leaves is shifted instead, and the src pad's
+    // offset is left to the application.
+    h.push(buffer(100 * MS)).unwrap();
+    h.crank_single_clock_wait().unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(rendered_at(&h, &out), 100 * MS + 5 * gst::ClockTime::SECOND);
+    assert_eq!(h.element().unwrap().static_pad("src").unwrap().offset(), 0);
 }
 
-/// Like queue, delaybuffer raises the maximum latency by what it can hold
-/// (unbounded without bounds), never the minimum.
+/// Like queue, delaybuffer raises the maximum latency by what it can still
+/// hold once the delay is in (capacity - delay; unbounded without bounds),
+/// never the minimum.
 #[test]
 fn max_latency_grows_by_what_can_be_held() {
     common::init();
@@ -152,14 +168,17 @@ fn max_latency_grows_by_what_can_be_held() {
         latency_with("leaky=downstream max-size-buffers=10"),
         (frame, None)
     );
+    // What can be held beyond the 100 ms of the delay itself.
     assert_eq!(
         latency_with("max-size-time=2000000000"),
-        (frame, Some(frame + 2 * gst::ClockTime::SECOND))
+        (frame, Some(frame + 2 * gst::ClockTime::SECOND - 100 * MS))
     );
     assert_eq!(
         latency_with("max-size-buffers=10"),
-        (frame, Some(frame + 10 * frame))
+        (frame, Some(frame + 10 * frame - 100 * MS))
     );
+    // A bound below the delay leaves no headroom: upstream's own maximum.
+    assert_eq!(latency_with("max-size-buffers=2"), (frame, Some(frame)));
     // A byte bound cannot be said in time: nothing is added.
     assert_eq!(latency_with("max-size-bytes=1000000"), (frame, Some(frame)));
 }
@@ -598,13 +617,12 @@ fn raising_the_delay_pauses_output_until_the_longer_span_is_held() {
     h.element()
         .unwrap()
         .set_property("delay", (400 * MS).nseconds());
-    assert_eq!(
-        h.element().unwrap().static_pad("src").unwrap().offset(),
-        (400 * MS).nseconds() as i64
-    );
     h.crank_single_clock_wait().unwrap();
-    assert_eq!(h.pull().unwrap().pts(), Some(gst::ClockTime::ZERO));
+    let out = h.pull().unwrap();
+    assert_eq!(out.pts(), Some(gst::ClockTime::ZERO));
     assert_eq!(h.testclock().unwrap().time(), 400 * MS);
+    // The running time downstream follows the new delay.
+    assert_eq!(rendered_at(&h, &out), 400 * MS);
     assert_eq!(level(&h, "dropped"), 0);
 }
 
