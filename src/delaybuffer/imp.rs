@@ -601,8 +601,9 @@ impl DelayBuffer {
             .or(s.last_running_time)
             .unwrap_or(0);
         let size = buffer.size() as u64;
-        // The bounds are read afresh on every turn: a property change while
+        // The settings are read afresh on every turn: a property change while
         // upstream is blocked takes effect at once.
+        let mut overrun_reported = false;
         while s.ring.is_full(&s.settings.bounds, size, running_time) {
             if s.settings.leaky == Leaky::Downstream {
                 let Some(oldest) = s.ring.remove_oldest_buffer() else {
@@ -615,12 +616,15 @@ impl DelayBuffer {
                 gst::debug!(CAT, imp = self, "full: dropped the oldest buffer");
                 continue;
             }
-            MutexGuard::unlocked(&mut s, || {
-                self.obj().emit_by_name::<()>("overrun", &[]);
-            });
-            s.accepting()?;
-            if !s.ring.is_full(&s.settings.bounds, size, running_time) {
-                break;
+            if !overrun_reported {
+                // A handler may raise a bound or make delaybuffer leaky: look
+                // again before blocking.
+                overrun_reported = true;
+                MutexGuard::unlocked(&mut s, || {
+                    self.obj().emit_by_name::<()>("overrun", &[]);
+                });
+                s.accepting()?;
+                continue;
             }
             gst::log!(CAT, imp = self, "full: blocking upstream");
             self.changed.wait(&mut s);
