@@ -1065,3 +1065,202 @@ fn qos_from_the_delayed_branch_reaches_upstream_in_its_running_time() {
     };
     assert_eq!(qos.get().3, Some(100 * MS));
 }
+
+// ---- pipelines: linking late, pausing while filling ---------------------------
+
+fn launch(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+fn running_time(pipeline: &gst::Pipeline) -> gst::ClockTime {
+    pipeline
+        .current_running_time()
+        .unwrap_or(gst::ClockTime::ZERO)
+}
+
+fn wait_for_running_time(pipeline: &gst::Pipeline, t: gst::ClockTime) {
+    wait_until(|| running_time(pipeline) >= t);
+}
+
+/// A sync sink linked to `delay`'s src pad while the pipeline plays.
+struct LateSink {
+    sink: gst::Element,
+    arrivals: Arc<Mutex<Vec<common::Arrival>>>,
+    linked_at: gst::ClockTime,
+}
+
+impl LateSink {
+    fn link(pipeline: &gst::Pipeline, delay: &gst::Element) -> LateSink {
+        // async=false: it joins a playing pipeline without a preroll.
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .property("async", false)
+            .build()
+            .unwrap();
+        let arrivals = common::record_arrivals(&sink);
+        pipeline.add(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        delay.link(&sink).unwrap();
+        let linked_at = running_time(pipeline);
+        LateSink {
+            sink,
+            arrivals,
+            linked_at,
+        }
+    }
+
+    /// Unlinks it between two pushes (an idle probe), then removes it.
+    fn unlink(&self, pipeline: &gst::Pipeline, delay: &gst::Element) {
+        let (done_tx, done) = mpsc::channel();
+        let sinkpad = self.sink.static_pad("sink").unwrap();
+        delay
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+                pad.unlink(&sinkpad).unwrap();
+                let _ = done_tx.send(());
+                gst::PadProbeReturn::Remove
+            });
+        done.recv_timeout(HANG)
+            .expect("the src pad never went idle");
+        self.sink.set_state(gst::State::Null).unwrap();
+        pipeline.remove(&self.sink).unwrap();
+    }
+
+    /// Checks that it got every frame the real-time branch got from its
+    /// linking on (to `until`, if given), each `delay` late.
+    fn check(
+        &self,
+        realtime: &[common::Arrival],
+        delay: gst::ClockTime,
+        until: Option<gst::ClockTime>,
+    ) {
+        let frame = gst::ClockTime::from_nseconds(33_333_334);
+        let got = self.arrivals.lock().unwrap();
+        let first = got.first().expect("the linked branch got frames");
+        assert!(
+            first.pts <= self.linked_at + frame,
+            "linked at {}, first frame {}",
+            self.linked_at,
+            first.pts
+        );
+        let start = realtime.iter().position(|r| r.pts == first.pts).unwrap();
+        let expected: Vec<_> = realtime[start..start + got.len()]
+            .iter()
+            .map(|r| r.pts)
+            .collect();
+        assert_eq!(
+            got.iter().map(|a| a.pts).collect::<Vec<_>>(),
+            expected,
+            "frames missing"
+        );
+        if until.is_none() {
+            assert_eq!(got.last().unwrap().pts, realtime.last().unwrap().pts);
+        }
+        for a in got.iter() {
+            assert_eq!(a.due, a.pts + delay, "{a:?}");
+            assert!(a.arrived >= a.due, "left early: {a:?}");
+        }
+    }
+}
+
+#[test]
+fn tee_branch_linked_after_playing_and_relinked_gets_every_frame_delayed() {
+    common::init();
+    let delay = 300 * MS;
+    let pipeline = launch(&format!(
+        "videotestsrc is-live=true num-buffers=120 ! \
+           video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! \
+         tee name=t allow-not-linked=true \
+         t. ! queue ! fakesink name=realtime sync=true \
+         t. ! delaybuffer name=delay delay={}",
+        delay.nseconds()
+    ));
+    let delaybuffer = pipeline.by_name("delay").unwrap();
+    let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // Nothing is linked behind delaybuffer for the first second.
+    wait_for_running_time(&pipeline, SECOND);
+    let first = LateSink::link(&pipeline, &delaybuffer);
+    wait_for_running_time(&pipeline, 2 * SECOND);
+    first.unlink(&pipeline, &delaybuffer);
+    let unlinked_at = running_time(&pipeline);
+    wait_for_running_time(&pipeline, 2500 * MS);
+    let second = LateSink::link(&pipeline, &delaybuffer);
+    let log = common::collect_bus(&pipeline, Duration::from_secs(60), |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let realtime = realtime.lock().unwrap();
+    assert_eq!(realtime.len(), 120);
+    first.check(&realtime, delay, Some(unlinked_at));
+    second.check(&realtime, delay, None);
+}
+
+/// PAUSED for 3 s while a 2 s delay fills, with a queue (a thread boundary)
+/// behind delaybuffer, so that its own loop is what is tested, not the
+/// sink's preroll: no WARNING, nothing released, and after PLAYING every
+/// frame leaves `delay` after its running time.
+fn paused_while_filling(live: bool) {
+    common::init();
+    let delay = 2 * SECOND;
+    let pipeline = launch(&format!(
+        "videotestsrc is-live={live} num-buffers=75 ! \
+           video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! tee name=t \
+         t. ! queue max-size-time=300000000 ! fakesink name=realtime sync=true \
+         t. ! delaybuffer name=delay delay={} ! queue ! fakesink name=delayed sync=true",
+        delay.nseconds()
+    ));
+    let delaybuffer = pipeline.by_name("delay").unwrap();
+    let realtime = common::record_pts(&pipeline.by_name("realtime").unwrap());
+    let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
+    let pushed = || {
+        delaybuffer
+            .property::<gst::Structure>("stats")
+            .get::<u64>("pushed")
+            .unwrap()
+    };
+    pipeline.set_state(gst::State::Playing).unwrap();
+    wait_until(|| delaybuffer.property::<u64>("current-level-time") >= (500 * MS).nseconds());
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+    assert!(result.is_ok(), "{result:?}");
+    // Longer than stall-timeout (1 s), and than the delay.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pushed(), 0, "released while PAUSED");
+    let bus = pipeline.bus().unwrap();
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, Duration::from_secs(60), |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert!(log.warnings.is_empty(), "{:#?}", log.warnings);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // A live source drops the frame it was waiting to send when paused: the
+    // delayed branch gets what the real-time branch got.
+    let realtime = realtime.lock().unwrap();
+    let delayed = delayed.lock().unwrap();
+    assert!(realtime.len() >= 74, "{}", realtime.len());
+    assert_eq!(delayed.iter().map(|d| d.pts).collect::<Vec<_>>(), *realtime);
+    for d in delayed.iter() {
+        assert_eq!(d.due, d.pts + delay, "{d:?}");
+        // Live, delaybuffer holds each frame until then; not live it lets
+        // it go once `delay` is held, and the sink waits for the clock.
+        if live {
+            assert!(d.arrived >= d.due, "left early: {d:?}");
+        }
+    }
+}
+
+#[test]
+fn paused_while_filling_live_releases_nothing_and_warns_nothing() {
+    paused_while_filling(true);
+}
+
+#[test]
+fn paused_while_filling_not_live_releases_nothing_and_warns_nothing() {
+    paused_while_filling(false);
+}

@@ -69,16 +69,18 @@ pub fn non_live_ready(held: &Held, delay: u64) -> bool {
 
 /// The running time (live) or the monotonic time (not live) at which input
 /// that stopped at `last_arrival` counts as a stall: only while less than the
-/// delay is held, at least two buffers are, and no warning was posted yet.
+/// delay is held, at least two buffers are, no EOS is (input ended, it did
+/// not stall), and no warning was posted yet.
 pub fn stall_deadline(
     last_arrival: Option<u64>,
     stall_timeout: u64,
     held_buffers: u32,
     span: u64,
     delay: u64,
+    eos: bool,
     warned: bool,
 ) -> Option<u64> {
-    if warned || span >= delay || held_buffers < MIN_HELD_FOR_STARVATION {
+    if eos || warned || span >= delay || held_buffers < MIN_HELD_FOR_STARVATION {
         return None;
     }
     Some(last_arrival?.saturating_add(stall_timeout))
@@ -152,12 +154,25 @@ mod tests {
     #[test]
     fn stall_only_while_filling_with_two_buffers_held() {
         let deadline = |buffers, span, warned| {
-            stall_deadline(Some(100 * MS), 50 * MS, buffers, span, 500 * MS, warned)
+            stall_deadline(
+                Some(100 * MS),
+                50 * MS,
+                buffers,
+                span,
+                500 * MS,
+                false,
+                warned,
+            )
         };
         assert_eq!(deadline(2, 0, false), Some(150 * MS));
         assert_eq!(deadline(1, 0, false), None);
         assert_eq!(deadline(2, 500 * MS, false), None);
         assert_eq!(deadline(2, 0, true), None);
-        assert_eq!(stall_deadline(None, 1, 2, 0, 500 * MS, false), None);
+        assert_eq!(stall_deadline(None, 1, 2, 0, 500 * MS, false, false), None);
+        // After EOS, input ended: it did not stall.
+        assert_eq!(
+            stall_deadline(Some(0), 1, 2, 0, 500 * MS, true, false),
+            None
+        );
     }
 }

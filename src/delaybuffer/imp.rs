@@ -1093,11 +1093,18 @@ impl DelayBuffer {
             s.ring.buffers(),
             s.ring.span(),
             delay,
+            s.eos_held,
             s.starvation_warned,
         );
         match flow::live_step(now, front, delay, deadline) {
             LiveStep::Release => true,
             LiveStep::Stalled => {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "no input since running time {:?}, now {now}",
+                    s.last_arrival
+                );
                 self.warn_starvation(s, delay);
                 false
             }
@@ -1149,6 +1156,7 @@ impl DelayBuffer {
             s.ring.buffers(),
             held.span,
             delay,
+            held.eos,
             false,
         );
         match deadline {
