@@ -273,8 +273,10 @@ fn live_starvation_warns_once_with_what_upstream_needs() {
         h.push(buffer(i * 100 * MS)).unwrap();
     }
     wait_level(&h, 3);
-    // Input stops (the pool is exhausted): the task notices at the stall timeout.
+    // Input stops (the pool is exhausted): the task notices at the stall
+    // timeout after the last buffer, long before the first one is due.
     h.crank_single_clock_wait().unwrap();
+    assert_eq!(h.testclock().unwrap().time(), 500 * MS);
     let msg = bus
         .timed_pop_filtered(
             gst::ClockTime::from_seconds(10),
@@ -1039,8 +1041,14 @@ fn delay_and_stall_timeout_maxima_are_far_from_overflow() {
     assert!(h.push_event(gst::event::Segment::new(&segment)));
     h.push(buffer(gst::ClockTime::ZERO)).unwrap();
     wait_level(&h, 1);
-    // The task sleeps on the clock until then, far away.
-    let id = h.testclock().unwrap().wait_for_next_pending_id();
+    // The task sleeps on the clock until then, far away (had the sum
+    // overflowed, the task would have panicked instead of waiting).
+    let clock = h.testclock().unwrap();
+    assert!(
+        common::poll_until(HANG, || clock.peek_next_pending_id().is_some()),
+        "the task never waited on the clock"
+    );
+    let id = clock.peek_next_pending_id().unwrap();
     assert_eq!(id.time(), gst::ClockTime::MAX);
     assert!(h.try_pull().is_none());
 }
