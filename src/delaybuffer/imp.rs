@@ -164,9 +164,10 @@ pub struct DelayBuffer {
     // GStreamer code that may call back or block: pushing, posting, notify,
     // signals, queries, state changes and dropping buffers (whose last
     // reference may run a pool's release) all happen after it is released.
-    // Under it only leaf calls are made: reading the clock, creating and
-    // unscheduling a clock id. GStreamer's own locks (pad stream locks, the
-    // object lock) are taken before it or not at all.
+    // Under it only leaf calls are made: reading the clock, creating,
+    // unscheduling and dropping a clock id. GStreamer's own locks (pad stream
+    // locks, the object lock) are taken before it or not at all; `changed`
+    // is waited on and notified with it held.
     shared: Mutex<Shared>,
     /// Signalled, with `shared` held, when the ring, the flow, the settings
     /// or the state change.
@@ -992,7 +993,10 @@ impl DelayBuffer {
             }
             if s.flow.is_err() {
                 // Not linked, or downstream ended or failed: nothing goes out
-                // until a RECONFIGURE or a flush resets the flow.
+                // until a RECONFIGURE or a flush resets the flow. The task
+                // waits here rather than pausing, so that resetting the flow
+                // and notifying is all a restart takes, with no race between
+                // pausing and restarting the task.
                 self.changed.wait(&mut s);
                 continue;
             }
