@@ -1025,9 +1025,12 @@ impl DelayBuffer {
                 s.pushed += 1;
                 // The delay changed since the segment went out: send it again
                 // with the new shift before the next buffer.
-                let resend = s.out_shift != Some(delay);
-                s.out_shift = Some(delay);
-                s.out_segment.clone().filter(|_| resend)
+                if s.out_shift != Some(delay) {
+                    s.out_shift = Some(delay);
+                    s.out_segment.clone()
+                } else {
+                    None
+                }
             }
             Some(Item::Event(e)) if e.type_() == gst::EventType::Segment => {
                 s.out_segment = Some(e.clone());
