@@ -4,13 +4,17 @@
 
 mod common;
 
+use gst::glib;
 use gst::prelude::*;
 use gst_allocators::prelude::*;
 use gst_check::Harness;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 const MS: gst::ClockTime = gst::ClockTime::MSECOND;
+const SECOND: gst::ClockTime = gst::ClockTime::SECOND;
+/// How long a test waits for something that must happen before calling it a hang.
+const HANG: Duration = Duration::from_secs(20);
 
 /// A live harness (its src pad answers LATENCY as live) around a delaybuffer.
 fn harness(delay: gst::ClockTime) -> Harness {
@@ -45,6 +49,19 @@ fn level(h: &Harness, name: &str) -> u64 {
         .get::<u32>()
         .map(u64::from)
         .unwrap_or_else(|_| value.get::<u64>().unwrap())
+}
+
+/// The running time at which the harness's sink renders `buffer`: the
+/// running time delaybuffer gave it, pad offsets included.
+fn rendered_at(h: &Harness, buffer: &gst::Buffer) -> gst::ClockTime {
+    let event = h
+        .sinkpad()
+        .unwrap()
+        .sticky_event::<gst::event::Segment>(0)
+        .unwrap();
+    let segment = event.segment().downcast_ref::<gst::ClockTime>().unwrap();
+    // GStreamer applies src pad offsets to the SEGMENT event: they are in it.
+    segment.to_running_time(buffer.pts().unwrap()).unwrap()
 }
 
 fn wait_until(done: impl Fn() -> bool) {
@@ -88,7 +105,7 @@ fn live_buffers_leave_delay_after_their_running_time() {
 
 #[test]
 fn latency_is_not_raised_by_the_delay() {
-    let h = harness(5 * gst::ClockTime::SECOND);
+    let mut h = harness(5 * gst::ClockTime::SECOND);
     let mut q = gst::query::Latency::new();
     assert!(
         h.element()
@@ -99,15 +116,18 @@ fn latency_is_not_raised_by_the_delay() {
     );
     let (_, min, _) = q.result();
     assert!(min < gst::ClockTime::SECOND, "min latency {min}");
-    // The src pad's running time is shifted instead.
-    assert_eq!(
-        h.element().unwrap().static_pad("src").unwrap().offset(),
-        5 * gst::ClockTime::SECOND.nseconds() as i64
-    );
+    // The running time of what leaves is shifted instead, and the src pad's
+    // offset is left to the application.
+    h.push(buffer(100 * MS)).unwrap();
+    h.crank_single_clock_wait().unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(rendered_at(&h, &out), 100 * MS + 5 * gst::ClockTime::SECOND);
+    assert_eq!(h.element().unwrap().static_pad("src").unwrap().offset(), 0);
 }
 
-/// Like queue, delaybuffer raises the maximum latency by what it can hold
-/// (unbounded without bounds), never the minimum.
+/// Like queue, delaybuffer raises the maximum latency by what it can still
+/// hold once the delay is in (capacity - delay; unbounded without bounds),
+/// never the minimum.
 #[test]
 fn max_latency_grows_by_what_can_be_held() {
     common::init();
@@ -152,14 +172,17 @@ fn max_latency_grows_by_what_can_be_held() {
         latency_with("leaky=downstream max-size-buffers=10"),
         (frame, None)
     );
+    // What can be held beyond the 100 ms of the delay itself.
     assert_eq!(
         latency_with("max-size-time=2000000000"),
-        (frame, Some(frame + 2 * gst::ClockTime::SECOND))
+        (frame, Some(frame + 2 * gst::ClockTime::SECOND - 100 * MS))
     );
     assert_eq!(
         latency_with("max-size-buffers=10"),
-        (frame, Some(frame + 10 * frame))
+        (frame, Some(frame + 10 * frame - 100 * MS))
     );
+    // A bound below the delay leaves no headroom: upstream's own maximum.
+    assert_eq!(latency_with("max-size-buffers=2"), (frame, Some(frame)));
     // A byte bound cannot be said in time: nothing is added.
     assert_eq!(latency_with("max-size-bytes=1000000"), (frame, Some(frame)));
 }
@@ -250,8 +273,10 @@ fn live_starvation_warns_once_with_what_upstream_needs() {
         h.push(buffer(i * 100 * MS)).unwrap();
     }
     wait_level(&h, 3);
-    // Input stops (the pool is exhausted): the task notices at the stall timeout.
+    // Input stops (the pool is exhausted): the task notices at the stall
+    // timeout after the last buffer, long before the first one is due.
     h.crank_single_clock_wait().unwrap();
+    assert_eq!(h.testclock().unwrap().time(), 500 * MS);
     let msg = bus
         .timed_pop_filtered(
             gst::ClockTime::from_seconds(10),
@@ -309,12 +334,26 @@ fn non_live_stall_releases_what_is_held() {
         assert_eq!(sample.buffer().unwrap().pts(), Some(got * 33 * MS));
         got += 1;
     }
-    let warning = pipeline.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(5),
-        &[gst::MessageType::Warning],
-    );
-    assert!(warning.is_some());
+    let warning = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Warning],
+        )
+        .expect("the stall is reported");
     pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Warning(w) = warning.view() else {
+        unreachable!()
+    };
+    // Three frames 33 ms apart, 30 fps, 10 s: it needs 300 + 2 buffers.
+    assert_eq!(
+        w.error().to_string(),
+        "Input stopped while 3 buffers (66000000 of 10000000000 ns) are held: upstream's \
+         buffer pool is probably too small for the delay. It needs 302 buffers: raise \
+         nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool \
+         size (v4l2src copies frames when more than 32 are needed)"
+    );
 }
 
 #[test]
@@ -598,13 +637,12 @@ fn raising_the_delay_pauses_output_until_the_longer_span_is_held() {
     h.element()
         .unwrap()
         .set_property("delay", (400 * MS).nseconds());
-    assert_eq!(
-        h.element().unwrap().static_pad("src").unwrap().offset(),
-        (400 * MS).nseconds() as i64
-    );
     h.crank_single_clock_wait().unwrap();
-    assert_eq!(h.pull().unwrap().pts(), Some(gst::ClockTime::ZERO));
+    let out = h.pull().unwrap();
+    assert_eq!(out.pts(), Some(gst::ClockTime::ZERO));
     assert_eq!(h.testclock().unwrap().time(), 400 * MS);
+    // The running time downstream follows the new delay.
+    assert_eq!(rendered_at(&h, &out), 400 * MS);
     assert_eq!(level(&h, "dropped"), 0);
 }
 
@@ -633,25 +671,89 @@ fn bounds_that_cannot_hold_the_delay_warn_with_the_numbers() {
     element.set_bus(None);
 }
 
-#[test]
-fn leaky_no_blocks_upstream_until_there_is_room() {
+/// A push of `pts` from another thread into a harness whose delaybuffer is
+/// full: `overrun` says when delaybuffer found its bound reached, `done` gets
+/// the push's result and how many buffers had left delaybuffer by then.
+struct BlockedPush {
+    overrun: mpsc::Receiver<()>,
+    done: mpsc::Receiver<(Result<gst::FlowSuccess, gst::FlowError>, u64)>,
+}
+
+impl BlockedPush {
+    fn start(h: &Harness, pts: gst::ClockTime) -> BlockedPush {
+        let element = h.element().unwrap();
+        let (overrun_tx, overrun) = mpsc::channel();
+        element.connect("overrun", false, move |_| {
+            let _ = overrun_tx.send(());
+            None
+        });
+        let upstream = element.static_pad("sink").unwrap().peer().unwrap();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let result = upstream.push(buffer(pts));
+            let pushed = element
+                .property::<gst::Structure>("stats")
+                .get::<u64>("pushed")
+                .unwrap();
+            let _ = done_tx.send((result, pushed));
+        });
+        let push = BlockedPush { overrun, done };
+        push.overrun
+            .recv_timeout(HANG)
+            .expect("delaybuffer never found itself full");
+        push
+    }
+
+    /// The push's result and what had left delaybuffer when it returned; a
+    /// push that never returns fails here.
+    fn finish(self) -> (Result<gst::FlowSuccess, gst::FlowError>, u64) {
+        self.done
+            .recv_timeout(HANG)
+            .expect("upstream is still blocked")
+    }
+}
+
+/// A harness holding two buffers under `max-size-buffers=2`, `leaky=no`.
+fn full_harness() -> Harness {
     let mut h = harness(100 * MS);
     h.element().unwrap().set_property("max-size-buffers", 2u32);
     h.push(buffer(gst::ClockTime::ZERO)).unwrap();
     h.push(buffer(10 * MS)).unwrap();
     wait_level(&h, 2);
-    let element = h.element().unwrap();
-    let sink = element.static_pad("sink").unwrap();
-    let pusher = std::thread::spawn(move || {
-        // The third push blocks until the first buffer has left.
-        sink.peer().unwrap().push(buffer(20 * MS))
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!pusher.is_finished(), "upstream was not blocked");
+    h
+}
+
+#[test]
+fn leaky_no_blocks_upstream_until_there_is_room() {
+    let mut h = full_harness();
+    let push = BlockedPush::start(&h, 20 * MS);
     h.crank_single_clock_wait().unwrap();
     assert_eq!(h.pull().unwrap().pts(), Some(gst::ClockTime::ZERO));
-    assert!(pusher.join().unwrap().is_ok());
+    // The third push returned only once the first buffer had left.
+    assert_eq!(push.finish(), (Ok(gst::FlowSuccess::Ok), 1));
     assert_eq!(level(&h, "dropped"), 0);
+}
+
+#[test]
+fn leaky_no_unblocks_at_once_when_the_bound_is_raised() {
+    let h = full_harness();
+    let push = BlockedPush::start(&h, 20 * MS);
+    h.element().unwrap().set_property("max-size-buffers", 3u32);
+    // Nothing left delaybuffer: the new bound made the room.
+    assert_eq!(push.finish(), (Ok(gst::FlowSuccess::Ok), 0));
+    assert_eq!(level(&h, "current-level-buffers"), 3);
+}
+
+#[test]
+fn leaky_no_unblocks_at_once_when_switched_to_leaky_downstream() {
+    let h = full_harness();
+    let push = BlockedPush::start(&h, 20 * MS);
+    h.element()
+        .unwrap()
+        .set_property_from_str("leaky", "downstream");
+    assert_eq!(push.finish(), (Ok(gst::FlowSuccess::Ok), 0));
+    assert_eq!(level(&h, "dropped"), 1);
+    assert_eq!(level(&h, "current-level-buffers"), 2);
 }
 
 #[test]
@@ -682,4 +784,491 @@ fn allocation_without_framerate_uses_max_size_buffers_or_warns_once() {
     element.set_property("max-size-buffers", 40u32);
     assert_eq!(ask(), vec![42]);
     element.set_bus(None);
+}
+
+// ---- running time, latency, flow ------------------------------------------------
+
+#[test]
+fn application_src_pad_offset_adds_to_the_delay() {
+    let mut h = harness(500 * MS);
+    let src = h.element().unwrap().static_pad("src").unwrap();
+    src.set_offset(SECOND.nseconds() as i64);
+    h.push(buffer(gst::ClockTime::ZERO)).unwrap();
+    h.crank_single_clock_wait().unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(rendered_at(&h, &out), 500 * MS + SECOND);
+    // A delay change keeps the application's offset.
+    h.element()
+        .unwrap()
+        .set_property("delay", (700 * MS).nseconds());
+    h.push(buffer(100 * MS)).unwrap();
+    h.crank_single_clock_wait().unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(rendered_at(&h, &out), 100 * MS + 700 * MS + SECOND);
+    assert_eq!(src.offset(), SECOND.nseconds() as i64);
+}
+
+#[test]
+fn segment_with_a_base_and_rate_two_is_delayed_in_running_time() {
+    let mut h = harness(500 * MS);
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_base(2 * SECOND);
+    segment.set_rate(2.0);
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    for pts in [0, 200] {
+        h.push(buffer(pts * MS)).unwrap();
+    }
+    // Running time = base + pts / rate: 2 s, 2.1 s; each leaves `delay` later
+    // and is rendered `delay` later.
+    for running_time in [2000 * MS, 2100 * MS] {
+        h.crank_single_clock_wait().unwrap();
+        let out = h.pull().unwrap();
+        assert_eq!(h.testclock().unwrap().time(), running_time + 500 * MS);
+        assert_eq!(rendered_at(&h, &out), running_time + 500 * MS);
+    }
+}
+
+fn caps_at(fps: i32) -> gst::Event {
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("framerate", gst::Fraction::new(fps, 1))
+        .build();
+    gst::event::Caps::new(&caps)
+}
+
+#[test]
+fn latency_answers_and_messages_follow_delay_bounds_and_framerate() {
+    common::init();
+    let element = gst::ElementFactory::make("delaybuffer")
+        .property("delay", SECOND.nseconds())
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    // Downstream accepts any caps (an unlinked src pad refuses them; a pad
+    // without a template only its current ones).
+    let any = gst::PadTemplate::new(
+        "sink",
+        gst::PadDirection::Sink,
+        gst::PadPresence::Always,
+        &gst::Caps::new_any(),
+    )
+    .unwrap();
+    let sink = gst::Pad::builder_from_template(&any).build();
+    sink.set_active(true).unwrap();
+    element.static_pad("src").unwrap().link(&sink).unwrap();
+    // A live upstream that buffers nothing itself: min = max = 0.
+    let src = upstream_of(&element, true, Some(caps_at(10)), |_| ());
+    let latency = || {
+        let mut q = gst::query::Latency::new();
+        assert!(element.static_pad("src").unwrap().query(&mut q));
+        let (live, min, max) = q.result();
+        assert!(live);
+        // The delay is never latency: min stays upstream's.
+        assert_eq!(min, gst::ClockTime::ZERO);
+        max
+    };
+    let latency_messages =
+        || std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Latency])).count();
+    // No bound: upstream may wait as long as it likes.
+    assert_eq!(latency(), None);
+    // 100 frames at 10 fps hold 10 s, 1 s of it the delay.
+    element.set_property("max-size-buffers", 100u32);
+    assert_eq!(latency_messages(), 1);
+    assert_eq!(latency(), Some(9 * SECOND));
+    element.set_property("delay", (2 * SECOND).nseconds());
+    assert_eq!(latency_messages(), 1);
+    assert_eq!(latency(), Some(8 * SECOND));
+    // The same delay again changes nothing.
+    element.set_property("delay", (2 * SECOND).nseconds());
+    assert_eq!(latency_messages(), 0);
+    // 20 fps: 100 frames hold 5 s.
+    assert!(src.push_event(caps_at(20)));
+    assert_eq!(latency_messages(), 1);
+    assert_eq!(latency(), Some(3 * SECOND));
+    element.set_property("max-size-buffers", 0u32);
+    assert_eq!(latency_messages(), 1);
+    assert_eq!(latency(), None);
+    element.set_state(gst::State::Null).unwrap();
+    element.set_bus(None);
+}
+
+#[test]
+fn allocation_query_without_caps_does_not_warn() {
+    common::init();
+    let element = gst::ElementFactory::make("delaybuffer").build().unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    // appsrc asks before it negotiated: no caps, nothing to go by yet.
+    let mut q = gst::query::Allocation::new(None, true);
+    assert!(element.static_pad("sink").unwrap().query(&mut q));
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    element.set_bus(None);
+}
+
+/// An upstream pad for a bare delaybuffer, which it takes to PAUSED. It
+/// sends stream-start, `caps` and a segment, and answers LATENCY with `live`,
+/// min = max = 0, after calling `on_latency` (asked on the first buffer).
+fn upstream_of(
+    element: &gst::Element,
+    live: bool,
+    caps: Option<gst::Event>,
+    on_latency: impl Fn(&gst::Pad) + Send + Sync + 'static,
+) -> gst::Pad {
+    let src = gst::Pad::builder(gst::PadDirection::Src)
+        .query_function(move |pad, _, query| match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                on_latency(pad);
+                q.set(live, gst::ClockTime::ZERO, gst::ClockTime::ZERO);
+                true
+            }
+            _ => false,
+        })
+        .build();
+    src.set_active(true).unwrap();
+    src.link(&element.static_pad("sink").unwrap()).unwrap();
+    element.set_state(gst::State::Paused).unwrap();
+    assert!(src.push_event(gst::event::StreamStart::new("delaybuffer-test")));
+    if let Some(caps) = caps {
+        assert!(src.push_event(caps));
+    }
+    assert!(
+        src.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()))
+    );
+    src
+}
+
+#[test]
+fn a_buffer_arriving_while_a_flush_starts_stays_out_of_the_ring() {
+    common::init();
+    let element = gst::ElementFactory::make("delaybuffer").build().unwrap();
+    // The flush starts while the first buffer is in delaybuffer's chain
+    // function, waiting for upstream's LATENCY answer.
+    // (It returns false: delaybuffer's src pad has no peer to forward it to.)
+    let src = upstream_of(&element, false, None, |pad| {
+        let _ = pad
+            .peer()
+            .unwrap()
+            .send_event(gst::event::FlushStart::new());
+    });
+    assert_eq!(
+        src.push(buffer(gst::ClockTime::ZERO)),
+        Err(gst::FlowError::Flushing)
+    );
+    // (Not forwarded either: false.)
+    let _ = src.push_event(gst::event::FlushStop::new(true));
+    let stats = element.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u32>("current-level-buffers").unwrap(), 0);
+    assert_eq!(stats.get::<u64>("received").unwrap(), 0);
+    element.set_state(gst::State::Null).unwrap();
+}
+
+/// Pushes buffers until delaybuffer returns what its task got from downstream.
+fn push_until(src: &gst::Pad, expected: Result<gst::FlowSuccess, gst::FlowError>) {
+    let mut pts = gst::ClockTime::ZERO;
+    assert!(
+        common::poll_until(HANG, || {
+            pts += MS;
+            src.push(buffer(pts)) == expected
+        }),
+        "delaybuffer never returned {expected:?}"
+    );
+}
+
+#[test]
+fn not_linked_then_relinked_flows_again_and_eos_after_not_linked_is_an_error() {
+    common::init();
+    // Not live with no delay: every buffer leaves at once.
+    let element = gst::ElementFactory::make("delaybuffer")
+        .property("delay", 0u64)
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let src = upstream_of(&element, false, None, |_| ());
+    push_until(&src, Err(gst::FlowError::NotLinked));
+
+    // A peer is linked (gst_pad_link sends RECONFIGURE): data flows again.
+    let received = Arc::new(Mutex::new(0u32));
+    let counter = received.clone();
+    let sink = gst::Pad::builder(gst::PadDirection::Sink)
+        .chain_function(move |_, _, _| {
+            *counter.lock().unwrap() += 1;
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build();
+    sink.set_active(true).unwrap();
+    let delay_src = element.static_pad("src").unwrap();
+    delay_src.link(&sink).unwrap();
+    push_until(&src, Ok(gst::FlowSuccess::Ok));
+    wait_until(|| *received.lock().unwrap() > 0);
+
+    // Unlinked again, then EOS: like queue, an ERROR says the stream failed.
+    delay_src.unlink(&sink).unwrap();
+    push_until(&src, Err(gst::FlowError::NotLinked));
+    assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none());
+    assert!(!src.push_event(gst::event::Eos::new()));
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Error])
+        .expect("an ERROR for the EOS that cannot go out");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    assert_eq!(e.error().to_string(), "Internal data stream error.");
+    assert!(e.debug().unwrap().contains("NotLinked"), "{:?}", e.debug());
+    element.set_state(gst::State::Null).unwrap();
+    element.set_bus(None);
+}
+
+#[test]
+fn delay_and_stall_timeout_maxima_are_far_from_overflow() {
+    common::init();
+    let hour = 3600 * SECOND.nseconds();
+    let element = gst::ElementFactory::make("delaybuffer").build().unwrap();
+    for name in ["delay", "stall-timeout"] {
+        let pspec = element.find_property(name).unwrap();
+        let pspec = pspec.downcast_ref::<glib::ParamSpecUInt64>().unwrap();
+        assert_eq!(pspec.maximum(), hour, "{name}");
+    }
+    // The longest delay behind a running time near the end of the clock's
+    // range: the due time saturates instead of overflowing in the task.
+    let mut h = harness(SECOND);
+    h.element().unwrap().set_property("delay", hour);
+    h.element().unwrap().set_property("stall-timeout", hour);
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_base(gst::ClockTime::MAX - SECOND);
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    h.push(buffer(gst::ClockTime::ZERO)).unwrap();
+    wait_level(&h, 1);
+    // The task sleeps on the clock until then, far away (had the sum
+    // overflowed, the task would have panicked instead of waiting).
+    let clock = h.testclock().unwrap();
+    assert!(
+        common::poll_until(HANG, || clock.peek_next_pending_id().is_some()),
+        "the task never waited on the clock"
+    );
+    let id = clock.peek_next_pending_id().unwrap();
+    assert_eq!(id.time(), gst::ClockTime::MAX);
+    assert!(h.try_pull().is_none());
+}
+
+#[test]
+fn qos_from_the_delayed_branch_reaches_upstream_in_its_running_time() {
+    let mut h = harness(SECOND);
+    h.push(buffer(gst::ClockTime::ZERO)).unwrap();
+    h.crank_single_clock_wait().unwrap();
+    h.pull().unwrap();
+    // Downstream reports in the delayed running time, 1 s after upstream's.
+    let late = 1100 * MS;
+    assert!(h.push_upstream_event(gst::event::Qos::new(gst::QOSType::Underflow, 1.0, 0, late)));
+    let event = loop {
+        let event = h.pull_upstream_event().unwrap();
+        if event.type_() == gst::EventType::Qos {
+            break event;
+        }
+    };
+    let gst::EventView::Qos(qos) = event.view() else {
+        unreachable!()
+    };
+    assert_eq!(qos.get().3, Some(100 * MS));
+}
+
+// ---- pipelines: linking late, pausing while filling ---------------------------
+
+fn launch(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+fn running_time(pipeline: &gst::Pipeline) -> gst::ClockTime {
+    pipeline
+        .current_running_time()
+        .unwrap_or(gst::ClockTime::ZERO)
+}
+
+fn wait_for_running_time(pipeline: &gst::Pipeline, t: gst::ClockTime) {
+    wait_until(|| running_time(pipeline) >= t);
+}
+
+/// A sync sink linked to `delay`'s src pad while the pipeline plays.
+struct LateSink {
+    sink: gst::Element,
+    arrivals: Arc<Mutex<Vec<common::Arrival>>>,
+    linked_at: gst::ClockTime,
+}
+
+impl LateSink {
+    fn link(pipeline: &gst::Pipeline, delay: &gst::Element) -> LateSink {
+        // async=false: it joins a playing pipeline without a preroll.
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .property("async", false)
+            .build()
+            .unwrap();
+        let arrivals = common::record_arrivals(&sink);
+        pipeline.add(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        delay.link(&sink).unwrap();
+        let linked_at = running_time(pipeline);
+        LateSink {
+            sink,
+            arrivals,
+            linked_at,
+        }
+    }
+
+    /// Unlinks it between two pushes (an idle probe), then removes it.
+    fn unlink(&self, pipeline: &gst::Pipeline, delay: &gst::Element) {
+        let (done_tx, done) = mpsc::channel();
+        let sinkpad = self.sink.static_pad("sink").unwrap();
+        delay
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+                pad.unlink(&sinkpad).unwrap();
+                let _ = done_tx.send(());
+                gst::PadProbeReturn::Remove
+            });
+        done.recv_timeout(HANG)
+            .expect("the src pad never went idle");
+        self.sink.set_state(gst::State::Null).unwrap();
+        pipeline.remove(&self.sink).unwrap();
+    }
+
+    /// Checks that it got every frame the real-time branch got from its
+    /// linking on (to `until`, if given), each `delay` late.
+    fn check(
+        &self,
+        realtime: &[common::Arrival],
+        delay: gst::ClockTime,
+        until: Option<gst::ClockTime>,
+    ) {
+        let frame = gst::ClockTime::from_nseconds(33_333_334);
+        let got = self.arrivals.lock().unwrap();
+        let first = got.first().expect("the linked branch got frames");
+        assert!(
+            first.pts <= self.linked_at + frame,
+            "linked at {}, first frame {}",
+            self.linked_at,
+            first.pts
+        );
+        let start = realtime.iter().position(|r| r.pts == first.pts).unwrap();
+        let expected: Vec<_> = realtime[start..start + got.len()]
+            .iter()
+            .map(|r| r.pts)
+            .collect();
+        assert_eq!(
+            got.iter().map(|a| a.pts).collect::<Vec<_>>(),
+            expected,
+            "frames missing"
+        );
+        if until.is_none() {
+            assert_eq!(got.last().unwrap().pts, realtime.last().unwrap().pts);
+        }
+        for a in got.iter() {
+            assert_eq!(a.due, a.pts + delay, "{a:?}");
+            assert!(a.arrived >= a.due, "left early: {a:?}");
+        }
+    }
+}
+
+#[test]
+fn tee_branch_linked_after_playing_and_relinked_gets_every_frame_delayed() {
+    common::init();
+    let delay = 300 * MS;
+    let pipeline = launch(&format!(
+        "videotestsrc is-live=true num-buffers=120 ! \
+           video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! \
+         tee name=t allow-not-linked=true \
+         t. ! queue ! fakesink name=realtime sync=true \
+         t. ! delaybuffer name=delay delay={}",
+        delay.nseconds()
+    ));
+    let delaybuffer = pipeline.by_name("delay").unwrap();
+    let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // Nothing is linked behind delaybuffer for the first second.
+    wait_for_running_time(&pipeline, SECOND);
+    let first = LateSink::link(&pipeline, &delaybuffer);
+    wait_for_running_time(&pipeline, 2 * SECOND);
+    first.unlink(&pipeline, &delaybuffer);
+    let unlinked_at = running_time(&pipeline);
+    wait_for_running_time(&pipeline, 2500 * MS);
+    let second = LateSink::link(&pipeline, &delaybuffer);
+    let log = common::collect_bus(&pipeline, Duration::from_secs(60), |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let realtime = realtime.lock().unwrap();
+    assert_eq!(realtime.len(), 120);
+    first.check(&realtime, delay, Some(unlinked_at));
+    second.check(&realtime, delay, None);
+}
+
+/// PAUSED for 3 s while a 2 s delay fills, with a queue (a thread boundary)
+/// behind delaybuffer, so that its own loop is what is tested, not the
+/// sink's preroll: no WARNING, nothing released, and after PLAYING every
+/// frame leaves `delay` after its running time.
+fn paused_while_filling(live: bool) {
+    common::init();
+    let delay = 2 * SECOND;
+    let pipeline = launch(&format!(
+        "videotestsrc is-live={live} num-buffers=75 ! \
+           video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! tee name=t \
+         t. ! queue max-size-time=300000000 ! fakesink name=realtime sync=true \
+         t. ! delaybuffer name=delay delay={} ! queue ! fakesink name=delayed sync=true",
+        delay.nseconds()
+    ));
+    let delaybuffer = pipeline.by_name("delay").unwrap();
+    let realtime = common::record_pts(&pipeline.by_name("realtime").unwrap());
+    let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
+    let pushed = || {
+        delaybuffer
+            .property::<gst::Structure>("stats")
+            .get::<u64>("pushed")
+            .unwrap()
+    };
+    pipeline.set_state(gst::State::Playing).unwrap();
+    wait_until(|| delaybuffer.property::<u64>("current-level-time") >= (500 * MS).nseconds());
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+    assert!(result.is_ok(), "{result:?}");
+    // Longer than stall-timeout (1 s), and than the delay.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pushed(), 0, "released while PAUSED");
+    let bus = pipeline.bus().unwrap();
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, Duration::from_secs(60), |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert!(log.warnings.is_empty(), "{:#?}", log.warnings);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // A live source drops the frame it was waiting to send when paused: the
+    // delayed branch gets what the real-time branch got.
+    let realtime = realtime.lock().unwrap();
+    let delayed = delayed.lock().unwrap();
+    assert!(realtime.len() >= 74, "{}", realtime.len());
+    assert_eq!(delayed.iter().map(|d| d.pts).collect::<Vec<_>>(), *realtime);
+    for d in delayed.iter() {
+        assert_eq!(d.due, d.pts + delay, "{d:?}");
+        // Live, delaybuffer holds each frame until then; not live it lets
+        // it go once `delay` is held, and the sink waits for the clock.
+        if live {
+            assert!(d.arrived >= d.due, "left early: {d:?}");
+        }
+    }
+}
+
+#[test]
+fn paused_while_filling_live_releases_nothing_and_warns_nothing() {
+    paused_while_filling(true);
+}
+
+#[test]
+fn paused_while_filling_not_live_releases_nothing_and_warns_nothing() {
+    paused_while_filling(false);
 }

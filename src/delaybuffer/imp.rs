@@ -6,11 +6,14 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::Leaky;
+use super::allocation::{self, Extra};
+use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
-use super::ring::{self, Bounds, Item, Ring};
+use super::ring::{Bounds, Item, Ring};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -26,47 +29,60 @@ const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
 const DEFAULT_MAX_SIZE_TIME: u64 = 0;
 const DEFAULT_LEAKY: Leaky = Leaky::No;
 const DEFAULT_STALL_TIMEOUT: u64 = gst::ClockTime::SECOND.nseconds();
-/// Starvation means upstream's buffers are held here: at least two of them.
-const MIN_HELD_FOR_STARVATION: u32 = 2;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
+    delay: u64,
     bounds: Bounds,
     leaky: Leaky,
+    stall_timeout: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            delay: DEFAULT_DELAY,
             bounds: Bounds {
                 buffers: DEFAULT_MAX_SIZE_BUFFERS,
                 bytes: DEFAULT_MAX_SIZE_BYTES,
                 time: DEFAULT_MAX_SIZE_TIME,
             },
             leaky: DEFAULT_LEAKY,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
 
-/// What the sink (upstream) thread and the src task share, under one mutex.
+/// What the sink (upstream) thread, the src task and the property setters
+/// share. The settings live here too, so that every wait re-reads them under
+/// the lock it waits with.
 struct Shared {
+    settings: Settings,
     ring: Ring<gst::Buffer, gst::Event>,
+    /// The input segment, to turn buffer timestamps into running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
+    /// The last SEGMENT sent downstream, before the delay was added to it.
+    out_segment: Option<gst::Event>,
+    /// The delay added to the running time of `out_segment` when it was sent.
+    out_shift: Option<u64>,
     /// Whether upstream is live, asked with a LATENCY query on the first buffer.
     live: Option<bool>,
     flushing: bool,
+    /// In PLAYING: the clock runs for us and input that stops is a stall.
+    playing: bool,
+    /// The pipeline clock and base time, while PLAYING.
+    clock: Option<(gst::Clock, u64)>,
     /// An EOS is held: everything before it may leave (non-live).
     eos_held: bool,
     /// The last result of pushing downstream, returned to upstream.
     flow: Result<gst::FlowSuccess, gst::FlowError>,
-    /// The clock wait the task is blocked in, to cut short on flush or delay change.
+    /// The clock wait the task is blocked in, to cut short on any change.
     clock_id: Option<gst::SingleShotClockId>,
-    /// Whether a GAP was sent to let downstream preroll while filling (non-live).
+    /// Whether the GAP that lets downstream preroll while filling was sent.
     gap_sent: bool,
     last_running_time: Option<u64>,
-    /// When the last buffer arrived: clock running time (live), monotonic (not live).
-    last_arrival_running_time: Option<u64>,
-    last_arrival: Option<std::time::Instant>,
+    /// When the last buffer arrived: running time (live), monotonic ns (not live).
+    last_arrival: Option<u64>,
     /// Not live, after a stall: buffers up to this running time leave at once.
     release_through: Option<u64>,
     /// The starvation WARNING was posted for this stream.
@@ -77,19 +93,23 @@ struct Shared {
     dropped: u64,
 }
 
-impl Default for Shared {
-    fn default() -> Self {
+impl Shared {
+    fn new(settings: Settings) -> Self {
         Shared {
+            settings,
             ring: Ring::default(),
             segment: gst::FormattedSegment::new(),
+            out_segment: None,
+            out_shift: None,
             live: None,
             flushing: true,
+            playing: false,
+            clock: None,
             eos_held: false,
             flow: Ok(gst::FlowSuccess::Ok),
             clock_id: None,
             gap_sent: false,
             last_running_time: None,
-            last_arrival_running_time: None,
             last_arrival: None,
             release_through: None,
             starvation_warned: false,
@@ -99,18 +119,58 @@ impl Default for Shared {
             dropped: 0,
         }
     }
+
+    /// Whether a buffer or event from upstream can be taken now.
+    fn accepting(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        self.flow
+    }
+
+    /// The pipeline's running time, while PLAYING.
+    fn running_time_now(&self) -> Option<u64> {
+        let (clock, base) = self.clock.as_ref()?;
+        clock.time().nseconds().checked_sub(*base)
+    }
+
+    fn cancel_clock_wait(&mut self) {
+        if let Some(id) = self.clock_id.take() {
+            id.unschedule();
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live == Some(true)
+    }
+}
+
+/// Monotonic nanoseconds, for stall detection when the pipeline is not live.
+fn monotonic_ns() -> u64 {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Errors that upstream will not report to the application itself: like
+/// `queue`, delaybuffer posts an ERROR for them when EOS can no longer go out.
+fn is_fatal_or_not_linked(err: gst::FlowError) -> bool {
+    !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos)
 }
 
 pub struct DelayBuffer {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
-    settings: Mutex<Settings>,
-    /// The delay in ns; atomic because the task reads it on every buffer.
-    delay: AtomicU64,
-    stall_timeout: AtomicU64,
-    // Lock order: settings, then shared. Never held while pushing or waiting on the clock.
+    // The one lock of the element. It is never held while calling into
+    // GStreamer code that may call back or block: pushing, posting, notify,
+    // signals, queries, state changes and dropping buffers (whose last
+    // reference may run a pool's release) all happen after it is released.
+    // Under it only leaf calls are made: reading the clock, creating,
+    // unscheduling and dropping a clock id. GStreamer's own locks (pad stream
+    // locks, the object lock) are taken before it or not at all; `changed`
+    // is waited on and notified with it held.
     shared: Mutex<Shared>,
-    /// Signalled when the ring or the flushing flag changes.
+    /// Signalled, with `shared` held, when the ring, the flow, the settings
+    /// or the state change.
     changed: Condvar,
     warned_no_framerate: AtomicBool,
 }
@@ -154,6 +214,13 @@ impl ObjectSubclass for DelayBuffer {
                     |this| this.src_activate(pad, mode, active),
                 )
             })
+            .event_function(|pad, parent, event| {
+                DelayBuffer::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_event(pad, event),
+                )
+            })
             .query_function(|pad, parent, query| {
                 DelayBuffer::catch_panic_pad_function(
                     parent,
@@ -166,10 +233,7 @@ impl ObjectSubclass for DelayBuffer {
         DelayBuffer {
             sinkpad,
             srcpad,
-            settings: Mutex::new(Settings::default()),
-            delay: AtomicU64::new(DEFAULT_DELAY),
-            stall_timeout: AtomicU64::new(DEFAULT_STALL_TIMEOUT),
-            shared: Mutex::new(Shared::default()),
+            shared: Mutex::new(Shared::new(Settings::default())),
             changed: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
         }
@@ -183,9 +247,11 @@ impl ObjectImpl for DelayBuffer {
                 glib::ParamSpecUInt64::builder("delay")
                     .nick("Delay")
                     .blurb(
-                        "Delay of this branch in ns; shifts its running time, not the \
-                         pipeline latency (0 = pass-through behind a thread boundary)",
+                        "Delay of this branch in ns, at most one hour; shifts its running \
+                         time, not the pipeline latency (0 = pass-through behind a thread \
+                         boundary)",
                     )
+                    .maximum(MAX_DELAY)
                     .default_value(DEFAULT_DELAY)
                     .mutable_playing()
                     .build(),
@@ -215,11 +281,13 @@ impl ObjectImpl for DelayBuffer {
                 glib::ParamSpecUInt64::builder("stall-timeout")
                     .nick("Stall timeout")
                     .blurb(
-                        "How long input may stop, while less than the delay is held, before \
-                         delaybuffer warns that upstream's pool is too small (and, when not \
-                         live, releases what it holds so nothing waits forever); in ns",
+                        "How long input may stop in PLAYING, while less than the delay is \
+                         held, before delaybuffer warns that upstream's pool is too small \
+                         (and, when not live, releases what it holds so nothing waits \
+                         forever); in ns, at most one hour",
                     )
                     .minimum(1)
+                    .maximum(MAX_STALL_TIMEOUT)
                     .default_value(DEFAULT_STALL_TIMEOUT)
                     .mutable_playing()
                     .build(),
@@ -240,7 +308,10 @@ impl ObjectImpl for DelayBuffer {
                     .build(),
                 glib::ParamSpecUInt64::builder("dropped")
                     .nick("Dropped")
-                    .blurb("Buffers dropped by leaky=downstream or by lowering the delay")
+                    .blurb(
+                        "Buffers dropped by leaky=downstream, by lowering the delay or as \
+                         already late when a branch is linked again",
+                    )
                     .read_only()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
@@ -253,53 +324,72 @@ impl ObjectImpl for DelayBuffer {
         PROPERTIES.as_ref()
     }
 
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            // As queue's: emitted, without any lock held, each time a buffer
+            // finds a max-size bound reached; a handler may raise the bound.
+            vec![
+                glib::subclass::Signal::builder("overrun")
+                    .run_first()
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         match pspec.name() {
             "delay" => self.set_delay(value.get().unwrap()),
             "stall-timeout" => {
-                self.stall_timeout
-                    .store(value.get().unwrap(), Ordering::SeqCst);
-                let _guard = self.lock();
+                let mut s = self.lock();
+                s.settings.stall_timeout = value.get().unwrap();
+                s.cancel_clock_wait();
                 self.changed.notify_all();
             }
             name => {
-                let mut settings = self.settings.lock();
-                match name {
-                    "max-size-buffers" => settings.bounds.buffers = value.get().unwrap(),
-                    "max-size-bytes" => settings.bounds.bytes = value.get().unwrap(),
-                    "max-size-time" => settings.bounds.time = value.get().unwrap(),
-                    "leaky" => settings.leaky = value.get().unwrap(),
-                    _ => unreachable!(),
+                {
+                    let mut s = self.lock();
+                    let settings = &mut s.settings;
+                    match name {
+                        "max-size-buffers" => settings.bounds.buffers = value.get().unwrap(),
+                        "max-size-bytes" => settings.bounds.bytes = value.get().unwrap(),
+                        "max-size-time" => settings.bounds.time = value.get().unwrap(),
+                        "leaky" => settings.leaky = value.get().unwrap(),
+                        _ => unreachable!(),
+                    }
+                    // Room may have appeared for a blocked upstream.
+                    self.changed.notify_all();
                 }
-                drop(settings);
                 self.check_bounds_hold_delay();
-                // Room may have appeared for a blocked upstream.
-                self.changed.notify_all();
+                self.post_latency();
             }
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.lock();
         match pspec.name() {
-            "delay" => self.delay.load(Ordering::SeqCst).to_value(),
-            "stall-timeout" => self.stall_timeout.load(Ordering::SeqCst).to_value(),
-            "max-size-buffers" => self.settings.lock().bounds.buffers.to_value(),
-            "max-size-bytes" => self.settings.lock().bounds.bytes.to_value(),
-            "max-size-time" => self.settings.lock().bounds.time.to_value(),
-            "leaky" => self.settings.lock().leaky.to_value(),
-            "current-level-buffers" => self.shared.lock().ring.buffers().to_value(),
-            "current-level-bytes" => self.shared.lock().ring.bytes().to_value(),
-            "current-level-time" => self.shared.lock().ring.span().to_value(),
-            "dropped" => self.shared.lock().dropped.to_value(),
+            "delay" => s.settings.delay.to_value(),
+            "stall-timeout" => s.settings.stall_timeout.to_value(),
+            "max-size-buffers" => s.settings.bounds.buffers.to_value(),
+            "max-size-bytes" => s.settings.bounds.bytes.to_value(),
+            "max-size-time" => s.settings.bounds.time.to_value(),
+            "leaky" => s.settings.leaky.to_value(),
+            "current-level-buffers" => s.ring.buffers().to_value(),
+            "current-level-bytes" => s.ring.bytes().to_value(),
+            "current-level-time" => s.ring.span().to_value(),
+            "dropped" => s.dropped.to_value(),
             "stats" => {
-                let s = self.shared.lock();
+                let levels = (s.ring.buffers(), s.ring.bytes(), s.ring.span());
+                let counts = (s.received, s.pushed, s.dropped);
+                drop(s);
                 gst::Structure::builder("delaybuffer-stats")
-                    .field("current-level-buffers", s.ring.buffers())
-                    .field("current-level-bytes", s.ring.bytes())
-                    .field("current-level-time", s.ring.span())
-                    .field("received", s.received)
-                    .field("pushed", s.pushed)
-                    .field("dropped", s.dropped)
+                    .field("current-level-buffers", levels.0)
+                    .field("current-level-bytes", levels.1)
+                    .field("current-level-time", levels.2)
+                    .field("received", counts.0)
+                    .field("pushed", counts.1)
+                    .field("dropped", counts.2)
                     .build()
                     .to_value()
             }
@@ -312,7 +402,6 @@ impl ObjectImpl for DelayBuffer {
         let obj = self.obj();
         obj.add_pad(&self.sinkpad).unwrap();
         obj.add_pad(&self.srcpad).unwrap();
-        self.srcpad.set_offset(DEFAULT_DELAY as i64);
     }
 }
 
@@ -344,11 +433,16 @@ impl ElementImpl for DelayBuffer {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PlayingToPaused {
+            self.set_playing(None);
+        }
         let result = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToPlaying {
-            // A task waiting for a clock can start waiting on it now.
-            let _guard = self.shared.lock();
-            self.changed.notify_all();
+            let obj = self.obj();
+            let clock = obj
+                .clock()
+                .map(|c| (c, obj.base_time().map_or(0, |b| b.nseconds())));
+            self.set_playing(Some(clock));
         }
         Ok(result)
     }
@@ -359,45 +453,76 @@ impl DelayBuffer {
         self.shared.lock()
     }
 
-    fn set_delay(&self, delay: u64) {
-        let old = self.delay.swap(delay, Ordering::SeqCst);
-        gst::info!(CAT, imp = self, "delay changed from {old} to {delay} ns");
-        // Downstream running time follows the delay.
-        self.srcpad
-            .set_offset(i64::try_from(delay).unwrap_or(i64::MAX));
-        let dropped = {
+    fn post_latency(&self) {
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+    }
+
+    /// Enters PLAYING (`Some`, with the clock and base time if there is a
+    /// clock) or leaves it (`None`). Only in PLAYING does the clock run for
+    /// the task and does input that stops count as a stall.
+    fn set_playing(&self, clock: Option<Option<(gst::Clock, u64)>>) {
+        let now = clock
+            .as_ref()
+            .and_then(|c| c.as_ref())
+            .and_then(|(c, base)| c.time().nseconds().checked_sub(*base));
+        let old_clock = {
             let mut s = self.lock();
-            let mut dropped = 0;
+            s.playing = clock.is_some();
+            if s.playing && s.last_arrival.is_some() {
+                // Time spent PAUSED is not time without input.
+                s.last_arrival = if s.is_live() {
+                    now
+                } else {
+                    Some(monotonic_ns())
+                };
+            }
+            let old = std::mem::replace(&mut s.clock, clock.flatten());
+            // A clock wait was for a base time that no longer holds.
+            s.cancel_clock_wait();
+            self.changed.notify_all();
+            old
+        };
+        drop(old_clock);
+    }
+
+    fn set_delay(&self, delay: u64) {
+        let (old, late) = {
+            let mut s = self.lock();
+            let old = std::mem::replace(&mut s.settings.delay, delay);
+            let mut late = Vec::new();
             if delay < old
-                && s.live == Some(true)
-                && let Some(now) = self.current_running_time()
+                && s.is_live()
+                && let Some(now) = s.running_time_now()
             {
                 // Frames already older than the new delay would all go out at
                 // once; drop them instead of bursting.
-                dropped = s.ring.drop_older_than(now.saturating_sub(delay));
-                s.dropped += u64::from(dropped);
+                late = s.ring.remove_older_than(now.saturating_sub(delay));
+                s.dropped += late.len() as u64;
             }
-            if let Some(id) = s.clock_id.take() {
-                id.unschedule();
-            }
+            s.cancel_clock_wait();
             self.changed.notify_all();
-            dropped
+            (old, late)
         };
-        if dropped > 0 {
-            gst::info!(
-                CAT,
-                imp = self,
-                "dropped {dropped} buffers older than the new delay"
-            );
-        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "delay changed from {old} to {delay} ns, dropped {} late buffers",
+            late.len()
+        );
+        drop(late);
         self.check_bounds_hold_delay();
+        if old != delay {
+            self.post_latency();
+        }
     }
 
     /// Warns when a max-size bound is too small to hold the delay at the known framerate.
     fn check_bounds_hold_delay(&self) {
-        let bounds = self.settings.lock().bounds;
-        let delay = self.delay.load(Ordering::SeqCst);
-        let framerate = self.lock().framerate;
+        let (bounds, delay, framerate) = {
+            let s = self.lock();
+            (s.settings.bounds, s.settings.delay, s.framerate)
+        };
         let mut problems = Vec::new();
         if bounds.time != 0 && bounds.time < delay {
             problems.push(format!(
@@ -406,8 +531,7 @@ impl DelayBuffer {
             ));
         }
         if let (Some(fps), true) = (framerate, bounds.buffers != 0)
-            && let Some(needed) =
-                ring::buffers_for_delay(delay, fps.numer() as u32, fps.denom() as u32)
+            && let Some(needed) = allocation::buffers_for_delay(delay, fps)
             && bounds.buffers < needed - 2
         {
             problems.push(format!(
@@ -428,11 +552,16 @@ impl DelayBuffer {
         }
     }
 
-    fn current_running_time(&self) -> Option<u64> {
-        let obj = self.obj();
-        let clock = obj.clock()?;
-        let base = obj.base_time()?;
-        clock.time().checked_sub(base).map(|t| t.nseconds())
+    fn query_live(&self) -> bool {
+        let mut query = gst::query::Latency::new();
+        let live = self.sinkpad.peer_query(&mut query) && query.result().0;
+        gst::info!(
+            CAT,
+            imp = self,
+            "upstream is {}",
+            if live { "live" } else { "not live" }
+        );
+        live
     }
 
     fn sink_chain(
@@ -440,54 +569,67 @@ impl DelayBuffer {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut evicted = Vec::new();
+        let result = self.hold(buffer, &mut evicted);
+        // After the lock: the last reference may return a buffer to its pool.
+        drop(evicted);
+        result
+    }
+
+    /// Puts `buffer` in the ring once there is room, blocking upstream
+    /// (leaky=no) or evicting the oldest buffers into `evicted`.
+    fn hold(
+        &self,
+        buffer: gst::Buffer,
+        evicted: &mut Vec<gst::Buffer>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut s = self.lock();
-        if s.flushing {
-            return Err(gst::FlowError::Flushing);
-        }
-        s.flow?;
+        s.accepting()?;
         if s.live.is_none() {
-            drop(s);
-            let mut query = gst::query::Latency::new();
-            let live = self.sinkpad.peer_query(&mut query) && query.result().0;
-            gst::info!(
-                CAT,
-                imp = self,
-                "upstream is {}",
-                if live { "live" } else { "not live" }
-            );
-            s = self.lock();
-            s.live = Some(live);
+            let live = MutexGuard::unlocked(&mut s, || self.query_live());
+            // A flush may have started meanwhile: this buffer is from before it.
+            s.accepting()?;
+            s.live.get_or_insert(live);
         }
+        let live = s.is_live();
+        let now = if live { s.running_time_now() } else { None };
         let running_time = buffer
             .pts()
             .and_then(|pts| s.segment.to_running_time(pts))
             .map(|t| t.nseconds())
             // Without a timestamp, the arrival time is the best guess (documented).
-            .or_else(|| self.current_running_time())
+            .or(now)
             .or(s.last_running_time)
             .unwrap_or(0);
         let size = buffer.size() as u64;
-        let settings = *self.settings.lock();
-        while s.ring.is_full(&settings.bounds, size, running_time) {
-            match settings.leaky {
-                Leaky::Downstream => {
-                    if s.ring.drop_oldest_buffer() {
-                        s.dropped += 1;
-                        // The task may be waiting for the buffer just dropped.
-                        if let Some(id) = s.clock_id.take() {
-                            id.unschedule();
-                        }
-                        gst::debug!(CAT, imp = self, "full: dropped the oldest buffer");
-                    }
-                }
-                Leaky::No => {
-                    gst::log!(CAT, imp = self, "full: blocking upstream");
-                    self.changed.wait(&mut s);
-                    if s.flushing {
-                        return Err(gst::FlowError::Flushing);
-                    }
-                }
+        // The settings are read afresh on every turn: a property change while
+        // upstream is blocked takes effect at once.
+        let mut overrun_reported = false;
+        while s.ring.is_full(&s.settings.bounds, size, running_time) {
+            if s.settings.leaky == Leaky::Downstream {
+                let Some(oldest) = s.ring.remove_oldest_buffer() else {
+                    break;
+                };
+                evicted.push(oldest);
+                s.dropped += 1;
+                // The task may be waiting for the buffer just dropped.
+                s.cancel_clock_wait();
+                gst::debug!(CAT, imp = self, "full: dropped the oldest buffer");
+                continue;
             }
+            if !overrun_reported {
+                // A handler may raise a bound or make delaybuffer leaky: look
+                // again before blocking.
+                overrun_reported = true;
+                MutexGuard::unlocked(&mut s, || {
+                    self.obj().emit_by_name::<()>("overrun", &[]);
+                });
+                s.accepting()?;
+                continue;
+            }
+            gst::log!(CAT, imp = self, "full: blocking upstream");
+            self.changed.wait(&mut s);
+            s.accepting()?;
         }
         gst::trace!(
             CAT,
@@ -499,18 +641,20 @@ impl DelayBuffer {
         s.ring.push_buffer(buffer, running_time, size);
         s.received += 1;
         s.last_running_time = Some(running_time);
-        // Arrival times for stall detection: the clock only matters when live.
-        if s.live == Some(true) {
-            s.last_arrival_running_time = self.current_running_time();
-        } else {
-            s.last_arrival = Some(std::time::Instant::now());
-        }
+        // Arrival times for stall detection: the clock's when live.
+        s.last_arrival = if live { now } else { Some(monotonic_ns()) };
         // Wake the task only when this buffer can change what it waits for:
-        // live, it sleeps on the clock unless the ring was empty; not live,
+        // live, it sleeps on the clock unless the ring was empty, and until
+        // the second buffer it has no stall to watch for; not live, it waits
         // until the held span reaches the delay. Waking it for every buffer
         // would cost a context switch each.
-        let delay = self.delay.load(Ordering::SeqCst);
-        if was_empty || (s.live != Some(true) && s.ring.span() >= delay) {
+        let wake = if live {
+            was_empty || s.ring.buffers() == flow::MIN_HELD_FOR_STARVATION
+        } else {
+            was_empty || s.ring.span() >= s.settings.delay
+        };
+        if wake {
+            s.cancel_clock_wait();
             self.changed.notify_all();
         }
         Ok(gst::FlowSuccess::Ok)
@@ -522,15 +666,11 @@ impl DelayBuffer {
             gst::EventView::FlushStart(_) => {
                 let forwarded = self.srcpad.push_event(event);
                 self.set_flushing(true);
+                // Waits for the task's current push to return.
                 let _ = self.srcpad.pause_task();
                 return forwarded;
             }
             gst::EventView::FlushStop(_) => {
-                {
-                    let mut s = self.lock();
-                    s.segment = gst::FormattedSegment::new();
-                    s.last_running_time = None;
-                }
                 let forwarded = self.srcpad.push_event(event);
                 self.set_flushing(false);
                 if !self.resume_task()
@@ -550,6 +690,19 @@ impl DelayBuffer {
         if s.flushing {
             return false;
         }
+        if let Err(err) = s.flow
+            && (!event.is_sticky() || event.type_() == gst::EventType::Eos)
+        {
+            // Like queue: sticky events wait for the flow to resume, others are
+            // refused, and EOS, which can no longer go out, becomes an ERROR
+            // when upstream will not report the failure itself.
+            drop(s);
+            if event.type_() == gst::EventType::Eos && is_fatal_or_not_linked(err) {
+                self.post_flow_error(err);
+            }
+            return false;
+        }
+        let mut latency_changed = false;
         match event.view() {
             gst::EventView::Segment(e) => match e.segment().downcast_ref::<gst::ClockTime>() {
                 Some(segment) => s.segment = segment.clone(),
@@ -567,22 +720,22 @@ impl DelayBuffer {
                 }
             },
             gst::EventView::Caps(c) => {
-                s.framerate = c
-                    .caps()
-                    .structure(0)
-                    .and_then(|st| st.get::<gst::Fraction>("framerate").ok())
-                    .filter(|f| f.numer() > 0);
+                let framerate = allocation::framerate(c.caps());
+                // The framerate turns max-size-buffers into latency.
+                latency_changed = framerate != s.framerate
+                    && s.settings.bounds.buffers != 0
+                    && s.settings.leaky == Leaky::No;
+                s.framerate = framerate;
             }
             gst::EventView::Eos(_) => s.eos_held = true,
             _ => (),
         }
-        // Events that cannot be delivered after an error are dropped, but EOS
-        // still has to go out so that the branch finishes.
-        if s.flow.is_err() && !matches!(event.type_(), gst::EventType::Eos) {
-            return false;
-        }
         s.ring.push_event(event);
         self.changed.notify_all();
+        drop(s);
+        if latency_changed {
+            self.post_latency();
+        }
         true
     }
 
@@ -595,6 +748,54 @@ impl DelayBuffer {
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
+    fn src_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
+        match event.type_() {
+            gst::EventType::Reconfigure => self.resume_after_not_linked(),
+            gst::EventType::Qos => {
+                // The QoS timestamp is in our shifted output running time;
+                // upstream's is `delay` earlier.
+                let shift = self.lock().out_shift.unwrap_or(0);
+                let event = event.make_mut();
+                let offset = event
+                    .running_time_offset()
+                    .saturating_sub(i64::try_from(shift).unwrap_or(i64::MAX));
+                event.set_running_time_offset(offset);
+            }
+            _ => (),
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// A RECONFIGURE (a new peer was linked): after NOT_LINKED, data flows
+    /// again, as with queue.
+    fn resume_after_not_linked(&self) {
+        let late = {
+            let mut s = self.lock();
+            if s.flushing || s.flow != Err(gst::FlowError::NotLinked) {
+                return;
+            }
+            s.flow = Ok(gst::FlowSuccess::Ok);
+            let mut late = Vec::new();
+            if s.is_live()
+                && let Some(now) = s.running_time_now()
+            {
+                // What fell due while nobody was linked would all leave late
+                // at once: drop it, as when the delay is lowered.
+                let cutoff = now.saturating_sub(s.settings.delay);
+                late = s.ring.remove_older_than(cutoff);
+                s.dropped += late.len() as u64;
+            }
+            self.changed.notify_all();
+            late
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "linked again: flow resumes, {} late buffers dropped",
+            late.len()
+        );
+    }
+
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         let gst::QueryViewMut::Latency(q) = query.view_mut() else {
             return gst::Pad::query_default(pad, Some(&*self.obj()), query);
@@ -603,11 +804,11 @@ impl DelayBuffer {
             return false;
         }
         let (live, min, max) = q.result();
-        let settings = *self.settings.lock();
-        // Only positive framerates are kept (see the CAPS event).
-        let frame_duration = self
-            .lock()
-            .framerate
+        let (settings, framerate) = {
+            let s = self.lock();
+            (s.settings, s.framerate)
+        };
+        let frame_duration = framerate
             .and_then(|fps| {
                 gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64)
             })
@@ -617,6 +818,7 @@ impl DelayBuffer {
             &settings.bounds,
             settings.leaky,
             frame_duration,
+            settings.delay,
         )
         .map(gst::ClockTime::from_nseconds);
         gst::debug!(
@@ -632,19 +834,19 @@ impl DelayBuffer {
     /// the delay: min-buffers + ceil(delay x framerate) + 2.
     fn answer_allocation(&self, query: &mut gst::query::Allocation) -> bool {
         let (caps, _) = query.get_owned();
-        let framerate = caps
-            .as_ref()
-            .and_then(|c| c.structure(0))
-            .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
-            .filter(|f| f.numer() > 0);
-        let delay = self.delay.load(Ordering::SeqCst);
-        let max_buffers = self.settings.lock().bounds.buffers;
-        let extra = match framerate {
-            Some(f) => ring::buffers_for_delay(delay, f.numer() as u32, f.denom() as u32)
-                .unwrap_or(u32::MAX),
-            None if max_buffers != 0 => max_buffers.saturating_add(2),
-            None => {
-                if !self.warned_no_framerate.swap(true, Ordering::SeqCst) {
+        let framerate = caps.as_deref().and_then(allocation::framerate);
+        let (delay, max_buffers) = {
+            let s = self.lock();
+            (s.settings.delay, s.settings.bounds.buffers)
+        };
+        let extra = match allocation::extra_buffers(delay, framerate, max_buffers) {
+            Extra::Buffers(n) => n,
+            Extra::Unknown => {
+                // Without caps (asked before negotiation) there is nothing to
+                // say yet: the query comes again with caps.
+                if let Some(caps) = &caps
+                    && !self.warned_no_framerate.swap(true, Ordering::SeqCst)
+                {
                     gst::element_imp_warning!(
                         self,
                         gst::CoreError::Negotiation,
@@ -656,30 +858,29 @@ impl DelayBuffer {
             }
         };
         let answered = self.srcpad.peer_query(query.query_mut());
-        let pools: Vec<_> = query.allocation_pools().collect();
-        for i in (0..pools.len()).rev() {
+        let proposed: Vec<_> = query.allocation_pools().collect();
+        for i in (0..proposed.len()).rev() {
             query.remove_nth_allocation_pool(i as u32);
         }
-        let mut kept = 0;
-        for (pool, size, min, max) in pools {
-            let min = min.saturating_add(extra);
-            if max != 0 && max < min {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "dropping a fixed pool of {max} buffers: {min} needed"
-                );
-                continue;
-            }
-            query.add_allocation_pool(pool.as_ref(), size, min, max);
-            kept += 1;
+        let count = proposed.len();
+        let kept = allocation::raise_pools(proposed, extra);
+        if kept.len() < count {
+            gst::info!(
+                CAT,
+                imp = self,
+                "dropped {} fixed pools that cannot hold {extra} more buffers",
+                count - kept.len()
+            );
         }
-        if kept == 0 {
+        if kept.is_empty() {
             let size = caps
                 .as_ref()
                 .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
-                .map_or(0, |info| info.size() as u32);
+                .map_or(0, |info| u32::try_from(info.size()).unwrap_or(u32::MAX));
             query.add_allocation_pool(None::<&gst::BufferPool>, size, extra, 0);
+        }
+        for (pool, size, min, max) in kept {
+            query.add_allocation_pool(pool.as_ref(), size, min, max);
         }
         gst::debug!(
             CAT,
@@ -691,28 +892,32 @@ impl DelayBuffer {
     }
 
     fn set_flushing(&self, flushing: bool) {
-        let mut s = self.lock();
-        s.flushing = flushing;
-        let mut flushed_events = Vec::new();
-        if flushing {
-            flushed_events = s.ring.clear();
-            if let Some(id) = s.clock_id.take() {
-                id.unschedule();
-            }
-        } else {
-            s.flow = Ok(gst::FlowSuccess::Ok);
-            s.eos_held = false;
-            s.gap_sent = false;
-            s.release_through = None;
-            s.starvation_warned = false;
-            s.last_arrival = None;
-            s.last_arrival_running_time = None;
-        }
-        self.changed.notify_all();
-        drop(s);
+        let (events, buffers) = {
+            let mut s = self.lock();
+            s.flushing = flushing;
+            let held = if flushing {
+                s.cancel_clock_wait();
+                s.ring.clear()
+            } else {
+                s.segment = gst::FormattedSegment::new();
+                s.out_segment = None;
+                s.out_shift = None;
+                s.last_running_time = None;
+                s.flow = Ok(gst::FlowSuccess::Ok);
+                s.eos_held = false;
+                s.gap_sent = false;
+                s.release_through = None;
+                s.starvation_warned = false;
+                s.last_arrival = None;
+                Default::default()
+            };
+            self.changed.notify_all();
+            held
+        };
+        drop(buffers);
         // Stream-start, caps, tags not sent yet still describe the stream after
         // the flush: keep them on the src pad to go out with the next data.
-        for event in flushed_events {
+        for event in events {
             if event.is_sticky()
                 && !matches!(event.type_(), gst::EventType::Segment | gst::EventType::Eos)
             {
@@ -731,10 +936,12 @@ impl DelayBuffer {
             return Err(gst::loggable_error!(CAT, "only push mode is supported"));
         }
         if active {
-            {
+            let old = {
                 let mut s = self.lock();
-                *s = Shared::default();
-            }
+                let fresh = Shared::new(s.settings);
+                std::mem::replace(&mut *s, fresh)
+            };
+            drop(old);
             self.set_flushing(false);
             self.start_task()
                 .map_err(|e| gst::loggable_error!(CAT, "cannot start the task: {e}"))
@@ -784,195 +991,314 @@ impl DelayBuffer {
                 let _ = self.srcpad.pause_task();
                 return;
             }
-            let Some(front) = s.ring.front() else {
+            if s.flow.is_err() {
+                // Not linked, or downstream ended or failed: nothing goes out
+                // until a RECONFIGURE or a flush resets the flow. The task
+                // waits here rather than pausing, so that resetting the flow
+                // and notifying is all a restart takes, with no race between
+                // pausing and restarting the task.
                 self.changed.wait(&mut s);
                 continue;
-            };
-            let running_time = match front {
-                Item::Event(_) => break s.ring.pop(),
-                Item::Buffer { running_time, .. } => *running_time,
-            };
-            let delay = self.delay.load(Ordering::SeqCst);
-            let due = running_time.saturating_add(delay);
-            if s.live == Some(true) {
-                let obj = self.obj();
-                let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
-                    // No clock before PLAYING: wait for change_state to wake us.
+            }
+            let front = match s.ring.front() {
+                None => {
                     self.changed.wait(&mut s);
                     continue;
-                };
-                let target = base + gst::ClockTime::from_nseconds(due);
-                let now = clock.time();
-                if now >= target {
-                    break s.ring.pop();
                 }
-                if !s.gap_sent {
-                    // Live sinks behind us would otherwise complete their
-                    // state change only when the first frame leaves, `delay`
-                    // from now: the pipeline would stay PAUSED that long, and
-                    // an application's EOS sent meanwhile deadlocks (its
-                    // send_event holds the state lock the pipeline needs to
-                    // reach PLAYING). The sink prerolls on the GAP, then
-                    // waits on the clock until the first frame is due.
-                    s = self.send_preroll_gap(s);
-                    continue;
-                }
-                // Wake up early to notice input that stopped while filling.
-                let stall_check = self.stall_deadline(&s, delay).map(|t| base + t);
-                if let Some(check) = stall_check
-                    && now >= check
-                {
-                    self.warn_starvation(&mut s, delay);
-                    continue;
-                }
-                let wake = stall_check.map_or(target, |check| check.min(target));
-                let id = clock.new_single_shot_id(wake);
-                s.clock_id = Some(id.clone());
-                drop(s);
-                let _ = id.wait();
-                s = self.lock();
-                s.clock_id = None;
-                // Re-check: a flush, a new delay or a clock jump may have happened.
-                continue;
-            }
-            // Not live: release once the held span reaches the delay, or at EOS.
-            let released = s.release_through.is_some_and(|t| running_time <= t);
-            if s.eos_held || released || s.ring.span() >= delay {
+                Some(Item::Event(_)) => break s.ring.pop(),
+                Some(Item::Buffer { running_time, .. }) => *running_time,
+            };
+            let due = if s.is_live() {
+                self.live_due(&mut s, front)
+            } else {
+                self.non_live_due(&mut s, front)
+            };
+            if due {
                 break s.ring.pop();
-            }
-            if !s.gap_sent {
-                // Downstream sinks preroll on it, so a tee in front never waits for the delay.
-                s = self.send_preroll_gap(s);
-                continue;
-            }
-            let stall_timeout =
-                std::time::Duration::from_nanos(self.stall_timeout.load(Ordering::SeqCst));
-            let timeout = self.changed.wait_for(&mut s, stall_timeout);
-            let stalled = s.last_arrival.is_some_and(|t| t.elapsed() >= stall_timeout);
-            if timeout.timed_out()
-                && stalled
-                && !s.flushing
-                && s.ring.buffers() >= MIN_HELD_FOR_STARVATION
-            {
-                // Nothing came for a while: upstream may be waiting for the
-                // buffers held here. Let them go rather than wait forever.
-                self.warn_starvation(&mut s, delay);
-                s.release_through = s.last_running_time;
             }
         };
         // Room for a blocked upstream.
         self.changed.notify_all();
-        let is_buffer = matches!(item, Some(Item::Buffer { .. }));
-        if is_buffer {
-            s.pushed += 1;
-        }
+        let delay = s.settings.delay;
+        let segment = match &item {
+            Some(Item::Buffer { .. }) => {
+                s.pushed += 1;
+                // The delay changed since the segment went out: send it again
+                // with the new shift before the next buffer.
+                if s.out_shift != Some(delay) {
+                    s.out_shift = Some(delay);
+                    s.out_segment.clone()
+                } else {
+                    None
+                }
+            }
+            Some(Item::Event(e)) if e.type_() == gst::EventType::Segment => {
+                s.out_segment = Some(e.clone());
+                s.out_shift = Some(delay);
+                None
+            }
+            _ => None,
+        };
         drop(s);
+        if let Some(segment) = segment {
+            self.srcpad.push_event(shifted_segment(&segment, delay));
+        }
         match item {
             Some(Item::Buffer { buffer, .. }) => {
                 let result = self.srcpad.push(buffer);
                 self.handle_flow(result);
             }
-            Some(Item::Event(event)) => {
-                let is_eos = event.type_() == gst::EventType::Eos;
-                self.srcpad.push_event(event);
-                if is_eos {
-                    gst::debug!(CAT, imp = self, "EOS sent, pausing");
-                    let mut s = self.lock();
-                    s.flow = Err(gst::FlowError::Eos);
-                    drop(s);
-                    let _ = self.srcpad.pause_task();
-                }
-            }
+            Some(Item::Event(event)) => self.push_event(event, delay),
             None => (),
         }
     }
 
-    /// The running time (live) at which stopped input counts as a stall, when
-    /// less than the delay is held and no warning was posted yet.
-    fn stall_deadline(&self, s: &Shared, delay: u64) -> Option<gst::ClockTime> {
-        // One held buffer is a slow start (a first frame taking long to make),
-        // not a pool held dry.
-        if s.starvation_warned
-            || s.ring.span() >= delay
-            || s.ring.buffers() < MIN_HELD_FOR_STARVATION
-        {
-            return None;
+    fn push_event(&self, event: gst::Event, delay: u64) {
+        match event.type_() {
+            gst::EventType::Segment => {
+                self.srcpad.push_event(shifted_segment(&event, delay));
+            }
+            gst::EventType::Eos => {
+                self.srcpad.push_event(event);
+                gst::debug!(CAT, imp = self, "EOS sent");
+                // Upstream gets EOS for anything it still sends.
+                let mut s = self.lock();
+                if !s.flushing {
+                    s.flow = Err(gst::FlowError::Eos);
+                }
+            }
+            _ => {
+                self.srcpad.push_event(event);
+            }
         }
-        let last = s.last_arrival_running_time?;
-        let timeout = self.stall_timeout.load(Ordering::SeqCst);
-        Some(gst::ClockTime::from_nseconds(last.saturating_add(timeout)))
     }
 
-    /// Posts, once per stream, what upstream would need to keep the delay fed.
-    fn warn_starvation(&self, s: &mut Shared, delay: u64) {
+    /// Live: whether the front buffer is due; if not, waits (for the clock,
+    /// a change, or PLAYING) and says no.
+    fn live_due(&self, s: &mut MutexGuard<'_, Shared>, front: u64) -> bool {
+        let delay = s.settings.delay;
+        let now = match (s.playing, s.clock.is_some()) {
+            (true, true) => s.running_time_now().unwrap_or(0),
+            // PLAYING without a clock: nothing to wait on.
+            (true, false) => return true,
+            (false, _) => u64::MAX,
+        };
+        if s.playing && now >= flow::due(front, delay) {
+            return true;
+        }
+        if !s.gap_sent {
+            // Live sinks behind us would otherwise complete their state
+            // change only when the first frame leaves, `delay` from now: the
+            // pipeline would stay PAUSED that long, and an application's EOS
+            // sent meanwhile deadlocks (its send_event holds the state lock
+            // the pipeline needs to reach PLAYING). The sink prerolls on the
+            // GAP, then waits on the clock until the first frame is due.
+            self.send_preroll_gap(s);
+            return false;
+        }
+        if !s.playing {
+            // PAUSED: running time stands still; nothing is due, nothing stalls.
+            self.changed.wait(s);
+            return false;
+        }
+        let deadline = flow::stall_deadline(
+            s.last_arrival,
+            s.settings.stall_timeout,
+            s.ring.buffers(),
+            s.ring.span(),
+            delay,
+            s.eos_held,
+            s.starvation_warned,
+        );
+        match flow::live_step(now, front, delay, deadline) {
+            LiveStep::Release => true,
+            LiveStep::Stalled => {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "no input since running time {:?}, now {now}",
+                    s.last_arrival
+                );
+                self.warn_starvation(s, delay);
+                false
+            }
+            LiveStep::WaitUntil(running_time) => {
+                self.wait_for_running_time(s, running_time);
+                false
+            }
+        }
+    }
+
+    /// Sleeps on the pipeline clock until `running_time`, or until a change
+    /// unschedules the wait.
+    fn wait_for_running_time(&self, s: &mut MutexGuard<'_, Shared>, running_time: u64) {
+        let Some((clock, base)) = &s.clock else {
+            return;
+        };
+        let target = gst::ClockTime::from_nseconds(flow::clock_time(*base, running_time));
+        let id = clock.new_single_shot_id(target);
+        s.clock_id = Some(id.clone());
+        MutexGuard::unlocked(s, || {
+            let _ = id.wait();
+        });
+        s.clock_id = None;
+    }
+
+    /// Not live: whether the front buffer may leave; if not, waits for input,
+    /// EOS or the stall timeout and says no.
+    fn non_live_due(&self, s: &mut MutexGuard<'_, Shared>, front: u64) -> bool {
+        let delay = s.settings.delay;
+        let held = Held {
+            front,
+            span: s.ring.span(),
+            eos: s.eos_held,
+            release_through: s.release_through,
+        };
+        if flow::non_live_ready(&held, delay) {
+            return true;
+        }
+        if !s.gap_sent {
+            // Downstream sinks preroll on it, so a tee in front never waits for the delay.
+            self.send_preroll_gap(s);
+            return false;
+        }
+        // Releasing after a stall is not limited to once per stream, the
+        // warning is.
+        let deadline = flow::stall_deadline(
+            s.last_arrival,
+            s.settings.stall_timeout,
+            s.ring.buffers(),
+            held.span,
+            delay,
+            held.eos,
+            false,
+        );
+        match deadline {
+            // PAUSED while filling: upstream stopped because we did, not a stall.
+            _ if !s.playing => self.changed.wait(s),
+            None => self.changed.wait(s),
+            Some(deadline) => {
+                let now = monotonic_ns();
+                if now < deadline {
+                    self.changed
+                        .wait_for(s, Duration::from_nanos(deadline - now));
+                    return false;
+                }
+                // Nothing came for a while: upstream may be waiting for the
+                // buffers held here. Let them go rather than wait forever.
+                s.release_through = s.last_running_time;
+                self.warn_starvation(s, delay);
+            }
+        }
+        false
+    }
+
+    /// Posts, once per stream, what upstream would need to keep the delay
+    /// fed. The lock is released while posting: a bus sync handler may read
+    /// our properties or set the delay in reaction.
+    fn warn_starvation(&self, s: &mut MutexGuard<'_, Shared>, delay: u64) {
         if s.starvation_warned {
             return;
         }
         s.starvation_warned = true;
         let held = s.ring.buffers();
         let span = s.ring.span();
+        let stall_timeout = s.settings.stall_timeout;
         let needed = s
             .framerate
-            .and_then(|f| ring::buffers_for_delay(delay, f.numer() as u32, f.denom() as u32))
+            .and_then(|f| allocation::buffers_for_delay(delay, f))
             .map_or_else(|| "delay x framerate + 2".to_string(), |n| n.to_string());
-        gst::element_imp_warning!(
-            self,
-            gst::ResourceError::NoSpaceLeft,
-            (
-                "Input stopped while {} buffers ({} of {} ns) are held: upstream's buffer pool is probably too small for the delay. It needs {} buffers: raise nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool size (v4l2src copies frames when more than 32 are needed)",
-                held,
-                span,
-                delay,
-                needed
-            ),
-            [
-                "stall-timeout {} ns passed without input",
-                self.stall_timeout.load(Ordering::SeqCst)
-            ]
-        );
+        MutexGuard::unlocked(s, || {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                (
+                    "Input stopped while {} buffers ({} of {} ns) are held: upstream's buffer pool is probably too small for the delay. It needs {} buffers: raise nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool size (v4l2src copies frames when more than 32 are needed)",
+                    held,
+                    span,
+                    delay,
+                    needed
+                ),
+                ["stall-timeout {} ns passed without input", stall_timeout]
+            );
+        });
     }
 
     /// Sends the stream's one preroll GAP, without holding the lock while
-    /// downstream takes it, and locks again.
-    fn send_preroll_gap<'a>(&'a self, mut s: MutexGuard<'a, Shared>) -> MutexGuard<'a, Shared> {
+    /// downstream takes it.
+    fn send_preroll_gap(&self, s: &mut MutexGuard<'_, Shared>) {
         s.gap_sent = true;
-        let gap = self.preroll_gap(&s);
-        drop(s);
+        let gap = preroll_gap(s);
         if let Some(gap) = gap {
-            let _ = self.srcpad.push_event(gap);
+            MutexGuard::unlocked(s, || {
+                let _ = self.srcpad.push_event(gap);
+            });
         }
-        self.lock()
-    }
-
-    /// A GAP at the first held buffer's position, for downstream to preroll on.
-    fn preroll_gap(&self, s: &Shared) -> Option<gst::Event> {
-        // Only after the sticky events before the first buffer went out.
-        let pts = match s.ring.front()? {
-            Item::Buffer { running_time, .. } => s
-                .segment
-                .position_from_running_time(gst::ClockTime::from_nseconds(*running_time)),
-            Item::Event(_) => None,
-        }?;
-        Some(gst::event::Gap::builder(pts).build())
     }
 
     fn handle_flow(&self, result: Result<gst::FlowSuccess, gst::FlowError>) {
         let Err(err) = result else { return };
         gst::debug!(CAT, imp = self, "downstream returned {err:?}, pausing");
-        {
+        let eos_held = {
             let mut s = self.lock();
+            if s.flushing {
+                return;
+            }
             s.flow = Err(err);
             // Upstream may be blocked on a full ring: let it see the error.
             self.changed.notify_all();
+            s.eos_held
+        };
+        // Like queue: EOS was already taken from upstream, so the error must
+        // be reported here, and downstream still gets its EOS.
+        if eos_held && is_fatal_or_not_linked(err) {
+            self.post_flow_error(err);
+            self.srcpad.push_event(gst::event::Eos::new());
         }
-        if matches!(err, gst::FlowError::Error | gst::FlowError::NotNegotiated) {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Internal data stream error."),
-                ["streaming stopped, reason {err:?}"]
-            );
-        }
-        let _ = self.srcpad.pause_task();
     }
+
+    fn post_flow_error(&self, err: gst::FlowError) {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Internal data stream error."),
+            ["streaming stopped, reason {err:?}"]
+        );
+    }
+}
+
+/// A GAP at the first held buffer's position in the segment downstream has,
+/// for downstream to preroll on.
+fn preroll_gap(s: &Shared) -> Option<gst::Event> {
+    // Only after the sticky events before the first buffer went out.
+    let Item::Buffer { running_time, .. } = s.ring.front()? else {
+        return None;
+    };
+    let out_segment = s.out_segment.as_ref()?;
+    let gst::EventView::Segment(e) = out_segment.view() else {
+        return None;
+    };
+    let segment = e.segment().downcast_ref::<gst::ClockTime>()?;
+    let pts = segment.position_from_running_time(gst::ClockTime::from_nseconds(*running_time))?;
+    Some(gst::event::Gap::builder(pts).build())
+}
+
+/// `event`, a SEGMENT, with `delay` added to its running time: the delayed
+/// branch gets its own timeline. An offset the application sets on the src
+/// pad still applies on top.
+fn shifted_segment(event: &gst::Event, delay: u64) -> gst::Event {
+    let gst::EventView::Segment(e) = event.view() else {
+        return event.clone();
+    };
+    let mut segment = e.segment().clone();
+    // delay <= MAX_DELAY, far below i64::MAX.
+    let offset = i64::try_from(delay).unwrap_or(i64::MAX);
+    if segment.offset_running_time(offset).is_err() {
+        gst::warning!(CAT, "cannot shift {segment:?} by {delay} ns");
+        return event.clone();
+    }
+    gst::event::Segment::builder(&segment)
+        .seqnum(event.seqnum())
+        .running_time_offset(event.running_time_offset())
+        .build()
 }

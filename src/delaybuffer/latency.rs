@@ -3,7 +3,7 @@
 //! it), so the minimum passes unchanged. The maximum says how long upstream
 //! data may wait before it must be consumed: like `queue`, delaybuffer is a
 //! thread boundary that absorbs data, so it raises the maximum by what it can
-//! hold. Without that, a live source that buffers nothing itself (appsrc, a
+//! still hold once `delay` of it is in use (capacity - delay). Without that, a live source that buffers nothing itself (appsrc, a
 //! camera answering max 0) cannot meet a sink's processing deadline and the
 //! pipeline warns "Not enough buffering available".
 
@@ -17,6 +17,7 @@ pub fn max_latency(
     bounds: &Bounds,
     leaky: Leaky,
     frame_duration: Option<u64>,
+    delay: u64,
 ) -> Option<u64> {
     let upstream_max = upstream_max?;
     // Dropping the oldest instead of blocking: upstream never waits on us.
@@ -42,9 +43,11 @@ pub fn max_latency(
         (Some(c), None) | (None, Some(c)) => c,
         (None, None) => 0,
     };
+    // The delay itself fills that much of the capacity for good.
+    let headroom = capacity.saturating_sub(delay);
     // Past the largest clock time is unbounded (u64::MAX is GST_CLOCK_TIME_NONE).
     upstream_max
-        .checked_add(capacity)
+        .checked_add(headroom)
         .filter(|max| *max != u64::MAX)
 }
 
@@ -66,11 +69,11 @@ mod tests {
     fn unbounded_or_leaky_holds_anything() {
         let frame = Some(33 * MS);
         assert_eq!(
-            max_latency(Some(0), &bounds(0, 0, 0), Leaky::No, frame),
+            max_latency(Some(0), &bounds(0, 0, 0), Leaky::No, frame, 0),
             None
         );
         assert_eq!(
-            max_latency(Some(0), &bounds(10, 0, 0), Leaky::Downstream, frame),
+            max_latency(Some(0), &bounds(10, 0, 0), Leaky::Downstream, frame, 0),
             None
         );
     }
@@ -79,21 +82,21 @@ mod tests {
     fn bounds_add_what_they_can_hold_in_time() {
         let frame = Some(33 * MS);
         assert_eq!(
-            max_latency(Some(5 * MS), &bounds(0, 0, 2000 * MS), Leaky::No, frame),
+            max_latency(Some(5 * MS), &bounds(0, 0, 2000 * MS), Leaky::No, frame, 0),
             Some(2005 * MS)
         );
         assert_eq!(
-            max_latency(Some(0), &bounds(10, 0, 0), Leaky::No, frame),
+            max_latency(Some(0), &bounds(10, 0, 0), Leaky::No, frame, 0),
             Some(330 * MS)
         );
         // The smaller of two bounds is what can be held.
         assert_eq!(
-            max_latency(Some(0), &bounds(10, 0, 100 * MS), Leaky::No, frame),
+            max_latency(Some(0), &bounds(10, 0, 100 * MS), Leaky::No, frame, 0),
             Some(100 * MS)
         );
         // Buffers without a framerate, or a byte bound: nothing is claimed.
         assert_eq!(
-            max_latency(Some(7 * MS), &bounds(10, 0, 0), Leaky::No, None),
+            max_latency(Some(7 * MS), &bounds(10, 0, 0), Leaky::No, None, 0),
             Some(7 * MS)
         );
         assert_eq!(
@@ -101,7 +104,8 @@ mod tests {
                 Some(7 * MS),
                 &bounds(0, 1 << 20, 100 * MS),
                 Leaky::No,
-                frame
+                frame,
+                0
             ),
             Some(7 * MS)
         );
@@ -110,11 +114,37 @@ mod tests {
     #[test]
     fn unbounded_upstream_stays_unbounded() {
         assert_eq!(
-            max_latency(None, &bounds(10, 0, 0), Leaky::No, Some(33 * MS)),
+            max_latency(None, &bounds(10, 0, 0), Leaky::No, Some(33 * MS), 0),
             None
         );
         assert_eq!(
-            max_latency(Some(u64::MAX - 5), &bounds(0, 0, 10), Leaky::No, None),
+            max_latency(Some(u64::MAX - 5), &bounds(0, 0, 10), Leaky::No, None, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn the_delay_uses_up_part_of_the_capacity() {
+        let frame = Some(33 * MS);
+        // 2 s can be held, 500 ms of it by the delay: 1.5 s of headroom.
+        assert_eq!(
+            max_latency(
+                Some(5 * MS),
+                &bounds(0, 0, 2000 * MS),
+                Leaky::No,
+                frame,
+                500 * MS
+            ),
+            Some(1505 * MS)
+        );
+        // A bound below the delay leaves no headroom at all.
+        assert_eq!(
+            max_latency(Some(5 * MS), &bounds(10, 0, 0), Leaky::No, frame, 1000 * MS),
+            Some(5 * MS)
+        );
+        // Unbounded stays unbounded whatever the delay.
+        assert_eq!(
+            max_latency(Some(0), &bounds(0, 0, 0), Leaky::No, frame, 1000 * MS),
             None
         );
     }

@@ -6,6 +6,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod allocation;
+mod flow;
 mod imp;
 mod latency;
 pub mod ring;

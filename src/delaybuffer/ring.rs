@@ -70,17 +70,20 @@ impl<B, E> Ring<B, E> {
         Some(item)
     }
 
-    /// Empties the ring, returning the events it held (buffers are dropped).
-    pub fn clear(&mut self) -> Vec<E> {
+    /// Empties the ring, returning the events and the buffers it held, for
+    /// the caller to drop once it released its lock.
+    pub fn clear(&mut self) -> (Vec<E>, Vec<B>) {
         self.buffers = 0;
         self.bytes = 0;
-        self.items
-            .drain(..)
-            .filter_map(|i| match i {
-                Item::Event(e) => Some(e),
-                Item::Buffer { .. } => None,
-            })
-            .collect()
+        let mut events = Vec::new();
+        let mut buffers = Vec::new();
+        for item in self.items.drain(..) {
+            match item {
+                Item::Event(e) => events.push(e),
+                Item::Buffer { buffer, .. } => buffers.push(buffer),
+            }
+        }
+        (events, buffers)
     }
 
     pub fn buffers(&self) -> u32 {
@@ -121,59 +124,45 @@ impl<B, E> Ring<B, E> {
             || (bounds.time != 0 && running_time.saturating_sub(first) > bounds.time)
     }
 
-    /// Removes the oldest buffer, keeping the events around it in order.
-    /// Returns whether one was removed.
-    pub fn drop_oldest_buffer(&mut self) -> bool {
-        let Some(pos) = self
+    /// Removes the oldest buffer, keeping the events around it in order, and
+    /// returns it.
+    pub fn remove_oldest_buffer(&mut self) -> Option<B> {
+        let pos = self
             .items
             .iter()
-            .position(|i| matches!(i, Item::Buffer { .. }))
-        else {
-            return false;
-        };
-        if let Some(Item::Buffer { size, .. }) = self.items.remove(pos) {
-            self.buffers -= 1;
-            self.bytes -= size;
+            .position(|i| matches!(i, Item::Buffer { .. }))?;
+        match self.items.remove(pos) {
+            Some(Item::Buffer { buffer, size, .. }) => {
+                self.buffers -= 1;
+                self.bytes -= size;
+                Some(buffer)
+            }
+            _ => None,
         }
-        true
     }
 
     /// Removes the buffers whose running time is before `cutoff` (events stay,
-    /// in order). Returns how many were removed.
-    pub fn drop_older_than(&mut self, cutoff: RunningTime) -> u32 {
-        let before = self.buffers;
-        let mut bytes = self.bytes;
-        self.items.retain(|i| match i {
-            Item::Buffer {
-                running_time, size, ..
-            } if *running_time < cutoff => {
-                bytes -= size;
-                false
+    /// in order) and returns them.
+    pub fn remove_older_than(&mut self, cutoff: RunningTime) -> Vec<B> {
+        let mut removed = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.items.len());
+        for item in self.items.drain(..) {
+            match item {
+                Item::Buffer {
+                    buffer,
+                    running_time,
+                    size,
+                } if running_time < cutoff => {
+                    self.buffers -= 1;
+                    self.bytes -= size;
+                    removed.push(buffer);
+                }
+                item => kept.push_back(item),
             }
-            _ => true,
-        });
-        self.bytes = bytes;
-        let removed = before
-            - self
-                .items
-                .iter()
-                .filter(|i| matches!(i, Item::Buffer { .. }))
-                .count() as u32;
-        self.buffers -= removed;
+        }
+        self.items = kept;
         removed
     }
-}
-
-/// Buffers to add to an upstream pool so it can keep `delay` of video held:
-/// ceil(delay x framerate) + 2 (one being filled upstream, one in flight).
-pub fn buffers_for_delay(delay_ns: u64, fps_n: u32, fps_d: u32) -> Option<u32> {
-    if fps_n == 0 || fps_d == 0 {
-        return None;
-    }
-    let num = u128::from(delay_ns) * u128::from(fps_n);
-    let den = 1_000_000_000u128 * u128::from(fps_d);
-    let frames = num.div_ceil(den);
-    u32::try_from(frames + 2).ok()
 }
 
 #[cfg(test)]
@@ -234,27 +223,17 @@ mod tests {
         r.push_event("b");
         r.push_buffer(2, 10 * MS, 10);
         r.push_buffer(3, 20 * MS, 10);
-        assert!(r.drop_oldest_buffer());
+        assert_eq!(r.remove_oldest_buffer(), Some(1));
         assert_eq!((r.buffers(), r.bytes()), (2, 20));
-        assert_eq!(r.drop_older_than(15 * MS), 1);
+        assert_eq!(r.remove_older_than(15 * MS), vec![2]);
         assert_eq!((r.buffers(), r.bytes()), (1, 10));
         assert!(matches!(r.pop(), Some(Item::Event("a"))));
         assert!(matches!(r.pop(), Some(Item::Event("b"))));
         assert!(matches!(r.pop(), Some(Item::Buffer { buffer: 3, .. })));
-        assert!(!r.drop_oldest_buffer());
+        assert_eq!(r.remove_oldest_buffer(), None);
         r.push_event("c");
         r.push_buffer(4, 0, 10);
-        assert_eq!(r.clear(), vec!["c"]);
+        assert_eq!(r.clear(), (vec!["c"], vec![4]));
         assert_eq!((r.buffers(), r.bytes(), r.span()), (0, 0, 0));
-    }
-
-    #[test]
-    fn pool_size_for_delay() {
-        // 7 s at 30 fps holds 210 frames.
-        assert_eq!(buffers_for_delay(7_000_000_000, 30, 1), Some(212));
-        assert_eq!(buffers_for_delay(1_000_000_000, 30000, 1001), Some(32));
-        assert_eq!(buffers_for_delay(0, 30, 1), Some(2));
-        assert_eq!(buffers_for_delay(1_000_000_000, 0, 1), None);
-        assert_eq!(buffers_for_delay(u64::MAX, i32::MAX as u32, 1), None);
     }
 }

@@ -183,6 +183,23 @@ pub fn record_arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
     seen
 }
 
+/// Records the pts of every buffer reaching `sink`, prerolled ones included
+/// (`record_arrivals` needs the clock, which a non-live pipeline gives only
+/// in PLAYING).
+pub fn record_pts(sink: &gst::Element) -> Arc<Mutex<Vec<gst::ClockTime>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                s.lock().unwrap().push(pts);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    seen
+}
+
 /// Sets `caps` on the capsfilter `filter` when the buffer with offset `at`
 /// reaches it: a resolution change mid-stream, from the streaming thread.
 pub fn change_caps_at(filter: &gst::Element, at: u64, caps: gst::Caps) {
