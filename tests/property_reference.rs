@@ -70,23 +70,30 @@ fn access(pspec: &glib::ParamSpec) -> String {
     parts.join(", ")
 }
 
-/// Names of the signals a type defines itself (not inherited ones).
-fn own_signals(type_: glib::Type) -> Vec<String> {
+/// The signals a type defines itself (not inherited ones): name, and
+/// whether it is an action signal (one the application emits).
+fn own_signals(type_: glib::Type) -> Vec<(String, bool)> {
     use glib::translate::IntoGlib;
     let mut n = 0u32;
-    // SAFETY: g_signal_list_ids returns an array of n ids that the caller frees.
+    // SAFETY: g_signal_list_ids returns an array of n ids that the caller
+    // frees; g_signal_query fills the struct for a valid id.
     unsafe {
         let ids = glib::gobject_ffi::g_signal_list_ids(type_.into_glib(), &mut n);
-        let names = (0..n as usize)
+        let signals = (0..n as usize)
             .map(|i| {
-                let name = glib::gobject_ffi::g_signal_name(*ids.add(i));
-                std::ffi::CStr::from_ptr(name)
+                let mut query = std::mem::zeroed::<glib::gobject_ffi::GSignalQuery>();
+                glib::gobject_ffi::g_signal_query(*ids.add(i), &mut query);
+                let name = std::ffi::CStr::from_ptr(query.signal_name)
                     .to_string_lossy()
-                    .into_owned()
+                    .into_owned();
+                (
+                    name,
+                    query.signal_flags & glib::gobject_ffi::G_SIGNAL_ACTION != 0,
+                )
             })
             .collect();
         glib::ffi::g_free(ids as *mut _);
-        names
+        signals
     }
 }
 
@@ -170,17 +177,15 @@ fn reference() -> String {
             .unwrap();
         }
         let signals = own_signals(element.type_());
-        if !signals.is_empty() {
-            writeln!(
-                md,
-                "\nAction signals: {}",
-                signals
-                    .iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-            .unwrap();
+        for (title, action) in [("Action signals", true), ("Signals", false)] {
+            let names: Vec<String> = signals
+                .iter()
+                .filter(|(_, a)| *a == action)
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            if !names.is_empty() {
+                writeln!(md, "\n{title}: {}", names.join(", ")).unwrap();
+            }
         }
         let _ = element.set_state(gst::State::Null);
     }

@@ -115,10 +115,20 @@ pub fn run(tracker: u64, demand: Demand) {
         .into_iter()
         .map(|c| (t.judge(c, &observed), t.unannounced()))
         .collect();
-    t.judging = false;
     let outlet = Outlet::of(t);
-    let wake = t.next_wake(Instant::now());
     drop(registry);
+    // The file is written before the judgement counts as finished: a reader
+    // whose `get-report` waited for it finds the file as current.
+    for (report, _) in &reports {
+        write_report_file(outlet.settings.report_file.as_deref(), report);
+    }
+    let wake = match REGISTRY.lock().trackers.get_mut(&tracker) {
+        Some(t) => {
+            t.judging = false;
+            t.next_wake(Instant::now())
+        }
+        None => None,
+    };
     JUDGED.notify_all();
 
     if let Some(at) = wake {
@@ -183,8 +193,9 @@ impl Outlet {
         }
     }
 
-    /// A judged report: log, file, property notification, and fail-on-leak
-    /// for the findings not already delivered as they happened.
+    /// A judged report (its file already written): log, property
+    /// notification, and fail-on-leak for the findings not already
+    /// delivered as they happened.
     pub fn publish(&self, report: &Report, unannounced: usize) {
         for finding in &report.findings {
             gst::warning!(CAT, "{}: {}", report.pipeline, finding.describe());
@@ -196,7 +207,6 @@ impl Outlet {
             report.cycles,
             report.findings.len()
         );
-        write_report_file(self.settings.report_file.as_deref(), report);
         if let Some(watcher) = self.watcher.as_ref().and_then(|w| w.upgrade()) {
             watcher.notify("leaks");
         }
