@@ -324,6 +324,15 @@ fn non_live_stall_releases_what_is_held() {
         let mut b = gst::Buffer::with_size(16).unwrap();
         b.get_mut().unwrap().set_pts(i * 33 * MS);
         src.push_buffer(b).unwrap();
+        if i == 0 {
+            // The first buffer's GAP prerolls the sink: the stall watch must
+            // start with the second buffer even once PLAYING was reached.
+            let (result, state, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+            assert_eq!(
+                (result, state),
+                (Ok(gst::StateChangeSuccess::Success), gst::State::Playing)
+            );
+        }
     }
     // No EOS, no more data: after the stall timeout the three come out anyway.
     let mut got = 0;

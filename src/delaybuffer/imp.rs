@@ -644,15 +644,13 @@ impl DelayBuffer {
         // Arrival times for stall detection: the clock's when live.
         s.last_arrival = if live { now } else { Some(monotonic_ns()) };
         // Wake the task only when this buffer can change what it waits for:
-        // live, it sleeps on the clock unless the ring was empty, and until
-        // the second buffer it has no stall to watch for; not live, it waits
-        // until the held span reaches the delay. Waking it for every buffer
-        // would cost a context switch each.
-        let wake = if live {
-            was_empty || s.ring.buffers() == flow::MIN_HELD_FOR_STARVATION
-        } else {
-            was_empty || s.ring.span() >= s.settings.delay
-        };
+        // the ring was empty; until the second buffer it has no stall to
+        // watch for (live or not); live, it otherwise sleeps on the clock,
+        // and not live it waits until the held span reaches the delay.
+        // Waking it for every buffer would cost a context switch each.
+        let wake = was_empty
+            || s.ring.buffers() == flow::MIN_HELD_FOR_STARVATION
+            || (!live && s.ring.span() >= s.settings.delay);
         if wake {
             s.cancel_clock_wait();
             self.changed.notify_all();
