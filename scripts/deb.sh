@@ -79,7 +79,7 @@ find "$doc" -name '*.md' -size +4k -exec gzip -9n {} +
 chmod 0644 "$doc/changelog.gz"
 
 # copyright: the crates statically linked into the library, with their licenses.
-crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none \
+crates=$(cargo tree --locked -e normal,no-proc-macro --prefix none \
         --format '{p}|{l}' --target "$triple" |
     sed -e 's/ (\*)$//' -e 's/ (.*)|/|/' | sort -u | grep -v '^gst-plugin-edgeguard ' |
     awk -F'|' '{ printf " %s (%s),\n", $1, $2 }' | sed '$ s/,$/./')
