@@ -26,6 +26,11 @@ if [ ! -e "$chroot/.debootstrapped" ]; then
     touch "$chroot/.debootstrapped"
 fi
 cp /etc/resolv.conf "$chroot/etc/resolv.conf"
+# The host's local certificate authorities (a TLS-intercepting proxy's, say), for cargo.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$chroot/usr/local/share/ca-certificates/"
+    chroot "$chroot" update-ca-certificates >/dev/null
+fi
 
 mounts=()
 cleanup() {
