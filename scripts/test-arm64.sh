@@ -9,8 +9,10 @@
 #   - gst-launch-1.0 runs a delaybuffer pipeline behind a tee, and vpuguardenc
 #     in software mode (x264enc), to EOS.
 # Only arm64 plugins are seen: the plugin path names the sysroot and the
-# package, the registry is a temporary file, and plugins are loaded in-process
-# (GST_REGISTRY_FORK=no: qemu-user cannot exec the arm64 gst-plugin-scanner).
+# package, and the registry is a temporary file. As on a board, the arm64
+# gst-plugin-scanner loads each plugin for the registry in a child process:
+# GST_PLUGIN_SCANNER is a host script that runs it under qemu (an emulated
+# process cannot exec an arm64 binary itself without binfmt).
 # GLib warnings are fatal, and the package's Depends are checked against the
 # arm64 package versions in the sysroot.
 set -euo pipefail
@@ -31,6 +33,11 @@ SYSROOT=$sysroot "$here"/arm64-sysroot.sh gstreamer1.0-tools gstreamer1.0-plugin
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 dpkg-deb -x "$deb" "$work/pkg"
+cat >"$work/gst-plugin-scanner" <<EOF
+#!/bin/sh
+exec qemu-aarch64-static -L "$sysroot" "$sysroot/usr/lib/$multiarch/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner" "\$@"
+EOF
+chmod +x "$work/gst-plugin-scanner"
 pkgplugins=$work/pkg/usr/lib/$multiarch/gstreamer-1.0
 lib=$pkgplugins/libgstedgeguard.so
 allplugins=$sysroot/usr/lib/$multiarch/gstreamer-1.0:$pkgplugins
@@ -40,10 +47,10 @@ allplugins=$sysroot/usr/lib/$multiarch/gstreamer-1.0:$pkgplugins
 run() {
     local dirs=$1 tool=$2
     shift 2
-    env -u GST_PLUGIN_PATH -u GST_PLUGIN_PATH_1_0 -u GST_PLUGIN_SCANNER -u GST_PLUGIN_SCANNER_1_0 \
-        -u LD_LIBRARY_PATH -u LD_PRELOAD \
+    env -u GST_PLUGIN_PATH -u GST_PLUGIN_PATH_1_0 -u GST_PLUGIN_SCANNER -u GST_REGISTRY_FORK \
+        -u GST_REGISTRY -u GST_PLUGIN_SYSTEM_PATH -u LD_LIBRARY_PATH -u LD_PRELOAD \
         GST_PLUGIN_SYSTEM_PATH_1_0="$dirs" GST_REGISTRY_1_0="$(mktemp -p "$work" --suffix=.bin)" \
-        GST_REGISTRY_FORK=no G_DEBUG=fatal_warnings \
+        GST_PLUGIN_SCANNER_1_0="$work/gst-plugin-scanner" G_DEBUG=fatal_warnings \
         timeout 300 qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/$tool" "$@"
 }
 fail() {
