@@ -74,7 +74,12 @@ if [ ${#fetch[@]} -gt 0 ]; then
         ver=${file#*_} ver=${ver%_arm64.deb}
         specs+=("${file%%_*}:arm64=${ver//%3a/:}")
     done
-    (cd "$cache" && apt-get download -q "${specs[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+    # As root, apt warns that _apt cannot write to the cache: not worth showing.
+    if ! (cd "$cache" && apt-get download -q "${specs[@]}" 2>"$cache/download.err"); then
+        cat "$cache/download.err" >&2
+        exit 1
+    fi
+    grep -v '^W: Download is performed unsandboxed' "$cache/download.err" >&2 || true
     for file in "${fetch[@]}"; do
         [ -s "$cache/$file" ] || { echo "arm64-sysroot: $file was not downloaded" >&2; exit 1; }
     done

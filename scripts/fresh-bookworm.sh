@@ -54,6 +54,7 @@ bind "$cargo_bin" "$chroot/opt/cargo-bin" ro
 rm -rf "$chroot/root/edgeguard"
 git clone -q "$PWD" "$chroot/root/edgeguard"
 git -C "$chroot/root/edgeguard" checkout -q "$(git rev-parse HEAD)"
+# shellcheck disable=SC2016 # the inner script expands its own variables
 chroot "$chroot" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
     PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo RUSTUP_TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)" \

@@ -79,7 +79,8 @@ echo "test-arm64: arm64 gst-inspect-1.0 loads $deb's libgstedgeguard.so: vpuguar
 start=$SECONDS
 out=$(run "$allplugins" gst-inspect-1.0 vpuguardenc 2>&1) || fail "arm64 gst-inspect-1.0 vpuguardenc failed next to Debian's plugins:" "$out"
 grep -q "Filename *$lib\$" <<<"$out" || fail "arm64 gst-inspect-1.0 vpuguardenc did not come from $lib:" "$out"
-echo "test-arm64: arm64 gst-inspect-1.0 vpuguardenc next to Debian's $(ls "$sysroot/usr/lib/$multiarch/gstreamer-1.0" | grep -c '\.so$') arm64 plugins ($((SECONDS - start)) s)"
+debian_plugins=("$sysroot/usr/lib/$multiarch/gstreamer-1.0"/*.so)
+echo "test-arm64: arm64 gst-inspect-1.0 vpuguardenc next to Debian's ${#debian_plugins[@]} arm64 plugins ($((SECONDS - start)) s)"
 
 pipelines=(
     "videotestsrc num-buffers=60 ! tee name=t t. ! queue ! fakesink t. ! delaybuffer delay=500000000 ! fakesink"
