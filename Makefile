@@ -3,7 +3,8 @@ CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
 
-.PHONY: deps build test lint unit memcheck inspect install bench demo demo-vpu docs aarch64 fuzz soak cuda clean
+.PHONY: deps build test lint unit memcheck inspect install bench demo demo-vpu docs aarch64 fuzz soak cuda clean \
+	deb deb-arm64 check-deb test-arm64
 
 deps:
 	./scripts/deps.sh
@@ -30,7 +31,7 @@ inspect: build
 memcheck: deps
 	./scripts/memcheck.sh
 
-test: deps lint unit memcheck inspect
+test: deps lint unit memcheck inspect check-deb test-arm64
 
 install: build
 	@test -n "$(PLUGINS_DIR)" || { echo "install: pkg-config knows no gstreamer-1.0 pluginsdir (run make deps)"; exit 1; }
@@ -50,9 +51,29 @@ docs: deps
 	EDGEGUARD_UPDATE_DOCS=1 $(CARGO) test --locked --test property_reference
 
 # Cross-builds target/aarch64-unknown-linux-gnu/release/libgstedgeguard.so for
-# RK3588 and Jetson boards (not part of `make test`: about a minute more).
+# RK3588 and Jetson boards; make test builds it through test-arm64.
 aarch64:
 	./scripts/aarch64.sh
+
+# Debian packages, target/debian/gstreamer1.0-edgeguard_<version>_<arch>.deb,
+# with Depends computed by dpkg-shlibdeps and checked by lintian (docs/packaging.md).
+deb: build
+	./scripts/deb.sh amd64
+
+deb-arm64: aarch64
+	./scripts/deb.sh arm64
+
+# The amd64 package installed with dpkg into a throwaway root, loaded by
+# gst-inspect-1.0 from there, and removed without leaving a file behind.
+check-deb: deb
+	./scripts/check-deb.sh
+
+# The arm64 package run under qemu-aarch64-static with Debian's arm64
+# GStreamer unpacked into target/aarch64-sysroot: gst-inspect-1.0 and two
+# pipelines. About 4 minutes from nothing (toolchain, 150 MB of arm64 packages,
+# the cross-build), 10 s once target/ has them.
+test-arm64: deb-arm64
+	./scripts/test-arm64.sh
 
 # The long forms: 1000 NULL->PLAYING->NULL cycles and 60 s of churn in 4
 # processes (make test runs 100 cycles and 8 s).
