@@ -365,7 +365,7 @@ fn playbin_pipeline_has_no_findings() {
 #[test]
 fn judgement_waits_for_the_grace() {
     let p = pipeline(
-        "videotestsrc is-live=true ! fakesink identity name=stuck leakcheck name=check grace=300000000",
+        "videotestsrc is-live=true ! fakesink identity name=stuck leakcheck name=check grace=1000000000",
     );
     let check = p.by_name("check").unwrap();
     let stuck = p.by_name("stuck").unwrap();

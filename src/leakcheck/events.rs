@@ -120,6 +120,7 @@ pub fn element_removed(tracker: u64, top: &gst::Element, element: &gst::Element)
 }
 
 fn pipeline_disposing(tracker: u64, top: &gst::Element) {
+    identity::mark_gone(top);
     judge::run(tracker, Demand::Dispose(top));
     let mut registry = REGISTRY.lock();
     let watch_all = registry.watch_all;
@@ -228,7 +229,7 @@ pub fn tracker_of(element: &gst::Element) -> Option<(u64, gst::Element)> {
     if known {
         return Some((serial, top));
     }
-    if !(watch_all && top.is::<gst::Pipeline>()) {
+    if !(watch_all && top.is::<gst::Pipeline>()) || identity::is_gone(&top) {
         return None;
     }
     track(&top, ledger::Settings::default(), None);

@@ -39,6 +39,21 @@ pub fn peek(object: &impl IsA<glib::Object>) -> Option<u64> {
     unsafe { object.as_ref().qdata::<u64>(*QUARK).map(|p| *p.as_ref()) }
 }
 
+static GONE: LazyLock<glib::Quark> =
+    LazyLock::new(|| glib::Quark::from_str("edgeguard-leakcheck-gone"));
+
+/// Marks a pipeline being disposed: whatever it still reports while it
+/// empties itself (tracer hooks) must not start a new tracker.
+pub fn mark_gone(object: &impl IsA<glib::Object>) {
+    // SAFETY: the quark is only ever used with bool values.
+    unsafe { object.as_ref().set_qdata(*GONE, true) };
+}
+
+pub fn is_gone(object: &impl IsA<glib::Object>) -> bool {
+    // SAFETY: as above; the value lives as long as the object.
+    unsafe { object.as_ref().qdata::<bool>(*GONE).is_some() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

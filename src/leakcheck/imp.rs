@@ -60,9 +60,6 @@ struct Watching {
     tracker: Option<u64>,
     /// Handlers on that pipeline and its bus (none in GST_TRACERS mode).
     attachment: Option<Attachment>,
-    /// A top-level bin that is not a pipeline yet, followed until it is
-    /// added to one (an RTSP media's bin, for example).
-    waiting_on: Option<(glib::WeakRef<gst::Object>, glib::SignalHandlerId)>,
 }
 
 pub struct LeakCheck {
@@ -238,14 +235,10 @@ impl ObjectImpl for LeakCheck {
         let obj = self.obj();
         obj.add_pad(&self.sinkpad).unwrap();
         obj.add_pad(&self.srcpad).unwrap();
-        // Track the pipeline as soon as this element joins it, before any
-        // element's first state change.
-        obj.connect_notify(Some("parent"), |obj, _| obj.imp().follow_top_level());
     }
 
     fn dispose(&self) {
         let watching = std::mem::take(&mut *self.watching.lock());
-        self.unfollow(watching.waiting_on);
         if let Some(attachment) = watching.attachment {
             watch::detach(attachment);
         }
@@ -303,7 +296,10 @@ impl ElementImpl for LeakCheck {
                 gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", msg));
                 return Err(gst::StateChangeError);
             }
-            // The pipeline may have been nested since the element was added.
+            // GStreamer tells an element nothing when it is added to a bin
+            // (the parent property is not notified, set_bus runs under the
+            // bin's lock): the pipeline is looked up when it starts, which
+            // also finds it when this element sits in a bin nested later.
             self.follow_top_level();
         }
         self.parent_change_state(transition)
@@ -311,15 +307,13 @@ impl ElementImpl for LeakCheck {
 }
 
 impl LeakCheck {
-    /// Tracks this element's top-level pipeline, following it when the
-    /// element (or a bin above it) is moved.
+    /// Tracks this element's top-level pipeline, or stops tracking when it
+    /// has none (or it is not a pipeline, with no bus of its own).
     fn follow_top_level(&self) {
         let obj = self.obj();
-        let top = super::observe::top_level(obj.upcast_ref());
-        match top.clone().downcast::<gst::Pipeline>() {
+        match super::observe::top_level(obj.upcast_ref()).downcast::<gst::Pipeline>() {
             Ok(pipeline) => self.watch_pipeline(&pipeline),
-            Err(_) if &top == obj.upcast_ref::<gst::Element>() => self.stop_watching(None),
-            Err(_) => self.stop_watching(Some(top)),
+            Err(_) => self.stop_watching(),
         }
     }
 
@@ -328,46 +322,26 @@ impl LeakCheck {
         if self.watching.lock().tracker == Some(serial) {
             return;
         }
-        self.stop_watching(None);
+        self.stop_watching();
         let settings = self.settings.lock().to_ledger().unwrap_or_default();
         let obj = self.obj();
         events::track(pipeline.upcast_ref(), settings, Some(obj.upcast_ref()));
         // GST_TRACERS mode already sees every transition through its hooks.
-        let attachment = (!REGISTRY.lock().watch_all).then(|| watch::attach(pipeline, serial));
+        let watch_all = REGISTRY.lock().watch_all;
+        let attachment = (!watch_all).then(|| watch::attach(pipeline, serial));
         gst::debug!(CAT, imp = self, "tracking {}", pipeline.name());
         let mut watching = self.watching.lock();
         watching.tracker = Some(serial);
         watching.attachment = attachment;
     }
 
-    /// Stops watching a pipeline; with `wait_for`, follows that parentless
-    /// bin until it joins a pipeline.
-    fn stop_watching(&self, wait_for: Option<gst::Element>) {
+    fn stop_watching(&self) {
         let old = std::mem::take(&mut *self.watching.lock());
-        self.unfollow(old.waiting_on);
         if let Some(attachment) = old.attachment {
             watch::detach(attachment);
         }
         if let Some(tracker) = old.tracker {
             events::untrack(tracker);
-        }
-        if let Some(bin) = wait_for {
-            let weak = self.obj().downgrade();
-            let handler = bin.connect_notify(Some("parent"), move |_, _| {
-                if let Some(check) = weak.upgrade() {
-                    check.imp().follow_top_level();
-                }
-            });
-            self.watching.lock().waiting_on =
-                Some((bin.upcast::<gst::Object>().downgrade(), handler));
-        }
-    }
-
-    fn unfollow(&self, waiting_on: Option<(glib::WeakRef<gst::Object>, glib::SignalHandlerId)>) {
-        if let Some((bin, handler)) = waiting_on
-            && let Some(bin) = bin.upgrade()
-        {
-            bin.disconnect(handler);
         }
     }
 

@@ -550,7 +550,11 @@ impl Tracker {
                 driver: handle.driver,
             });
         }
-        findings.extend(self.sessions_left_open(observed));
+        // The listing is read now: for a cycle whose pipeline started again,
+        // what it shows belongs to the next cycle.
+        if !cycle.restarted {
+            findings.extend(self.sessions_left_open(observed));
+        }
         self.live_per_cycle.push(live);
         self.fds_per_cycle.push(cycle.fds.len() as u32);
         findings.extend(self.growth());

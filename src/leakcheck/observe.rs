@@ -103,7 +103,9 @@ pub fn observe(
         observed
             .states
             .insert(target.serial, element.current_state());
-        if !target.removed && inside {
+        // While the pipeline empties itself, paths lose its prefix: the
+        // recorded ones stay.
+        if !target.removed && inside && !emptying {
             observed.ids.insert(target.serial, element_id(&element));
         }
         if !target.removed && !inside && pipeline.is_some() {
