@@ -455,6 +455,9 @@ mod imp {
                 st.get::<i32>("height").unwrap_or(0),
                 fps,
             );
+            // mpp_init and the first encoder config take tens of milliseconds,
+            // so the listing shows the session well after the caps passed the guard.
+            std::thread::sleep(std::time::Duration::from_millis(50));
             self.open_session(&s, format).is_ok()
         }
 
