@@ -524,13 +524,15 @@ fn hardware_failing_on_its_first_frame_falls_back_losing_nothing() {
 }
 
 #[test]
-fn hardware_failing_mid_stream_is_an_error_naming_the_guard() {
+fn a_child_error_the_guard_does_not_handle_reaches_the_application_unchanged() {
     common::init();
     let vpu = Vpu::new("mid-stream-fail", "");
+    // The double encodes on its own thread and fails there after output has
+    // flowed, with frames still queued: the asynchronous field failure.
     let log = common::run_to_eos(
         &format!(
             "{SOURCE} ! {} ! fakesink",
-            vpu.guard_with_double(",fail-after-buffers=10", "name=cam0")
+            vpu.guard_with_double(",output-thread=true,fail-after-buffers=10", "name=cam0")
         ),
         TIMEOUT,
     );
@@ -538,15 +540,47 @@ fn hardware_failing_mid_stream_is_an_error_naming_the_guard() {
     assert_eq!(decisions(&log).len(), 1, "{log:#?}");
     assert_eq!(log.errors.len(), 1, "{log:#?}");
     let error = &log.errors[0];
-    assert!(error.starts_with("/GstPipeline:pipeline"), "{error}");
+    // The source is the element that failed, inside the guard's child, and
+    // its message and debug are its own.
+    let (source, text) = error.split_once(": ").unwrap();
     assert!(
-        error.contains("GstVpuGuardEnc:cam0: mpp: encoder timeout"),
+        source.starts_with("/GstPipeline:pipeline")
+            && source.contains("/GstVpuGuardEnc:cam0/EdgeguardTestFakeMppH265Enc:")
+            && source.ends_with("/GstIdentity:mpp-encode"),
         "{error}"
     );
-    // The child that failed is named in the details.
-    assert!(error.contains("fakempph265enc"), "{error}");
+    assert!(
+        text.starts_with("Failed after iterations as requested."),
+        "{error}"
+    );
+    assert!(text.contains("gstidentity.c"), "{error}");
     // Its session and slot are released once the pipeline stops.
     assert_eq!(vpu.sessions(), 0);
+}
+
+#[test]
+fn a_failure_on_the_output_thread_before_any_output_falls_back_losing_nothing() {
+    common::init();
+    let vpu = Vpu::new("async-first-frame-fail", "");
+    // The first frame fails on the encoder's own thread while the streaming
+    // thread has already handed it more frames.
+    let (log, out) =
+        vpu.record(&vpu.guard_with_double(",output-thread=true,fail-after-buffers=1", ""));
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let reasons: Vec<_> = decisions(&log)
+        .into_iter()
+        .map(|d| (d.encoder, d.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (FAKE_HW.to_string(), "budget".to_string()),
+            ("x264enc".to_string(), "hw-start-failed".to_string())
+        ]
+    );
+    assert_eq!(vpu.sessions(), 0);
+    // The frames in flight went to the software encoder too.
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
 }
 
 #[test]
@@ -572,12 +606,13 @@ fn session_file_vanishing_or_changing_between_decisions() {
         "{d:?}"
     );
     p.set_state(gst::State::Null).unwrap();
-    // It comes back listing three sessions of other processes: budget spent.
+    // It comes back listing three sessions of other processes, and not the
+    // first guard's (a listing that lags): that one counts through its slot.
     std::fs::write(&vpu.session_file, SAMPLE).unwrap();
     let (b, _) = decided(&desc);
     let guard = b.by_name("guard").unwrap();
     assert!(!guard.property::<bool>("hardware"));
-    assert_eq!(guard.property::<u32>("sessions"), 3);
+    assert_eq!(guard.property::<u32>("sessions"), 4);
     b.set_state(gst::State::Null).unwrap();
     a.set_state(gst::State::Null).unwrap();
 }
@@ -625,6 +660,10 @@ const CHILD_ROLE: &str = "EDGEGUARD_VPUGUARD_CHILD";
 /// hardware, and holds them until its stdin closes.
 #[test]
 fn child_process_entry() {
+    if let Ok(dir) = std::env::var(HOLD_LOCK) {
+        hold_decision_lock(&dir);
+        return;
+    }
     let Ok(args) = std::env::var(CHILD_ROLE) else {
         return;
     };
@@ -662,6 +701,20 @@ fn child_process_entry() {
 }
 
 const CHURN_SECONDS: &str = "EDGEGUARD_CHURN_SECONDS";
+const HOLD_LOCK: &str = "EDGEGUARD_HOLD_DECISION_LOCK";
+
+/// Child side of the lock tests: what a process stuck inside a hardware
+/// encoder's start looks like from outside. Takes the decision lock of `dir`,
+/// says so, and holds it until stdin closes.
+fn hold_decision_lock(dir: &str) {
+    let ledger =
+        gstedgeguard::vpuguardenc::ledger::Ledger::open(std::path::Path::new(dir)).unwrap();
+    let _lock = ledger.lock_decision().unwrap();
+    println!("LOCKED");
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
 
 /// Child side of the churn test: `count` threads each start a pipeline, let it
 /// run 0.2-1 s, stop it, and start again, until `seconds` have passed. Prints
@@ -710,7 +763,16 @@ struct Child {
 
 impl Child {
     fn spawn(guard_args: &str, pipelines: usize) -> Self {
-        let mut process = Command::new(std::env::current_exe().unwrap())
+        Self::spawn_with(
+            Command::new(std::env::current_exe().unwrap()),
+            guard_args,
+            pipelines,
+        )
+    }
+
+    /// Runs `command` (this test binary, maybe behind a uid switch) as a child.
+    fn spawn_with(mut command: Command, guard_args: &str, pipelines: usize) -> Self {
+        let mut process = command
             .args([
                 "--exact",
                 "child_process_entry",
@@ -724,6 +786,28 @@ impl Child {
             .spawn()
             .unwrap();
         let stdout = BufReader::new(process.stdout.take().unwrap());
+        Child { process, stdout }
+    }
+
+    /// Starts a process that holds the decision lock of `lock_dir`, and
+    /// returns once it does.
+    fn holding_decision_lock(lock_dir: &std::path::Path) -> Self {
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_process_entry", "--nocapture"])
+            .env(HOLD_LOCK, lock_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(process.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("LOCKED") {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "lock holder exited"
+            );
+        }
         Child { process, stdout }
     }
 
@@ -878,5 +962,244 @@ fn a_killed_process_frees_its_slots() {
         "{live} ! vpuguardenc name=guard {args} ! fakesink"
     ));
     assert!(p.by_name("guard").unwrap().property::<bool>("hardware"));
+    p.set_state(gst::State::Null).unwrap();
+}
+
+// ---- budgets that hold for every user, every encoder plugin, every load ------
+
+/// A command that runs this test binary as the unprivileged user 65534
+/// (nobody). The binary is copied where that user can read it, and `dir`
+/// (sticky, world-writable) holds what it writes.
+fn as_nobody(dir: &std::path::Path) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = dir.join("vpuguardenc-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        // nobody has no home to keep a registry in.
+        .env("GST_REGISTRY", dir.join("registry-nobody.bin"))
+        .env("HOME", dir);
+    command
+}
+
+/// Lets another user create files in `dir` and write `files`.
+fn share_with_other_users(dir: &std::path::Path, files: &[PathBuf]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for file in files {
+        if !file.exists() {
+            std::fs::write(file, "").unwrap();
+        }
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+}
+
+#[test]
+fn two_users_share_one_budget() {
+    common::init();
+    let vpu = Vpu::new("two-users", "");
+    let files: Vec<PathBuf> = ["", ".lock", ".peak", ".peak.lock"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", vpu.session_file.display())))
+        .collect();
+    share_with_other_users(&vpu.dir, &files);
+    let args = vpu.guard("max-sessions=2");
+    let args = args.trim_start_matches("vpuguardenc ");
+    // root first, so the lock and slot files exist, owned by root, when
+    // nobody's guards come to decide.
+    let mut root = Child::spawn(args, 2);
+    let root_result = root.result();
+    let mut nobody = Child::spawn_with(as_nobody(&vpu.dir), args, 2);
+    let nobody_result = nobody.result();
+    root.finish();
+    nobody.finish();
+    assert_eq!(root_result.0 + root_result.1, 2);
+    assert_eq!(
+        nobody_result.0 + nobody_result.1,
+        2,
+        "nobody's guards decided"
+    );
+    assert_eq!(
+        root_result.0 + nobody_result.0,
+        2,
+        "{root_result:?} {nobody_result:?}"
+    );
+    assert_eq!(vpu.peak(), 2);
+}
+
+#[test]
+fn a_held_decision_lock_means_software_after_lock_timeout() {
+    common::init();
+    let vpu = Vpu::new("lock-timeout", "");
+    let holder = Child::holding_decision_lock(&vpu.lock_dir());
+    // 0.2 s; the decision must come well before the generous bound below.
+    let (p, d) = play_until_decision(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {} ! fakesink",
+        vpu.guard("name=guard lock-timeout=200000000")
+    ));
+    p.set_state(gst::State::Null).unwrap();
+    holder.finish();
+    assert_eq!(
+        (d.encoder.as_str(), d.hardware, d.reason.as_str()),
+        ("x264enc", false, "lock-timeout")
+    );
+    assert_eq!(vpu.peak(), 0);
+}
+
+#[test]
+fn the_lock_timeout_warning_names_the_lock_file() {
+    common::init();
+    let vpu = Vpu::new("lock-timeout-warning", "");
+    let holder = Child::holding_decision_lock(&vpu.lock_dir());
+    let log = common::run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=320,height=240 ! {} ! fakesink",
+            vpu.guard("lock-timeout=1")
+        ),
+        TIMEOUT,
+    );
+    holder.finish();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert_eq!(decision(&log).reason, "lock-timeout");
+    let lock_file = vpu.lock_dir().join("decision.lock");
+    assert!(
+        log.warnings
+            .iter()
+            .any(|w| w.contains(&lock_file.display().to_string())),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn waiting_for_the_decision_lock_never_blocks_going_to_null() {
+    common::init();
+    let vpu = Vpu::new("lock-null", "");
+    let holder = Child::holding_decision_lock(&vpu.lock_dir());
+    // An hour of lock-timeout: only giving up on shutdown lets NULL through.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {} ! fakesink",
+        vpu.guard("lock-timeout=3600000000000")
+    ))
+    .unwrap()
+    .downcast::<gst::Bin>()
+    .unwrap();
+    let (caps_tx, caps_rx) = std::sync::mpsc::channel();
+    let guard = pipeline.iterate_all_by_element_factory_name("vpuguardenc");
+    let guard = guard.into_iter().next().unwrap().unwrap();
+    guard.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if matches!(info.event().map(|e| e.type_()), Some(gst::EventType::Caps)) {
+                let _ = caps_tx.send(());
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // The streaming thread enters the CAPS handler, where it waits for the lock.
+    caps_rx.recv_timeout(TIMEOUT).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = pipeline.clone();
+    std::thread::spawn(move || {
+        tx.send(p.set_state(gst::State::Null)).unwrap();
+    });
+    let result = rx.recv_timeout(TIMEOUT);
+    holder.finish();
+    assert_eq!(result, Ok(Ok(gst::StateChangeSuccess::Success)));
+    // No decision, no error: the stream was stopped before it had one.
+    let bus = pipeline.bus().unwrap();
+    while let Some(msg) = bus.pop() {
+        assert!(
+            !matches!(msg.view(), gst::MessageView::Error(..)),
+            "{msg:?}"
+        );
+    }
+}
+
+#[test]
+fn twelve_pipelines_with_a_late_opening_encoder_and_two_other_sessions_get_two_slots() {
+    common::init();
+    // Two sessions of programs that are not guards: an encoder and a decoder.
+    let others = format!(
+        "{}session: pid=1 index=2\n device: fdc38100.rkvdec-core\n",
+        fake_mpp::record(1, 1, 1280, 720, 30, 0)
+    );
+    let vpu = Vpu::new("procs-open-at-caps", &others);
+    let args = vpu.guard_with_double(",open-at-caps=true", "max-sessions=4");
+    let args = args.trim_start_matches("vpuguardenc ");
+    assert_eq!(twelve_pipelines_in_three_processes(args), 2);
+    // Never more than the budget at once, the two other sessions included.
+    assert_eq!(vpu.peak(), 4);
+    assert_eq!(vpu.sessions(), 2);
+}
+
+/// Decides one 1080p30 stream against `listing` with a pixel budget of
+/// 3840x2160 at 120 fps and room for six sessions.
+fn decide_1080p30_against(listing: &str) -> gst::Structure {
+    let vpu = Vpu::new("pixels", listing);
+    let log = common::run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=2 ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 ! {} ! fakesink",
+            vpu.guard(
+                "max-sessions=6 max-pixel-rate=995328000 \
+                 sw-properties=\"props,speed-preset=ultrafast\""
+            )
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let decisions = log.named("vpuguardenc-decision");
+    assert_eq!(decisions.len(), 1, "{log:#?}");
+    decisions[0].clone()
+}
+
+#[test]
+fn two_4k60_encoders_leave_no_pixel_budget_for_1080p30() {
+    common::init();
+    let listing =
+        fake_mpp::record(1, 1, 3840, 2160, 60, 0) + &fake_mpp::record(1, 2, 3840, 2160, 60, 0);
+    let d = decide_1080p30_against(&listing);
+    assert_eq!(
+        d.get::<String>("reason").unwrap(),
+        "over-pixel-budget",
+        "{d:?}"
+    );
+    assert!(!d.get::<bool>("hardware").unwrap());
+    // Only two sessions are open: the session budget alone would have said yes.
+    assert_eq!(d.get::<u32>("sessions").unwrap(), 2);
+    assert_eq!(d.get::<u64>("pixel-rate").unwrap(), 2 * 3840 * 2160 * 60);
+    assert_eq!(d.get::<u64>("stream-pixel-rate").unwrap(), 1920 * 1080 * 30);
+    assert!(
+        d.get::<String>("session-file")
+            .unwrap()
+            .ends_with("sessions-summary")
+    );
+}
+
+#[test]
+fn two_720p30_encoders_leave_pixel_budget_for_1080p30() {
+    common::init();
+    let listing =
+        fake_mpp::record(1, 1, 1280, 720, 30, 0) + &fake_mpp::record(1, 2, 1280, 720, 30, 0);
+    let d = decide_1080p30_against(&listing);
+    assert_eq!(d.get::<String>("reason").unwrap(), "budget", "{d:?}");
+    assert!(d.get::<bool>("hardware").unwrap());
+    assert_eq!(d.get::<u64>("pixel-rate").unwrap(), 2 * 1280 * 720 * 30);
+}
+
+#[test]
+fn the_pixel_rate_property_says_the_load_seen() {
+    common::init();
+    let vpu = Vpu::new("pixel-property", &fake_mpp::record(1, 1, 1280, 720, 30, 0));
+    let (p, _) = play_until_decision(&format!(
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {} ! fakesink",
+        vpu.guard("name=guard")
+    ));
+    let guard = p.by_name("guard").unwrap();
+    assert_eq!(guard.property::<u64>("pixel-rate"), 1280 * 720 * 30);
     p.set_state(gst::State::Null).unwrap();
 }

@@ -2,6 +2,7 @@
 //! The encoder choice, as a pure function of what the guard saw at negotiation.
 
 use super::Mode;
+use super::load::Load;
 
 /// Why the guard chose the encoder it chose; the `reason` field of the
 /// `vpuguardenc-decision` message.
@@ -11,6 +12,10 @@ pub enum Reason {
     Budget,
     /// Every slot of `max-sessions` was taken.
     OverBudget,
+    /// The new stream would take the encoder load past `max-pixel-rate`.
+    OverPixelBudget,
+    /// Another guard held the decision lock for all of `lock-timeout`.
+    LockTimeout,
     /// Downstream cannot take the hardware encoder's codec.
     DownstreamCaps,
     /// The hardware encoder factory is not installed.
@@ -28,6 +33,8 @@ impl Reason {
         match self {
             Reason::Budget => "budget",
             Reason::OverBudget => "over-budget",
+            Reason::OverPixelBudget => "over-pixel-budget",
+            Reason::LockTimeout => "lock-timeout",
             Reason::DownstreamCaps => "downstream-caps",
             Reason::NoHwEncoder => "no-hw-encoder",
             Reason::HwStartFailed => "hw-start-failed",
@@ -37,13 +44,24 @@ impl Reason {
     }
 }
 
-/// Where the session count came from.
+/// What the guard learnt of the VPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountSource {
-    /// The kernel's listing (combined with the ledger, whichever is higher).
-    SessionFile,
-    /// Only the hardware encoders held by guards on this machine.
-    Ledger,
+pub enum VpuView {
+    /// Not consulted: software is forced or the only possible choice.
+    NotConsulted,
+    /// The decision lock stayed held by another guard past `lock-timeout`.
+    LockTimedOut,
+    /// The load counted under the decision lock; `listed` is false when no
+    /// listing was readable and only guards' slots were counted.
+    Counted { load: Load, listed: bool },
+}
+
+/// The VPU's capacity, from the properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub max_sessions: u32,
+    /// Pixels per second of encoder load; 0 = no pixel budget.
+    pub max_pixel_rate: u64,
 }
 
 /// What the guard knows when it decides.
@@ -53,10 +71,20 @@ pub struct Inputs {
     pub hw_available: bool,
     pub downstream_takes_hw: bool,
     pub downstream_takes_sw: bool,
-    /// Sessions in use; None when the VPU was not consulted (software mode).
-    pub sessions: Option<u32>,
-    pub source: CountSource,
-    pub max_sessions: u32,
+    pub vpu: VpuView,
+    pub budget: Budget,
+    /// The new stream's width x height x fps.
+    pub stream_pixel_rate: u64,
+}
+
+impl Inputs {
+    /// The load seen, zero when the VPU was not counted.
+    pub fn load(&self) -> Load {
+        match self.vpu {
+            VpuView::Counted { load, .. } => load,
+            _ => Load::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +101,42 @@ pub fn needs_session_count(mode: Mode, hw_available: bool, downstream_takes_hw: 
     mode != Mode::Software && hw_available && downstream_takes_hw
 }
 
+/// Why the VPU cannot take the new stream, if it cannot: the session budget
+/// first, then the pixel budget (the tighter one decides).
+fn vpu_refusal(inputs: &Inputs) -> Option<(Reason, String)> {
+    let budget = inputs.budget;
+    let load = match inputs.vpu {
+        VpuView::NotConsulted => return None,
+        VpuView::LockTimedOut => {
+            return Some((
+                Reason::LockTimeout,
+                "another guard held the decision lock for all of lock-timeout".into(),
+            ));
+        }
+        VpuView::Counted { load, .. } => load,
+    };
+    if load.sessions >= budget.max_sessions {
+        return Some((
+            Reason::OverBudget,
+            format!(
+                "no VPU slot is free: {} of max-sessions={} in use",
+                load.sessions, budget.max_sessions
+            ),
+        ));
+    }
+    let wanted = load.pixel_rate.saturating_add(inputs.stream_pixel_rate);
+    if budget.max_pixel_rate > 0 && wanted > budget.max_pixel_rate {
+        return Some((
+            Reason::OverPixelBudget,
+            format!(
+                "the VPU encodes {} px/s, this stream adds {} px/s, max-pixel-rate={}",
+                load.pixel_rate, inputs.stream_pixel_rate, budget.max_pixel_rate
+            ),
+        ));
+    }
+    None
+}
+
 pub fn decide(inputs: &Inputs) -> Outcome {
     let software = |reason: Reason, why_hw_not: &str| {
         if inputs.downstream_takes_sw {
@@ -83,8 +147,8 @@ pub fn decide(inputs: &Inputs) -> Outcome {
             ))
         }
     };
-    let sessions = inputs.sessions.unwrap_or(0);
-    let free = sessions < inputs.max_sessions;
+    let refusal = vpu_refusal(inputs);
+    let listed = !matches!(inputs.vpu, VpuView::Counted { listed: false, .. });
 
     match inputs.mode {
         Mode::Software => software(Reason::Forced, "mode=software"),
@@ -96,11 +160,8 @@ pub fn decide(inputs: &Inputs) -> Outcome {
                     "mode=hardware but downstream does not accept the hardware encoder's codec"
                         .into(),
                 )
-            } else if !free {
-                Outcome::Fail(format!(
-                    "mode=hardware but no VPU slot is free: {sessions} of max-sessions={} in use",
-                    inputs.max_sessions
-                ))
+            } else if let Some((_, why)) = refusal {
+                Outcome::Fail(format!("mode=hardware but {why}"))
             } else {
                 Outcome::Hardware(Reason::Forced)
             }
@@ -113,15 +174,9 @@ pub fn decide(inputs: &Inputs) -> Outcome {
                     Reason::DownstreamCaps,
                     "downstream does not accept the hardware encoder's codec",
                 )
-            } else if !free {
-                software(
-                    Reason::OverBudget,
-                    &format!(
-                        "no VPU slot is free ({sessions} of max-sessions={} in use)",
-                        inputs.max_sessions
-                    ),
-                )
-            } else if inputs.source == CountSource::Ledger {
+            } else if let Some((reason, why)) = refusal {
+                software(reason, &why)
+            } else if !listed {
                 Outcome::Hardware(Reason::SessionFileUnreadable)
             } else {
                 Outcome::Hardware(Reason::Budget)
@@ -140,10 +195,31 @@ mod tests {
             hw_available: true,
             downstream_takes_hw: true,
             downstream_takes_sw: true,
-            sessions: Some(sessions),
-            source: CountSource::SessionFile,
-            max_sessions: 6,
+            vpu: VpuView::Counted {
+                load: Load {
+                    sessions,
+                    pixel_rate: 0,
+                },
+                listed: true,
+            },
+            budget: Budget {
+                max_sessions: 6,
+                max_pixel_rate: 0,
+            },
+            stream_pixel_rate: P1080,
         }
+    }
+
+    const P1080: u64 = 1920 * 1080 * 30;
+    const P4K60: u64 = 3840 * 2160 * 60;
+    const P4K120: u64 = 3840 * 2160 * 120;
+
+    fn with_pixel_load(mut i: Inputs, pixel_rate: u64, max_pixel_rate: u64) -> Inputs {
+        if let VpuView::Counted { load, .. } = &mut i.vpu {
+            load.pixel_rate = pixel_rate;
+        }
+        i.budget.max_pixel_rate = max_pixel_rate;
+        i
     }
 
     #[test]
@@ -169,14 +245,17 @@ mod tests {
     #[test]
     fn max_sessions_zero_never_picks_hardware() {
         let mut i = inputs(Mode::Auto, 0);
-        i.max_sessions = 0;
+        i.budget.max_sessions = 0;
         assert_eq!(decide(&i), Outcome::Software(Reason::OverBudget));
     }
 
     #[test]
     fn ledger_count_says_so() {
         let mut i = inputs(Mode::Auto, 1);
-        i.source = CountSource::Ledger;
+        i.vpu = VpuView::Counted {
+            load: i.load(),
+            listed: false,
+        };
         assert_eq!(decide(&i), Outcome::Hardware(Reason::SessionFileUnreadable));
     }
 
@@ -220,7 +299,7 @@ mod tests {
     fn software_mode_never_consults_the_vpu() {
         assert!(!needs_session_count(Mode::Software, true, true));
         let mut i = inputs(Mode::Software, 0);
-        i.sessions = None;
+        i.vpu = VpuView::NotConsulted;
         assert_eq!(decide(&i), Outcome::Software(Reason::Forced));
     }
 
@@ -229,5 +308,49 @@ mod tests {
         let mut i = inputs(Mode::Auto, 6);
         i.downstream_takes_sw = false;
         assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("no VPU slot")));
+    }
+
+    #[test]
+    fn two_4k60_encoders_fill_a_4k120_pixel_budget() {
+        let i = with_pixel_load(inputs(Mode::Auto, 2), 2 * P4K60, P4K120);
+        assert_eq!(decide(&i), Outcome::Software(Reason::OverPixelBudget));
+        // Many small streams leave room.
+        let i = with_pixel_load(inputs(Mode::Auto, 2), 2 * 1280 * 720 * 30, P4K120);
+        assert_eq!(decide(&i), Outcome::Hardware(Reason::Budget));
+    }
+
+    #[test]
+    fn a_stream_that_exactly_fills_the_pixel_budget_fits() {
+        let i = with_pixel_load(inputs(Mode::Auto, 0), P4K120 - P1080, P4K120);
+        assert_eq!(decide(&i), Outcome::Hardware(Reason::Budget));
+        let i = with_pixel_load(inputs(Mode::Auto, 0), P4K120 - P1080 + 1, P4K120);
+        assert_eq!(decide(&i), Outcome::Software(Reason::OverPixelBudget));
+    }
+
+    #[test]
+    fn zero_max_pixel_rate_is_no_pixel_budget() {
+        let i = with_pixel_load(inputs(Mode::Auto, 0), u64::MAX, 0);
+        assert_eq!(decide(&i), Outcome::Hardware(Reason::Budget));
+    }
+
+    #[test]
+    fn the_session_budget_is_reported_first_when_both_are_spent() {
+        let i = with_pixel_load(inputs(Mode::Auto, 6), 2 * P4K120, P4K120);
+        assert_eq!(decide(&i), Outcome::Software(Reason::OverBudget));
+    }
+
+    #[test]
+    fn pixel_budget_in_hardware_mode_is_an_error() {
+        let i = with_pixel_load(inputs(Mode::Hardware, 0), P4K120, P4K120);
+        assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("max-pixel-rate")));
+    }
+
+    #[test]
+    fn lock_timeout_is_software_or_an_error_in_hardware_mode() {
+        let mut i = inputs(Mode::Auto, 0);
+        i.vpu = VpuView::LockTimedOut;
+        assert_eq!(decide(&i), Outcome::Software(Reason::LockTimeout));
+        i.mode = Mode::Hardware;
+        assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("lock-timeout")));
     }
 }

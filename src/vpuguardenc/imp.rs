@@ -6,12 +6,14 @@ use gst::subclass::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
 
 use super::Mode;
 use super::child_props;
 use super::codec::Codec;
-use super::decision::{self, CountSource, Inputs, Outcome, Reason};
-use super::ledger::{self, Ledger, Slot};
+use super::decision::{self, Budget, Inputs, Outcome, Reason, VpuView};
+use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
+use super::load;
 use super::sessions;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -28,6 +30,17 @@ const DEFAULT_MAX_SESSIONS: u32 = 6;
 const DEFAULT_MODE: Mode = Mode::Auto;
 const DEFAULT_BITRATE: u32 = 0;
 const DEFAULT_GOP: i32 = 0;
+const DEFAULT_LOCK_TIMEOUT_NS: u64 = 2_000_000_000;
+/// The RK3588's rated HEVC encode throughput, 3840x2160 at 120 fps (the same
+/// as 8K30 or 1080p480): what the encoder can carry in real time. H.264 is
+/// half that; see docs/vpuguardenc.md.
+const DEFAULT_MAX_PIXEL_RATE: u64 = 3840 * 2160 * 120;
+/// Counted for a stream whose caps give no frame rate (variable rate).
+const FALLBACK_FPS: u64 = 30;
+/// Frames kept for the software encoder until the hardware one has produced
+/// output; an encoder that outputs nothing for this many frames is not an MPP
+/// one (they make no B-frames and have no lookahead).
+const MAX_FRAMES_IN_FLIGHT: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -41,6 +54,8 @@ struct Settings {
     gop: i32,
     hw_properties: String,
     sw_properties: String,
+    lock_timeout_ns: u64,
+    max_pixel_rate: u64,
 }
 
 impl Default for Settings {
@@ -56,6 +71,8 @@ impl Default for Settings {
             gop: DEFAULT_GOP,
             hw_properties: String::new(),
             sw_properties: String::new(),
+            lock_timeout_ns: DEFAULT_LOCK_TIMEOUT_NS,
+            max_pixel_rate: DEFAULT_MAX_PIXEL_RATE,
         }
     }
 }
@@ -72,6 +89,24 @@ impl Settings {
     fn session_file(&self) -> Option<&Path> {
         (!self.session_file.is_empty()).then(|| Path::new(&self.session_file))
     }
+
+    fn budget(&self) -> Budget {
+        Budget {
+            max_sessions: self.max_sessions,
+            max_pixel_rate: self.max_pixel_rate,
+        }
+    }
+}
+
+/// What the decision saw of the VPU, for the decision message and the
+/// read-only properties.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    sessions: u32,
+    pixel_rate: u64,
+    stream_pixel_rate: u64,
+    /// The listing that was read; empty when none was.
+    session_file: String,
 }
 
 /// The encoder chain built for the current stream; None until the first CAPS
@@ -81,7 +116,7 @@ struct State {
     elements: Vec<gst::Element>,
     factory: String,
     hardware: bool,
-    sessions: u32,
+    seen: Seen,
     caps: gst::Caps,
     /// Held from the hardware child's start until it is back in NULL.
     slot: Option<Slot>,
@@ -94,6 +129,76 @@ struct HwWatch {
     encoder: gst::Element,
     output_seen: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// What went to the hardware child since it started. MPP encoders push
+    /// from their own task, so a failure can surface frames after the frame
+    /// it hit: all of them go to the software child.
+    in_flight: Mutex<Vec<Input>>,
+}
+
+impl HwWatch {
+    fn remember(&self, input: &Input) {
+        let mut in_flight = self.in_flight.lock().unwrap();
+        if in_flight.len() < MAX_FRAMES_IN_FLIGHT {
+            in_flight.push(input.clone());
+        }
+    }
+
+    /// Takes the frames out, to be dropped or sent on outside the lock.
+    fn take_in_flight(&self) -> Vec<Input> {
+        std::mem::take(&mut *self.in_flight.lock().unwrap())
+    }
+}
+
+/// What arrives on the sink pad: both kinds go through the same watch.
+#[derive(Debug, Clone)]
+enum Input {
+    Buffer(gst::Buffer),
+    List(gst::BufferList),
+}
+
+impl Input {
+    fn push(
+        self,
+        pad: &gst::GhostPad,
+        parent: &super::VpuGuardEnc,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match self {
+            Input::Buffer(buffer) => gst::ProxyPad::chain_default(pad, Some(parent), buffer),
+            Input::List(list) => gst::ProxyPad::chain_list_default(pad, Some(parent), list),
+        }
+    }
+}
+
+/// The VPU as counted under the decision lock.
+struct VpuCount {
+    view: VpuView,
+    session_file: Option<PathBuf>,
+    /// Held until the hardware child has opened its session (or failed to).
+    lock: Option<(Ledger, DecisionLock)>,
+}
+
+impl VpuCount {
+    fn not_consulted() -> Self {
+        VpuCount {
+            view: VpuView::NotConsulted,
+            session_file: None,
+            lock: None,
+        }
+    }
+}
+
+/// Why no chain came out of a decision.
+enum DecideError {
+    /// Posted as an ERROR.
+    Failed(gst::ErrorMessage),
+    /// The element is going to READY: give up quietly.
+    Stopping,
+}
+
+impl From<gst::ErrorMessage> for DecideError {
+    fn from(err: gst::ErrorMessage) -> Self {
+        DecideError::Failed(err)
+    }
 }
 
 /// Why a chain could not be built.
@@ -111,6 +216,10 @@ pub struct VpuGuardEnc {
     state: Mutex<Option<State>>,
     hw_watch: Mutex<Option<Arc<HwWatch>>>,
     warned_unreadable: AtomicBool,
+    /// Set from PAUSED->READY until the next READY->PAUSED: a streaming
+    /// thread waiting for the decision lock gives up, so the state change
+    /// (which takes the stream lock that thread holds) is not held up.
+    stopping: AtomicBool,
     /// Set while the chain is built in the streaming thread.
     rebuilding: AtomicBool,
     /// Sink caps of candidate encoders by factory name, for caps queries
@@ -153,11 +262,31 @@ impl ObjectImpl for VpuGuardEnc {
                     .default_value(DEFAULT_MAX_SESSIONS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("max-pixel-rate")
+                    .nick("Maximum pixel rate")
+                    .blurb(
+                        "Encoder load the VPU may carry, in pixels per second (width x height x \
+                         fps of every encoder session); 0 = no pixel budget. Default: RK3588 \
+                         HEVC, 3840x2160 at 120 fps; halve it for H.264",
+                    )
+                    .default_value(DEFAULT_MAX_PIXEL_RATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("lock-timeout")
+                    .nick("Lock timeout")
+                    .blurb(
+                        "Longest wait for the machine-wide decision lock, in nanoseconds; past \
+                         it the software encoder is chosen (reason lock-timeout)",
+                    )
+                    .default_value(DEFAULT_LOCK_TIMEOUT_NS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("session-file")
                     .nick("Session file")
                     .blurb(
                         "Kernel listing of VPU sessions; empty = /proc/mpp_service/sessions-summary, \
-                         then /sys/kernel/debug/mpp_service/session",
+                         then /proc/mpp_service/session_summary, then \
+                         /sys/kernel/debug/mpp_service/session",
                     )
                     .mutable_ready()
                     .build(),
@@ -225,6 +354,14 @@ impl ObjectImpl for VpuGuardEnc {
                     .blurb("VPU sessions in use that the last decision saw")
                     .read_only()
                     .build(),
+                glib::ParamSpecUInt64::builder("pixel-rate")
+                    .nick("Pixel rate")
+                    .blurb(
+                        "Encoder load in pixels per second that the last decision saw, \
+                         without this stream",
+                    )
+                    .read_only()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -244,6 +381,8 @@ impl ObjectImpl for VpuGuardEnc {
             "gop" => settings.gop = value.get().unwrap(),
             "hw-properties" => settings.hw_properties = string(),
             "sw-properties" => settings.sw_properties = string(),
+            "lock-timeout" => settings.lock_timeout_ns = value.get().unwrap(),
+            "max-pixel-rate" => settings.max_pixel_rate = value.get().unwrap(),
             _ => unreachable!(),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -262,6 +401,8 @@ impl ObjectImpl for VpuGuardEnc {
             "gop" => settings.gop.to_value(),
             "hw-properties" => settings.hw_properties.to_value(),
             "sw-properties" => settings.sw_properties.to_value(),
+            "lock-timeout" => settings.lock_timeout_ns.to_value(),
+            "max-pixel-rate" => settings.max_pixel_rate.to_value(),
             name => {
                 drop(settings);
                 let state = self.state.lock().unwrap();
@@ -271,7 +412,8 @@ impl ObjectImpl for VpuGuardEnc {
                         .map_or_else(String::new, |s| s.factory.clone())
                         .to_value(),
                     "hardware" => state.as_ref().is_some_and(|s| s.hardware).to_value(),
-                    "sessions" => state.as_ref().map_or(0, |s| s.sessions).to_value(),
+                    "sessions" => state.as_ref().map_or(0, |s| s.seen.sessions).to_value(),
+                    "pixel-rate" => state.as_ref().map_or(0, |s| s.seen.pixel_rate).to_value(),
                     _ => unreachable!(),
                 }
             }
@@ -303,7 +445,14 @@ impl ObjectImpl for VpuGuardEnc {
                 VpuGuardEnc::catch_panic_pad_function(
                     parent,
                     || Err(gst::FlowError::Error),
-                    |guard| guard.sink_chain(pad, buffer),
+                    |guard| guard.sink_chain(pad, Input::Buffer(buffer)),
+                )
+            })
+            .chain_list_function(|pad, parent, list| {
+                VpuGuardEnc::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |guard| guard.sink_chain(pad, Input::List(list)),
                 )
             })
             // Linking the chain sends RECONFIGURE upstream through this
@@ -373,6 +522,11 @@ impl ElementImpl for VpuGuardEnc {
                 gst::StateChangeError
             })?;
         }
+        match transition {
+            gst::StateChange::ReadyToPaused => self.stopping.store(false, Ordering::SeqCst),
+            gst::StateChange::PausedToReady => self.stopping.store(true, Ordering::SeqCst),
+            _ => (),
+        }
         let result = self.parent_change_state(transition);
         match transition {
             // The children are READY now: release them so the next stream decides anew.
@@ -408,26 +562,41 @@ impl BinImpl for VpuGuardEnc {
                     return;
                 }
             }
-            // Name the guard as the source, so the application sees which
-            // guard's stream failed; the child's path stays in the details.
-            if let Some(src) = message
-                .src()
-                .filter(|s| *s != self.obj().upcast_ref::<gst::Object>())
-            {
-                let debug = format!(
-                    "{}: {}",
-                    src.path_string(),
-                    err.debug().as_deref().unwrap_or("")
-                );
-                let renamed = gst::message::Error::builder_from_error(err.error())
-                    .src(&*self.obj())
-                    .debug(&debug)
-                    .build();
-                self.parent_handle_message(renamed);
-                return;
-            }
+            // Anything else goes out as the child posted it: its source,
+            // debug and details are what the application needs to act on.
         }
         self.parent_handle_message(message)
+    }
+}
+
+/// The encoders a decision chooses from, and what downstream takes.
+struct Candidates {
+    /// The hardware encoder, when installed and producing H.264 or H.265.
+    hw: Option<gst::ElementFactory>,
+    sw: Option<gst::ElementFactory>,
+    downstream_takes_hw: bool,
+    downstream_takes_sw: bool,
+    downstream: gst::Caps,
+}
+
+/// The stream's load on an encoder: width x height x frames per second.
+/// A variable frame rate (0/1) counts at its max-framerate, else at
+/// FALLBACK_FPS.
+fn stream_pixel_rate(caps: &gst::CapsRef) -> u64 {
+    let Some(s) = caps.structure(0) else { return 0 };
+    let dimension = |name| {
+        s.get::<i32>(name)
+            .map_or(0, |v| u64::try_from(v).unwrap_or(0))
+    };
+    let rate = |name| {
+        s.get::<gst::Fraction>(name)
+            .ok()
+            .filter(|f| f.numer() > 0 && f.denom() > 0)
+    };
+    let pixels = dimension("width") * dimension("height");
+    match rate("framerate").or_else(|| rate("max-framerate")) {
+        Some(fps) => (pixels * fps.numer() as u64).div_ceil(fps.denom() as u64),
+        None => pixels * FALLBACK_FPS,
     }
 }
 
@@ -494,9 +663,18 @@ impl VpuGuardEnc {
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
         if let gst::EventView::Caps(caps) = event.view() {
             let needs_chain = self.state.lock().unwrap().is_none();
-            if needs_chain && let Err(err) = self.decide_and_build(caps.caps()) {
-                self.post_error_message(err);
-                return false;
+            if needs_chain {
+                match self.decide_and_build(caps.caps()) {
+                    Ok(()) => (),
+                    Err(DecideError::Failed(err)) => {
+                        self.post_error_message(err);
+                        return false;
+                    }
+                    Err(DecideError::Stopping) => {
+                        gst::debug!(CAT, imp = self, "stopping: no decision taken");
+                        return false;
+                    }
+                }
             }
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
@@ -556,24 +734,36 @@ impl VpuGuardEnc {
     fn sink_chain(
         &self,
         pad: &gst::GhostPad,
-        buffer: gst::Buffer,
+        input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let obj = self.obj();
         let watch = self.hw_watch.lock().unwrap().clone();
-        let Some(watch) = watch.filter(|w| !w.output_seen.load(Ordering::SeqCst)) else {
-            return gst::ProxyPad::chain_default(pad, Some(&*self.obj()), buffer);
+        let Some(watch) = watch else {
+            return input.push(pad, &obj);
         };
+        if watch.output_seen.load(Ordering::SeqCst) {
+            // The hardware child works: stop watching, let go of the frames.
+            let watch = self.hw_watch.lock().unwrap().take();
+            drop(watch);
+            return input.push(pad, &obj);
+        }
         // Until the hardware child has produced output it may still fail to
-        // start; keep a reference so the buffer can go to the software child.
-        let retry = buffer.clone();
-        let result = gst::ProxyPad::chain_default(pad, Some(&*self.obj()), buffer);
+        // start; keep what it was sent so the software child gets it all.
+        watch.remember(&input);
+        let result = input.push(pad, &obj);
         let failure = watch.failure.lock().unwrap().clone();
         match (result, failure) {
             (Err(_), Some(failure)) => {
+                let in_flight = watch.take_in_flight();
+                drop(watch);
                 self.fall_back_to_software(&failure).map_err(|err| {
                     self.post_error_message(err);
                     gst::FlowError::Error
                 })?;
-                gst::ProxyPad::chain_default(pad, Some(&*self.obj()), retry)
+                gst::debug!(CAT, imp = self, "resending {} frames", in_flight.len());
+                in_flight
+                    .into_iter()
+                    .try_fold(gst::FlowSuccess::Ok, |_, input| input.push(pad, &obj))
             }
             (result, _) => result,
         }
@@ -582,88 +772,168 @@ impl VpuGuardEnc {
     /// Takes the decision for a new stream and builds the chosen chain. Runs in
     /// the CAPS event handler: a buffer reaching a target-less ghost pad would
     /// be NOT_LINKED, so the chain must exist before the event is forwarded.
-    fn decide_and_build(&self, caps: &gst::CapsRef) -> Result<(), gst::ErrorMessage> {
+    fn decide_and_build(&self, caps: &gst::CapsRef) -> Result<(), DecideError> {
         let settings = self.settings.lock().unwrap().clone();
-        let hw_factory = gst::ElementFactory::find(&settings.hw_encoder);
-        let hw_codec = hw_factory.as_ref().and_then(Codec::of_factory);
-        let sw_factory = gst::ElementFactory::find(&settings.sw_encoder);
-        let sw_codec = sw_factory.as_ref().and_then(Codec::of_factory);
+        let candidates = self.candidates(&settings)?;
+        let count = if decision::needs_session_count(
+            settings.mode,
+            candidates.hw.is_some(),
+            candidates.downstream_takes_hw,
+        ) {
+            self.count_vpu(&settings)?
+        } else {
+            VpuCount::not_consulted()
+        };
+        let inputs = Inputs {
+            mode: settings.mode,
+            hw_available: candidates.hw.is_some(),
+            downstream_takes_hw: candidates.downstream_takes_hw,
+            downstream_takes_sw: candidates.downstream_takes_sw,
+            vpu: count.view,
+            budget: settings.budget(),
+            stream_pixel_rate: stream_pixel_rate(caps),
+        };
+        let outcome = decision::decide(&inputs);
+        gst::info!(CAT, imp = self, "decision for {:?}: {:?}", inputs, outcome);
+        let seen = Seen {
+            sessions: inputs.load().sessions,
+            pixel_rate: inputs.load().pixel_rate,
+            stream_pixel_rate: inputs.stream_pixel_rate,
+            session_file: count
+                .session_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        };
+        self.carry_out(&settings, &candidates, caps, outcome, count.lock, seen)
+            .map_err(DecideError::Failed)
+    }
 
+    /// The installed encoders and which of their codecs downstream takes.
+    fn candidates(&self, settings: &Settings) -> Result<Candidates, gst::ErrorMessage> {
+        let usable = |name: &str| {
+            gst::ElementFactory::find(name)
+                .and_then(|f| Codec::of_factory(&f).map(|codec| (f, codec)))
+        };
+        let hw = usable(&settings.hw_encoder);
+        let sw = usable(&settings.sw_encoder);
         let downstream = self.srcpad().peer_query_caps(None);
-        let downstream_takes_hw = hw_codec.is_some_and(|c| c.accepted_by(&downstream));
-        let downstream_takes_sw = sw_codec.is_some_and(|c| c.accepted_by(&downstream));
-        if !downstream_takes_hw && !downstream_takes_sw {
+        let takes = |c: &Option<(gst::ElementFactory, Codec)>| {
+            c.as_ref()
+                .is_some_and(|(_, codec)| codec.accepted_by(&downstream))
+        };
+        let candidates = Candidates {
+            downstream_takes_hw: takes(&hw),
+            downstream_takes_sw: takes(&sw),
+            hw: hw.map(|(f, _)| f),
+            sw: sw.map(|(f, _)| f),
+            downstream,
+        };
+        if !candidates.downstream_takes_hw && !candidates.downstream_takes_sw {
             return Err(gst::error_msg!(
                 gst::CoreError::Negotiation,
                 (
                     "Downstream of {} accepts neither H.265 nor H.264",
                     self.obj().name()
                 ),
-                ["downstream wants {}", downstream]
+                ["downstream wants {}", candidates.downstream]
             ));
         }
+        Ok(candidates)
+    }
 
-        let mut inputs = Inputs {
-            mode: settings.mode,
-            hw_available: hw_codec.is_some(),
-            downstream_takes_hw,
-            downstream_takes_sw,
-            sessions: None,
-            source: CountSource::SessionFile,
-            max_sessions: settings.max_sessions,
+    /// Takes the decision lock (at most `lock-timeout`), then counts the
+    /// sessions of the listing and the guards' slots under it.
+    fn count_vpu(&self, settings: &Settings) -> Result<VpuCount, DecideError> {
+        let lock_dir = settings.lock_dir();
+        let resource_error = |what: &str, e: std::io::Error| {
+            gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ("lock-dir: cannot use '{}'", lock_dir.display()),
+                ["{}: {}", what, e]
+            )
         };
-        // Held until the hardware child has opened its session (or failed to).
-        let mut decision_lock = None;
-        if decision::needs_session_count(settings.mode, inputs.hw_available, downstream_takes_hw) {
-            let lock_dir = settings.lock_dir();
-            let resource_error = |what: &str, e: std::io::Error| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenReadWrite,
-                    ("lock-dir: cannot use '{}'", lock_dir.display()),
-                    ["{}: {}", what, e]
-                )
-            };
-            let ledger = Ledger::open(&lock_dir).map_err(|e| resource_error("create", e))?;
-            let lock = ledger
-                .lock_decision()
-                .map_err(|e| resource_error("decision lock", e))?;
-            let held = lock
-                .held_slots(&ledger)
-                .map_err(|e| resource_error("count slots", e))?;
-            match sessions::read_sessions(settings.session_file()) {
-                Ok((path, count)) => {
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "{}: {} encoder, {} decoder, {} jpeg, {} other sessions; {held} guard slots",
-                        path.display(),
-                        count.encoders,
-                        count.decoders,
-                        count.jpeg,
-                        count.other
-                    );
-                    // The listing is the truth; slots cover a listing that lags.
-                    inputs.sessions = Some(count.total().max(held));
-                }
-                Err(err) => {
-                    if !self.warned_unreadable.swap(true, Ordering::SeqCst) {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::OpenRead,
-                            ("No VPU session listing is readable: counting only the hardware encoders held by vpuguardenc instances"),
-                            ["{}", err]
-                        );
-                    }
-                    inputs.sessions = Some(held);
-                    inputs.source = CountSource::Ledger;
-                }
+        let ledger = Ledger::open(&lock_dir).map_err(|e| resource_error("create", e))?;
+        let timeout = Duration::from_nanos(settings.lock_timeout_ns);
+        let lock = match ledger
+            .lock_decision_within(timeout, || self.stopping.load(Ordering::SeqCst))
+        {
+            Ok(lock) => lock,
+            Err(LockWaitError::Stopped) => return Err(DecideError::Stopping),
+            Err(LockWaitError::Io(e)) => return Err(resource_error("decision lock", e).into()),
+            Err(LockWaitError::TimedOut) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Busy,
+                    (
+                        "The VPU decision lock {} was held for all of lock-timeout ({:?}): not using the VPU",
+                        ledger.decision_lock_path().display(),
+                        timeout
+                    ),
+                    ["another process may be stuck inside a hardware encoder's start"]
+                );
+                return Ok(VpuCount {
+                    view: VpuView::LockTimedOut,
+                    session_file: None,
+                    lock: None,
+                });
             }
-            decision_lock = Some((ledger, lock));
-        }
+        };
+        let slots = lock
+            .live_slots(&ledger)
+            .map_err(|e| resource_error("count slots", e))?;
+        let (listing, session_file) = match sessions::read_session_loads(settings.session_file()) {
+            Ok((path, listing)) => (Some(listing), Some(path)),
+            Err(err) => {
+                self.warn_unreadable_once(&err);
+                (None, None)
+            }
+        };
+        let load = load::machine_load(
+            listing.as_deref().unwrap_or_default(),
+            &slots,
+            load::process_of_thread,
+        );
+        gst::debug!(
+            CAT,
+            imp = self,
+            "{:?}: {} listed sessions, {} guard slots: {load:?}",
+            session_file,
+            listing.as_ref().map_or(0, Vec::len),
+            slots.len()
+        );
+        Ok(VpuCount {
+            view: VpuView::Counted {
+                load,
+                listed: listing.is_some(),
+            },
+            session_file,
+            lock: Some((ledger, lock)),
+        })
+    }
 
-        let outcome = decision::decide(&inputs);
-        gst::info!(CAT, imp = self, "decision for {:?}: {:?}", inputs, outcome);
-        let sessions = inputs.sessions.unwrap_or(0);
+    fn warn_unreadable_once(&self, err: &sessions::ListingError) {
+        if !self.warned_unreadable.swap(true, Ordering::SeqCst) {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::OpenRead,
+                ("No VPU session listing is readable: counting only the hardware encoders held by vpuguardenc instances"),
+                ["{}", err]
+            );
+        }
+    }
+
+    /// Builds the chain the decision chose. `lock` is the decision lock, held
+    /// until a hardware child has opened its session.
+    fn carry_out(
+        &self,
+        settings: &Settings,
+        candidates: &Candidates,
+        caps: &gst::CapsRef,
+        outcome: Outcome,
+        lock: Option<(Ledger, DecisionLock)>,
+        seen: Seen,
+    ) -> Result<(), gst::ErrorMessage> {
         match outcome {
             Outcome::Fail(why) => Err(if settings.mode == Mode::Hardware {
                 gst::error_msg!(gst::ResourceError::Busy, ("{}", why))
@@ -671,26 +941,23 @@ impl VpuGuardEnc {
                 gst::error_msg!(
                     gst::CoreError::Negotiation,
                     ("{}", why),
-                    ["downstream wants {}", downstream]
+                    ["downstream wants {}", candidates.downstream]
                 )
             }),
             Outcome::Software(reason) => {
-                self.build_or_error(
-                    &settings,
-                    sw_factory.as_ref().unwrap(),
-                    caps,
-                    None,
-                    sessions,
-                )?;
-                self.post_decision(&settings, reason, sessions);
+                drop(lock);
+                let sw = candidates
+                    .sw
+                    .as_ref()
+                    .expect("decided for an installed encoder");
+                self.build_or_error(settings, sw, caps, None, &seen)?;
+                self.post_decision(settings, reason);
                 Ok(())
             }
             Outcome::Hardware(reason) => {
-                let (ledger, lock) = decision_lock
-                    .as_ref()
-                    .expect("hardware needs the decision lock");
+                let (ledger, lock) = lock.expect("hardware needs the decision lock");
                 let slot = lock
-                    .take_slot(ledger, &self.obj().path_string())
+                    .take_slot(&ledger, &self.obj().path_string(), seen.stream_pixel_rate)
                     .map_err(|e| {
                         gst::error_msg!(
                             gst::ResourceError::OpenReadWrite,
@@ -701,26 +968,30 @@ impl VpuGuardEnc {
                             ["{}", e]
                         )
                     })?;
-                let hw_factory = hw_factory.as_ref().unwrap();
-                match self.build_chain(&settings, hw_factory, caps, Some(slot), sessions) {
+                let hw = candidates
+                    .hw
+                    .as_ref()
+                    .expect("decided for an installed encoder");
+                let built = self.build_chain(settings, hw, caps, Some(slot), &seen);
+                // The child has opened its session, or failed to.
+                drop(lock);
+                match built {
                     Ok(()) => {
-                        drop(decision_lock);
-                        self.post_decision(&settings, reason, sessions);
+                        self.post_decision(settings, reason);
                         Ok(())
                     }
                     Err(ChainError::Config(msg)) => {
                         Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)))
                     }
+                    Err(ChainError::Start(why)) if settings.mode == Mode::Hardware => {
+                        Err(gst::error_msg!(
+                            gst::LibraryError::Init,
+                            ("Hardware encoder {} failed to start", settings.hw_encoder),
+                            ["{}", why]
+                        ))
+                    }
                     Err(ChainError::Start(why)) => {
-                        drop(decision_lock);
-                        if settings.mode == Mode::Hardware {
-                            return Err(gst::error_msg!(
-                                gst::LibraryError::Init,
-                                ("Hardware encoder {} failed to start", settings.hw_encoder),
-                                ["{}", why]
-                            ));
-                        }
-                        self.software_after_hw_failure(&settings, caps, sessions, &why)
+                        self.software_after_hw_failure(settings, caps, &seen, &why)
                     }
                 }
             }
@@ -733,9 +1004,9 @@ impl VpuGuardEnc {
         factory: &gst::ElementFactory,
         caps: &gst::CapsRef,
         slot: Option<Slot>,
-        sessions: u32,
+        seen: &Seen,
     ) -> Result<(), gst::ErrorMessage> {
-        self.build_chain(settings, factory, caps, slot, sessions)
+        self.build_chain(settings, factory, caps, slot, seen)
             .map_err(|err| match err {
                 ChainError::Config(msg) => {
                     gst::error_msg!(gst::LibraryError::Settings, ("{}", msg))
@@ -752,7 +1023,7 @@ impl VpuGuardEnc {
         &self,
         settings: &Settings,
         caps: &gst::CapsRef,
-        sessions: u32,
+        seen: &Seen,
         why: &str,
     ) -> Result<(), gst::ErrorMessage> {
         gst::element_imp_warning!(
@@ -774,8 +1045,8 @@ impl VpuGuardEnc {
                 )
             )
         })?;
-        self.build_or_error(settings, &sw_factory, caps, None, sessions)?;
-        self.post_decision(settings, Reason::HwStartFailed, sessions);
+        self.build_or_error(settings, &sw_factory, caps, None, seen)?;
+        self.post_decision(settings, Reason::HwStartFailed);
         Ok(())
     }
 
@@ -783,13 +1054,13 @@ impl VpuGuardEnc {
     /// first buffers: swaps it for the software chain.
     fn fall_back_to_software(&self, why: &str) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let (caps, sessions) = {
+        let (caps, seen) = {
             let state = self.state.lock().unwrap();
             let state = state.as_ref().expect("a chain exists while buffers flow");
-            (state.caps.clone(), state.sessions)
+            (state.caps.clone(), state.seen.clone())
         };
         self.teardown();
-        self.software_after_hw_failure(&settings, &caps, sessions, why)
+        self.software_after_hw_failure(&settings, &caps, &seen, why)
     }
 
     /// Builds [videoconvert !] encoder ! parser, links it to the ghost pads and
@@ -800,10 +1071,10 @@ impl VpuGuardEnc {
         factory: &gst::ElementFactory,
         caps: &gst::CapsRef,
         slot: Option<Slot>,
-        sessions: u32,
+        seen: &Seen,
     ) -> Result<(), ChainError> {
         self.rebuilding.store(true, Ordering::SeqCst);
-        let result = self.link_and_start_chain(settings, factory, caps, slot, sessions);
+        let result = self.link_and_start_chain(settings, factory, caps, slot, seen);
         self.rebuilding.store(false, Ordering::SeqCst);
         result
     }
@@ -814,7 +1085,7 @@ impl VpuGuardEnc {
         factory: &gst::ElementFactory,
         caps: &gst::CapsRef,
         slot: Option<Slot>,
-        sessions: u32,
+        seen: &Seen,
     ) -> Result<(), ChainError> {
         let hardware = slot.is_some();
         let codec = Codec::of_factory(factory).ok_or_else(|| {
@@ -870,6 +1141,7 @@ impl VpuGuardEnc {
                 encoder: encoder.clone(),
                 output_seen: AtomicBool::new(false),
                 failure: Mutex::new(None),
+                in_flight: Mutex::new(Vec::new()),
             });
             let weak = Arc::downgrade(&watch);
             encoder.static_pad("src").unwrap().add_probe(
@@ -881,7 +1153,8 @@ impl VpuGuardEnc {
                     gst::PadProbeReturn::Remove
                 },
             );
-            *self.hw_watch.lock().unwrap() = Some(watch.clone());
+            let previous = self.hw_watch.lock().unwrap().replace(watch.clone());
+            drop(previous);
             watch
         });
 
@@ -889,7 +1162,7 @@ impl VpuGuardEnc {
             elements: elements.clone(),
             factory: factory.name().to_string(),
             hardware,
-            sessions,
+            seen: seen.clone(),
             caps: caps.to_owned(),
             slot,
         });
@@ -909,6 +1182,7 @@ impl VpuGuardEnc {
         obj.notify("active-encoder");
         obj.notify("hardware");
         obj.notify("sessions");
+        obj.notify("pixel-rate");
         Ok(())
     }
 
@@ -949,24 +1223,33 @@ impl VpuGuardEnc {
         Ok(())
     }
 
-    fn post_decision(&self, settings: &Settings, reason: Reason, sessions: u32) {
-        let (encoder, hardware) = {
+    fn post_decision(&self, settings: &Settings, reason: Reason) {
+        let (encoder, hardware, seen) = {
             let state = self.state.lock().unwrap();
             let state = state.as_ref().expect("posted after a chain was built");
-            (state.factory.clone(), state.hardware)
+            (state.factory.clone(), state.hardware, state.seen.clone())
         };
         gst::info!(
             CAT,
             imp = self,
-            "chose {encoder} (hardware: {hardware}, reason: {}, sessions {sessions} of {})",
+            "chose {encoder} (hardware: {hardware}, reason: {}, sessions {} of {}, \
+             {} + {} px/s of {})",
             reason.as_str(),
-            settings.max_sessions
+            seen.sessions,
+            settings.max_sessions,
+            seen.pixel_rate,
+            seen.stream_pixel_rate,
+            settings.max_pixel_rate
         );
         let structure = gst::Structure::builder("vpuguardenc-decision")
             .field("encoder", encoder)
             .field("hardware", hardware)
-            .field("sessions", sessions)
+            .field("sessions", seen.sessions)
             .field("max-sessions", settings.max_sessions)
+            .field("pixel-rate", seen.pixel_rate)
+            .field("stream-pixel-rate", seen.stream_pixel_rate)
+            .field("max-pixel-rate", settings.max_pixel_rate)
+            .field("session-file", seen.session_file)
             .field("reason", reason.as_str())
             .build();
         let _ = self.obj().post_message(
@@ -979,7 +1262,9 @@ impl VpuGuardEnc {
     /// Stops and removes the chain, then releases its VPU slot.
     fn teardown(&self) {
         let state = self.state.lock().unwrap().take();
-        *self.hw_watch.lock().unwrap() = None;
+        // Dropped outside the lock: it holds the encoder and frames.
+        let watch = self.hw_watch.lock().unwrap().take();
+        drop(watch);
         let Some(state) = state else { return };
         let _ = self.sinkpad().set_target(None::<&gst::Pad>);
         let _ = self.srcpad().set_target(None::<&gst::Pad>);

@@ -12,17 +12,27 @@
 //!
 //! Slots are only taken and counted with the decision lock held, so a counter
 //! can never mistake a slot that is being created for a stale one.
+//!
+//! Every user's guards share the directory: the decision lock is taken on a
+//! read-only open (flock needs no write access) and made world-readable when
+//! created, slot files too, whatever the umask.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::load::SlotLoad;
 
 const DECISION_LOCK: &str = "decision.lock";
 const SLOT_PREFIX: &str = "slot-";
 const SLOT_SUFFIX: &str = ".lock";
+/// How often a waiting guard tries the decision lock again: short enough that
+/// a state change to NULL is not held up, long enough to cost nothing.
+const LOCK_POLL: Duration = Duration::from_millis(10);
 
 /// The lock directory used when the `lock-dir` property is empty: /run/lock is
 /// shared by every user of the machine; the others are for systems without it.
@@ -81,17 +91,72 @@ impl Ledger {
         &self.dir
     }
 
+    pub fn decision_lock_path(&self) -> PathBuf {
+        self.dir.join(DECISION_LOCK)
+    }
+
     /// Blocks until this process is the only deciding guard on the machine.
     pub fn lock_decision(&self) -> io::Result<DecisionLock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o666)
-            .open(self.dir.join(DECISION_LOCK))?;
+        let file = self.open_decision_lock()?;
         flock(&file, libc::LOCK_EX)?;
         Ok(DecisionLock { _file: file })
     }
+
+    /// Waits at most `timeout` for the decision lock, giving up early once
+    /// `stop` says so (the element is shutting down).
+    pub fn lock_decision_within(
+        &self,
+        timeout: Duration,
+        stop: impl Fn() -> bool,
+    ) -> Result<DecisionLock, LockWaitError> {
+        let file = self.open_decision_lock().map_err(LockWaitError::Io)?;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+                Ok(()) => return Ok(DecisionLock { _file: file }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (),
+                Err(e) => return Err(LockWaitError::Io(e)),
+            }
+            if stop() {
+                return Err(LockWaitError::Stopped);
+            }
+            let left = deadline.map_or(LOCK_POLL, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return Err(LockWaitError::TimedOut);
+            }
+            std::thread::sleep(left.min(LOCK_POLL));
+        }
+    }
+
+    /// Opens the decision lock read-only (flock does not need more), creating
+    /// it readable by every user if it is missing.
+    fn open_decision_lock(&self) -> io::Result<File> {
+        let path = self.decision_lock_path();
+        match File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .mode(0o644)
+                    .open(&path)?;
+                // The umask may have removed the read bits others need.
+                file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                Ok(file)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Why the decision lock was not taken.
+#[derive(Debug)]
+pub enum LockWaitError {
+    /// Another guard held it for the whole timeout.
+    TimedOut,
+    /// The caller asked to stop waiting.
+    Stopped,
+    Io(io::Error),
 }
 
 /// Held while a guard decides; released on drop (and by the kernel on exit).
@@ -101,17 +166,16 @@ pub struct DecisionLock {
 }
 
 impl DecisionLock {
-    /// Counts the slots held by live processes, removing stale ones.
-    pub fn held_slots(&self, ledger: &Ledger) -> io::Result<u32> {
-        let mut held = 0u32;
+    /// The slots held by live processes; stale ones are removed.
+    pub fn live_slots(&self, ledger: &Ledger) -> io::Result<Vec<SlotLoad>> {
+        let mut held = Vec::new();
         for entry in std::fs::read_dir(&ledger.dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !(name.starts_with(SLOT_PREFIX) && name.ends_with(SLOT_SUFFIX)) {
+            let Some(pid) = slot_pid(&name.to_string_lossy()) else {
                 continue;
-            }
-            let file = match File::open(entry.path()) {
+            };
+            let mut file = match File::open(entry.path()) {
                 Ok(f) => f,
                 // Released between listing and opening.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -120,17 +184,29 @@ impl DecisionLock {
             match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
                 Ok(()) => {
                     // Nobody holds it: its owner died without releasing it.
+                    // (The sticky directory keeps another user's stale slot;
+                    // it is skipped again at each count.)
                     let _ = std::fs::remove_file(entry.path());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => held += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => held.push(SlotLoad {
+                    pid,
+                    pixel_rate: slot_pixel_rate(&mut file),
+                }),
                 Err(e) => return Err(e),
             }
         }
         Ok(held)
     }
 
+    /// How many slots live processes hold.
+    pub fn held_slots(&self, ledger: &Ledger) -> io::Result<u32> {
+        self.live_slots(ledger).map(|slots| slots.len() as u32)
+    }
+
     /// Records one hardware encoder held by this process until the slot drops.
-    pub fn take_slot(&self, ledger: &Ledger, owner: &str) -> io::Result<Slot> {
+    /// `pixel_rate` is the load of the stream it encodes, for other guards'
+    /// pixel budget while its session is not listed yet.
+    pub fn take_slot(&self, ledger: &Ledger, owner: &str, pixel_rate: u64) -> io::Result<Slot> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = ledger.dir.join(format!(
@@ -142,11 +218,35 @@ impl DecisionLock {
             .write(true)
             .mode(0o644)
             .open(&path)?;
+        // Other users' guards must be able to open it to count it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
-        // For people looking at the directory: who holds this slot.
-        let _ = writeln!(file, "pid={} owner={owner}", std::process::id());
+        // The load for other guards, and who holds it for people looking.
+        writeln!(
+            file,
+            "pid={} pixel-rate={pixel_rate} owner={owner}",
+            std::process::id()
+        )?;
         Ok(Slot { path, _file: file })
     }
+}
+
+/// The process id in a slot file's name, `slot-<pid>-<n>.lock`.
+fn slot_pid(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix(SLOT_PREFIX)?.strip_suffix(SLOT_SUFFIX)?;
+    inner.split_once('-')?.0.parse().ok()
+}
+
+/// The `pixel-rate=` a slot file records; 0 when it has none yet (its owner
+/// is between creating and writing it, which it only does holding the
+/// decision lock, so a counter never sees that).
+fn slot_pixel_rate(file: &mut File) -> u64 {
+    let mut text = String::new();
+    let _ = file.take(4096).read_to_string(&mut text);
+    text.split_whitespace()
+        .find_map(|field| field.strip_prefix("pixel-rate="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One hardware encoder recorded in the ledger. Dropping it releases the slot.
@@ -186,8 +286,8 @@ mod tests {
         let ledger = temp_ledger("held");
         let lock = ledger.lock_decision().unwrap();
         assert_eq!(lock.held_slots(&ledger).unwrap(), 0);
-        let a = lock.take_slot(&ledger, "a").unwrap();
-        let b = lock.take_slot(&ledger, "b").unwrap();
+        let a = lock.take_slot(&ledger, "a", 10).unwrap();
+        let b = lock.take_slot(&ledger, "b", 20).unwrap();
         assert_eq!(lock.held_slots(&ledger).unwrap(), 2);
         assert!(a.path().exists());
         drop(a);
@@ -226,6 +326,60 @@ mod tests {
         drop(first);
         rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         waiter.join().unwrap();
+        std::fs::remove_dir_all(ledger.dir()).unwrap();
+    }
+
+    #[test]
+    fn slots_carry_their_process_and_pixel_rate() {
+        let ledger = temp_ledger("loads");
+        let lock = ledger.lock_decision().unwrap();
+        let _a = lock.take_slot(&ledger, "a", 1234).unwrap();
+        assert_eq!(
+            lock.live_slots(&ledger).unwrap(),
+            vec![SlotLoad {
+                pid: std::process::id(),
+                pixel_rate: 1234
+            }]
+        );
+        std::fs::remove_dir_all(ledger.dir()).unwrap();
+    }
+
+    #[test]
+    fn files_are_readable_by_every_user_whatever_the_umask() {
+        let ledger = temp_ledger("umask");
+        // SAFETY: umask only changes this process's file creation mask.
+        let old = unsafe { libc::umask(0o077) };
+        let lock = ledger.lock_decision();
+        let slot = lock.as_ref().map(|l| l.take_slot(&ledger, "a", 0));
+        unsafe { libc::umask(old) };
+        let slot = slot.unwrap().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ledger.decision_lock_path()), 0o644);
+        assert_eq!(mode(slot.path()), 0o644);
+        drop((slot, lock));
+        std::fs::remove_dir_all(ledger.dir()).unwrap();
+    }
+
+    #[test]
+    fn waiting_for_the_lock_times_out_or_stops() {
+        let ledger = temp_ledger("timeout");
+        let _held = ledger.lock_decision().unwrap();
+        // flock locks belong to the open file: a second open in this process
+        // waits as another process would.
+        assert!(matches!(
+            ledger.lock_decision_within(Duration::from_millis(30), || false),
+            Err(LockWaitError::TimedOut)
+        ));
+        assert!(matches!(
+            ledger.lock_decision_within(Duration::from_secs(3600), || true),
+            Err(LockWaitError::Stopped)
+        ));
+        drop(_held);
+        assert!(
+            ledger
+                .lock_decision_within(Duration::from_secs(3600), || false)
+                .is_ok()
+        );
         std::fs::remove_dir_all(ledger.dir()).unwrap();
     }
 }

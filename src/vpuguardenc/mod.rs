@@ -10,6 +10,7 @@ mod codec;
 mod decision;
 mod imp;
 pub mod ledger;
+pub mod load;
 pub mod sessions;
 
 /// How the guard may choose.

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// Where the kernel lists sessions, in the order they are tried when the
 /// `session-file` property is empty.
-pub const DEFAULT_SESSION_FILES: [&str; 2] = [
+pub const DEFAULT_SESSION_FILES: [&str; 3] = [
     "/proc/mpp_service/sessions-summary",
+    // The name on older kernels (reported on an RV1126).
+    "/proc/mpp_service/session_summary",
     "/sys/kernel/debug/mpp_service/session",
 ];
 
@@ -32,7 +34,7 @@ pub enum SessionKind {
 }
 
 impl SessionKind {
-    fn from_device(device: &str) -> Self {
+    pub fn from_device(device: &str) -> Self {
         // The device is "<address>.<block>", e.g. "fdbd0000.rkvenc-core".
         let block = device.rsplit_once('.').map_or(device, |(_, b)| b);
         let block = block.to_ascii_lowercase();
@@ -148,6 +150,92 @@ pub fn parse_records(text: &str) -> Vec<SessionRecord> {
     records
 }
 
+/// One session of a listing with the encoder load it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLoad {
+    pub record: SessionRecord,
+    pub kind: SessionKind,
+    /// width x height x input fps from the record's table; None when the
+    /// record has no table (a decoder, or an encoder whose userspace sent no
+    /// codec info yet).
+    pub pixel_rate: Option<u64>,
+}
+
+/// The columns of an encoder table that give its load.
+#[derive(Debug, Clone, Copy, Default)]
+struct LoadColumns {
+    width: usize,
+    height: usize,
+    fps: usize,
+}
+
+impl LoadColumns {
+    /// Finds the columns in a header row such as `| session|  device|   width|...`.
+    fn from_header(cells: &[&str]) -> Option<Self> {
+        let find = |name: &str| cells.iter().position(|c| c.eq_ignore_ascii_case(name));
+        Some(LoadColumns {
+            width: find("width")?,
+            height: find("height")?,
+            // fps_in is the rate frames arrive at, what the encoder must keep up with.
+            fps: find("fps_in")
+                .or_else(|| find("fps_out"))
+                .or_else(|| find("fps"))?,
+        })
+    }
+
+    fn pixel_rate(&self, cells: &[&str]) -> Option<u64> {
+        let number = |i: usize| cells.get(i)?.parse::<f64>().ok().filter(|v| *v >= 0.0);
+        let rate = number(self.width)? * number(self.height)? * number(self.fps)?;
+        Some(rate.ceil() as u64)
+    }
+}
+
+fn table_cells(line: &str) -> Option<Vec<&str>> {
+    let inner = line.strip_prefix('|')?.strip_suffix('|')?;
+    Some(inner.split('|').map(str::trim).collect())
+}
+
+/// Every session record of a listing with its kind and, for a record with an
+/// encoder table, its pixel rate. Records are found as `parse_records` finds them.
+pub fn parse_loads(text: &str) -> Vec<SessionLoad> {
+    let mut loads: Vec<SessionLoad> = Vec::new();
+    let mut columns: Option<LoadColumns> = None;
+    // Whether the lines being read belong to the last load (not to a record
+    // that was skipped, nor to the text before the first record).
+    let mut in_record = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("session: pid=") || line.starts_with("session:pid=") {
+            columns = None;
+            // One record per session line, parsed as parse_records does.
+            let record = parse_records(line).pop();
+            in_record = record.is_some();
+            loads.extend(record.map(|record| SessionLoad {
+                record,
+                kind: SessionKind::Other,
+                pixel_rate: None,
+            }));
+            continue;
+        }
+        let Some(load) = loads.last_mut().filter(|_| in_record) else {
+            continue;
+        };
+        if let Some(device) = line
+            .strip_prefix("device:")
+            .filter(|_| load.record.device.is_empty())
+        {
+            load.record.device = device.trim().to_string();
+            load.kind = SessionKind::from_device(&load.record.device);
+        } else if let Some(cells) = table_cells(line) {
+            match columns {
+                None => columns = LoadColumns::from_header(&cells),
+                Some(c) if load.pixel_rate.is_none() => load.pixel_rate = c.pixel_rate(&cells),
+                Some(_) => (),
+            }
+        }
+    }
+    loads
+}
+
 /// Reads the whole listing as text, at most `MAX_LISTING_BYTES` of it.
 fn read_text(path: &Path) -> Result<String, ListingError> {
     let error = |reason: String| ListingError {
@@ -163,20 +251,36 @@ fn read_text(path: &Path) -> Result<String, ListingError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The records of the configured listing, or of the first default one that
-/// can be read.
-pub fn read_session_records(configured: Option<&Path>) -> Result<Vec<SessionRecord>, ListingError> {
+/// Reads the configured listing, or the first default one that can be read,
+/// and parses it with `parse`; says which file was read.
+fn read_first<T>(
+    configured: Option<&Path>,
+    parse: impl Fn(&str) -> T,
+) -> Result<(PathBuf, T), ListingError> {
     if let Some(path) = configured {
-        return read_text(path).map(|t| parse_records(&t));
+        return read_text(path).map(|t| (path.to_path_buf(), parse(&t)));
     }
     let mut last_error = None;
     for path in DEFAULT_SESSION_FILES.iter().map(Path::new) {
         match read_text(path) {
-            Ok(text) => return Ok(parse_records(&text)),
+            Ok(text) => return Ok((path.to_path_buf(), parse(&text))),
             Err(e) => last_error = Some(e),
         }
     }
     Err(last_error.expect("there is at least one default session file"))
+}
+
+/// The records of the configured listing, or of the first default one that
+/// can be read.
+pub fn read_session_records(configured: Option<&Path>) -> Result<Vec<SessionRecord>, ListingError> {
+    read_first(configured, parse_records).map(|(_, records)| records)
+}
+
+/// The records with their loads, and the listing they were read from.
+pub fn read_session_loads(
+    configured: Option<&Path>,
+) -> Result<(PathBuf, Vec<SessionLoad>), ListingError> {
+    read_first(configured, parse_loads)
 }
 
 /// Why a listing could not be read.
@@ -201,17 +305,7 @@ pub fn read_listing(path: &Path) -> Result<SessionCount, ListingError> {
 
 /// Reads the configured listing, or the first default one that can be read.
 pub fn read_sessions(configured: Option<&Path>) -> Result<(PathBuf, SessionCount), ListingError> {
-    if let Some(path) = configured {
-        return read_listing(path).map(|c| (path.to_path_buf(), c));
-    }
-    let mut last_error = None;
-    for path in DEFAULT_SESSION_FILES.iter().map(Path::new) {
-        match read_listing(path) {
-            Ok(count) => return Ok((path.to_path_buf(), count)),
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error.expect("there is at least one default session file"))
+    read_first(configured, parse_listing)
 }
 
 #[cfg(test)]
@@ -372,5 +466,66 @@ mod tests {
     fn missing_file_is_an_error_naming_it() {
         let err = read_listing(Path::new("/nonexistent/sessions-summary")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/sessions-summary"));
+    }
+
+    #[test]
+    fn loads_carry_the_encoder_tables_pixel_rate() {
+        let loads = parse_loads(SAMPLE);
+        let summary: Vec<_> = loads
+            .iter()
+            .map(|l| (l.record.tid, l.kind, l.pixel_rate))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1954, SessionKind::Encoder, Some(3840 * 2160 * 60)),
+                (2011, SessionKind::Encoder, Some(1920 * 1080 * 30)),
+                (2040, SessionKind::Decoder, None),
+            ]
+        );
+        // The same records as parse_records.
+        let records: Vec<_> = loads.into_iter().map(|l| l.record).collect();
+        assert_eq!(records, parse_records(SAMPLE));
+    }
+
+    #[test]
+    fn a_table_without_numbers_or_columns_has_no_rate() {
+        let text = "session: pid=1 index=1\n device: a.rkvenc\n\
+                    | session|   width|  height|  fps_in|\n\
+                    |       1|       ?|    1080|      30|\n\
+                    session: pid=2 index=2\n device: b.rkvenc\n\
+                    | session|  device|\n|       2|  RKVENC|\n\
+                    session: pid=3 index=3\n device: c.rkvenc\n\
+                    | width| height| fps_calc| fps_in|\n| 640| 480| 29.97| 25|\n";
+        let rates: Vec<_> = parse_loads(text).iter().map(|l| l.pixel_rate).collect();
+        assert_eq!(rates, vec![None, None, Some(640 * 480 * 25)]);
+    }
+
+    #[test]
+    fn random_listings_give_as_many_loads_as_records() {
+        let mut rng = crate::fuzz::Rng::new(0x0001_0ad5);
+        let tokens = [
+            "session: pid=",
+            "|",
+            "width",
+            "fps_in",
+            "\n",
+            " device: ",
+            "rkvenc",
+        ];
+        for _ in 0..crate::fuzz::cases(5_000) {
+            let data = rng.mutate(SAMPLE.as_bytes(), &tokens);
+            let text = String::from_utf8_lossy(&data);
+            assert_eq!(
+                parse_loads(&text).len(),
+                parse_records(&text).len(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_older_kernels_listing_name_is_probed() {
+        assert!(DEFAULT_SESSION_FILES.contains(&"/proc/mpp_service/session_summary"));
     }
 }

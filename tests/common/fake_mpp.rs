@@ -9,12 +9,22 @@
 //! overloaded VPU would. The encoding itself is done by x265enc, so the output
 //! is real H.265. It also records the highest session count it ever saw in
 //! `<session-file>.peak`, so tests can check that a budget was never exceeded.
+//!
+//! Variants, each a behaviour of real Rockchip encoders the guard must survive:
+//! - `open-at-caps`: the session is opened when caps arrive, not at start (some
+//!   plugin variants call `mpp_init` when the format is set), so the listing
+//!   shows it only after the CAPS event has passed the guard.
+//! - `output-thread`: frames are encoded on the element's own thread, as MPP
+//!   encoders push from their src task; with `fail-after-buffers` the failure
+//!   happens there, asynchronously, with frames still queued in front of it.
+//! - `start-delay-ms`: READY->PAUSED takes this long, as a slow or wedged
+//!   driver does; `<session-file>.starting` exists while it waits.
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::{LazyLock, Mutex, OnceLock};
 
@@ -41,34 +51,41 @@ pub fn count_records(text: &str) -> usize {
         .count()
 }
 
-/// Runs `f` on the file's contents with an exclusive flock held, as the driver
-/// serializes its own session list; `f` returns the new contents, if any.
+/// Runs `f` on the file's contents with an exclusive flock held on
+/// `<path>.lock`, as the driver serializes its own session list; `f` returns
+/// the new contents, if any. They replace the file in one rename: a reader
+/// never sees it half written, as a procfs read never does.
 fn with_locked_file<T>(
     path: &str,
     f: impl FnOnce(&str) -> (Option<String>, T),
 ) -> std::io::Result<T> {
-    let mut file: File = OpenOptions::new()
-        .read(true)
+    let lock: File = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
-    // SAFETY: the fd belongs to `file`, open for the whole call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        .open(format!("{path}.lock"))?;
+    // SAFETY: the fd belongs to `lock`, open for the whole call.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    let text = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        other => other?,
+    };
     let (new_text, result) = f(&text);
     if let Some(new_text) = new_text {
-        file.set_len(0)?;
-        file.rewind()?;
+        let partial = format!("{path}.partial");
+        let mut file = File::create(&partial)?;
         file.write_all(new_text.as_bytes())?;
+        // Whoever wrote it first, every user's doubles may rewrite it.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        std::fs::rename(&partial, path)?;
     }
     Ok(result)
 }
 
-fn record(pid: u32, index: u64, width: i32, height: i32, fps: i32, bps: u32) -> String {
+/// One encoder record in the kernel listing's layout.
+pub fn record(pid: u32, index: u64, width: i32, height: i32, fps: i32, bps: u32) -> String {
     format!(
         "session iova range dump:\n   0: 0x00000000ff020000..0x00000000ffff1fff (     16200 KiB)\n\
          session: pid={pid} index={index}\n device: fdbd0000.rkvenc-core\n memory: 21 MiB\n\
@@ -117,6 +134,9 @@ mod imp {
         hard_limit: u32,
         fail_on_first_buffer: bool,
         fail_after_buffers: u32,
+        open_at_caps: bool,
+        output_thread: bool,
+        start_delay_ms: u32,
     }
 
     impl Default for Settings {
@@ -128,6 +148,9 @@ mod imp {
                 hard_limit: 8,
                 fail_on_first_buffer: false,
                 fail_after_buffers: 0,
+                open_at_caps: false,
+                output_thread: false,
+                start_delay_ms: 0,
             }
         }
     }
@@ -169,6 +192,18 @@ mod imp {
                     glib::ParamSpecUInt::builder("fail-after-buffers")
                         .blurb("Fail mid-stream after this many frames, as a VPU that hangs does (0 = never)")
                         .build(),
+                    glib::ParamSpecBoolean::builder("open-at-caps")
+                        .blurb("Open the session when caps arrive instead of at start")
+                        .build(),
+                    glib::ParamSpecBoolean::builder("output-thread")
+                        .blurb(
+                            "Encode on an own thread, as MPP encoders push from their src task; \
+                             fail-after-buffers then fails there",
+                        )
+                        .build(),
+                    glib::ParamSpecUInt::builder("start-delay-ms")
+                        .blurb("How long READY->PAUSED takes, as a slow driver does")
+                        .build(),
                     glib::ParamSpecBoolean::builder("fail-on-first-buffer")
                         .blurb(
                             "Fail with an error on the first frame, as a VPU that cannot init does",
@@ -190,6 +225,9 @@ mod imp {
                 "hard-limit" => s.hard_limit = value.get().unwrap(),
                 "fail-on-first-buffer" => s.fail_on_first_buffer = value.get().unwrap(),
                 "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
+                "open-at-caps" => s.open_at_caps = value.get().unwrap(),
+                "output-thread" => s.output_thread = value.get().unwrap(),
+                "start-delay-ms" => s.start_delay_ms = value.get().unwrap(),
                 _ => unreachable!(),
             }
         }
@@ -203,6 +241,9 @@ mod imp {
                 "hard-limit" => s.hard_limit.to_value(),
                 "fail-on-first-buffer" => s.fail_on_first_buffer.to_value(),
                 "fail-after-buffers" => s.fail_after_buffers.to_value(),
+                "open-at-caps" => s.open_at_caps.to_value(),
+                "output-thread" => s.output_thread.to_value(),
+                "start-delay-ms" => s.start_delay_ms.to_value(),
                 _ => unreachable!(),
             }
         }
@@ -229,8 +270,11 @@ mod imp {
                 let seen = this
                     .buffers_seen
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let fail_after = this.settings.lock().unwrap().fail_after_buffers;
-                if fail_after > 0 && seen >= fail_after {
+                let (fail_after, output_thread) = {
+                    let s = this.settings.lock().unwrap();
+                    (s.fail_after_buffers, s.output_thread)
+                };
+                if fail_after > 0 && seen >= fail_after && !output_thread {
                     gst::element_imp_error!(
                         this,
                         gst::StreamError::Encode,
@@ -247,6 +291,18 @@ mod imp {
                     return Err(gst::FlowError::Error);
                 }
                 gst::ProxyPad::chain_default(pad, parent, buffer)
+            })
+            .event_function(|pad, parent, event| {
+                let this = parent
+                    .and_then(|p| p.downcast_ref::<super::FakeMppH265Enc>())
+                    .unwrap()
+                    .imp();
+                if let gst::EventView::Caps(caps) = event.view()
+                    && !this.open_at_caps_if_asked(caps.caps())
+                {
+                    return false;
+                }
+                gst::Pad::event_default(pad, parent, event)
             })
             .build();
             let src = gst::GhostPad::builder_from_template_with_target(
@@ -309,6 +365,9 @@ mod imp {
             &self,
             transition: gst::StateChange,
         ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+            if transition == gst::StateChange::NullToReady {
+                self.build_output_thread_if_asked();
+            }
             if transition == gst::StateChange::ReadyToPaused {
                 let s = self.settings.lock().unwrap().clone();
                 if s.bps > 0 {
@@ -323,7 +382,10 @@ mod imp {
                         .unwrap()
                         .set_property("key-int-max", s.gop);
                 }
-                self.open_session(&s)?;
+                self.wait_start_delay(&s);
+                if !s.open_at_caps {
+                    self.open_session(&s, (320, 240, 30))?;
+                }
             }
             let result = self.parent_change_state(transition);
             if matches!(transition, gst::StateChange::PausedToReady) || result.is_err() {
@@ -336,7 +398,74 @@ mod imp {
     impl BinImpl for FakeMppH265Enc {}
 
     impl FakeMppH265Enc {
-        fn open_session(&self, s: &Settings) -> Result<(), gst::StateChangeError> {
+        /// With `output-thread`: sink -> queue (the output thread) -> identity
+        /// (fails there after `fail-after-buffers`) -> x265enc.
+        fn build_output_thread_if_asked(&self) {
+            let s = self.settings.lock().unwrap().clone();
+            let obj = self.obj();
+            if !s.output_thread || obj.by_name("mpp-output-task").is_some() {
+                return;
+            }
+            let queue = gst::ElementFactory::make("queue")
+                .name("mpp-output-task")
+                .build()
+                .unwrap();
+            let mut identity = gst::ElementFactory::make("identity").name("mpp-encode");
+            if s.fail_after_buffers > 0 {
+                identity = identity.property("error-after", s.fail_after_buffers as i32);
+            }
+            let identity = identity.build().unwrap();
+            let encoder = self.encoder.get().unwrap();
+            let sink = obj
+                .static_pad("sink")
+                .unwrap()
+                .downcast::<gst::GhostPad>()
+                .unwrap();
+            // The encoder's sink pad is free to link only once the ghost pad lets go.
+            sink.set_target(None::<&gst::Pad>).unwrap();
+            obj.add_many([&queue, &identity]).unwrap();
+            gst::Element::link_many([&queue, &identity, encoder]).unwrap();
+            sink.set_target(Some(&queue.static_pad("sink").unwrap()))
+                .unwrap();
+        }
+
+        fn wait_start_delay(&self, s: &Settings) {
+            if s.start_delay_ms == 0 {
+                return;
+            }
+            let marker = format!("{}.starting", s.session_file);
+            let _ = std::fs::write(&marker, std::process::id().to_string());
+            std::thread::sleep(std::time::Duration::from_millis(s.start_delay_ms.into()));
+            let _ = std::fs::remove_file(&marker);
+        }
+
+        /// Opens the session from the caps with `open-at-caps`; false when
+        /// that fails (the error is posted).
+        fn open_at_caps_if_asked(&self, caps: &gst::CapsRef) -> bool {
+            let s = self.settings.lock().unwrap().clone();
+            if !s.open_at_caps || self.session_index.lock().unwrap().is_some() {
+                return true;
+            }
+            let st = caps.structure(0).unwrap();
+            let fps = st
+                .get::<gst::Fraction>("framerate")
+                .map_or(30, |f| f.numer() / f.denom().max(1));
+            let format = (
+                st.get::<i32>("width").unwrap_or(0),
+                st.get::<i32>("height").unwrap_or(0),
+                fps,
+            );
+            // mpp_init and the first encoder config take tens of milliseconds,
+            // so the listing shows the session well after the caps passed the guard.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            self.open_session(&s, format).is_ok()
+        }
+
+        fn open_session(
+            &self,
+            s: &Settings,
+            (width, height, fps): (i32, i32, i32),
+        ) -> Result<(), gst::StateChangeError> {
             if s.session_file.is_empty() {
                 return Ok(());
             }
@@ -354,7 +483,7 @@ mod imp {
                     + 1;
                 let new_text = format!(
                     "{text}{}",
-                    record(std::process::id(), index, 320, 240, 30, s.bps)
+                    record(std::process::id(), index, width, height, fps, s.bps)
                 );
                 (Some(new_text), Ok((index, count + 1)))
             })
