@@ -583,6 +583,30 @@ fn a_failure_on_the_output_thread_before_any_output_falls_back_losing_nothing() 
     assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
 }
 
+/// The only frame fails on the encoder's own thread, and EOS follows at
+/// once: no later frame would see the failure, so EOS itself must hand the
+/// stream to software, or it ends in a dead child and the application gets
+/// neither EOS nor an error.
+#[test]
+fn eos_right_after_a_failure_on_the_output_thread_still_falls_back() {
+    common::init();
+    let vpu = Vpu::new("async-fail-then-eos", "");
+    let out = vpu.dir.join("out.mkv");
+    let log = common::run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+             {} ! matroskamux ! filesink location={}",
+            vpu.guard_with_double(",output-thread=true,fail-after-buffers=1", ""),
+            out.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let reasons: Vec<_> = decisions(&log).into_iter().map(|d| d.reason).collect();
+    assert_eq!(reasons, vec!["budget", "hw-start-failed"]);
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 1));
+}
+
 #[test]
 fn session_file_vanishing_or_changing_between_decisions() {
     common::init();
@@ -1132,8 +1156,10 @@ fn twelve_pipelines_with_a_late_opening_encoder_and_two_other_sessions_get_two_s
     let args = vpu.guard_with_double(",open-at-caps=true", "max-sessions=4");
     let args = args.trim_start_matches("vpuguardenc ");
     assert_eq!(twelve_pipelines_in_three_processes(args), 2);
-    // Never more than the budget at once, the two other sessions included.
-    assert_eq!(vpu.peak(), 4);
+    // Never more than the budget at once, the two other sessions included
+    // (the two hardware streams may or may not overlap in time).
+    let peak = vpu.peak();
+    assert!((3..=4).contains(&peak), "peak {peak}");
     assert_eq!(vpu.sessions(), 2);
 }
 

@@ -122,6 +122,11 @@ struct State {
     slot: Option<Slot>,
 }
 
+/// The longest EOS waits for a hardware child that has frames but neither
+/// produced output nor failed yet (MPP encoders output every frame within
+/// milliseconds; one that needs EOS to output anything costs this once).
+const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
+
 /// Watches a hardware child until its first output buffer: an error it posts
 /// before then means it could not start, and software takes over.
 #[derive(Debug)]
@@ -133,6 +138,9 @@ struct HwWatch {
     /// from their own task, so a failure can surface frames after the frame
     /// it hit: all of them go to the software child.
     in_flight: Mutex<Vec<Input>>,
+    /// EOS went to the hardware child: a failure after it can no longer be
+    /// recovered from by resending frames, so it goes to the application.
+    eos_sent: AtomicBool,
 }
 
 impl HwWatch {
@@ -547,7 +555,10 @@ impl BinImpl for VpuGuardEnc {
                 let from_hw = message
                     .src()
                     .is_some_and(|src| is_same_or_inside(src, watch.encoder.upcast_ref()));
-                if from_hw && !watch.output_seen.load(Ordering::SeqCst) {
+                if from_hw
+                    && !watch.output_seen.load(Ordering::SeqCst)
+                    && !watch.eos_sent.load(Ordering::SeqCst)
+                {
                     let what = format!(
                         "{} ({})",
                         err.error(),
@@ -661,6 +672,9 @@ impl VpuGuardEnc {
     }
 
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        if event.type_() == gst::EventType::Eos && !self.recover_before_eos(pad) {
+            return false;
+        }
         if let gst::EventView::Caps(caps) = event.view() {
             let needs_chain = self.state.lock().unwrap().is_none();
             if needs_chain {
@@ -731,6 +745,68 @@ impl VpuGuardEnc {
         Some(caps)
     }
 
+    /// EOS while the hardware child is still watched: when it has already
+    /// failed (on its own thread, with no frame pushed since), the software
+    /// child takes over first, else EOS would end in a child that is gone and
+    /// never reach downstream. Returns false when that fallback failed.
+    fn recover_before_eos(&self, pad: &gst::GhostPad) -> bool {
+        let watch = self.hw_watch.lock().unwrap().clone();
+        let Some(watch) = watch else {
+            return true;
+        };
+        if watch.output_seen.load(Ordering::SeqCst) {
+            return true;
+        }
+        let Some(failure) = self.wait_for_first_output_or_failure(pad, &watch) else {
+            watch.eos_sent.store(true, Ordering::SeqCst);
+            return true;
+        };
+        self.resend_to_software(pad, &watch, &failure).is_ok()
+    }
+
+    /// The hardware child got frames but has said nothing yet: it pushes from
+    /// its own thread, so it may still fail on them. EOS waits (bounded, and
+    /// not past a flush) until it produced output or failed; sent into a
+    /// child that then fails, EOS would never come out.
+    fn wait_for_first_output_or_failure(
+        &self,
+        pad: &gst::GhostPad,
+        watch: &HwWatch,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
+        loop {
+            let failure = watch.failure.lock().unwrap().clone();
+            if failure.is_some()
+                || watch.output_seen.load(Ordering::SeqCst)
+                || pad.pad_flags().contains(gst::PadFlags::FLUSHING)
+                || std::time::Instant::now() >= deadline
+            {
+                return failure;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Replaces the failed hardware child with the software one and sends it
+    /// every frame the hardware child was given.
+    fn resend_to_software(
+        &self,
+        pad: &gst::GhostPad,
+        watch: &HwWatch,
+        failure: &str,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let in_flight = watch.take_in_flight();
+        self.fall_back_to_software(failure).map_err(|err| {
+            self.post_error_message(err);
+            gst::FlowError::Error
+        })?;
+        gst::debug!(CAT, imp = self, "resending {} frames", in_flight.len());
+        let obj = self.obj();
+        in_flight
+            .into_iter()
+            .try_fold(gst::FlowSuccess::Ok, |_, input| input.push(pad, &obj))
+    }
+
     fn sink_chain(
         &self,
         pad: &gst::GhostPad,
@@ -753,18 +829,7 @@ impl VpuGuardEnc {
         let result = input.push(pad, &obj);
         let failure = watch.failure.lock().unwrap().clone();
         match (result, failure) {
-            (Err(_), Some(failure)) => {
-                let in_flight = watch.take_in_flight();
-                drop(watch);
-                self.fall_back_to_software(&failure).map_err(|err| {
-                    self.post_error_message(err);
-                    gst::FlowError::Error
-                })?;
-                gst::debug!(CAT, imp = self, "resending {} frames", in_flight.len());
-                in_flight
-                    .into_iter()
-                    .try_fold(gst::FlowSuccess::Ok, |_, input| input.push(pad, &obj))
-            }
+            (Err(_), Some(failure)) => self.resend_to_software(pad, &watch, &failure),
             (result, _) => result,
         }
     }
@@ -1142,6 +1207,7 @@ impl VpuGuardEnc {
                 output_seen: AtomicBool::new(false),
                 failure: Mutex::new(None),
                 in_flight: Mutex::new(Vec::new()),
+                eos_sent: AtomicBool::new(false),
             });
             let weak = Arc::downgrade(&watch);
             encoder.static_pad("src").unwrap().add_probe(
