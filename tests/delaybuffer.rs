@@ -1205,7 +1205,9 @@ fn tee_branch_linked_after_playing_and_relinked_gets_every_frame_delayed() {
     wait_for_running_time(&pipeline, 2 * SECOND);
     first.unlink(&pipeline, &delaybuffer);
     let unlinked_at = running_time(&pipeline);
-    wait_for_running_time(&pipeline, 2500 * MS);
+    // Relinked when everything held from before the unlink is older than
+    // the delay (and dropped as late), however long the unlink took.
+    wait_for_running_time(&pipeline, unlinked_at + delay + 500 * MS);
     let second = LateSink::link(&pipeline, &delaybuffer);
     let log = common::collect_bus(&pipeline, Duration::from_secs(60), |_| false);
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");

@@ -754,7 +754,9 @@ impl VpuGuardEnc {
         let Some(watch) = watch else {
             return true;
         };
-        if watch.output_seen.load(Ordering::SeqCst) {
+        // Nothing given to the hardware child: nothing it can fail on.
+        if watch.output_seen.load(Ordering::SeqCst) || watch.in_flight.lock().unwrap().is_empty() {
+            watch.eos_sent.store(true, Ordering::SeqCst);
             return true;
         }
         let Some(failure) = self.wait_for_first_output_or_failure(pad, &watch) else {
