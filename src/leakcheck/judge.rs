@@ -39,6 +39,14 @@ pub enum Demand<'a> {
     Dispose(&'a gst::Element),
 }
 
+/// What a judging thread took out of the ledger to judge.
+struct Claim {
+    cycles: Vec<ledger::CycleEnd>,
+    targets: Vec<ledger::Target>,
+    session_file: Option<std::path::PathBuf>,
+    check_pending: bool,
+}
+
 /// Judges what is due for one tracker. See the module documentation.
 pub fn run(tracker: u64, demand: Demand) {
     let Some((weak, due, patterns)) = REGISTRY.lock().trackers.get(&tracker).map(|t| {
@@ -60,63 +68,22 @@ pub fn run(tracker: u64, demand: Demand) {
     };
     let force = matches!(demand, Demand::Dispose(_));
     let fds_now = (due && settled).then(|| fds::snapshot(&patterns));
-
-    let mut registry = REGISTRY.lock();
-    let claimed = loop {
-        let Some(t) = registry.trackers.get_mut(&tracker) else {
-            return;
-        };
-        if matches!(demand, Demand::Wake) {
-            t.woken();
-        }
-        if t.judging && !matches!(demand, Demand::Wake) {
-            // Another thread is judging: its report is the one to return.
-            // Bounded, so that a caller holding a lock the judgement needs
-            // (a getter called from a sync handler) is delayed, never hung.
-            if JUDGED.wait_for(&mut registry, JUDGED_WAIT).timed_out() {
-                return;
-            }
-            continue;
-        }
-        let cycles = t.claim(Instant::now(), settled, force, fds_now.clone());
-        if cycles.is_empty() {
-            let wake = t.next_wake(Instant::now());
-            drop(registry);
-            if let Some(at) = wake {
-                super::worker::schedule(tracker, at);
-            }
-            return;
-        }
-        let check_pending = cycles.iter().any(|c| !c.restarted);
-        break (
-            cycles,
-            t.targets(),
-            t.settings.session_file.clone(),
-            check_pending,
-        );
-    };
-    drop(registry);
-
-    let (cycles, targets, session_file, check_pending) = claimed;
-    let (observed, _alive) = observe::observe(
-        &targets,
-        pipeline.as_ref(),
-        check_pending,
-        force,
-        session_file.as_deref(),
-    );
-    drop(targets);
-
-    let mut registry = REGISTRY.lock();
-    let Some(t) = registry.trackers.get_mut(&tracker) else {
+    let Some(claim) = claim(tracker, &demand, settled, force, fds_now) else {
         return;
     };
-    let reports: Vec<(Report, usize)> = cycles
-        .into_iter()
-        .map(|c| (t.judge(c, &observed), t.unannounced()))
-        .collect();
-    let outlet = Outlet::of(t);
-    drop(registry);
+
+    let (observed, _alive) = observe::observe(
+        &claim.targets,
+        pipeline.as_ref(),
+        claim.check_pending,
+        force,
+        claim.session_file.as_deref(),
+    );
+    let Some((reports, outlet)) = merge(tracker, claim.cycles, &observed) else {
+        // Untracked meanwhile: nothing to publish, but nobody may wait on it.
+        JUDGED.notify_all();
+        return;
+    };
     // The file is written before the judgement counts as finished: a reader
     // whose `get-report` waited for it finds the file as current.
     for (report, _) in &reports {
@@ -139,6 +106,66 @@ pub fn run(tracker: u64, demand: Demand) {
     }
     // `_alive` and `pipeline` are dropped last, with no lock held and the
     // judgement finished: a last unref may dispose elements in this thread.
+}
+
+/// Takes the cycles due under the registry lock, waiting (bounded) for a
+/// judgement under way in another thread unless the worker asks. None when
+/// nothing is due; the worker is then told when to look again.
+fn claim(
+    tracker: u64,
+    demand: &Demand,
+    settled: bool,
+    force: bool,
+    fds_now: Option<fds::FdSnapshot>,
+) -> Option<Claim> {
+    let mut registry = REGISTRY.lock();
+    loop {
+        let t = registry.trackers.get_mut(&tracker)?;
+        if matches!(demand, Demand::Wake) {
+            t.woken();
+        }
+        if t.judging && !matches!(demand, Demand::Wake) {
+            // Another thread is judging: its report is the one to return.
+            // Bounded, so that a caller holding a lock the judgement needs
+            // (a getter called from a sync handler) is delayed, never hung.
+            if JUDGED.wait_for(&mut registry, JUDGED_WAIT).timed_out() {
+                return None;
+            }
+            continue;
+        }
+        let cycles = t.claim(Instant::now(), settled, force, fds_now.clone());
+        if cycles.is_empty() {
+            let wake = t.next_wake(Instant::now());
+            drop(registry);
+            if let Some(at) = wake {
+                super::worker::schedule(tracker, at);
+            }
+            return None;
+        }
+        return Some(Claim {
+            check_pending: cycles.iter().any(|c| !c.restarted),
+            cycles,
+            targets: t.targets(),
+            session_file: t.settings.session_file.clone(),
+        });
+    }
+}
+
+/// Judges the claimed cycles with what was observed, under the lock: the
+/// reports, each with how many of its findings were not announced, and
+/// where to publish them.
+fn merge(
+    tracker: u64,
+    cycles: Vec<ledger::CycleEnd>,
+    observed: &ledger::Observed,
+) -> Option<(Vec<(Report, usize)>, Outlet)> {
+    let mut registry = REGISTRY.lock();
+    let t = registry.trackers.get_mut(&tracker)?;
+    let reports = cycles
+        .into_iter()
+        .map(|c| (t.judge(c, observed), t.unannounced()))
+        .collect();
+    Some((reports, Outlet::of(t)))
 }
 
 /// Where findings go once the registry lock is released.

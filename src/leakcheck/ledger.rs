@@ -349,16 +349,13 @@ impl Tracker {
     pub fn end_cycle(&mut self, now: Instant, fds: FdSnapshot) -> Option<Instant> {
         self.running = false;
         let deadline = now + Duration::from(self.settings.grace);
+        let standings = self.standings();
         self.ended = Some(CycleEnd {
             deadline,
-            standings: self.standings(),
-            live: 0,
+            live: standings.len() as u32,
+            standings,
             fds,
             restarted: false,
-        })
-        .map(|mut end| {
-            end.live = end.standings.len() as u32;
-            end
         });
         self.queue_wake(deadline)
     }
