@@ -246,7 +246,7 @@ impl ObjectImpl for LeakCheck {
             return;
         };
         // The final word: the last judged report (a pipeline being disposed
-        // was judged before its elements were removed).
+        // was judged at its first child's removal, before this element's).
         let (report, file) = {
             let registry = REGISTRY.lock();
             let t = registry.trackers.get(&tracker);
