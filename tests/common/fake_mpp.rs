@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MPL-2.0
-//! A test double for Rockchip's mpph265enc, for machines without a VPU.
+//! Test doubles for Rockchip's mpph265enc and mpph264enc, for machines without a VPU.
 //!
-//! It behaves as the real element does where vpuguardenc can tell: it opens a
+//! They behave as the real elements do where vpuguardenc can tell: each opens a
 //! "VPU session" in READY->PAUSED by appending a record to a sessions-summary
 //! file in the kernel's layout (`shared/mpp/sessions-summary.sample`), closes it
 //! in PAUSED->READY by removing that record, takes its bitrate as `bps` in bit/s,
 //! and fails to start once the file holds `hard-limit` sessions, as an
-//! overloaded VPU would. The encoding itself is done by x265enc, so the output
-//! is real H.265. It also records the highest session count it ever saw in
-//! `<session-file>.peak`, so tests can check that a budget was never exceeded.
+//! overloaded VPU would. The encoding itself is done by x265enc (`fakempph265enc`)
+//! or x264enc (`fakempph264enc`), both at ultrafast/zerolatency (no B-frames, as
+//! MPP encoders), so the output is real H.265 or H.264 byte-stream. They also
+//! record the highest session count they ever saw in `<session-file>.peak`, so
+//! tests can check that a budget was never exceeded.
 //!
 //! Variants, each a behaviour of real Rockchip encoders the guard must survive:
 //! - `open-at-caps`: the session is opened when caps arrive, not at start (some
@@ -17,6 +19,14 @@
 //! - `output-thread`: frames are encoded on the element's own thread, as MPP
 //!   encoders push from their src task; with `fail-after-buffers` the failure
 //!   happens there, asynchronously, with frames still queued in front of it.
+//! - `frames-in-flight` (with `output-thread`): the output thread keeps this
+//!   many frames queued before it encodes the oldest, as MPP's input queue
+//!   does, so output lags input by that many frames until EOS drains them.
+//!   When `fail-after-buffers` fails, the failed frame and the frames queued
+//!   behind it never come out (GStreamer 1.22's queue keeps them until it is
+//!   flushed or goes to READY). The queue restores the lag after a flush or a
+//!   READY round trip, but not for a new stream after EOS without either
+//!   (GstQueue clears its minimum threshold at EOS until it is flushed).
 //! - `start-delay-ms`: READY->PAUSED takes this long, as a slow or wedged
 //!   driver does; `<session-file>.starting` exists while it waits.
 
@@ -26,22 +36,52 @@ use gst::subclass::prelude::*;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock};
 
 pub const FACTORY_NAME: &str = "fakempph265enc";
+pub const H264_FACTORY_NAME: &str = "fakempph264enc";
 
-glib::wrapper! {
-    pub struct FakeMppH265Enc(ObjectSubclass<imp::FakeMppH265Enc>) @extends gst::Bin, gst::Element, gst::Object;
+/// What tells the doubles apart; everything else is shared.
+struct Codec {
+    factory: &'static str,
+    type_name: &'static str,
+    long_name: &'static str,
+    description: &'static str,
+    /// The software encoder that does the encoding.
+    encoder: &'static str,
+    caps_name: &'static str,
+    /// The format column of the double's listing record.
+    listing_format: &'static str,
 }
 
+const H265: Codec = Codec {
+    factory: FACTORY_NAME,
+    type_name: "EdgeguardTestFakeMppH265Enc",
+    long_name: "Fake MPP H.265 encoder (test double)",
+    description: "Registers a VPU session in a sessions-summary file and encodes with x265enc",
+    encoder: "x265enc",
+    caps_name: "video/x-h265",
+    listing_format: "h265",
+};
+
+const H264: Codec = Codec {
+    factory: H264_FACTORY_NAME,
+    type_name: "EdgeguardTestFakeMppH264Enc",
+    long_name: "Fake MPP H.264 encoder (test double)",
+    description: "Registers a VPU session in a sessions-summary file and encodes with x264enc",
+    encoder: "x264enc",
+    caps_name: "video/x-h264",
+    listing_format: "h264",
+};
+
 pub fn register() {
-    gst::Element::register(
-        None,
-        FACTORY_NAME,
-        gst::Rank::NONE,
-        FakeMppH265Enc::static_type(),
-    )
-    .unwrap();
+    for (codec, type_) in [
+        (&H265, FakeMppH265Enc::static_type()),
+        (&H264, FakeMppH264Enc::static_type()),
+    ] {
+        gst::Element::register(None, codec.factory, gst::Rank::NONE, type_).unwrap();
+    }
 }
 
 /// Counts session records the way the kernel listing is meant to be counted.
@@ -84,14 +124,28 @@ fn with_locked_file<T>(
     Ok(result)
 }
 
-/// One encoder record in the kernel listing's layout.
+/// One H.265 encoder record in the kernel listing's layout.
 pub fn record(pid: u32, index: u64, width: i32, height: i32, fps: i32, bps: u32) -> String {
+    record_as("h265", pid, index, width, height, fps, bps)
+}
+
+/// One encoder record in the kernel listing's layout, `format` ("h264",
+/// "h265") in its format column.
+pub fn record_as(
+    format: &str,
+    pid: u32,
+    index: u64,
+    width: i32,
+    height: i32,
+    fps: i32,
+    bps: u32,
+) -> String {
     format!(
         "session iova range dump:\n   0: 0x00000000ff020000..0x00000000ffff1fff (     16200 KiB)\n\
          session: pid={pid} index={index}\n device: fdbd0000.rkvenc-core\n memory: 21 MiB\n\
          --------------------------------------------------------------------------------\n\
          | session|  device|   width|  height|  format|  fps_in| fps_out| rc_mode| bitrate|gop_size|fps_calc| profile|\n\
-         |{index:>8}|  RKVENC|{width:>8}|{height:>8}|    h265|{fps:>8}|{fps:>8}|     cbr|{bps:>8}|      30|{fps:>8}|    main|\n"
+         |{index:>8}|  RKVENC|{width:>8}|{height:>8}|{format:>8}|{fps:>8}|{fps:>8}|     cbr|{bps:>8}|      30|{fps:>8}|    main|\n"
     )
 }
 
@@ -123,401 +177,504 @@ fn remove_record(text: &str, index: u64) -> String {
         .collect()
 }
 
-mod imp {
-    use super::*;
+#[derive(Debug, Clone)]
+struct Settings {
+    bps: u32,
+    gop: i32,
+    session_file: String,
+    hard_limit: u32,
+    fail_on_first_buffer: bool,
+    fail_after_buffers: u32,
+    open_at_caps: bool,
+    output_thread: bool,
+    frames_in_flight: u32,
+    start_delay_ms: u32,
+}
 
-    #[derive(Debug, Clone)]
-    struct Settings {
-        bps: u32,
-        gop: i32,
-        session_file: String,
-        hard_limit: u32,
-        fail_on_first_buffer: bool,
-        fail_after_buffers: u32,
-        open_at_caps: bool,
-        output_thread: bool,
-        start_delay_ms: u32,
-    }
-
-    impl Default for Settings {
-        fn default() -> Self {
-            Settings {
-                bps: 0,
-                gop: -1,
-                session_file: String::new(),
-                hard_limit: 8,
-                fail_on_first_buffer: false,
-                fail_after_buffers: 0,
-                open_at_caps: false,
-                output_thread: false,
-                start_delay_ms: 0,
-            }
-        }
-    }
-
-    #[derive(Default)]
-    pub struct FakeMppH265Enc {
-        settings: Mutex<Settings>,
-        session_index: Mutex<Option<u64>>,
-        buffers_seen: std::sync::atomic::AtomicU32,
-        encoder: OnceLock<gst::Element>,
-    }
-
-    #[glib::object_subclass]
-    impl ObjectSubclass for FakeMppH265Enc {
-        const NAME: &'static str = "EdgeguardTestFakeMppH265Enc";
-        type Type = super::FakeMppH265Enc;
-        type ParentType = gst::Bin;
-    }
-
-    impl ObjectImpl for FakeMppH265Enc {
-        fn properties() -> &'static [glib::ParamSpec] {
-            static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-                vec![
-                    glib::ParamSpecUInt::builder("bps")
-                        .blurb("Target bitrate in bit/s, as mpph265enc takes it")
-                        .build(),
-                    glib::ParamSpecInt::builder("gop")
-                        .blurb("GOP size, -1 = framerate, as mpph265enc takes it")
-                        .minimum(-1)
-                        .default_value(-1)
-                        .build(),
-                    glib::ParamSpecString::builder("session-file")
-                        .blurb("Sessions-summary file that stands in for the kernel's")
-                        .build(),
-                    glib::ParamSpecUInt::builder("hard-limit")
-                        .blurb("Sessions past which starting fails, as an overloaded VPU does")
-                        .default_value(8)
-                        .build(),
-                    glib::ParamSpecUInt::builder("fail-after-buffers")
-                        .blurb("Fail mid-stream after this many frames, as a VPU that hangs does (0 = never)")
-                        .build(),
-                    glib::ParamSpecBoolean::builder("open-at-caps")
-                        .blurb("Open the session when caps arrive instead of at start")
-                        .build(),
-                    glib::ParamSpecBoolean::builder("output-thread")
-                        .blurb(
-                            "Encode on an own thread, as MPP encoders push from their src task; \
-                             fail-after-buffers then fails there",
-                        )
-                        .build(),
-                    glib::ParamSpecUInt::builder("start-delay-ms")
-                        .blurb("How long READY->PAUSED takes, as a slow driver does")
-                        .build(),
-                    glib::ParamSpecBoolean::builder("fail-on-first-buffer")
-                        .blurb(
-                            "Fail with an error on the first frame, as a VPU that cannot init does",
-                        )
-                        .build(),
-                ]
-            });
-            PROPS.as_ref()
-        }
-
-        fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-            let mut s = self.settings.lock().unwrap();
-            match pspec.name() {
-                "bps" => s.bps = value.get().unwrap(),
-                "gop" => s.gop = value.get().unwrap(),
-                "session-file" => {
-                    s.session_file = value.get::<Option<String>>().unwrap().unwrap_or_default()
-                }
-                "hard-limit" => s.hard_limit = value.get().unwrap(),
-                "fail-on-first-buffer" => s.fail_on_first_buffer = value.get().unwrap(),
-                "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
-                "open-at-caps" => s.open_at_caps = value.get().unwrap(),
-                "output-thread" => s.output_thread = value.get().unwrap(),
-                "start-delay-ms" => s.start_delay_ms = value.get().unwrap(),
-                _ => unreachable!(),
-            }
-        }
-
-        fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-            let s = self.settings.lock().unwrap();
-            match pspec.name() {
-                "bps" => s.bps.to_value(),
-                "gop" => s.gop.to_value(),
-                "session-file" => s.session_file.to_value(),
-                "hard-limit" => s.hard_limit.to_value(),
-                "fail-on-first-buffer" => s.fail_on_first_buffer.to_value(),
-                "fail-after-buffers" => s.fail_after_buffers.to_value(),
-                "open-at-caps" => s.open_at_caps.to_value(),
-                "output-thread" => s.output_thread.to_value(),
-                "start-delay-ms" => s.start_delay_ms.to_value(),
-                _ => unreachable!(),
-            }
-        }
-
-        fn constructed(&self) {
-            self.parent_constructed();
-            let obj = self.obj();
-            let encoder = gst::ElementFactory::make("x265enc")
-                .property_from_str("speed-preset", "ultrafast")
-                .property_from_str("tune", "zerolatency")
-                .build()
-                .unwrap();
-            obj.add(&encoder).unwrap();
-            let sink = gst::GhostPad::builder_from_template_with_target(
-                &obj.pad_template("sink").unwrap(),
-                &encoder.static_pad("sink").unwrap(),
-            )
-            .unwrap()
-            .chain_function(|pad, parent, buffer| {
-                let this = parent
-                    .and_then(|p| p.downcast_ref::<super::FakeMppH265Enc>())
-                    .unwrap()
-                    .imp();
-                let seen = this
-                    .buffers_seen
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let (fail_after, output_thread) = {
-                    let s = this.settings.lock().unwrap();
-                    (s.fail_after_buffers, s.output_thread)
-                };
-                if fail_after > 0 && seen >= fail_after && !output_thread {
-                    gst::element_imp_error!(
-                        this,
-                        gst::StreamError::Encode,
-                        ("mpp: encoder timeout")
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-                if this.settings.lock().unwrap().fail_on_first_buffer {
-                    gst::element_imp_error!(
-                        this,
-                        gst::LibraryError::Init,
-                        ("mpp: failed to init encoder context")
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-                gst::ProxyPad::chain_default(pad, parent, buffer)
-            })
-            .event_function(|pad, parent, event| {
-                let this = parent
-                    .and_then(|p| p.downcast_ref::<super::FakeMppH265Enc>())
-                    .unwrap()
-                    .imp();
-                if let gst::EventView::Caps(caps) = event.view()
-                    && !this.open_at_caps_if_asked(caps.caps())
-                {
-                    return false;
-                }
-                gst::Pad::event_default(pad, parent, event)
-            })
-            .build();
-            let src = gst::GhostPad::builder_from_template_with_target(
-                &obj.pad_template("src").unwrap(),
-                &encoder.static_pad("src").unwrap(),
-            )
-            .unwrap()
-            .build();
-            obj.add_pad(&sink).unwrap();
-            obj.add_pad(&src).unwrap();
-            self.encoder.set(encoder).unwrap();
-        }
-    }
-
-    impl GstObjectImpl for FakeMppH265Enc {}
-
-    impl ElementImpl for FakeMppH265Enc {
-        fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-            static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-                gst::subclass::ElementMetadata::new(
-                    "Fake MPP H.265 encoder (test double)",
-                    "Codec/Encoder/Video/Hardware",
-                    "Registers a VPU session in a sessions-summary file and encodes with x265enc",
-                    "edgeguard developers",
-                )
-            });
-            Some(&*META)
-        }
-
-        fn pad_templates() -> &'static [gst::PadTemplate] {
-            static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-                let sink = gst_video::VideoCapsBuilder::new()
-                    .format(gst_video::VideoFormat::I420)
-                    .build();
-                let src = gst::Caps::builder("video/x-h265")
-                    .field("stream-format", "byte-stream")
-                    .field("alignment", "au")
-                    .build();
-                vec![
-                    gst::PadTemplate::new(
-                        "sink",
-                        gst::PadDirection::Sink,
-                        gst::PadPresence::Always,
-                        &sink,
-                    )
-                    .unwrap(),
-                    gst::PadTemplate::new(
-                        "src",
-                        gst::PadDirection::Src,
-                        gst::PadPresence::Always,
-                        &src,
-                    )
-                    .unwrap(),
-                ]
-            });
-            TEMPLATES.as_ref()
-        }
-
-        fn change_state(
-            &self,
-            transition: gst::StateChange,
-        ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-            if transition == gst::StateChange::NullToReady {
-                self.build_output_thread_if_asked();
-            }
-            if transition == gst::StateChange::ReadyToPaused {
-                let s = self.settings.lock().unwrap().clone();
-                if s.bps > 0 {
-                    self.encoder
-                        .get()
-                        .unwrap()
-                        .set_property("bitrate", s.bps / 1000);
-                }
-                if s.gop > 0 {
-                    self.encoder
-                        .get()
-                        .unwrap()
-                        .set_property("key-int-max", s.gop);
-                }
-                self.wait_start_delay(&s);
-                if !s.open_at_caps {
-                    self.open_session(&s, (320, 240, 30))?;
-                }
-            }
-            let result = self.parent_change_state(transition);
-            if matches!(transition, gst::StateChange::PausedToReady) || result.is_err() {
-                self.close_session();
-            }
-            result
-        }
-    }
-
-    impl BinImpl for FakeMppH265Enc {}
-
-    impl FakeMppH265Enc {
-        /// With `output-thread`: sink -> queue (the output thread) -> identity
-        /// (fails there after `fail-after-buffers`) -> x265enc.
-        fn build_output_thread_if_asked(&self) {
-            let s = self.settings.lock().unwrap().clone();
-            let obj = self.obj();
-            if !s.output_thread || obj.by_name("mpp-output-task").is_some() {
-                return;
-            }
-            let queue = gst::ElementFactory::make("queue")
-                .name("mpp-output-task")
-                .build()
-                .unwrap();
-            let mut identity = gst::ElementFactory::make("identity").name("mpp-encode");
-            if s.fail_after_buffers > 0 {
-                identity = identity.property("error-after", s.fail_after_buffers as i32);
-            }
-            let identity = identity.build().unwrap();
-            let encoder = self.encoder.get().unwrap();
-            let sink = obj
-                .static_pad("sink")
-                .unwrap()
-                .downcast::<gst::GhostPad>()
-                .unwrap();
-            // The encoder's sink pad is free to link only once the ghost pad lets go.
-            sink.set_target(None::<&gst::Pad>).unwrap();
-            obj.add_many([&queue, &identity]).unwrap();
-            gst::Element::link_many([&queue, &identity, encoder]).unwrap();
-            sink.set_target(Some(&queue.static_pad("sink").unwrap()))
-                .unwrap();
-        }
-
-        fn wait_start_delay(&self, s: &Settings) {
-            if s.start_delay_ms == 0 {
-                return;
-            }
-            let marker = format!("{}.starting", s.session_file);
-            let _ = std::fs::write(&marker, std::process::id().to_string());
-            std::thread::sleep(std::time::Duration::from_millis(s.start_delay_ms.into()));
-            let _ = std::fs::remove_file(&marker);
-        }
-
-        /// Opens the session from the caps with `open-at-caps`; false when
-        /// that fails (the error is posted).
-        fn open_at_caps_if_asked(&self, caps: &gst::CapsRef) -> bool {
-            let s = self.settings.lock().unwrap().clone();
-            if !s.open_at_caps || self.session_index.lock().unwrap().is_some() {
-                return true;
-            }
-            let st = caps.structure(0).unwrap();
-            let fps = st
-                .get::<gst::Fraction>("framerate")
-                .map_or(30, |f| f.numer() / f.denom().max(1));
-            let format = (
-                st.get::<i32>("width").unwrap_or(0),
-                st.get::<i32>("height").unwrap_or(0),
-                fps,
-            );
-            // mpp_init and the first encoder config take tens of milliseconds,
-            // so the listing shows the session well after the caps passed the guard.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            self.open_session(&s, format).is_ok()
-        }
-
-        fn open_session(
-            &self,
-            s: &Settings,
-            (width, height, fps): (i32, i32, i32),
-        ) -> Result<(), gst::StateChangeError> {
-            if s.session_file.is_empty() {
-                return Ok(());
-            }
-            let opened = with_locked_file(&s.session_file, |text| {
-                let count = count_records(text) as u32;
-                if count >= s.hard_limit {
-                    return (None, Err(count));
-                }
-                let index = text
-                    .lines()
-                    .filter_map(|l| l.split("index=").nth(1))
-                    .filter_map(|n| n.trim().parse::<u64>().ok())
-                    .max()
-                    .unwrap_or(100)
-                    + 1;
-                let new_text = format!(
-                    "{text}{}",
-                    record(std::process::id(), index, width, height, fps, s.bps)
-                );
-                (Some(new_text), Ok((index, count + 1)))
-            })
-            .map_err(|_| gst::StateChangeError)?;
-            match opened {
-                Ok((index, now)) => {
-                    *self.session_index.lock().unwrap() = Some(index);
-                    let peak_path = format!("{}.peak", s.session_file);
-                    let _ = with_locked_file(&peak_path, |text| {
-                        let peak = text.trim().parse::<u32>().unwrap_or(0).max(now);
-                        (Some(peak.to_string()), ())
-                    });
-                    Ok(())
-                }
-                Err(count) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Busy,
-                        (
-                            "mpp: no free encoder session ({count} open, hard limit {})",
-                            s.hard_limit
-                        )
-                    );
-                    Err(gst::StateChangeError)
-                }
-            }
-        }
-
-        fn close_session(&self) {
-            let Some(index) = self.session_index.lock().unwrap().take() else {
-                return;
-            };
-            let path = self.settings.lock().unwrap().session_file.clone();
-            let _ = with_locked_file(&path, |text| (Some(remove_record(text, index)), ()));
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bps: 0,
+            gop: -1,
+            session_file: String::new(),
+            hard_limit: 8,
+            fail_on_first_buffer: false,
+            fail_after_buffers: 0,
+            open_at_caps: false,
+            output_thread: false,
+            frames_in_flight: 0,
+            start_delay_ms: 0,
         }
     }
 }
+
+/// The state and behaviour both doubles share; each double's `imp` holds one
+/// and delegates to it.
+struct Core {
+    codec: &'static Codec,
+    settings: Mutex<Settings>,
+    session_index: Mutex<Option<u64>>,
+    buffers_seen: AtomicU32,
+    encoder: OnceLock<gst::Element>,
+}
+
+/// Finds the `Core` of the double that is a pad's parent.
+type CoreOf = fn(&gst::Object) -> &Core;
+
+impl Core {
+    fn new(codec: &'static Codec) -> Self {
+        Core {
+            codec,
+            settings: Mutex::default(),
+            session_index: Mutex::default(),
+            buffers_seen: AtomicU32::new(0),
+            encoder: OnceLock::new(),
+        }
+    }
+
+    /// Fresh specs for one class: a GParamSpec belongs to the class it is
+    /// installed on, so the two doubles cannot share them.
+    fn param_specs() -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecUInt::builder("bps")
+                .blurb("Target bitrate in bit/s, as the MPP encoders take it")
+                .build(),
+            glib::ParamSpecInt::builder("gop")
+                .blurb("GOP size, -1 = framerate, as the MPP encoders take it")
+                .minimum(-1)
+                .default_value(-1)
+                .build(),
+            glib::ParamSpecString::builder("session-file")
+                .blurb("Sessions-summary file that stands in for the kernel's")
+                .build(),
+            glib::ParamSpecUInt::builder("hard-limit")
+                .blurb("Sessions past which starting fails, as an overloaded VPU does")
+                .default_value(8)
+                .build(),
+            glib::ParamSpecUInt::builder("fail-after-buffers")
+                .blurb(
+                    "Fail mid-stream after this many frames, as a VPU that hangs does (0 = never)",
+                )
+                .build(),
+            glib::ParamSpecBoolean::builder("open-at-caps")
+                .blurb("Open the session when caps arrive instead of at start")
+                .build(),
+            glib::ParamSpecBoolean::builder("output-thread")
+                .blurb(
+                    "Encode on an own thread, as MPP encoders push from their src task; \
+                     fail-after-buffers then fails there",
+                )
+                .build(),
+            glib::ParamSpecUInt::builder("frames-in-flight")
+                .blurb(
+                    "With output-thread: frames kept queued before the oldest is encoded, \
+                     as MPP's input queue does",
+                )
+                .build(),
+            glib::ParamSpecUInt::builder("start-delay-ms")
+                .blurb("How long READY->PAUSED takes, as a slow driver does")
+                .build(),
+            glib::ParamSpecBoolean::builder("fail-on-first-buffer")
+                .blurb("Fail with an error on the first frame, as a VPU that cannot init does")
+                .build(),
+        ]
+    }
+
+    fn set_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "bps" => s.bps = value.get().unwrap(),
+            "gop" => s.gop = value.get().unwrap(),
+            "session-file" => {
+                s.session_file = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "hard-limit" => s.hard_limit = value.get().unwrap(),
+            "fail-on-first-buffer" => s.fail_on_first_buffer = value.get().unwrap(),
+            "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
+            "open-at-caps" => s.open_at_caps = value.get().unwrap(),
+            "output-thread" => s.output_thread = value.get().unwrap(),
+            "frames-in-flight" => s.frames_in_flight = value.get().unwrap(),
+            "start-delay-ms" => s.start_delay_ms = value.get().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn property(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "bps" => s.bps.to_value(),
+            "gop" => s.gop.to_value(),
+            "session-file" => s.session_file.to_value(),
+            "hard-limit" => s.hard_limit.to_value(),
+            "fail-on-first-buffer" => s.fail_on_first_buffer.to_value(),
+            "fail-after-buffers" => s.fail_after_buffers.to_value(),
+            "open-at-caps" => s.open_at_caps.to_value(),
+            "output-thread" => s.output_thread.to_value(),
+            "frames-in-flight" => s.frames_in_flight.to_value(),
+            "start-delay-ms" => s.start_delay_ms.to_value(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn metadata(codec: &Codec) -> gst::subclass::ElementMetadata {
+        gst::subclass::ElementMetadata::new(
+            codec.long_name,
+            "Codec/Encoder/Video/Hardware",
+            codec.description,
+            "edgeguard developers",
+        )
+    }
+
+    /// The src caps, as the real element's template has them.
+    fn src_caps(codec: &Codec) -> gst::Caps {
+        gst::Caps::builder(codec.caps_name)
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build()
+    }
+
+    fn pad_templates(codec: &Codec) -> Vec<gst::PadTemplate> {
+        let sink = gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::I420)
+            .build();
+        vec![
+            gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &sink,
+            )
+            .unwrap(),
+            gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &Self::src_caps(codec),
+            )
+            .unwrap(),
+        ]
+    }
+
+    /// Builds sink -> encoder -> capsfilter -> src (the capsfilter holds the
+    /// encoder to the real element's byte-stream output: x264enc would
+    /// otherwise pick avc for a downstream that takes both).
+    fn constructed(&self, obj: &gst::Bin, core_of: CoreOf) {
+        let encoder = gst::ElementFactory::make(self.codec.encoder)
+            .property_from_str("speed-preset", "ultrafast")
+            .property_from_str("tune", "zerolatency")
+            .build()
+            .unwrap();
+        let bitstream = gst::ElementFactory::make("capsfilter")
+            .name("mpp-bitstream")
+            .property("caps", Self::src_caps(self.codec))
+            .build()
+            .unwrap();
+        obj.add_many([&encoder, &bitstream]).unwrap();
+        encoder.link(&bitstream).unwrap();
+        let sink = gst::GhostPad::builder_from_template_with_target(
+            &obj.pad_template("sink").unwrap(),
+            &encoder.static_pad("sink").unwrap(),
+        )
+        .unwrap()
+        .chain_function(move |pad, parent, buffer| {
+            let parent = parent.unwrap();
+            let this = core_of(parent);
+            let element = parent.downcast_ref::<gst::Element>().unwrap();
+            let seen = this.buffers_seen.fetch_add(1, Ordering::SeqCst);
+            let (fail_after, output_thread) = {
+                let s = this.settings.lock().unwrap();
+                (s.fail_after_buffers, s.output_thread)
+            };
+            if fail_after > 0 && seen >= fail_after && !output_thread {
+                gst::element_error!(element, gst::StreamError::Encode, ("mpp: encoder timeout"));
+                return Err(gst::FlowError::Error);
+            }
+            if this.settings.lock().unwrap().fail_on_first_buffer {
+                gst::element_error!(
+                    element,
+                    gst::LibraryError::Init,
+                    ("mpp: failed to init encoder context")
+                );
+                return Err(gst::FlowError::Error);
+            }
+            gst::ProxyPad::chain_default(pad, Some(parent), buffer)
+        })
+        .event_function(move |pad, parent, event| {
+            let parent = parent.unwrap();
+            if let gst::EventView::Caps(caps) = event.view()
+                && !core_of(parent).open_at_caps_if_asked(parent, caps.caps())
+            {
+                return false;
+            }
+            gst::Pad::event_default(pad, Some(parent), event)
+        })
+        .build();
+        let src = gst::GhostPad::builder_from_template_with_target(
+            &obj.pad_template("src").unwrap(),
+            &bitstream.static_pad("src").unwrap(),
+        )
+        .unwrap()
+        .build();
+        obj.add_pad(&sink).unwrap();
+        obj.add_pad(&src).unwrap();
+        self.encoder.set(encoder).unwrap();
+    }
+
+    /// The double's `change_state`, `parent` being its parent class's.
+    fn change_state(
+        &self,
+        obj: &gst::Bin,
+        transition: gst::StateChange,
+        parent: impl FnOnce() -> Result<gst::StateChangeSuccess, gst::StateChangeError>,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            self.build_output_thread_if_asked(obj);
+        }
+        if transition == gst::StateChange::ReadyToPaused {
+            let s = self.settings.lock().unwrap().clone();
+            let encoder = self.encoder.get().unwrap();
+            if s.bps > 0 {
+                encoder.set_property("bitrate", s.bps / 1000);
+            }
+            if s.gop > 0 {
+                // x265enc's key-int-max is a gint, x264enc's a guint.
+                encoder.set_property_from_str("key-int-max", &s.gop.to_string());
+            }
+            self.wait_start_delay(&s);
+            if !s.open_at_caps {
+                self.open_session(obj.upcast_ref(), &s, (320, 240, 30))?;
+            }
+        }
+        let result = parent();
+        if matches!(transition, gst::StateChange::PausedToReady) || result.is_err() {
+            self.close_session();
+        }
+        result
+    }
+
+    /// With `output-thread`: sink -> queue (the output thread, holding
+    /// `frames-in-flight` frames back) -> identity (fails there after
+    /// `fail-after-buffers`) -> encoder.
+    fn build_output_thread_if_asked(&self, obj: &gst::Bin) {
+        let s = self.settings.lock().unwrap().clone();
+        if !s.output_thread || obj.by_name("mpp-output-task").is_some() {
+            return;
+        }
+        let mut queue = gst::ElementFactory::make("queue").name("mpp-output-task");
+        if s.frames_in_flight > 0 {
+            // The loop pushes only once it holds frames-in-flight + 1 frames,
+            // so it leaves frames-in-flight behind. Only the frame count may
+            // hold them: no byte or time limit that fills first (then it
+            // pushes anyway). At EOS the queue drops the threshold and drains.
+            queue = queue
+                .property("min-threshold-buffers", s.frames_in_flight + 1)
+                .property("max-size-buffers", (s.frames_in_flight + 1).max(200))
+                .property("max-size-bytes", 0u32)
+                .property("max-size-time", 0u64);
+        }
+        let queue = queue.build().unwrap();
+        let mut identity = gst::ElementFactory::make("identity").name("mpp-encode");
+        if s.fail_after_buffers > 0 {
+            identity = identity.property("error-after", s.fail_after_buffers as i32);
+        }
+        let identity = identity.build().unwrap();
+        let encoder = self.encoder.get().unwrap();
+        let sink = obj
+            .static_pad("sink")
+            .unwrap()
+            .downcast::<gst::GhostPad>()
+            .unwrap();
+        // The encoder's sink pad is free to link only once the ghost pad lets go.
+        sink.set_target(None::<&gst::Pad>).unwrap();
+        obj.add_many([&queue, &identity]).unwrap();
+        gst::Element::link_many([&queue, &identity, encoder]).unwrap();
+        sink.set_target(Some(&queue.static_pad("sink").unwrap()))
+            .unwrap();
+    }
+
+    fn wait_start_delay(&self, s: &Settings) {
+        if s.start_delay_ms == 0 {
+            return;
+        }
+        let marker = format!("{}.starting", s.session_file);
+        let _ = std::fs::write(&marker, std::process::id().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(s.start_delay_ms.into()));
+        let _ = std::fs::remove_file(&marker);
+    }
+
+    /// Opens the session from the caps with `open-at-caps`; false when
+    /// that fails (the error is posted).
+    fn open_at_caps_if_asked(&self, obj: &gst::Object, caps: &gst::CapsRef) -> bool {
+        let s = self.settings.lock().unwrap().clone();
+        if !s.open_at_caps || self.session_index.lock().unwrap().is_some() {
+            return true;
+        }
+        let st = caps.structure(0).unwrap();
+        let fps = st
+            .get::<gst::Fraction>("framerate")
+            .map_or(30, |f| f.numer() / f.denom().max(1));
+        let format = (
+            st.get::<i32>("width").unwrap_or(0),
+            st.get::<i32>("height").unwrap_or(0),
+            fps,
+        );
+        // mpp_init and the first encoder config take tens of milliseconds,
+        // so the listing shows the session well after the caps passed the guard.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        self.open_session(obj, &s, format).is_ok()
+    }
+
+    fn open_session(
+        &self,
+        obj: &gst::Object,
+        s: &Settings,
+        (width, height, fps): (i32, i32, i32),
+    ) -> Result<(), gst::StateChangeError> {
+        if s.session_file.is_empty() {
+            return Ok(());
+        }
+        let opened = with_locked_file(&s.session_file, |text| {
+            let count = count_records(text) as u32;
+            if count >= s.hard_limit {
+                return (None, Err(count));
+            }
+            let index = text
+                .lines()
+                .filter_map(|l| l.split("index=").nth(1))
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .max()
+                .unwrap_or(100)
+                + 1;
+            let record = record_as(
+                self.codec.listing_format,
+                std::process::id(),
+                index,
+                width,
+                height,
+                fps,
+                s.bps,
+            );
+            (Some(format!("{text}{record}")), Ok((index, count + 1)))
+        })
+        .map_err(|_| gst::StateChangeError)?;
+        match opened {
+            Ok((index, now)) => {
+                *self.session_index.lock().unwrap() = Some(index);
+                let peak_path = format!("{}.peak", s.session_file);
+                let _ = with_locked_file(&peak_path, |text| {
+                    let peak = text.trim().parse::<u32>().unwrap_or(0).max(now);
+                    (Some(peak.to_string()), ())
+                });
+                Ok(())
+            }
+            Err(count) => {
+                gst::element_error!(
+                    obj.downcast_ref::<gst::Element>().unwrap(),
+                    gst::ResourceError::Busy,
+                    (
+                        "mpp: no free encoder session ({count} open, hard limit {})",
+                        s.hard_limit
+                    )
+                );
+                Err(gst::StateChangeError)
+            }
+        }
+    }
+
+    fn close_session(&self) {
+        let Some(index) = self.session_index.lock().unwrap().take() else {
+            return;
+        };
+        let path = self.settings.lock().unwrap().session_file.clone();
+        let _ = with_locked_file(&path, |text| (Some(remove_record(text, index)), ()));
+    }
+}
+
+/// Defines one double: the wrapper type `$wrapper` and its subclass in
+/// module `$imp`, for a `Codec`; the behaviour is all in `Core`.
+macro_rules! fake_mpp_encoder {
+    ($wrapper:ident, $imp:ident, $codec:path) => {
+        glib::wrapper! {
+            pub struct $wrapper(ObjectSubclass<$imp::$wrapper>)
+                @extends gst::Bin, gst::Element, gst::Object;
+        }
+
+        mod $imp {
+            use super::*;
+
+            pub struct $wrapper {
+                core: Core,
+            }
+
+            impl Default for $wrapper {
+                fn default() -> Self {
+                    $wrapper {
+                        core: Core::new(&$codec),
+                    }
+                }
+            }
+
+            fn core_of(obj: &gst::Object) -> &Core {
+                &obj.downcast_ref::<super::$wrapper>().unwrap().imp().core
+            }
+
+            #[glib::object_subclass]
+            impl ObjectSubclass for $wrapper {
+                const NAME: &'static str = $codec.type_name;
+                type Type = super::$wrapper;
+                type ParentType = gst::Bin;
+            }
+
+            impl ObjectImpl for $wrapper {
+                fn properties() -> &'static [glib::ParamSpec] {
+                    static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(Core::param_specs);
+                    PROPS.as_ref()
+                }
+
+                fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+                    self.core.set_property(value, pspec)
+                }
+
+                fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+                    self.core.property(pspec)
+                }
+
+                fn constructed(&self) {
+                    self.parent_constructed();
+                    self.core.constructed(self.obj().upcast_ref(), core_of);
+                }
+            }
+
+            impl GstObjectImpl for $wrapper {}
+
+            impl ElementImpl for $wrapper {
+                fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+                    static META: LazyLock<gst::subclass::ElementMetadata> =
+                        LazyLock::new(|| Core::metadata(&$codec));
+                    Some(&*META)
+                }
+
+                fn pad_templates() -> &'static [gst::PadTemplate] {
+                    static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+                        LazyLock::new(|| Core::pad_templates(&$codec));
+                    TEMPLATES.as_ref()
+                }
+
+                fn change_state(
+                    &self,
+                    transition: gst::StateChange,
+                ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+                    self.core
+                        .change_state(self.obj().upcast_ref(), transition, || {
+                            self.parent_change_state(transition)
+                        })
+                }
+            }
+
+            impl BinImpl for $wrapper {}
+        }
+    };
+}
+
+fake_mpp_encoder!(FakeMppH265Enc, imp_h265, H265);
+fake_mpp_encoder!(FakeMppH264Enc, imp_h264, H264);
