@@ -532,7 +532,10 @@ fn a_child_error_the_guard_does_not_handle_reaches_the_application_unchanged() {
     let log = common::run_to_eos(
         &format!(
             "{SOURCE} ! {} ! fakesink",
-            vpu.guard_with_double(",output-thread=true,fail-after-buffers=10", "name=cam0")
+            vpu.guard_with_double(
+                ",output-thread=true,fail-after-buffers=10",
+                "name=cam0 failover-encoder=none"
+            )
         ),
         TIMEOUT,
     );

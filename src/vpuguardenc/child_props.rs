@@ -43,6 +43,20 @@ pub fn gop_property(has: impl Fn(&str) -> bool) -> Option<&'static str> {
         .find(|name| has(name))
 }
 
+/// Set on a software encoder whose stream may switch encoders mid-stream,
+/// before `failover-properties` / `sw-properties` (which may override them):
+/// no B-frames and no lookahead, as hardware encoders make none. Output then
+/// leaves in input order, which is how the guard knows which frames a
+/// replacement encoder must be sent, and DTS never goes back at a switch. The
+/// preset is one fast enough to carry a stream a VPU was encoding.
+pub fn switchable_defaults(factory: &str) -> Option<&'static str> {
+    match factory {
+        "x264enc" => Some("props,tune=zerolatency,speed-preset=superfast"),
+        "x265enc" => Some("props,tune=zerolatency,speed-preset=ultrafast"),
+        _ => None,
+    }
+}
+
 /// Parses a `hw-properties` / `sw-properties` value; empty means none.
 pub fn parse_structure(property: &str, text: &str) -> Result<Option<gst::Structure>, String> {
     if text.trim().is_empty() {
@@ -197,6 +211,24 @@ fn factory_name(element: &gst::Element) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switchable_defaults_apply_to_the_installed_software_encoders() {
+        gst::init().unwrap();
+        for factory in ["x264enc", "x265enc"] {
+            let encoder = gst::ElementFactory::make(factory).build().unwrap();
+            let text = switchable_defaults(factory).unwrap();
+            let props = parse_structure("failover-properties", text)
+                .unwrap()
+                .unwrap();
+            apply_structure(&encoder, "failover-properties", &props).unwrap();
+            let pspec = encoder.find_property("tune").unwrap();
+            let zerolatency = glib::Value::deserialize_with_pspec("zerolatency", &pspec).unwrap();
+            let tune = encoder.property_value("tune");
+            assert_eq!(tune.serialize().unwrap(), zerolatency.serialize().unwrap());
+        }
+        assert_eq!(switchable_defaults("openh264enc"), None);
+    }
 
     #[test]
     fn mpp_uses_bps_in_bits() {

@@ -24,6 +24,15 @@ impl Codec {
         }
     }
 
+    /// The software encoder that takes over from a failed hardware encoder
+    /// of this codec when `failover-encoder` is `auto`.
+    pub fn failover_encoder(self) -> &'static str {
+        match self {
+            Codec::H264 => "x264enc",
+            Codec::H265 => "x265enc",
+        }
+    }
+
     pub fn caps(self) -> gst::Caps {
         gst::Caps::new_empty_simple(self.media_type())
     }

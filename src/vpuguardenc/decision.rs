@@ -22,6 +22,11 @@ pub enum Reason {
     NoHwEncoder,
     /// The hardware child failed to start, software took over.
     HwStartFailed,
+    /// The hardware child failed after its first output; a software encoder
+    /// of the same codec took over.
+    HwFailedMidStream,
+    /// `reclaim-interval` found room on the VPU again: back to hardware.
+    Reclaimed,
     /// No session listing could be read: only guards' own slots were counted.
     SessionFileUnreadable,
     /// `mode` forced the choice.
@@ -38,6 +43,8 @@ impl Reason {
             Reason::DownstreamCaps => "downstream-caps",
             Reason::NoHwEncoder => "no-hw-encoder",
             Reason::HwStartFailed => "hw-start-failed",
+            Reason::HwFailedMidStream => "hw-failed-mid-stream",
+            Reason::Reclaimed => "reclaimed",
             Reason::SessionFileUnreadable => "session-file-unreadable",
             Reason::Forced => "forced",
         }

@@ -14,7 +14,14 @@ use super::codec::Codec;
 use super::decision::{self, Budget, Inputs, Outcome, Reason, VpuView};
 use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
 use super::load;
+use super::reclaim::ReclaimSchedule;
 use super::sessions;
+use super::watch::{ChainWatch, Input};
+
+mod chain;
+mod switch;
+
+use chain::{SwitchReport, failover_factory};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -37,10 +44,8 @@ const DEFAULT_LOCK_TIMEOUT_NS: u64 = 2_000_000_000;
 const DEFAULT_MAX_PIXEL_RATE: u64 = 3840 * 2160 * 120;
 /// Counted for a stream whose caps give no frame rate (variable rate).
 const FALLBACK_FPS: u64 = 30;
-/// Frames kept for the software encoder until the hardware one has produced
-/// output; an encoder that outputs nothing for this many frames is not an MPP
-/// one (they make no B-frames and have no lookahead).
-const MAX_FRAMES_IN_FLIGHT: usize = 256;
+const DEFAULT_FAILOVER_ENCODER: &str = "auto";
+const DEFAULT_RECLAIM_INTERVAL_NS: u64 = 0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -56,6 +61,9 @@ struct Settings {
     sw_properties: String,
     lock_timeout_ns: u64,
     max_pixel_rate: u64,
+    failover_encoder: String,
+    failover_properties: String,
+    reclaim_interval_ns: u64,
 }
 
 impl Default for Settings {
@@ -73,6 +81,9 @@ impl Default for Settings {
             sw_properties: String::new(),
             lock_timeout_ns: DEFAULT_LOCK_TIMEOUT_NS,
             max_pixel_rate: DEFAULT_MAX_PIXEL_RATE,
+            failover_encoder: DEFAULT_FAILOVER_ENCODER.into(),
+            failover_properties: String::new(),
+            reclaim_interval_ns: DEFAULT_RECLAIM_INTERVAL_NS,
         }
     }
 }
@@ -112,69 +123,18 @@ struct Seen {
 /// The encoder chain built for the current stream; None until the first CAPS
 /// event and again after the bin went back to READY.
 struct State {
-    /// In stream order: [videoconvert,] encoder, parser.
+    /// In stream order: [videoconvert,] encoder, parser [, capsfilter].
     elements: Vec<gst::Element>,
     factory: String,
     hardware: bool,
+    codec: Codec,
     seen: Seen,
     caps: gst::Caps,
     /// Held from the hardware child's start until it is back in NULL.
     slot: Option<Slot>,
-}
-
-/// The longest EOS waits for a hardware child that has frames but neither
-/// produced output nor failed yet (MPP encoders output every frame within
-/// milliseconds; one that needs EOS to output anything costs this once).
-const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
-
-/// Watches a hardware child until its first output buffer: an error it posts
-/// before then means it could not start, and software takes over.
-#[derive(Debug)]
-struct HwWatch {
-    encoder: gst::Element,
-    output_seen: AtomicBool,
-    failure: Mutex<Option<String>>,
-    /// What went to the hardware child since it started. MPP encoders push
-    /// from their own task, so a failure can surface frames after the frame
-    /// it hit: all of them go to the software child.
-    in_flight: Mutex<Vec<Input>>,
-    /// EOS went to the hardware child: a failure after it can no longer be
-    /// recovered from by resending frames, so it goes to the application.
-    eos_sent: AtomicBool,
-}
-
-impl HwWatch {
-    fn remember(&self, input: &Input) {
-        let mut in_flight = self.in_flight.lock().unwrap();
-        if in_flight.len() < MAX_FRAMES_IN_FLIGHT {
-            in_flight.push(input.clone());
-        }
-    }
-
-    /// Takes the frames out, to be dropped or sent on outside the lock.
-    fn take_in_flight(&self) -> Vec<Input> {
-        std::mem::take(&mut *self.in_flight.lock().unwrap())
-    }
-}
-
-/// What arrives on the sink pad: both kinds go through the same watch.
-#[derive(Debug, Clone)]
-enum Input {
-    Buffer(gst::Buffer),
-    List(gst::BufferList),
-}
-
-impl Input {
-    fn push(
-        self,
-        pad: &gst::GhostPad,
-        parent: &super::VpuGuardEnc,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        match self {
-            Input::Buffer(buffer) => gst::ProxyPad::chain_default(pad, Some(parent), buffer),
-            Input::List(list) => gst::ProxyPad::chain_list_default(pad, Some(parent), list),
-        }
-    }
+    /// Encoder changes in this stream (failover, reclaim).
+    switches: u32,
+    reclaim: ReclaimSchedule,
 }
 
 /// The VPU as counted under the decision lock.
@@ -193,6 +153,15 @@ impl VpuCount {
             lock: None,
         }
     }
+}
+
+/// How long a count waits for the decision lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// Up to `lock-timeout`, then software with a WARNING: a new stream.
+    LockTimeout,
+    /// Not at all: a reclaim check simply tries again an interval later.
+    TryOnce,
 }
 
 /// Why no chain came out of a decision.
@@ -217,12 +186,19 @@ enum ChainError {
     Start(String),
 }
 
-// Lock order: state, then hw_watch. Settings are only cloned.
+// Lock order: state, then watch. Settings are only cloned. Nothing calls
+// into GStreamer with one of them held.
 #[derive(Default)]
 pub struct VpuGuardEnc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    hw_watch: Mutex<Option<Arc<HwWatch>>>,
+    /// The chain encoding now, while the guard follows it.
+    watch: Mutex<Option<Arc<ChainWatch>>>,
+    /// A replacement chain while it starts: its errors are the guard's too.
+    starting_watch: Mutex<Option<Arc<ChainWatch>>>,
+    /// Downstream returned an error: a flow error the child passes on then
+    /// is not the child's own failure.
+    downstream_error: AtomicBool,
     warned_unreadable: AtomicBool,
     /// Set from PAUSED->READY until the next READY->PAUSED: a streaming
     /// thread waiting for the decision lock gives up, so the state change
@@ -347,6 +323,42 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("failover-encoder")
+                    .nick("Failover encoder")
+                    .blurb(
+                        "Software encoder of the hardware encoder's codec that takes over when \
+                         the hardware encoder fails mid-stream, fed the frames it never output; \
+                         auto = x265enc for an H.265 hardware encoder, x264enc for H.264; \
+                         none = post the child's ERROR instead",
+                    )
+                    .default_value(Some(DEFAULT_FAILOVER_ENCODER))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("failover-properties")
+                    .nick("Failover encoder properties")
+                    .blurb(
+                        "Properties for the failover encoder as a GstStructure string, applied \
+                         after its low-latency defaults (x264enc/x265enc: tune=zerolatency, a \
+                         fast speed-preset), e.g. \"props,speed-preset=veryfast\"",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("reclaim-interval")
+                    .nick("Reclaim interval")
+                    .blurb(
+                        "While on a software encoder of the hardware encoder's codec, read the \
+                         session listing at most this often (ns) and switch back to hardware \
+                         when the budget has room; 4x longer after a hardware failure, doubling \
+                         up to 64x (0 = never)",
+                    )
+                    .default_value(DEFAULT_RECLAIM_INTERVAL_NS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("switches")
+                    .nick("Switches")
+                    .blurb("How many times the encoder changed in this stream (failover, reclaim)")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("active-encoder")
                     .nick("Active encoder")
                     .blurb("Factory name of the encoder chosen for this stream (empty before)")
@@ -391,6 +403,9 @@ impl ObjectImpl for VpuGuardEnc {
             "sw-properties" => settings.sw_properties = string(),
             "lock-timeout" => settings.lock_timeout_ns = value.get().unwrap(),
             "max-pixel-rate" => settings.max_pixel_rate = value.get().unwrap(),
+            "failover-encoder" => settings.failover_encoder = string(),
+            "failover-properties" => settings.failover_properties = string(),
+            "reclaim-interval" => settings.reclaim_interval_ns = value.get().unwrap(),
             _ => unreachable!(),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -411,6 +426,9 @@ impl ObjectImpl for VpuGuardEnc {
             "sw-properties" => settings.sw_properties.to_value(),
             "lock-timeout" => settings.lock_timeout_ns.to_value(),
             "max-pixel-rate" => settings.max_pixel_rate.to_value(),
+            "failover-encoder" => settings.failover_encoder.to_value(),
+            "failover-properties" => settings.failover_properties.to_value(),
+            "reclaim-interval" => settings.reclaim_interval_ns.to_value(),
             name => {
                 drop(settings);
                 let state = self.state.lock().unwrap();
@@ -422,6 +440,7 @@ impl ObjectImpl for VpuGuardEnc {
                     "hardware" => state.as_ref().is_some_and(|s| s.hardware).to_value(),
                     "sessions" => state.as_ref().map_or(0, |s| s.seen.sessions).to_value(),
                     "pixel-rate" => state.as_ref().map_or(0, |s| s.seen.pixel_rate).to_value(),
+                    "switches" => state.as_ref().map_or(0, |s| s.switches).to_value(),
                     _ => unreachable!(),
                 }
             }
@@ -484,6 +503,14 @@ impl ObjectImpl for VpuGuardEnc {
             .build();
         let srcpad = gst::GhostPad::builder_from_template(&klass.pad_template("src").unwrap())
             .name("src")
+            .proxy_pad_chain_function(|pad, parent, buffer| {
+                let result = gst::ProxyPad::chain_default(pad, parent, buffer);
+                note_downstream_result(parent, result)
+            })
+            .proxy_pad_chain_list_function(|pad, parent, list| {
+                let result = gst::ProxyPad::chain_list_default(pad, parent, list);
+                note_downstream_result(parent, result)
+            })
             .build();
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
@@ -531,7 +558,10 @@ impl ElementImpl for VpuGuardEnc {
             })?;
         }
         match transition {
-            gst::StateChange::ReadyToPaused => self.stopping.store(false, Ordering::SeqCst),
+            gst::StateChange::ReadyToPaused => {
+                self.stopping.store(false, Ordering::SeqCst);
+                self.downstream_error.store(false, Ordering::SeqCst);
+            }
             gst::StateChange::PausedToReady => self.stopping.store(true, Ordering::SeqCst),
             _ => (),
         }
@@ -550,34 +580,49 @@ impl ElementImpl for VpuGuardEnc {
 impl BinImpl for VpuGuardEnc {
     fn handle_message(&self, message: gst::Message) {
         if let gst::MessageView::Error(err) = message.view() {
-            let watch = self.hw_watch.lock().unwrap().clone();
-            if let Some(watch) = watch {
-                let from_hw = message
-                    .src()
-                    .is_some_and(|src| is_same_or_inside(src, watch.encoder.upcast_ref()));
-                if from_hw
-                    && !watch.output_seen.load(Ordering::SeqCst)
-                    && !watch.eos_sent.load(Ordering::SeqCst)
-                {
-                    let what = format!(
-                        "{} ({})",
-                        err.error(),
-                        err.debug().as_deref().unwrap_or("no details")
-                    );
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "hardware encoder failed before its first output: {what}"
-                    );
-                    *watch.failure.lock().unwrap() = Some(what);
-                    return;
-                }
+            let watches = [
+                self.watch.lock().unwrap().clone(),
+                self.starting_watch.lock().unwrap().clone(),
+            ];
+            let src = message.src();
+            let handler = watches.into_iter().flatten().find(|watch| {
+                watch.handles_failure()
+                    && src.is_some_and(|src| is_same_or_inside(src, watch.encoder.upcast_ref()))
+            });
+            if let Some(watch) = handler {
+                let what = format!(
+                    "{} ({})",
+                    err.error(),
+                    err.debug().as_deref().unwrap_or("no details")
+                );
+                gst::warning!(CAT, imp = self, "hardware encoder failed: {what}");
+                // Only recorded: this may be the child's own thread, which
+                // cannot stop the child. The streaming thread replaces it.
+                watch.record_failure(what);
+                return;
             }
             // Anything else goes out as the child posted it: its source,
             // debug and details are what the application needs to act on.
         }
         self.parent_handle_message(message)
     }
+}
+
+/// Remembers that downstream failed, for telling a child's own flow error
+/// from one it passes on.
+fn note_downstream_result(
+    parent: Option<&gst::Object>,
+    result: Result<gst::FlowSuccess, gst::FlowError>,
+) -> Result<gst::FlowSuccess, gst::FlowError> {
+    if let Err(gst::FlowError::Error | gst::FlowError::NotNegotiated) = result {
+        let guard = parent
+            .and_then(|p| p.parent())
+            .and_then(|b| b.downcast::<super::VpuGuardEnc>().ok());
+        if let Some(guard) = guard {
+            guard.imp().downstream_error.store(true, Ordering::SeqCst);
+        }
+    }
+    result
 }
 
 /// The encoders a decision chooses from, and what downstream takes.
@@ -640,6 +685,12 @@ impl VpuGuardEnc {
             .map_err(settings_error)?;
         child_props::parse_structure("sw-properties", &settings.sw_properties)
             .map_err(settings_error)?;
+        child_props::parse_structure("failover-properties", &settings.failover_properties)
+            .map_err(settings_error)?;
+        if settings.mode != Mode::Software {
+            failover_factory(&settings)
+                .map_err(|msg| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)))?;
+        }
         if settings.mode != Mode::Hardware {
             let factory = gst::ElementFactory::find(&settings.sw_encoder).ok_or_else(|| {
                 gst::error_msg!(
@@ -672,8 +723,15 @@ impl VpuGuardEnc {
     }
 
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
-        if event.type_() == gst::EventType::Eos && !self.recover_before_eos(pad) {
-            return false;
+        match event.type_() {
+            gst::EventType::Eos => return self.sink_eos(pad, event),
+            gst::EventType::FlushStop => {
+                // Nothing from before a flush is to be encoded again.
+                if let Some(watch) = self.current_watch() {
+                    watch.flushed();
+                }
+            }
+            _ => (),
         }
         if let gst::EventView::Caps(caps) = event.view() {
             let needs_chain = self.state.lock().unwrap().is_none();
@@ -745,97 +803,6 @@ impl VpuGuardEnc {
         Some(caps)
     }
 
-    /// EOS while the hardware child is still watched: when it has already
-    /// failed (on its own thread, with no frame pushed since), the software
-    /// child takes over first, else EOS would end in a child that is gone and
-    /// never reach downstream. Returns false when that fallback failed.
-    fn recover_before_eos(&self, pad: &gst::GhostPad) -> bool {
-        let watch = self.hw_watch.lock().unwrap().clone();
-        let Some(watch) = watch else {
-            return true;
-        };
-        // Nothing given to the hardware child: nothing it can fail on.
-        if watch.output_seen.load(Ordering::SeqCst) || watch.in_flight.lock().unwrap().is_empty() {
-            watch.eos_sent.store(true, Ordering::SeqCst);
-            return true;
-        }
-        let Some(failure) = self.wait_for_first_output_or_failure(pad, &watch) else {
-            watch.eos_sent.store(true, Ordering::SeqCst);
-            return true;
-        };
-        self.resend_to_software(pad, &watch, &failure).is_ok()
-    }
-
-    /// The hardware child got frames but has said nothing yet: it pushes from
-    /// its own thread, so it may still fail on them. EOS waits (bounded, and
-    /// not past a flush) until it produced output or failed; sent into a
-    /// child that then fails, EOS would never come out.
-    fn wait_for_first_output_or_failure(
-        &self,
-        pad: &gst::GhostPad,
-        watch: &HwWatch,
-    ) -> Option<String> {
-        let deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
-        loop {
-            let failure = watch.failure.lock().unwrap().clone();
-            if failure.is_some()
-                || watch.output_seen.load(Ordering::SeqCst)
-                || pad.pad_flags().contains(gst::PadFlags::FLUSHING)
-                || std::time::Instant::now() >= deadline
-            {
-                return failure;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Replaces the failed hardware child with the software one and sends it
-    /// every frame the hardware child was given.
-    fn resend_to_software(
-        &self,
-        pad: &gst::GhostPad,
-        watch: &HwWatch,
-        failure: &str,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let in_flight = watch.take_in_flight();
-        self.fall_back_to_software(failure).map_err(|err| {
-            self.post_error_message(err);
-            gst::FlowError::Error
-        })?;
-        gst::debug!(CAT, imp = self, "resending {} frames", in_flight.len());
-        let obj = self.obj();
-        in_flight
-            .into_iter()
-            .try_fold(gst::FlowSuccess::Ok, |_, input| input.push(pad, &obj))
-    }
-
-    fn sink_chain(
-        &self,
-        pad: &gst::GhostPad,
-        input: Input,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let obj = self.obj();
-        let watch = self.hw_watch.lock().unwrap().clone();
-        let Some(watch) = watch else {
-            return input.push(pad, &obj);
-        };
-        if watch.output_seen.load(Ordering::SeqCst) {
-            // The hardware child works: stop watching, let go of the frames.
-            let watch = self.hw_watch.lock().unwrap().take();
-            drop(watch);
-            return input.push(pad, &obj);
-        }
-        // Until the hardware child has produced output it may still fail to
-        // start; keep what it was sent so the software child gets it all.
-        watch.remember(&input);
-        let result = input.push(pad, &obj);
-        let failure = watch.failure.lock().unwrap().clone();
-        match (result, failure) {
-            (Err(_), Some(failure)) => self.resend_to_software(pad, &watch, &failure),
-            (result, _) => result,
-        }
-    }
-
     /// Takes the decision for a new stream and builds the chosen chain. Runs in
     /// the CAPS event handler: a buffer reaching a target-less ghost pad would
     /// be NOT_LINKED, so the chain must exist before the event is forwarded.
@@ -847,7 +814,7 @@ impl VpuGuardEnc {
             candidates.hw.is_some(),
             candidates.downstream_takes_hw,
         ) {
-            self.count_vpu(&settings)?
+            self.count_vpu(&settings, Patience::LockTimeout)?
         } else {
             VpuCount::not_consulted()
         };
@@ -909,9 +876,9 @@ impl VpuGuardEnc {
         Ok(candidates)
     }
 
-    /// Takes the decision lock (at most `lock-timeout`), then counts the
+    /// Takes the decision lock (waiting as `patience` says), then counts the
     /// sessions of the listing and the guards' slots under it.
-    fn count_vpu(&self, settings: &Settings) -> Result<VpuCount, DecideError> {
+    fn count_vpu(&self, settings: &Settings, patience: Patience) -> Result<VpuCount, DecideError> {
         let lock_dir = settings.lock_dir();
         let resource_error = |what: &str, e: std::io::Error| {
             gst::error_msg!(
@@ -921,13 +888,23 @@ impl VpuGuardEnc {
             )
         };
         let ledger = Ledger::open(&lock_dir).map_err(|e| resource_error("create", e))?;
-        let timeout = Duration::from_nanos(settings.lock_timeout_ns);
+        let timeout = match patience {
+            Patience::LockTimeout => Duration::from_nanos(settings.lock_timeout_ns),
+            Patience::TryOnce => Duration::ZERO,
+        };
         let lock = match ledger
             .lock_decision_within(timeout, || self.stopping.load(Ordering::SeqCst))
         {
             Ok(lock) => lock,
             Err(LockWaitError::Stopped) => return Err(DecideError::Stopping),
             Err(LockWaitError::Io(e)) => return Err(resource_error("decision lock", e).into()),
+            Err(LockWaitError::TimedOut) if patience == Patience::TryOnce => {
+                return Ok(VpuCount {
+                    view: VpuView::LockTimedOut,
+                    session_file: None,
+                    lock: None,
+                });
+            }
             Err(LockWaitError::TimedOut) => {
                 gst::element_imp_warning!(
                     self,
@@ -1018,7 +995,7 @@ impl VpuGuardEnc {
                     .as_ref()
                     .expect("decided for an installed encoder");
                 self.build_or_error(settings, sw, caps, None, &seen)?;
-                self.post_decision(settings, reason);
+                self.post_decision(settings, reason, None);
                 Ok(())
             }
             Outcome::Hardware(reason) => {
@@ -1044,7 +1021,7 @@ impl VpuGuardEnc {
                 drop(lock);
                 match built {
                     Ok(()) => {
-                        self.post_decision(settings, reason);
+                        self.post_decision(settings, reason, None);
                         Ok(())
                     }
                     Err(ChainError::Config(msg)) => {
@@ -1113,237 +1090,7 @@ impl VpuGuardEnc {
             )
         })?;
         self.build_or_error(settings, &sw_factory, caps, None, seen)?;
-        self.post_decision(settings, Reason::HwStartFailed);
+        self.post_decision(settings, Reason::HwStartFailed, None);
         Ok(())
-    }
-
-    /// Called from the streaming thread when the hardware child failed on its
-    /// first buffers: swaps it for the software chain.
-    fn fall_back_to_software(&self, why: &str) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
-        let (caps, seen) = {
-            let state = self.state.lock().unwrap();
-            let state = state.as_ref().expect("a chain exists while buffers flow");
-            (state.caps.clone(), state.seen.clone())
-        };
-        self.teardown();
-        self.software_after_hw_failure(&settings, &caps, &seen, why)
-    }
-
-    /// Builds [videoconvert !] encoder ! parser, links it to the ghost pads and
-    /// starts it. `slot` is Some for the hardware encoder.
-    fn build_chain(
-        &self,
-        settings: &Settings,
-        factory: &gst::ElementFactory,
-        caps: &gst::CapsRef,
-        slot: Option<Slot>,
-        seen: &Seen,
-    ) -> Result<(), ChainError> {
-        self.rebuilding.store(true, Ordering::SeqCst);
-        let result = self.link_and_start_chain(settings, factory, caps, slot, seen);
-        self.rebuilding.store(false, Ordering::SeqCst);
-        result
-    }
-
-    fn link_and_start_chain(
-        &self,
-        settings: &Settings,
-        factory: &gst::ElementFactory,
-        caps: &gst::CapsRef,
-        slot: Option<Slot>,
-        seen: &Seen,
-    ) -> Result<(), ChainError> {
-        let hardware = slot.is_some();
-        let codec = Codec::of_factory(factory).ok_or_else(|| {
-            ChainError::Config(format!(
-                "{} outputs neither H.264 nor H.265",
-                factory.name()
-            ))
-        })?;
-        let encoder = factory
-            .create()
-            .build()
-            .map_err(|e| ChainError::Config(format!("cannot create {}: {e}", factory.name())))?;
-        self.configure_encoder(settings, &encoder, hardware)
-            .map_err(ChainError::Config)?;
-        let parser = gst::ElementFactory::make(codec.parser())
-            .build()
-            .map_err(|e| ChainError::Config(format!("cannot create {}: {e}", codec.parser())))?;
-
-        let mut elements = Vec::with_capacity(3);
-        // A system-memory format the encoder cannot take (x265enc and NV12)
-        // gets a converter; hardware memory goes to the encoder untouched.
-        let encoder_sink = encoder
-            .static_pad("sink")
-            .expect("encoders have a sink pad");
-        let in_system_memory = caps.features(0).is_none_or(|f| {
-            f.is_equal(gst::CapsFeatures::new_empty().as_ref())
-                || f.contains(gst::CAPS_FEATURE_MEMORY_SYSTEM_MEMORY)
-        });
-        if in_system_memory && !encoder_sink.query_caps(None).can_intersect(caps) {
-            let convert = gst::ElementFactory::make("videoconvert")
-                .build()
-                .map_err(|e| ChainError::Config(format!("cannot create videoconvert: {e}")))?;
-            elements.push(convert);
-        }
-        elements.push(encoder.clone());
-        elements.push(parser.clone());
-
-        let obj = self.obj();
-        obj.add_many(&elements)
-            .map_err(|e| ChainError::Config(e.to_string()))?;
-        gst::Element::link_many(&elements).map_err(|e| {
-            ChainError::Config(format!("cannot link the {} chain: {e}", factory.name()))
-        })?;
-        self.srcpad()
-            .set_target(Some(&parser.static_pad("src").unwrap()))
-            .map_err(|e| ChainError::Config(e.to_string()))?;
-        self.sinkpad()
-            .set_target(Some(&elements[0].static_pad("sink").unwrap()))
-            .map_err(|e| ChainError::Config(e.to_string()))?;
-
-        let watch = hardware.then(|| {
-            let watch = Arc::new(HwWatch {
-                encoder: encoder.clone(),
-                output_seen: AtomicBool::new(false),
-                failure: Mutex::new(None),
-                in_flight: Mutex::new(Vec::new()),
-                eos_sent: AtomicBool::new(false),
-            });
-            let weak = Arc::downgrade(&watch);
-            encoder.static_pad("src").unwrap().add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-                move |_, _| {
-                    if let Some(watch) = weak.upgrade() {
-                        watch.output_seen.store(true, Ordering::SeqCst);
-                    }
-                    gst::PadProbeReturn::Remove
-                },
-            );
-            let previous = self.hw_watch.lock().unwrap().replace(watch.clone());
-            drop(previous);
-            watch
-        });
-
-        *self.state.lock().unwrap() = Some(State {
-            elements: elements.clone(),
-            factory: factory.name().to_string(),
-            hardware,
-            seen: seen.clone(),
-            caps: caps.to_owned(),
-            slot,
-        });
-
-        // Downstream first, so each element has a running peer when it starts.
-        let start_error = elements.iter().rev().find_map(|element| {
-            element
-                .sync_state_with_parent()
-                .err()
-                .map(|_| format!("{} failed to change state", element.name()))
-        });
-        let failure = start_error.or_else(|| watch.and_then(|w| w.failure.lock().unwrap().clone()));
-        if let Some(why) = failure {
-            self.teardown();
-            return Err(ChainError::Start(why));
-        }
-        obj.notify("active-encoder");
-        obj.notify("hardware");
-        obj.notify("sessions");
-        obj.notify("pixel-rate");
-        Ok(())
-    }
-
-    fn configure_encoder(
-        &self,
-        settings: &Settings,
-        encoder: &gst::Element,
-        hardware: bool,
-    ) -> Result<(), String> {
-        let factory = encoder
-            .factory()
-            .map(|f| f.name().to_string())
-            .unwrap_or_default();
-        let has = |name: &str| encoder.find_property(name).is_some();
-        if settings.bitrate > 0 {
-            let (name, unit) = child_props::bitrate_property(&factory, has("bps"), has("bitrate"))
-                .ok_or_else(|| format!("bitrate: {factory} has no bitrate property"))?;
-            let value = match unit {
-                child_props::BitrateUnit::BitsPerSecond => i64::from(settings.bitrate) * 1000,
-                child_props::BitrateUnit::KilobitsPerSecond => i64::from(settings.bitrate),
-            };
-            child_props::set_number(encoder, name, value).map_err(|e| format!("bitrate: {e}"))?;
-        }
-        if settings.gop > 0 {
-            let name = child_props::gop_property(has)
-                .ok_or_else(|| format!("gop: {factory} has no keyframe interval property"))?;
-            child_props::set_number(encoder, name, i64::from(settings.gop))
-                .map_err(|e| format!("gop: {e}"))?;
-        }
-        let (origin, text) = if hardware {
-            ("hw-properties", &settings.hw_properties)
-        } else {
-            ("sw-properties", &settings.sw_properties)
-        };
-        if let Some(props) = child_props::parse_structure(origin, text)? {
-            child_props::apply_structure(encoder, origin, &props)?;
-        }
-        Ok(())
-    }
-
-    fn post_decision(&self, settings: &Settings, reason: Reason) {
-        let (encoder, hardware, seen) = {
-            let state = self.state.lock().unwrap();
-            let state = state.as_ref().expect("posted after a chain was built");
-            (state.factory.clone(), state.hardware, state.seen.clone())
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "chose {encoder} (hardware: {hardware}, reason: {}, sessions {} of {}, \
-             {} + {} px/s of {})",
-            reason.as_str(),
-            seen.sessions,
-            settings.max_sessions,
-            seen.pixel_rate,
-            seen.stream_pixel_rate,
-            settings.max_pixel_rate
-        );
-        let structure = gst::Structure::builder("vpuguardenc-decision")
-            .field("encoder", encoder)
-            .field("hardware", hardware)
-            .field("sessions", seen.sessions)
-            .field("max-sessions", settings.max_sessions)
-            .field("pixel-rate", seen.pixel_rate)
-            .field("stream-pixel-rate", seen.stream_pixel_rate)
-            .field("max-pixel-rate", settings.max_pixel_rate)
-            .field("session-file", seen.session_file)
-            .field("reason", reason.as_str())
-            .build();
-        let _ = self.obj().post_message(
-            gst::message::Element::builder(structure)
-                .src(&*self.obj())
-                .build(),
-        );
-    }
-
-    /// Stops and removes the chain, then releases its VPU slot.
-    fn teardown(&self) {
-        let state = self.state.lock().unwrap().take();
-        // Dropped outside the lock: it holds the encoder and frames.
-        let watch = self.hw_watch.lock().unwrap().take();
-        drop(watch);
-        let Some(state) = state else { return };
-        let _ = self.sinkpad().set_target(None::<&gst::Pad>);
-        let _ = self.srcpad().set_target(None::<&gst::Pad>);
-        for element in &state.elements {
-            let _ = element.set_state(gst::State::Null);
-        }
-        let _ = self.obj().remove_many(&state.elements);
-        // Only now, with the encoder in NULL, is its VPU session closed.
-        if let Some(slot) = state.slot {
-            gst::debug!(CAT, imp = self, "releasing slot {}", slot.path().display());
-        }
-        gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
     }
 }

@@ -11,7 +11,11 @@ mod decision;
 mod imp;
 pub mod ledger;
 pub mod load;
+mod reclaim;
 pub mod sessions;
+mod stream_format;
+mod watch;
+mod window;
 
 /// How the guard may choose.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]

@@ -1,0 +1,512 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Changing the encoder mid-stream without losing a frame: failover from a
+//! failed hardware child, reclaiming the hardware encoder, and EOS while a
+//! hardware child may still fail on the frames it holds.
+//!
+//! Everything here runs in the streaming thread, under the sink pad's stream
+//! lock: no frame can reach the old chain while it is replaced. Failures seen
+//! on other threads (a child's own output thread posting an ERROR) are only
+//! recorded there, in the chain's watch.
+
+use super::chain::{Role, monotonic_now};
+use super::*;
+use crate::vpuguardenc::stream_format;
+use crate::vpuguardenc::watch::running_time;
+
+/// The longest EOS waits for a hardware child to drain before it is taken as
+/// gone through (MPP encoders output every frame within milliseconds).
+const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
+
+/// The chain that takes over.
+struct Replacement {
+    factory: gst::ElementFactory,
+    role: Role,
+    /// Held by a hardware chain from its start until it is back in NULL.
+    slot: Option<Slot>,
+    /// The decision lock, held until a hardware chain has opened its session.
+    lock: Option<(Ledger, DecisionLock)>,
+    seen: Seen,
+    /// Why the old chain is replaced, when it failed.
+    failure: Option<String>,
+}
+
+impl VpuGuardEnc {
+    pub(super) fn current_watch(&self) -> Option<Arc<ChainWatch>> {
+        self.watch.lock().unwrap().clone()
+    }
+
+    pub(super) fn sink_chain(
+        &self,
+        pad: &gst::GhostPad,
+        input: Input,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.replace_if_failed(pad)?;
+        self.reclaim_if_due(pad, running_time(pad.upcast_ref(), input.pts()));
+        self.push_watched(pad, input)
+    }
+
+    /// Pushes into the chain, keeping a reference to each frame while the
+    /// chain may still have to be replaced.
+    fn push_watched(
+        &self,
+        pad: &gst::GhostPad,
+        input: Input,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let obj = self.obj();
+        let Some(watch) = self.current_watch() else {
+            return input.push(pad, &*obj);
+        };
+        if !watch.keeps_frames() {
+            // A hardware child that works and has no replacement: stop
+            // following it (its errors reach the application as they are).
+            let stopped = self.watch.lock().unwrap().take();
+            drop(stopped);
+            return input.push(pad, &*obj);
+        }
+        watch.remember(pad.upcast_ref(), &input);
+        match input.push(pad, &*obj) {
+            Err(err) => match self.failure_behind(&watch, err) {
+                // The frame is in the window: the replacement gets it.
+                Some(failure) => self.replace_failed(pad, &watch, &failure),
+                None => Err(err),
+            },
+            ok => ok,
+        }
+    }
+
+    /// The failure behind a flow error the chain returned, when the guard
+    /// handles it: the ERROR the child posted, or an error flow the child
+    /// returned on its own (downstream did not return it).
+    fn failure_behind(&self, watch: &ChainWatch, err: gst::FlowError) -> Option<String> {
+        if !watch.handles_failure() {
+            return None;
+        }
+        watch.failure().or_else(|| {
+            let own = err == gst::FlowError::Error && !self.downstream_error.load(Ordering::SeqCst);
+            own.then(|| {
+                format!(
+                    "{} returned an error flow without an error message",
+                    watch.encoder.name()
+                )
+            })
+        })
+    }
+
+    /// A failure recorded since the last frame (on the child's own thread):
+    /// the chain is replaced before the next frame goes in.
+    fn replace_if_failed(&self, pad: &gst::GhostPad) -> Result<(), gst::FlowError> {
+        let Some(watch) = self.current_watch() else {
+            return Ok(());
+        };
+        match watch.failure() {
+            Some(failure) if watch.handles_failure() => {
+                self.replace_failed(pad, &watch, &failure).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces a failed hardware chain: before its first output by the
+    /// software encoder (it could not start; downstream has seen nothing
+    /// yet), after it by the failover encoder of the same codec.
+    fn replace_failed(
+        &self,
+        pad: &gst::GhostPad,
+        watch: &ChainWatch,
+        failure: &str,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().clone();
+        let (factory, role, reason) = if watch.output_seen() {
+            let factory = failover_factory(&settings).ok().flatten();
+            (factory, Role::Failover, Reason::HwFailedMidStream)
+        } else {
+            let factory = gst::ElementFactory::find(&settings.sw_encoder);
+            (factory, Role::Software, Reason::HwStartFailed)
+        };
+        let Some(factory) = factory else {
+            self.post_error_message(gst::error_msg!(
+                gst::StreamError::Encode,
+                (
+                    "Hardware encoder {} failed and no encoder can take over",
+                    settings.hw_encoder
+                ),
+                ["{}", failure]
+            ));
+            return Err(gst::FlowError::Error);
+        };
+        let seen = self.state.lock().unwrap().as_ref().map(|s| s.seen.clone());
+        let replacement = Replacement {
+            factory: factory.clone(),
+            role,
+            slot: None,
+            lock: None,
+            seen: seen.unwrap_or_default(),
+            failure: Some(failure.to_string()),
+        };
+        match self.replace_chain(pad, replacement) {
+            Ok((report, frames)) => {
+                self.complete_switch(pad, &settings, reason, Some(failure), report, frames, None)
+            }
+            Err(why) => {
+                self.post_error_message(gst::error_msg!(
+                    gst::StreamError::Encode,
+                    (
+                        "Hardware encoder {} failed and {} could not take over",
+                        settings.hw_encoder,
+                        factory.name()
+                    ),
+                    ["{}; then: {}", failure, why]
+                ));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// On a software encoder of the hardware encoder's codec with
+    /// `reclaim-interval` set: reads the listing once the schedule allows and
+    /// switches back to hardware when the budget has room. `next` is the
+    /// running time of the frame about to be encoded.
+    fn reclaim_if_due(&self, pad: &gst::GhostPad, next: Option<gst::ClockTime>) {
+        let settings = self.settings.lock().unwrap().clone();
+        let now = monotonic_now();
+        let candidate = {
+            let state = self.state.lock().unwrap();
+            state
+                .as_ref()
+                .filter(|s| !s.hardware && s.reclaim.due(now))
+                .map(|s| (s.codec, s.caps.clone(), s.seen.clone()))
+        };
+        let Some((codec, caps, seen)) = candidate else {
+            return;
+        };
+        if !self.switchable(&settings, Role::Software, codec)
+            || self.stopping.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.reclaim.checked(now);
+        }
+        let Some(replacement) = self.reclaim_decision(&settings, &caps, seen) else {
+            return;
+        };
+        match self.replace_chain(pad, replacement) {
+            Ok((report, frames)) => {
+                let _ = self.complete_switch(
+                    pad,
+                    &settings,
+                    Reason::Reclaimed,
+                    None,
+                    report,
+                    frames,
+                    next,
+                );
+            }
+            Err(why) => {
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.reclaim.hardware_failed(now);
+                }
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Init,
+                    (
+                        "Hardware encoder {} could not be taken back, staying on software",
+                        settings.hw_encoder
+                    ),
+                    ["{}", why]
+                );
+            }
+        }
+    }
+
+    /// Counts the VPU without waiting for the decision lock; the hardware
+    /// chain to switch to when the budget has room for this stream.
+    fn reclaim_decision(
+        &self,
+        settings: &Settings,
+        caps: &gst::CapsRef,
+        seen: Seen,
+    ) -> Option<Replacement> {
+        let count = match self.count_vpu(settings, Patience::TryOnce) {
+            Ok(count) => count,
+            Err(_) => return None,
+        };
+        let inputs = Inputs {
+            mode: Mode::Auto,
+            hw_available: true,
+            downstream_takes_hw: true,
+            downstream_takes_sw: true,
+            vpu: count.view,
+            budget: settings.budget(),
+            stream_pixel_rate: stream_pixel_rate(caps),
+        };
+        let outcome = decision::decide(&inputs);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "reclaim check: {:?}: {:?}",
+            inputs,
+            outcome
+        );
+        if !matches!(outcome, Outcome::Hardware(_)) {
+            return None;
+        }
+        let (ledger, lock) = count.lock?;
+        let slot = lock
+            .take_slot(&ledger, &self.obj().path_string(), inputs.stream_pixel_rate)
+            .inspect_err(|e| gst::warning!(CAT, imp = self, "cannot record a slot: {e}"))
+            .ok()?;
+        Some(Replacement {
+            factory: gst::ElementFactory::find(&settings.hw_encoder)?,
+            role: Role::Hardware,
+            slot: Some(slot),
+            lock: Some((ledger, lock)),
+            seen: Seen {
+                sessions: inputs.load().sessions,
+                pixel_rate: inputs.load().pixel_rate,
+                session_file: count
+                    .session_file
+                    .map(|p| p.display().to_string())
+                    .unwrap_or(seen.session_file),
+                ..seen
+            },
+            failure: None,
+        })
+    }
+
+    /// Starts the new chain beside the old one, then stops the old one and
+    /// puts the new one in its place. Returns the frames the old chain never
+    /// output, for the new one. If the new chain cannot start, the old one
+    /// stays and the error says why.
+    fn replace_chain(
+        &self,
+        pad: &gst::GhostPad,
+        new: Replacement,
+    ) -> Result<(SwitchReport, Vec<gst::Buffer>), String> {
+        let settings = self.settings.lock().unwrap().clone();
+        let input_caps = pad.current_caps().ok_or("no caps on the sink pad")?;
+        let codec = Codec::of_factory(&new.factory).ok_or("not an H.264/H.265 encoder")?;
+        let switchable = self.switchable(&settings, new.role, codec);
+        let output = self.replacement_output(codec, switchable);
+        let chain = self
+            .create_chain(
+                &settings,
+                &new.factory,
+                &input_caps,
+                new.role,
+                switchable,
+                output.as_ref(),
+            )
+            .map_err(|(ChainError::Config(why) | ChainError::Start(why))| why)?;
+        let watch = chain.watch();
+        *self.starting_watch.lock().unwrap() = watch.clone();
+        let started = self.start_chain(&chain).and_then(|()| {
+            match watch.as_ref().and_then(|w| w.failure()) {
+                Some(failure) => Err(failure),
+                None => Ok(()),
+            }
+        });
+        // The hardware child has opened its session, or failed to.
+        drop(new.lock);
+        let starting = self.starting_watch.lock().unwrap().take();
+        drop(starting);
+        if let Err(why) = started {
+            self.remove_elements(&chain.elements);
+            return Err(why);
+        }
+
+        let (old_elements, old_slot, switches, mut reclaim) = {
+            let mut state = self.state.lock().unwrap();
+            let state = state.as_mut().ok_or("the stream ended")?;
+            (
+                state.elements.clone(),
+                state.slot.take(),
+                state.switches,
+                state.reclaim.clone(),
+            )
+        };
+        let old_watch = self.watch.lock().unwrap().take();
+        // Stopped while still linked: what it outputs meanwhile reaches
+        // downstream and is covered, so it is not sent again.
+        for element in &old_elements {
+            let _ = element.set_state(gst::State::Null);
+        }
+        let (frames, lost) = old_watch
+            .as_ref()
+            .map(|w| w.take_uncovered())
+            .unwrap_or_default();
+        drop(old_watch);
+        let attached = self.attach_chain(&chain);
+        let _ = self.obj().remove_many(&old_elements);
+        // Its encoder is in NULL: the VPU session is closed.
+        drop(old_slot);
+        attached.map_err(|(ChainError::Config(why) | ChainError::Start(why))| why)?;
+
+        if new.failure.is_some() {
+            reclaim.hardware_failed(monotonic_now());
+        }
+        *self.watch.lock().unwrap() = watch;
+        let hardware = new.role == Role::Hardware;
+        *self.state.lock().unwrap() = Some(State {
+            elements: chain.elements.clone(),
+            factory: chain.factory.clone(),
+            hardware,
+            codec,
+            seen: new.seen,
+            caps: input_caps,
+            slot: new.slot,
+            switches: switches.saturating_add(1),
+            reclaim,
+        });
+        let report = SwitchReport {
+            replayed: frames.len() as u64,
+            lost,
+            first_running_time: running_time(
+                pad.upcast_ref(),
+                frames.first().and_then(|b| b.pts()),
+            ),
+        };
+        Ok((report, frames))
+    }
+
+    /// What a replacement chain outputs: the stream format downstream
+    /// negotiated with the chain before (no codec or format change), else
+    /// the in-band format a switchable chain asks for.
+    fn replacement_output(&self, codec: Codec, switchable: bool) -> Option<gst::Caps> {
+        let negotiated = self
+            .srcpad()
+            .current_caps()
+            .filter(|caps| codec.accepted_by(caps));
+        match negotiated {
+            Some(caps) => stream_format::pinned_caps(&caps),
+            None if switchable => {
+                stream_format::in_band_caps(codec, &self.srcpad().peer_query_caps(None))
+            }
+            None => None,
+        }
+    }
+
+    /// Tells the application, then sends the new chain the frames the old
+    /// one never output, starting on a keyframe with its parameter sets.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_switch(
+        &self,
+        pad: &gst::GhostPad,
+        settings: &Settings,
+        reason: Reason,
+        failure: Option<&str>,
+        mut report: SwitchReport,
+        frames: Vec<gst::Buffer>,
+        next: Option<gst::ClockTime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        report.first_running_time = report.first_running_time.or(next);
+        let encoder = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.factory.clone());
+        let encoder = encoder.unwrap_or_default();
+        if let Some(failure) = failure {
+            let (what, detail) = match reason {
+                Reason::HwStartFailed => ("failed to start", "before its first output"),
+                _ => ("failed mid-stream", "after output had flowed"),
+            };
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Encode,
+                (
+                    "Hardware encoder {} {}, encoding with {}",
+                    settings.hw_encoder,
+                    what,
+                    encoder
+                ),
+                [
+                    "{} ({}); {} frames in flight sent to {}, {} lost past the window",
+                    failure,
+                    detail,
+                    report.replayed,
+                    encoder,
+                    report.lost
+                ]
+            );
+        }
+        self.post_decision(settings, reason, Some(&report));
+        self.notify_chain_properties();
+        gst::info!(
+            CAT,
+            imp = self,
+            "switched to {encoder} ({}), replaying {} frames",
+            reason.as_str(),
+            frames.len()
+        );
+        if let Some(internal) = pad.internal() {
+            let key_unit = gst_video::DownstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            // Also delivers the sticky stream-start, caps and segment first.
+            internal.push_event(key_unit);
+        }
+        frames
+            .into_iter()
+            .try_fold(gst::FlowSuccess::Ok, |_, frame| {
+                self.push_watched(pad, Input::Buffer(frame))
+            })
+    }
+
+    /// EOS while a hardware child may still fail on the frames it holds. It
+    /// goes to the chain itself, not through the sink pad's proxy (which
+    /// would then refuse the frames a replacement needs), and waits until it
+    /// came out or the chain failed; on failure the replacement gets the
+    /// frames and then EOS.
+    pub(super) fn sink_eos(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        let obj = self.obj();
+        let forward = |event| gst::Pad::event_default(pad, Some(&*obj), event);
+        let Some(watch) = self.current_watch() else {
+            return forward(event);
+        };
+        if !watch.handles_failure() {
+            watch.settle_eos();
+            return forward(event);
+        }
+        if watch.failure().is_none() {
+            let Some(target) = pad.target() else {
+                return forward(event);
+            };
+            // A chain that failed refuses EOS; its failure was posted first.
+            let sent = target.send_event(event.clone());
+            if sent {
+                self.wait_for_eos_out_or_failure(pad, &watch);
+            }
+            if watch.eos_out() || watch.failure().is_none() {
+                watch.settle_eos();
+                return sent;
+            }
+        }
+        let failure = watch.failure().unwrap_or_default();
+        if self.replace_failed(pad, &watch, &failure).is_err() {
+            return false;
+        }
+        // Into the replacement, through the proxy this time.
+        forward(event)
+    }
+
+    fn wait_for_eos_out_or_failure(&self, pad: &gst::GhostPad, watch: &ChainWatch) {
+        let deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
+        while !watch.eos_out()
+            && watch.failure().is_none()
+            && !pad.pad_flags().contains(gst::PadFlags::FLUSHING)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if !watch.eos_out() && watch.failure().is_none() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "EOS did not come out of {} within {EOS_WAIT_FOR_HARDWARE:?}",
+                watch.encoder.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: MPL-2.0
+//! vpuguardenc changing encoders mid-stream: a hardware encoder failing on its
+//! own thread with frames in flight (failover), and the hardware encoder taken
+//! back when the VPU has room again (reclaim). Real x265enc/x264enc on the
+//! software side, the MPP doubles of tests/common/fake_mpp.rs on the hardware
+//! side, real matroskamux files checked with ffprobe.
+
+mod common;
+
+use common::fake_mpp::{self, FACTORY_NAME as FAKE_H265, H264_FACTORY_NAME as FAKE_H264};
+use gst::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const LIVE_SOURCE: &str = "videotestsrc name=source is-live=true ! \
+     video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+
+/// A private lock directory and session listing.
+struct Vpu {
+    dir: PathBuf,
+    session_file: PathBuf,
+}
+
+impl Vpu {
+    fn new(name: &str, listing: &str) -> Self {
+        let dir = common::temp_dir(name);
+        let session_file = dir.join("sessions-summary");
+        std::fs::write(&session_file, listing).unwrap();
+        Vpu { dir, session_file }
+    }
+
+    fn lock_dir(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    fn sessions(&self) -> usize {
+        fake_mpp::count_records(&std::fs::read_to_string(&self.session_file).unwrap())
+    }
+
+    /// Hardware slots held by guards right now.
+    fn slots(&self) -> usize {
+        std::fs::read_dir(self.lock_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("slot"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn guard(&self, double: &str, double_props: &str, extra: &str) -> String {
+        format!(
+            "vpuguardenc name=guard hw-encoder={double} session-file={sf} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf}{double_props}\" {extra}",
+            sf = self.session_file.display(),
+            ld = self.lock_dir().display(),
+        )
+    }
+}
+
+impl Drop for Vpu {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One buffer as it left the guard for the muxer.
+#[derive(Debug, Clone)]
+struct Out {
+    /// Running times: encoders may shift timestamps and segment together.
+    pts: gst::ClockTime,
+    dts: Option<gst::ClockTime>,
+    keyframe: bool,
+    nal_types: Vec<u8>,
+}
+
+/// A recording: the bus, what left the guard, and checks made the moment a
+/// decision was posted (in the posting thread, before anything else moves).
+struct Recording {
+    log: common::BusLog,
+    out: Vec<Out>,
+    /// (reason, VPU sessions listed, guard slots held) at each decision.
+    at_decisions: Vec<(String, usize, usize)>,
+    switches: u32,
+    file: PathBuf,
+}
+
+/// Records `frames` live frames through `guard` into a matroska file.
+fn record(vpu: &Vpu, guard: &str, frames: u32, codec: &'static str) -> Recording {
+    record_with(vpu, guard, frames, codec, |_| {})
+}
+
+fn record_with(
+    vpu: &Vpu,
+    guard: &str,
+    frames: u32,
+    codec: &'static str,
+    prepare: impl FnOnce(&gst::Pipeline),
+) -> Recording {
+    common::init();
+    let file = vpu.dir.join("out.mkv");
+    let pipeline = gst::parse::launch(&format!(
+        "{LIVE_SOURCE} ! identity name=src-tap ! {guard} ! matroskamux ! filesink location={}",
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline
+        .by_name("source")
+        .unwrap()
+        .set_property("num-buffers", frames as i32);
+    let guard = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.factory().is_some_and(|f| f.name() == "vpuguardenc"))
+        .unwrap();
+    let out = record_output(&guard, codec);
+    let at_decisions = check_at_decisions(&pipeline, vpu);
+    prepare(&pipeline);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    let switches = guard.property::<u32>("switches");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let out = out.lock().unwrap().clone();
+    let at_decisions = at_decisions.lock().unwrap().clone();
+    Recording {
+        log,
+        out,
+        at_decisions,
+        switches,
+        file,
+    }
+}
+
+fn record_output(guard: &gst::Element, codec: &'static str) -> Arc<Mutex<Vec<Out>>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    guard
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            if let Some(buffer) = info.buffer() {
+                let caps = pad.current_caps().unwrap();
+                let byte_stream =
+                    caps.structure(0).unwrap().get::<&str>("stream-format") == Ok("byte-stream");
+                let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+                let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+                let map = buffer.map_readable().unwrap();
+                o.lock().unwrap().push(Out {
+                    pts: segment.to_running_time(buffer.pts().unwrap()).unwrap(),
+                    dts: buffer.dts().and_then(|dts| segment.to_running_time(dts)),
+                    keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                    nal_types: nal_types(&map, codec, byte_stream),
+                });
+            }
+            gst::PadProbeReturn::Ok
+        });
+    out
+}
+
+/// Whether the listing and the ledger already let go of the hardware when a
+/// decision is posted (a sync handler runs in the posting thread).
+fn check_at_decisions(
+    pipeline: &gst::Pipeline,
+    vpu: &Vpu,
+) -> Arc<Mutex<Vec<(String, usize, usize)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let session_file = vpu.session_file.clone();
+    let lock_dir = vpu.lock_dir();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let Some(d) = msg
+            .structure()
+            .filter(|s| s.name() == "vpuguardenc-decision")
+        {
+            let sessions =
+                fake_mpp::count_records(&std::fs::read_to_string(&session_file).unwrap());
+            let slots = std::fs::read_dir(&lock_dir)
+                .map(|e| {
+                    e.filter_map(Result::ok)
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("slot"))
+                        .count()
+                })
+                .unwrap_or(0);
+            s.lock()
+                .unwrap()
+                .push((d.get::<String>("reason").unwrap(), sessions, slots));
+        }
+        gst::BusSyncReply::Pass
+    });
+    seen
+}
+
+/// NAL unit types in an access unit, byte-stream or length-prefixed (hev1/avc3).
+fn nal_types(data: &[u8], codec: &str, byte_stream: bool) -> Vec<u8> {
+    let kind = |header: u8| match codec {
+        "h265" => (header >> 1) & 0x3f,
+        _ => header & 0x1f,
+    };
+    let mut types = Vec::new();
+    if byte_stream {
+        let mut i = 0;
+        while i + 3 < data.len() {
+            if data[i..].starts_with(&[0, 0, 1]) {
+                types.push(kind(data[i + 3]));
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+    } else {
+        let mut i = 0;
+        while i + 4 < data.len() {
+            let len = u32::from_be_bytes(data[i..i + 4].try_into().unwrap()) as usize;
+            types.push(kind(data[i + 4]));
+            i += 4 + len;
+        }
+    }
+    types
+}
+
+/// The fields of the decision messages, in order.
+fn decisions(log: &common::BusLog) -> Vec<gst::Structure> {
+    log.named("vpuguardenc-decision")
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+fn reasons(log: &common::BusLog) -> Vec<(String, String)> {
+    decisions(log)
+        .iter()
+        .map(|d| (d.get("encoder").unwrap(), d.get("reason").unwrap()))
+        .collect()
+}
+
+/// Presentation timestamps of the decoded frames of the file's only video
+/// stream, and how many streams it has.
+fn decoded_frames(file: &Path) -> (usize, Vec<f64>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error"])
+            .args(args)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ffprobe failed on {}", file.display());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let streams = run(&["-show_entries", "stream=index", "-of", "csv=p=0"])
+        .lines()
+        .count();
+    let pts = run(&[
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "frame=pts_time",
+        "-of",
+        "csv=p=0",
+    ])
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|l| {
+        let field = l.trim().trim_end_matches(',');
+        field
+            .parse()
+            .unwrap_or_else(|_| panic!("frame pts_time {field:?}"))
+    })
+    .collect();
+    (streams, pts)
+}
+
+/// Parameter-set NAL types that must open a new encoder's first frame.
+fn parameter_sets(codec: &str) -> &'static [u8] {
+    match codec {
+        "h265" => &[32, 33, 34],
+        _ => &[7, 8],
+    }
+}
+
+fn assert_one_stream_of_every_frame(rec: &Recording, codec: &str, frames: usize) {
+    assert_eq!(
+        common::probe_video(&rec.file),
+        (ffprobe_codec(codec).to_string(), frames as u64)
+    );
+    let (streams, pts) = decoded_frames(&rec.file);
+    assert_eq!(streams, 1);
+    assert_eq!(pts.len(), frames);
+    assert!(
+        pts.windows(2).all(|w| w[0] < w[1]),
+        "PTS not strictly increasing: {pts:?}"
+    );
+    // Into the muxer: every frame once, in order, DTS never going back.
+    assert_eq!(rec.out.len(), frames);
+    let out_pts: Vec<_> = rec.out.iter().map(|o| o.pts.mseconds()).collect();
+    assert!(out_pts.windows(2).all(|w| w[0] < w[1]), "{out_pts:?}");
+    let dts: Vec<_> = rec.out.iter().map(|o| o.dts.unwrap_or(o.pts)).collect();
+    assert!(
+        dts.windows(2).all(|w| w[0] <= w[1]),
+        "DTS went back: {dts:?}"
+    );
+}
+
+/// The buffer the new encoder started with, at the switch's `switch-running-time`:
+/// a keyframe carrying its parameter sets.
+fn assert_switch_starts_on_a_keyframe(rec: &Recording, switch: &gst::Structure, codec: &str) {
+    let pts = gst::ClockTime::from_nseconds(switch.get::<u64>("switch-running-time").unwrap());
+    let first = rec.out.iter().find(|o| o.pts == pts).unwrap_or_else(|| {
+        panic!(
+            "switch-running-time {pts} never left the guard: {:?}",
+            rec.out.iter().map(|o| o.pts).collect::<Vec<_>>()
+        )
+    });
+    assert!(first.keyframe, "{first:?}");
+    for nal in parameter_sets(codec) {
+        assert!(first.nal_types.contains(nal), "no NAL {nal} in {first:?}");
+    }
+}
+
+/// The hardware double fails on its own output thread after 100 frames with
+/// frames queued in front of it (4 in flight: the failed one and 3 queued).
+fn failover_mid_stream(double: &str, software: &str, codec: &'static str) {
+    let vpu = Vpu::new(&format!("failover-{codec}"), "");
+    let guard = vpu.guard(
+        double,
+        ",output-thread=true,frames-in-flight=3,fail-after-buffers=100",
+        "",
+    );
+    let rec = record(&vpu, &guard, 300, codec);
+    assert!(rec.log.eos, "{:#?}", rec.log);
+    assert!(rec.log.errors.is_empty(), "{:#?}", rec.log.errors);
+    assert_eq!(
+        reasons(&rec.log),
+        vec![
+            (double.to_string(), "budget".to_string()),
+            (software.to_string(), "hw-failed-mid-stream".to_string())
+        ]
+    );
+    let switch = &decisions(&rec.log)[1];
+    let replayed = switch.get::<u64>("frames-replayed").unwrap();
+    assert!(replayed >= 1, "{switch}");
+    assert_eq!(switch.get::<u64>("frames-lost").unwrap(), 0);
+    assert_eq!(switch.get::<u32>("switches").unwrap(), 1);
+    assert!(!switch.get::<bool>("hardware").unwrap());
+    assert_eq!(rec.switches, 1);
+    assert!(
+        rec.log
+            .warnings
+            .iter()
+            .any(|w| w.contains("failed mid-stream")),
+        "{:#?}",
+        rec.log.warnings
+    );
+    // When the switch was announced, the hardware session and slot were gone.
+    assert_eq!(
+        rec.at_decisions[1],
+        ("hw-failed-mid-stream".to_string(), 0, 0)
+    );
+    assert_switch_starts_on_a_keyframe(&rec, switch, codec);
+    assert_one_stream_of_every_frame(&rec, codec, 300);
+    // Frames before the switch came from the hardware encoder, the replayed
+    // ones and the rest from software: the switch sits after frame 96.
+    let switch_pts = switch.get::<u64>("switch-running-time").unwrap();
+    assert!(switch_pts >= gst::ClockTime::SECOND.nseconds() * 96 / 30);
+    assert_eq!(vpu.sessions(), 0);
+    assert_eq!(vpu.slots(), 0);
+}
+
+#[test]
+fn h265_hardware_failing_mid_stream_hands_over_to_x265enc_losing_no_frame() {
+    failover_mid_stream(FAKE_H265, "x265enc", "h265");
+}
+
+#[test]
+fn h264_hardware_failing_mid_stream_hands_over_to_x264enc_losing_no_frame() {
+    failover_mid_stream(FAKE_H264, "x264enc", "h264");
+}
+
+#[test]
+fn failover_properties_reach_the_failover_encoder_and_bad_ones_are_named() {
+    common::init();
+    let vpu = Vpu::new("failover-props", "");
+    let guard = vpu.guard(
+        FAKE_H265,
+        ",output-thread=true,fail-after-buffers=10",
+        "failover-properties=\"props,key-int-max=7\"",
+    );
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=40 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+         {guard} ! fakesink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let guard = pipeline.by_name("guard").unwrap();
+    let key_int = Arc::new(Mutex::new(None));
+    let k = key_int.clone();
+    guard
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .connect_deep_element_added(move |_, _, element| {
+            if element.factory().is_some_and(|f| f.name() == "x265enc") {
+                *k.lock().unwrap() = Some(element.property::<i32>("key-int-max"));
+            }
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert_eq!(*key_int.lock().unwrap(), Some(7));
+
+    // A failover encoder of another codec, or one that is not installed, is
+    // an error naming the property when the guard starts.
+    for (value, expected) in [
+        (
+            "x264enc",
+            "failover-encoder: 'x264enc' outputs video/x-h264",
+        ),
+        (
+            "nosuchenc",
+            "failover-encoder: no element 'nosuchenc' is installed",
+        ),
+    ] {
+        let log = common::run_to_eos(
+            &format!(
+                "videotestsrc num-buffers=1 ! {} ! fakesink",
+                vpu.guard(FAKE_H265, "", &format!("failover-encoder={value}"))
+            ),
+            TIMEOUT,
+        );
+        assert!(
+            log.errors.iter().any(|e| e.contains(expected)),
+            "{value}: {:#?}",
+            log.errors
+        );
+    }
+}
+
+/// Two sessions of other processes fill a budget of 2: the stream starts on
+/// x265enc (same codec as the double).
+fn full_listing() -> String {
+    [
+        fake_mpp::record(4001, 1, 1920, 1080, 30, 0),
+        fake_mpp::record(4002, 2, 1920, 1080, 30, 0),
+    ]
+    .concat()
+}
+
+const RECLAIM_INTERVAL_NS: u64 = 500_000_000;
+
+fn reclaiming_guard(vpu: &Vpu) -> String {
+    vpu.guard(
+        FAKE_H265,
+        "",
+        &format!("sw-encoder=x265enc max-sessions=2 reclaim-interval={RECLAIM_INTERVAL_NS}"),
+    )
+}
+
+#[test]
+fn a_session_freed_mid_stream_is_reclaimed_within_two_intervals() {
+    let vpu = Vpu::new("reclaim", &full_listing());
+    let guard = reclaiming_guard(&vpu);
+    let freed_at = Arc::new(Mutex::new(None));
+    let f = freed_at.clone();
+    let session_file = vpu.session_file.clone();
+    // Another process closes its session when frame 60 (2 s) enters the guard.
+    let rec = record_with(&vpu, &guard, 240, "h265", move |pipeline| {
+        let tap = pipeline.by_name("src-tap").unwrap();
+        tap.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let pts = info.buffer().and_then(|b| b.pts()).unwrap();
+                if pts >= gst::ClockTime::from_seconds(2) && f.lock().unwrap().is_none() {
+                    std::fs::write(&session_file, fake_mpp::record(4001, 1, 1920, 1080, 30, 0))
+                        .unwrap();
+                    *f.lock().unwrap() = Some(pts);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    });
+    assert!(rec.log.eos && rec.log.errors.is_empty(), "{:#?}", rec.log);
+    assert_eq!(
+        reasons(&rec.log),
+        vec![
+            ("x265enc".to_string(), "over-budget".to_string()),
+            (FAKE_H265.to_string(), "reclaimed".to_string())
+        ]
+    );
+    let switch = &decisions(&rec.log)[1];
+    assert!(switch.get::<bool>("hardware").unwrap());
+    assert_eq!(rec.switches, 1);
+    // In stream time: the switch came within two intervals of the freeing.
+    let freed = freed_at.lock().unwrap().unwrap().nseconds();
+    let switched = switch.get::<u64>("switch-running-time").unwrap();
+    assert!(
+        switched > freed && switched - freed <= 2 * RECLAIM_INTERVAL_NS,
+        "freed at {freed}, switched at {switched}"
+    );
+    assert_switch_starts_on_a_keyframe(&rec, switch, "h265");
+    assert_one_stream_of_every_frame(&rec, "h265", 240);
+    assert_eq!(vpu.slots(), 0);
+}
+
+#[test]
+fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
+    let vpu = Vpu::new("reclaim-full", &full_listing());
+    let guard = reclaiming_guard(&vpu);
+    // When each reclaim check of this guard ran (the listing is read then).
+    let checks = Arc::new(Mutex::new(Vec::new()));
+    let c = checks.clone();
+    common::init();
+    // Only this function sees the debug lines: nothing is printed.
+    gst::log::remove_default_log_function();
+    gst::log::set_threshold_for_name("vpuguardenc", gst::DebugLevel::Debug);
+    let log_fn = gst::log::add_log_function(move |_, _, _, _, _, object, message| {
+        let ours = object.is_some_and(|o| o.to_string().contains("reclaim-full-guard"));
+        if ours
+            && message
+                .get()
+                .is_some_and(|m| m.starts_with("reclaim check"))
+        {
+            c.lock().unwrap().push(std::time::Instant::now());
+        }
+    });
+    let guard = guard.replace("name=guard", "name=reclaim-full-guard");
+    let rec = record(&vpu, &guard, 90, "h265");
+    gst::log::remove_log_function(log_fn);
+    gst::log::set_threshold_for_name("vpuguardenc", gst::DebugLevel::None);
+    assert!(rec.log.eos && rec.log.errors.is_empty(), "{:#?}", rec.log);
+    assert_eq!(
+        reasons(&rec.log),
+        vec![("x265enc".to_string(), "over-budget".to_string())]
+    );
+    assert_eq!(rec.switches, 0);
+    assert_one_stream_of_every_frame(&rec, "h265", 90);
+    let checks = checks.lock().unwrap();
+    // A 3 s live stream with a 0.5 s interval: it did look, never more often
+    // than the interval.
+    assert!(checks.len() >= 2, "{} checks", checks.len());
+    let interval = Duration::from_nanos(RECLAIM_INTERVAL_NS);
+    assert!(
+        checks.windows(2).all(|w| w[1] - w[0] >= interval),
+        "{:?}",
+        checks.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+    );
+}
+
+/// ffprobe's name for a codec.
+fn ffprobe_codec(codec: &str) -> &str {
+    match codec {
+        "h265" => "hevc",
+        other => other,
+    }
+}
