@@ -557,3 +557,40 @@ fn ffprobe_codec(codec: &str) -> &str {
         other => other,
     }
 }
+
+/// The double holds 3 frames until EOS drains them and fails on the first
+/// of those: the failure comes after EOS went in, and the failed chain then
+/// pushes an EOS of its own (queue does after a flow error once it had EOS).
+/// That EOS must not end the stream: the failover encoder gets the 3 frames,
+/// then EOS.
+#[test]
+fn a_hardware_failure_while_draining_at_eos_still_delivers_every_frame() {
+    common::init();
+    let vpu = Vpu::new("fail-at-eos", "");
+    let guard = vpu.guard(
+        FAKE_H265,
+        ",output-thread=true,frames-in-flight=3,fail-after-buffers=18",
+        "",
+    );
+    let source =
+        "videotestsrc num-buffers=20 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+    let file = vpu.dir.join("out.mkv");
+    let log = common::run_to_eos(
+        &format!(
+            "{source} ! {guard} ! matroskamux ! filesink location={}",
+            file.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let switches = decisions(&log);
+    assert_eq!(
+        reasons(&log),
+        vec![
+            (FAKE_H265.to_string(), "budget".to_string()),
+            ("x265enc".to_string(), "hw-failed-mid-stream".to_string())
+        ]
+    );
+    assert_eq!(switches[1].get::<u64>("frames-replayed").unwrap(), 3);
+    assert_eq!(common::probe_video(&file), ("hevc".to_string(), 20));
+}
