@@ -88,7 +88,7 @@ impl VpuGuardEnc {
             Duration::from_nanos(settings.reclaim_interval_ns),
             monotonic_now(),
         );
-        *self.state.lock().unwrap() = Some(State {
+        let new_state = Some(State {
             elements: chain.elements.clone(),
             factory: chain.factory.clone(),
             hardware: role == Role::Hardware,
@@ -99,6 +99,8 @@ impl VpuGuardEnc {
             switches: 0,
             reclaim,
         });
+        let previous = std::mem::replace(&mut *self.state.lock().unwrap(), new_state);
+        drop(previous);
         let failure = self
             .start_chain(&chain)
             .err()

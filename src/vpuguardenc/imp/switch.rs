@@ -345,9 +345,10 @@ impl VpuGuardEnc {
         if new.failure.is_some() {
             reclaim.hardware_failed(monotonic_now());
         }
-        *self.watch.lock().unwrap() = watch;
+        let no_watch = std::mem::replace(&mut *self.watch.lock().unwrap(), watch);
+        drop(no_watch);
         let hardware = new.role == Role::Hardware;
-        *self.state.lock().unwrap() = Some(State {
+        let new_state = Some(State {
             elements: chain.elements.clone(),
             factory: chain.factory.clone(),
             hardware,
@@ -358,6 +359,10 @@ impl VpuGuardEnc {
             switches: switches.saturating_add(1),
             reclaim,
         });
+        // The old state holds the old chain's last references: they go
+        // after the lock (an element's dispose may call back into the bin).
+        let old_state = std::mem::replace(&mut *self.state.lock().unwrap(), new_state);
+        drop(old_state);
         let report = SwitchReport {
             replayed: frames.len() as u64,
             lost,
