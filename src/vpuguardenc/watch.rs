@@ -4,7 +4,7 @@
 //! have not come out yet.
 
 use gst::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::window::{self, Window};
@@ -54,6 +54,8 @@ pub struct ChainWatch {
     pub hardware: bool,
     pub keep: Keep,
     output_seen: AtomicBool,
+    /// Buffers output so far: a chain still draining makes progress.
+    outputs: AtomicU64,
     eos_out: AtomicBool,
     /// Set once EOS went in and its wait is over: a failure after it can no
     /// longer be recovered from, so it goes to the application.
@@ -76,6 +78,7 @@ impl ChainWatch {
             hardware,
             keep,
             output_seen: AtomicBool::new(false),
+            outputs: AtomicU64::new(0),
             eos_out: AtomicBool::new(false),
             eos_settled: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -125,6 +128,7 @@ impl ChainWatch {
 
     fn covered(&self, running_time: Option<gst::ClockTime>) {
         self.output_seen.store(true, Ordering::SeqCst);
+        self.outputs.fetch_add(1, Ordering::SeqCst);
         let released = self
             .window
             .lock()
@@ -179,6 +183,10 @@ impl ChainWatch {
         self.covered_all();
         self.eos_out.store(false, Ordering::SeqCst);
         self.eos_settled.store(false, Ordering::SeqCst);
+    }
+
+    pub fn outputs(&self) -> u64 {
+        self.outputs.load(Ordering::SeqCst)
     }
 
     pub fn output_seen(&self) -> bool {

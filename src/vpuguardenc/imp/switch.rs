@@ -13,8 +13,9 @@ use super::*;
 use crate::vpuguardenc::stream_format;
 use crate::vpuguardenc::watch::running_time;
 
-/// The longest EOS waits for a hardware child to drain before it is taken as
-/// gone through (MPP encoders output every frame within milliseconds).
+/// How long EOS waits for a hardware child that outputs nothing more while
+/// draining before EOS is taken as gone through (MPP encoders output every
+/// frame within milliseconds; a slow one that keeps outputting is waited for).
 const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
 
 /// The chain that takes over.
@@ -497,19 +498,24 @@ impl VpuGuardEnc {
     }
 
     fn wait_for_eos_out_or_failure(&self, pad: &gst::GhostPad, watch: &ChainWatch) {
-        let deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
+        let mut outputs = watch.outputs();
+        let mut deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
         while !watch.eos_out()
             && watch.failure().is_none()
             && !pad.pad_flags().contains(gst::PadFlags::FLUSHING)
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(2));
+            if watch.outputs() != outputs {
+                outputs = watch.outputs();
+                deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
+            }
         }
         if !watch.eos_out() && watch.failure().is_none() {
             gst::warning!(
                 CAT,
                 imp = self,
-                "EOS did not come out of {} within {EOS_WAIT_FOR_HARDWARE:?}",
+                "EOS did not come out of {}: no output for {EOS_WAIT_FOR_HARDWARE:?}",
                 watch.encoder.name()
             );
         }
