@@ -75,13 +75,15 @@ check-deb: deb
 test-arm64: deb-arm64
 	./scripts/test-arm64.sh
 
-# The long forms: 1000 NULL->PLAYING->NULL cycles and 60 s of churn in 4
-# processes (make test runs 100 cycles and 8 s).
+# The long forms: 1000 NULL->PLAYING->NULL cycles, and 60 s of churn in 4
+# processes, without and with hardware failing mid-stream and reclaimed
+# (make test runs 100 cycles and 8 s).
 SOAK_CYCLES ?= 1000
 CHURN_SECONDS ?= 60
 soak: deps
 	EDGEGUARD_SOAK_CYCLES=$(SOAK_CYCLES) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --test soak -- --nocapture
 	EDGEGUARD_CHURN_SECONDS=$(CHURN_SECONDS) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --test vpuguardenc churn -- --nocapture
+	EDGEGUARD_CHURN_SECONDS=$(CHURN_SECONDS) G_DEBUG=fatal_warnings $(CARGO) test --locked --release --test vpuguardenc_failover_churn churn -- --nocapture
 
 # A longer campaign of the parsers' seeded property tests (make test runs 5-20k cases each).
 FUZZ_CASES ?= 1000000
