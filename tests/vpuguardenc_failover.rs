@@ -342,8 +342,9 @@ fn failover_mid_stream(double: &str, software: &str, codec: &'static str) {
         ]
     );
     let switch = &decisions(&rec.log)[1];
+    // The frame it failed on and the 3 queued behind it, at least.
     let replayed = switch.get::<u64>("frames-replayed").unwrap();
-    assert!(replayed >= 1, "{switch}");
+    assert!(replayed >= 4, "{switch}");
     assert_eq!(switch.get::<u64>("frames-lost").unwrap(), 0);
     assert_eq!(switch.get::<u32>("switches").unwrap(), 1);
     assert!(!switch.get::<bool>("hardware").unwrap());
@@ -498,7 +499,7 @@ fn a_session_freed_mid_stream_is_reclaimed_within_two_intervals() {
     let freed = freed_at.lock().unwrap().unwrap().nseconds();
     let switched = switch.get::<u64>("switch-running-time").unwrap();
     assert!(
-        switched > freed && switched - freed <= 2 * RECLAIM_INTERVAL_NS,
+        switched >= freed && switched - freed <= 2 * RECLAIM_INTERVAL_NS,
         "freed at {freed}, switched at {switched}"
     );
     assert_switch_starts_on_a_keyframe(&rec, switch, "h265");
@@ -524,7 +525,7 @@ fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
                 .get()
                 .is_some_and(|m| m.starts_with("reclaim check"))
         {
-            c.lock().unwrap().push(std::time::Instant::now());
+            c.lock().unwrap().push(());
         }
     });
     let guard = guard.replace("name=guard", "name=reclaim-full-guard");
@@ -538,16 +539,11 @@ fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
     );
     assert_eq!(rec.switches, 0);
     assert_one_stream_of_every_frame(&rec, "h265", 90);
-    let checks = checks.lock().unwrap();
-    // A 3 s live stream with a 0.5 s interval: it did look, never more often
-    // than the interval.
-    assert!(checks.len() >= 2, "{} checks", checks.len());
-    let interval = Duration::from_nanos(RECLAIM_INTERVAL_NS);
-    assert!(
-        checks.windows(2).all(|w| w[1] - w[0] >= interval),
-        "{:?}",
-        checks.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
-    );
+    // 90 frames of a live 30 fps stream with a 0.5 s interval: about 6
+    // checks. Reading on every frame (a tight loop) would be 90; the bound
+    // leaves room for a machine that runs the stream three times late.
+    let checks = checks.lock().unwrap().len();
+    assert!((2..=18).contains(&checks), "{checks} checks");
 }
 
 /// ffprobe's name for a codec.
@@ -593,4 +589,49 @@ fn a_hardware_failure_while_draining_at_eos_still_delivers_every_frame() {
     );
     assert_eq!(switches[1].get::<u64>("frames-replayed").unwrap(), 3);
     assert_eq!(common::probe_video(&file), ("hevc".to_string(), 20));
+}
+
+/// A stream that failed over, took the hardware back, and whose reclaimed
+/// hardware encoder then fails before its own first output: downstream has
+/// H.265 already, so the failover encoder takes over again (never sw-encoder,
+/// H.264 here, which matroskamux would refuse mid-stream).
+#[test]
+fn a_reclaimed_encoder_failing_before_its_first_output_is_replaced_by_the_failover_encoder() {
+    let vpu = Vpu::new("reclaim-then-fail", "");
+    let guard = vpu.guard(
+        FAKE_H265,
+        ",output-thread=true,fail-after-buffers=20",
+        "reclaim-interval=100000000",
+    );
+    let failing = format!(
+        "props,session-file={},fail-on-first-buffer=true",
+        vpu.session_file.display()
+    );
+    let rec = record_with(&vpu, &guard, 120, "h265", move |pipeline| {
+        let guard = pipeline.by_name("guard").unwrap().downgrade();
+        // From frame 25 on (after the first failover at frame 20, before the
+        // first reclaim, 4 intervals later), every hardware encoder fails on
+        // its first frame.
+        let tap = pipeline.by_name("src-tap").unwrap();
+        tap.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let pts = info.buffer().and_then(|b| b.pts()).unwrap();
+                let frame = pts.nseconds() * 30 / gst::ClockTime::SECOND.nseconds();
+                if let (25, Some(guard)) = (frame, guard.upgrade()) {
+                    guard.set_property("hw-properties", &failing);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    });
+    assert!(rec.log.eos && rec.log.errors.is_empty(), "{:#?}", rec.log);
+    let reasons = reasons(&rec.log);
+    assert!(reasons.iter().any(|(_, r)| r == "reclaimed"), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|(e, _)| e == FAKE_H265 || e == "x265enc"),
+        "{reasons:?}"
+    );
+    assert_one_stream_of_every_frame(&rec, "h265", 120);
 }

@@ -585,8 +585,12 @@ impl BinImpl for VpuGuardEnc {
                 self.starting_watch.lock().unwrap().clone(),
             ];
             let src = message.src();
+            // Downstream failed first (recorded in this same thread before the
+            // child saw the error flow): the child's ERROR is downstream's.
+            let downstream_failed = self.downstream_error.load(Ordering::SeqCst);
             let handler = watches.into_iter().flatten().find(|watch| {
-                watch.handles_failure()
+                !downstream_failed
+                    && watch.handles_failure()
                     && src.is_some_and(|src| is_same_or_inside(src, watch.encoder.upcast_ref()))
             });
             if let Some(watch) = handler {
@@ -726,7 +730,9 @@ impl VpuGuardEnc {
         match event.type_() {
             gst::EventType::Eos => return self.sink_eos(pad, event),
             gst::EventType::FlushStop => {
-                // Nothing from before a flush is to be encoded again.
+                // Nothing from before a flush is to be encoded again, and a
+                // downstream error is over.
+                self.downstream_error.store(false, Ordering::SeqCst);
                 if let Some(watch) = self.current_watch() {
                     watch.flushed();
                 }
@@ -734,7 +740,18 @@ impl VpuGuardEnc {
             _ => (),
         }
         if let gst::EventView::Caps(caps) = event.view() {
-            let needs_chain = self.state.lock().unwrap().is_none();
+            let (needs_chain, old_caps) = {
+                let mut state = self.state.lock().unwrap();
+                match state.as_mut() {
+                    // Renegotiation: the chain follows; a reclaim counts the new size.
+                    Some(state) => (
+                        false,
+                        Some(std::mem::replace(&mut state.caps, caps.caps_owned())),
+                    ),
+                    None => (true, None),
+                }
+            };
+            drop(old_caps);
             if needs_chain {
                 match self.decide_and_build(caps.caps()) {
                     Ok(()) => (),
@@ -793,13 +810,24 @@ impl VpuGuardEnc {
     /// element is created to ask (creating an MPP encoder opens no session),
     /// once per factory name.
     fn encoder_sink_caps(&self, factory: &str) -> Option<gst::Caps> {
-        let mut cache = self.sink_caps_cache.lock().unwrap();
-        if let Some((_, caps)) = cache.iter().find(|(name, _)| name == factory) {
-            return Some(caps.clone());
+        let cached = {
+            let cache = self.sink_caps_cache.lock().unwrap();
+            cache
+                .iter()
+                .find(|(name, _)| name == factory)
+                .map(|(_, caps)| caps.clone())
+        };
+        if cached.is_some() {
+            return cached;
         }
+        // Created, asked and dropped with no lock held.
         let element = gst::ElementFactory::make(factory).build().ok()?;
         let caps = element.static_pad("sink")?.query_caps(None);
-        cache.push((factory.to_string(), caps.clone()));
+        drop(element);
+        let mut cache = self.sink_caps_cache.lock().unwrap();
+        if !cache.iter().any(|(name, _)| name == factory) {
+            cache.push((factory.to_string(), caps.clone()));
+        }
         Some(caps)
     }
 
@@ -1090,6 +1118,9 @@ impl VpuGuardEnc {
             )
         })?;
         self.build_or_error(settings, &sw_factory, caps, None, seen)?;
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.reclaim.hardware_failed(chain::monotonic_now());
+        }
         self.post_decision(settings, Reason::HwStartFailed, None);
         Ok(())
     }

@@ -37,6 +37,14 @@ impl Input {
     }
 }
 
+/// A frame given to the chain, with the caps it was given under: a
+/// replacement gets the caps again before frames from before a caps change.
+#[derive(Debug)]
+pub struct Frame {
+    pub buffer: gst::Buffer,
+    pub caps: Option<gst::Caps>,
+}
+
 /// How long the watch keeps frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -61,7 +69,7 @@ pub struct ChainWatch {
     /// longer be recovered from, so it goes to the application.
     eos_settled: AtomicBool,
     failure: Mutex<Option<String>>,
-    window: Mutex<Window<gst::Buffer>>,
+    window: Mutex<Window<Frame>>,
 }
 
 impl ChainWatch {
@@ -148,6 +156,7 @@ impl ChainWatch {
     /// through `pad`.
     pub fn remember(&self, pad: &gst::Pad, input: &Input) {
         let segment = time_segment(pad);
+        let caps = pad.current_caps();
         let mut evicted = Vec::new();
         {
             let mut window = self.window.lock().unwrap();
@@ -156,7 +165,11 @@ impl ChainWatch {
                     .as_ref()
                     .and_then(|s| s.to_running_time(buffer.pts()))
                     .map(|t| t.nseconds());
-                evicted.extend(window.push(running_time, buffer.clone()));
+                let frame = Frame {
+                    buffer: buffer.clone(),
+                    caps: caps.clone(),
+                };
+                evicted.extend(window.push(running_time, frame));
             };
             match input {
                 Input::Buffer(buffer) => keep(buffer),
@@ -173,7 +186,7 @@ impl ChainWatch {
 
     /// Takes the frames that never came out, oldest first, and how many were
     /// let go because the window was full.
-    pub fn take_uncovered(&self) -> (Vec<gst::Buffer>, u64) {
+    pub fn take_uncovered(&self) -> (Vec<Frame>, u64) {
         self.window.lock().unwrap().take()
     }
 

@@ -48,11 +48,13 @@ impl<T> Window<T> {
     /// timestamp covers the oldest frame.
     pub fn cover(&mut self, pts: Option<u64>) -> Vec<T> {
         let count = match pts {
+            // Through the newest timed frame it covers: untimed frames
+            // before that one are covered too, those after it are not.
             Some(out) => self
                 .frames
                 .iter()
-                .take_while(|(pts, _)| pts.is_none_or(|p| p <= out))
-                .count(),
+                .rposition(|(pts, _)| pts.is_some_and(|p| p <= out))
+                .map_or(0, |newest| newest + 1),
             None => self.frames.len().min(1),
         };
         self.frames.drain(..count).map(|(_, f)| f).collect()
@@ -102,9 +104,12 @@ mod tests {
         w.push(None, 'a');
         w.push(None, 'b');
         assert_eq!(w.cover(None), vec!['a']);
-        // An untimed input ahead of a timed output is covered by it.
+        // An untimed input ahead of a covered timed one is covered by it,
+        // one after it is not.
         w.push(Some(5), 'c');
+        w.push(None, 'd');
         assert_eq!(w.cover(Some(5)), vec!['b', 'c']);
+        assert_eq!(w.cover(None), vec!['d']);
         assert!(w.cover(None).is_empty());
     }
 

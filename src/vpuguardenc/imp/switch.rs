@@ -11,7 +11,7 @@
 use super::chain::{Role, monotonic_now};
 use super::*;
 use crate::vpuguardenc::stream_format;
-use crate::vpuguardenc::watch::running_time;
+use crate::vpuguardenc::watch::{Frame, running_time};
 
 /// How long EOS waits for a hardware child that outputs nothing more while
 /// draining before EOS is taken as gone through (MPP encoders output every
@@ -42,7 +42,7 @@ impl VpuGuardEnc {
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.replace_if_failed(pad)?;
-        self.reclaim_if_due(pad, running_time(pad.upcast_ref(), input.pts()));
+        self.reclaim_if_due(pad, &input)?;
         self.push_watched(pad, input)
     }
 
@@ -117,7 +117,11 @@ impl VpuGuardEnc {
         failure: &str,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().clone();
-        let (factory, role, reason) = if watch.output_seen() {
+        // Once anything left the guard, downstream has this codec: a
+        // reclaimed hardware encoder failing before its own first output is
+        // replaced by the failover encoder too, never by sw-encoder.
+        let stream_started = watch.output_seen() || self.srcpad().current_caps().is_some();
+        let (factory, role, reason) = if stream_started {
             let factory = failover_factory(&settings).ok().flatten();
             (factory, Role::Failover, Reason::HwFailedMidStream)
         } else {
@@ -128,8 +132,11 @@ impl VpuGuardEnc {
             self.post_error_message(gst::error_msg!(
                 gst::StreamError::Encode,
                 (
-                    "Hardware encoder {} failed and no encoder can take over",
-                    settings.hw_encoder
+                    "Hardware encoder {} failed and no encoder can take over \
+                     (failover-encoder={}, sw-encoder={})",
+                    settings.hw_encoder,
+                    settings.failover_encoder,
+                    settings.sw_encoder
                 ),
                 ["{}", failure]
             ));
@@ -167,8 +174,7 @@ impl VpuGuardEnc {
     /// `reclaim-interval` set: reads the listing once the schedule allows and
     /// switches back to hardware when the budget has room. `next` is the
     /// running time of the frame about to be encoded.
-    fn reclaim_if_due(&self, pad: &gst::GhostPad, next: Option<gst::ClockTime>) {
-        let settings = self.settings.lock().unwrap().clone();
+    fn reclaim_if_due(&self, pad: &gst::GhostPad, input: &Input) -> Result<(), gst::FlowError> {
         let now = monotonic_now();
         let candidate = {
             let state = self.state.lock().unwrap();
@@ -178,22 +184,24 @@ impl VpuGuardEnc {
                 .map(|s| (s.codec, s.caps.clone(), s.seen.clone()))
         };
         let Some((codec, caps, seen)) = candidate else {
-            return;
+            return Ok(());
         };
+        let settings = self.settings.lock().unwrap().clone();
         if !self.switchable(&settings, Role::Software, codec)
             || self.stopping.load(Ordering::SeqCst)
         {
-            return;
+            return Ok(());
         }
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.reclaim.checked(now);
         }
         let Some(replacement) = self.reclaim_decision(&settings, &caps, seen) else {
-            return;
+            return Ok(());
         };
         match self.replace_chain(pad, replacement) {
             Ok((report, frames)) => {
-                let _ = self.complete_switch(
+                let next = running_time(pad.upcast_ref(), input.pts());
+                self.complete_switch(
                     pad,
                     &settings,
                     Reason::Reclaimed,
@@ -201,7 +209,8 @@ impl VpuGuardEnc {
                     report,
                     frames,
                     next,
-                );
+                )?;
+                Ok(())
             }
             Err(why) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
@@ -216,6 +225,7 @@ impl VpuGuardEnc {
                     ),
                     ["{}", why]
                 );
+                Ok(())
             }
         }
     }
@@ -283,7 +293,7 @@ impl VpuGuardEnc {
         &self,
         pad: &gst::GhostPad,
         new: Replacement,
-    ) -> Result<(SwitchReport, Vec<gst::Buffer>), String> {
+    ) -> Result<(SwitchReport, Vec<Frame>), String> {
         let settings = self.settings.lock().unwrap().clone();
         let input_caps = pad.current_caps().ok_or("no caps on the sink pad")?;
         let codec = Codec::of_factory(&new.factory).ok_or("not an H.264/H.265 encoder")?;
@@ -341,7 +351,12 @@ impl VpuGuardEnc {
         let _ = self.obj().remove_many(&old_elements);
         // Its encoder is in NULL: the VPU session is closed.
         drop(old_slot);
-        attached.map_err(|(ChainError::Config(why) | ChainError::Start(why))| why)?;
+        if let Err(ChainError::Config(why) | ChainError::Start(why)) = attached {
+            // Past the point of no return: nothing is left to encode with.
+            self.remove_elements(&chain.elements);
+            self.teardown();
+            return Err(format!("cannot link the new chain: {why}"));
+        }
 
         if new.failure.is_some() {
             reclaim.hardware_failed(monotonic_now());
@@ -369,7 +384,7 @@ impl VpuGuardEnc {
             lost,
             first_running_time: running_time(
                 pad.upcast_ref(),
-                frames.first().and_then(|b| b.pts()),
+                frames.first().and_then(|f| f.buffer.pts()),
             ),
         };
         Ok((report, frames))
@@ -402,7 +417,7 @@ impl VpuGuardEnc {
         reason: Reason,
         failure: Option<&str>,
         mut report: SwitchReport,
-        frames: Vec<gst::Buffer>,
+        frames: Vec<Frame>,
         next: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         report.first_running_time = report.first_running_time.or(next);
@@ -446,18 +461,43 @@ impl VpuGuardEnc {
             reason.as_str(),
             frames.len()
         );
-        if let Some(internal) = pad.internal() {
-            let key_unit = gst_video::DownstreamForceKeyUnitEvent::builder()
-                .all_headers(true)
-                .build();
-            // Also delivers the sticky stream-start, caps and segment first.
-            internal.push_event(key_unit);
+        let Some(internal) = pad.internal() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let key_unit = gst_video::DownstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build();
+        // Also delivers the sticky stream-start, caps and segment first.
+        internal.push_event(key_unit);
+        self.replay(pad, &internal, frames)
+    }
+
+    /// Sends `frames` to the new chain, each under the caps it was first
+    /// given under (a caps change may have happened while they were in
+    /// flight), then the caps in force again.
+    fn replay(
+        &self,
+        pad: &gst::GhostPad,
+        internal: &gst::ProxyPad,
+        frames: Vec<Frame>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let current = pad.current_caps();
+        let mut in_force = current.clone();
+        let mut result = Ok(gst::FlowSuccess::Ok);
+        for frame in frames {
+            if frame.caps.is_some() && frame.caps != in_force {
+                in_force = frame.caps;
+                internal.push_event(gst::event::Caps::new(in_force.as_ref().unwrap()));
+            }
+            result = self.push_watched(pad, Input::Buffer(frame.buffer));
+            if result.is_err() {
+                break;
+            }
         }
-        frames
-            .into_iter()
-            .try_fold(gst::FlowSuccess::Ok, |_, frame| {
-                self.push_watched(pad, Input::Buffer(frame))
-            })
+        if let Some(current) = current.filter(|c| Some(c) != in_force.as_ref()) {
+            internal.push_event(gst::event::Caps::new(&current));
+        }
+        result
     }
 
     /// EOS while a hardware child may still fail on the frames it holds. It
