@@ -401,7 +401,12 @@ fn failover_and_reclaim_churn_in_four_processes_keeps_the_budget_and_every_frame
     let mut children: Vec<_> = (0..PROCESSES)
         .map(|i| {
             let out = std::fs::File::create(vpu.dir.join(format!("child-{i}.out"))).unwrap();
-            Command::new(std::env::current_exe().unwrap())
+            let cwd = vpu.dir.join(format!("child-{i}"));
+            std::fs::create_dir_all(&cwd).unwrap();
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            allow_core_dump(&mut command);
+            command
+                .current_dir(&cwd)
                 .args([
                     "--exact",
                     "child_process_entry",
@@ -428,7 +433,10 @@ fn failover_and_reclaim_churn_in_four_processes_keeps_the_budget_and_every_frame
     for (i, child) in children.iter_mut().enumerate() {
         let status = child.wait().unwrap();
         let text = std::fs::read_to_string(vpu.dir.join(format!("child-{i}.out"))).unwrap();
-        assert!(status.success(), "child {i} failed ({status}): {text}");
+        if !status.success() {
+            let backtrace = core_backtrace(&vpu.dir.join(format!("child-{i}")));
+            panic!("child {i} failed ({status}): {text}\n{backtrace}");
+        }
         let report = parse_child(&text);
         for (k, v) in report.counts {
             *totals.entry(k).or_default() += v;
@@ -490,4 +498,47 @@ fn failover_and_reclaim_churn_in_four_processes_keeps_the_budget_and_every_frame
     // Everything let go at the end.
     assert_eq!(vpu.sessions(), 0);
     assert_eq!(vpu.slot_files(), Vec::<String>::new());
+}
+
+/// A crashed child leaves a core dump in its own directory (where the kernel's
+/// core_pattern is a plain file name), for `core_backtrace`.
+fn allow_core_dump(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+            Ok(())
+        });
+    }
+}
+
+/// Every thread's backtrace from a core dump in `dir`, by gdb when installed:
+/// a crash in a child is rare, and this is all CI keeps of it.
+fn core_backtrace(dir: &Path) -> String {
+    let core = std::fs::read_dir(dir).ok().and_then(|entries| {
+        entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("core"))
+        })
+    });
+    let Some(core) = core else {
+        return format!(
+            "no core dump in {} (core_pattern may point elsewhere)",
+            dir.display()
+        );
+    };
+    match Command::new("gdb")
+        .args(["-batch", "-ex", "thread apply all bt 25"])
+        .arg(std::env::current_exe().unwrap())
+        .arg(&core)
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("core dump {} kept; gdb: {e}", core.display()),
+    }
 }
