@@ -5,6 +5,7 @@
 mod common;
 
 use common::fake_mpp::{self, FACTORY_NAME as FAKE_HW};
+use common::vpu::Vpu;
 use gst::prelude::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -16,34 +17,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const SOURCE: &str =
     "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
 
-/// A lock directory and session file private to one test.
-struct Vpu {
-    dir: PathBuf,
-    session_file: PathBuf,
-}
-
+/// The guard pipelines of these tests, on a VPU of their own.
 impl Vpu {
-    fn new(name: &str, listing: &str) -> Self {
-        let dir = common::temp_dir(name);
-        let session_file = dir.join("sessions-summary");
-        std::fs::write(&session_file, listing).unwrap();
-        Vpu { dir, session_file }
-    }
-
-    fn lock_dir(&self) -> PathBuf {
-        self.dir.join("lock")
-    }
-
-    fn sessions(&self) -> usize {
-        fake_mpp::count_records(&std::fs::read_to_string(&self.session_file).unwrap())
-    }
-
-    fn peak(&self) -> usize {
-        std::fs::read_to_string(format!("{}.peak", self.session_file.display()))
-            .map(|t| t.trim().parse().unwrap())
-            .unwrap_or(0)
-    }
-
     /// The guard's properties that point it at this VPU and the double.
     fn guard(&self, extra: &str) -> String {
         self.guard_with_double("", extra)
@@ -76,7 +51,7 @@ impl Vpu {
 
 impl Drop for Vpu {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.remove();
     }
 }
 

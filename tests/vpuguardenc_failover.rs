@@ -8,6 +8,7 @@
 mod common;
 
 use common::fake_mpp::{self, FACTORY_NAME as FAKE_H265, H264_FACTORY_NAME as FAKE_H264};
+use common::vpu::Vpu;
 use gst::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,38 +18,11 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 const LIVE_SOURCE: &str = "videotestsrc name=source is-live=true ! \
      video/x-raw,format=I420,width=320,height=240,framerate=30/1";
 
-/// A private lock directory and session listing.
-struct Vpu {
-    dir: PathBuf,
-    session_file: PathBuf,
-}
-
+/// Guards on a VPU of the test's own.
 impl Vpu {
-    fn new(name: &str, listing: &str) -> Self {
-        let dir = common::temp_dir(name);
-        let session_file = dir.join("sessions-summary");
-        std::fs::write(&session_file, listing).unwrap();
-        Vpu { dir, session_file }
-    }
-
-    fn lock_dir(&self) -> PathBuf {
-        self.dir.join("lock")
-    }
-
-    fn sessions(&self) -> usize {
-        fake_mpp::count_records(&std::fs::read_to_string(&self.session_file).unwrap())
-    }
-
     /// Hardware slots held by guards right now.
     fn slots(&self) -> usize {
-        std::fs::read_dir(self.lock_dir())
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("slot"))
-                    .count()
-            })
-            .unwrap_or(0)
+        self.slot_files().len()
     }
 
     fn guard(&self, double: &str, double_props: &str, extra: &str) -> String {
@@ -63,7 +37,7 @@ impl Vpu {
 
 impl Drop for Vpu {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.remove();
     }
 }
 

@@ -117,15 +117,18 @@ impl ChainWatch {
             Some(gst::PadProbeData::BufferList(list)) => list
                 .iter()
                 .for_each(|b| watch.covered(running_time(pad, b.pts()))),
+            // Elements push EOS after a fatal flow error (queue does), with
+            // the sticky events before it (a segment without caps when the
+            // failure came before any output): what a failed chain sends is
+            // not the stream's, which its replacement carries on.
+            Some(gst::PadProbeData::Event(_))
+                if watch.handles_failure() && watch.failure().is_some() =>
+            {
+                // Handled: consumed here (returning Drop for an event trips
+                // a NULL unref with gstreamer-rs).
+                return gst::PadProbeReturn::Handled;
+            }
             Some(gst::PadProbeData::Event(event)) if event.type_() == gst::EventType::Eos => {
-                // Elements push EOS after a fatal flow error (queue does): a
-                // failed chain's EOS is not the end of the stream, which its
-                // replacement carries on.
-                if watch.handles_failure() && watch.failure().is_some() {
-                    // Handled: the event is consumed here (returning Drop
-                    // for an event trips a NULL unref with gstreamer-rs).
-                    return gst::PadProbeReturn::Handled;
-                }
                 watch.covered_all();
                 watch.eos_out.store(true, Ordering::SeqCst);
             }

@@ -5,6 +5,7 @@
 
 pub mod counting_allocator;
 pub mod fake_mpp;
+pub mod vpu;
 
 use gst::prelude::*;
 use std::path::{Path, PathBuf};

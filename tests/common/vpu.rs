@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A VPU of the tests' own: a session listing the MPP doubles write and a
+//! lock directory for the guards, in a private directory.
+
+use super::fake_mpp;
+use std::path::PathBuf;
+
+pub struct Vpu {
+    pub dir: PathBuf,
+    pub session_file: PathBuf,
+}
+
+impl Vpu {
+    /// A fresh directory whose listing holds `listing`.
+    pub fn new(name: &str, listing: &str) -> Self {
+        let vpu = Vpu::at(super::temp_dir(name));
+        std::fs::write(&vpu.session_file, listing).unwrap();
+        vpu
+    }
+
+    /// The VPU another process created in `dir`.
+    pub fn at(dir: PathBuf) -> Self {
+        let session_file = dir.join("sessions-summary");
+        Vpu { dir, session_file }
+    }
+
+    pub fn lock_dir(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// Sessions listed now.
+    pub fn sessions(&self) -> usize {
+        fake_mpp::count_records(&std::fs::read_to_string(&self.session_file).unwrap())
+    }
+
+    /// The most sessions the doubles ever saw open at once.
+    pub fn peak(&self) -> usize {
+        std::fs::read_to_string(format!("{}.peak", self.session_file.display()))
+            .map(|t| t.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// Hardware slot files of guards in the lock directory now.
+    pub fn slot_files(&self) -> Vec<String> {
+        std::fs::read_dir(self.lock_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with("slot"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Removes the directory.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
