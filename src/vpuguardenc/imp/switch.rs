@@ -319,10 +319,10 @@ impl VpuGuardEnc {
         });
         // The hardware child has opened its session, or failed to.
         drop(new.lock);
-        let starting = self.starting_watch.lock().unwrap().take();
-        drop(starting);
         if let Err(why) = started {
             self.remove_elements(&chain.elements);
+            let starting = self.starting_watch.lock().unwrap().take();
+            drop(starting);
             return Err(why);
         }
 
@@ -336,12 +336,13 @@ impl VpuGuardEnc {
                 state.reclaim.clone(),
             )
         };
-        let old_watch = self.watch.lock().unwrap().take();
         // Stopped while still linked: what it outputs meanwhile reaches
-        // downstream and is covered, so it is not sent again.
+        // downstream and is covered, so it is not sent again. Its watch stays
+        // in place meanwhile: an error it posts while stopping is its own.
         for element in &old_elements {
             let _ = element.set_state(gst::State::Null);
         }
+        let old_watch = self.watch.lock().unwrap().take();
         let (frames, lost) = old_watch
             .as_ref()
             .map(|w| w.take_uncovered())
@@ -355,6 +356,8 @@ impl VpuGuardEnc {
             // Past the point of no return: nothing is left to encode with.
             self.remove_elements(&chain.elements);
             self.teardown();
+            let starting = self.starting_watch.lock().unwrap().take();
+            drop(starting);
             return Err(format!("cannot link the new chain: {why}"));
         }
 
@@ -363,6 +366,10 @@ impl VpuGuardEnc {
         }
         let no_watch = std::mem::replace(&mut *self.watch.lock().unwrap(), watch);
         drop(no_watch);
+        // Only now: until the new watch is in place, the new chain's errors
+        // are caught as a starting chain's.
+        let starting = self.starting_watch.lock().unwrap().take();
+        drop(starting);
         let hardware = new.role == Role::Hardware;
         let new_state = Some(State {
             elements: chain.elements.clone(),
