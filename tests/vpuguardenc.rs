@@ -40,12 +40,7 @@ impl Vpu {
 
     /// Like `guard`, with more properties for the double (",fail-on-first-buffer=true").
     fn guard_with_double(&self, double_props: &str, extra: &str) -> String {
-        format!(
-            "vpuguardenc hw-encoder={FAKE_HW} session-file={sf} lock-dir={ld} \
-             hw-properties=\"props,session-file={sf}{double_props}\" {extra}",
-            sf = self.session_file.display(),
-            ld = self.lock_dir().display(),
-        )
+        self.guard_on(FAKE_HW, double_props, extra)
     }
 }
 

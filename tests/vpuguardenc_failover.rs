@@ -26,12 +26,7 @@ impl Vpu {
     }
 
     fn guard(&self, double: &str, double_props: &str, extra: &str) -> String {
-        format!(
-            "vpuguardenc name=guard hw-encoder={double} session-file={sf} lock-dir={ld} \
-             hw-properties=\"props,session-file={sf}{double_props}\" {extra}",
-            sf = self.session_file.display(),
-            ld = self.lock_dir().display(),
-        )
+        self.guard_on(double, double_props, &format!("name=guard {extra}"))
     }
 }
 

@@ -53,6 +53,18 @@ impl Vpu {
             .unwrap_or_default()
     }
 
+    /// A vpuguardenc launch string whose hardware encoder is the MPP double
+    /// `double` (with `double_props` appended to its properties), counting on
+    /// this VPU; `extra` adds guard properties.
+    pub fn guard_on(&self, double: &str, double_props: &str, extra: &str) -> String {
+        format!(
+            "vpuguardenc hw-encoder={double} session-file={sf} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf}{double_props}\" {extra}",
+            sf = self.session_file.display(),
+            ld = self.lock_dir().display(),
+        )
+    }
+
     /// Removes the directory.
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
