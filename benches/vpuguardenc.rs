@@ -28,7 +28,7 @@ mod common;
 
 use common::fake_mpp::FACTORY_NAME as FAKE_H265;
 use gst::prelude::*;
-use gstedgeguard::vpuguardenc::{ledger::Ledger, load, sessions};
+use gstedgeguard::vpu::budget::{self, BudgetSettings, Patience};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -455,18 +455,19 @@ fn decision_latency(dir: &Path) -> Vec<Duration> {
         include_str!("../tests/data/sessions-summary.sample").repeat(2),
     )
     .unwrap();
+    let settings = BudgetSettings {
+        session_file: listing.display().to_string(),
+        lock_dir: dir.join("lock").display().to_string(),
+        ..Default::default()
+    };
     let mut latencies = Vec::with_capacity(1000);
     for _ in 0..1000 {
         let start = Instant::now();
-        let ledger = Ledger::open(&dir.join("lock")).unwrap();
-        let lock = ledger
-            .lock_decision_within(Duration::from_secs(2), || false)
-            .unwrap();
-        let slots = lock.live_slots(&ledger).unwrap();
-        let (_, loads) = sessions::read_session_loads(Some(&listing)).unwrap();
-        let seen = load::machine_load(&loads, &slots, load::process_of_thread);
-        std::hint::black_box(seen);
-        drop(lock);
+        // What a guard does for a decision: lock, slots, listing (or its
+        // snapshot), count.
+        let count = budget::count(&settings, Patience::LockTimeout, || false).unwrap();
+        std::hint::black_box(&count.view);
+        drop(count);
         latencies.push(start.elapsed());
     }
     latencies.sort();

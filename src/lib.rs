@@ -7,11 +7,15 @@
 use gst::glib;
 
 pub mod delaybuffer;
+mod factory_caps;
+mod guard;
 pub mod leakcheck;
 mod pad_templates;
 
 #[cfg(test)]
 mod fuzz;
+#[doc(hidden)]
+pub mod vpu;
 pub mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

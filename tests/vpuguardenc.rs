@@ -596,6 +596,7 @@ fn session_file_vanishing_or_changing_between_decisions() {
     // The listing vanishes (driver reloaded, debugfs unmounted): the next
     // guard still counts the first one through its slot.
     std::fs::remove_file(&vpu.session_file).unwrap();
+    vpu.expire_snapshot();
     let (p, d) = play_until_decision(&desc);
     assert_eq!(
         (d.hardware, d.sessions, d.reason.as_str()),
@@ -704,9 +705,7 @@ const HOLD_LOCK: &str = "EDGEGUARD_HOLD_DECISION_LOCK";
 /// encoder's start looks like from outside. Takes the decision lock of `dir`,
 /// says so, and holds it until stdin closes.
 fn hold_decision_lock(dir: &str) {
-    let ledger =
-        gstedgeguard::vpuguardenc::ledger::Ledger::open(std::path::Path::new(dir)).unwrap();
-    let _lock = ledger.lock_decision().unwrap();
+    let _lock = gstedgeguard::vpu::budget::Held::lock(std::path::Path::new(dir)).unwrap();
     println!("LOCKED");
     std::io::stdout().flush().unwrap();
     let mut line = String::new();

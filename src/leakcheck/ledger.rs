@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::fds::{self, FdSnapshot};
 use super::patterns::DevicePatterns;
 use super::report::{ElementEntry, ElementId, Finding, Report};
-use crate::vpuguardenc::sessions::SessionRecord;
+use crate::vpu::listing::SessionRecord;
 
 /// Transitions kept per element: enough to see a cycle or two, bounded so a
 /// pipeline that runs for months does not grow.

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use super::identity;
 use super::ledger::{Entry, Observed, Target};
 use super::report::ElementId;
-use crate::vpuguardenc::sessions::{self, SessionRecord};
+use crate::vpu::listing::{self, SessionRecord};
+use crate::vpu::process;
 
 pub fn element_id(element: &gst::Element) -> ElementId {
     let factory = element.factory();
@@ -145,12 +146,12 @@ fn held_by_properties(pipeline: &gst::Element) -> HashSet<u64> {
 /// The sessions in the MPP listing opened by a thread of this process, or
 /// None when no listing can be read (not a Rockchip board).
 pub fn this_process_sessions(session_file: Option<&Path>) -> Option<Vec<SessionRecord>> {
-    let records = sessions::read_session_records(session_file).ok()?;
-    let pid = std::process::id();
+    let (_, text) = listing::read_first_text(session_file).ok()?;
+    let records = listing::parse_records(&text);
     Some(
         records
             .into_iter()
-            .filter(|r| r.tid == pid || Path::new(&format!("/proc/self/task/{}", r.tid)).exists())
+            .filter(|r| process::is_this_process(r.tid))
             .collect(),
     )
 }

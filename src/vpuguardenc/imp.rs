@@ -3,20 +3,23 @@
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use std::path::{Path, PathBuf};
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use super::Mode;
 use super::child_props;
 use super::codec::Codec;
-use super::decision::{self, Budget, Inputs, Outcome, Reason, VpuView};
-use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
-use super::load;
-use super::reclaim::ReclaimSchedule;
-use super::sessions;
-use super::watch::{ChainWatch, Input};
+use super::frames::Watch;
+use crate::factory_caps;
+use crate::guard::input::Input;
+use crate::vpu::budget::{self, BudgetSettings, CountWarning, Held, Patience, VpuCount};
+use crate::vpu::decision::{self, GuardKind, Inputs, Outcome, Reason};
+use crate::vpu::ledger::Slot;
+use crate::vpu::listing::SessionKind;
+use crate::vpu::properties;
+use crate::vpu::reclaim::ReclaimSchedule;
 
 mod chain;
 mod switch;
@@ -33,37 +36,27 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_HW_ENCODER: &str = "mpph265enc";
 const DEFAULT_SW_ENCODER: &str = "x264enc";
-const DEFAULT_MAX_SESSIONS: u32 = 6;
 const DEFAULT_MODE: Mode = Mode::Auto;
 const DEFAULT_BITRATE: u32 = 0;
 const DEFAULT_GOP: i32 = 0;
-const DEFAULT_LOCK_TIMEOUT_NS: u64 = 2_000_000_000;
-/// The RK3588's rated HEVC encode throughput, 3840x2160 at 120 fps (the same
-/// as 8K30 or 1080p480): what the encoder can carry in real time. H.264 is
-/// half that; see docs/vpuguardenc.md.
-const DEFAULT_MAX_PIXEL_RATE: u64 = 3840 * 2160 * 120;
 /// Counted for a stream whose caps give no frame rate (variable rate).
 const FALLBACK_FPS: u64 = 30;
 const DEFAULT_FAILOVER_ENCODER: &str = "auto";
-const DEFAULT_RECLAIM_INTERVAL_NS: u64 = 0;
+const DEFAULT_RECLAIM_INTERVAL: gst::ClockTime = gst::ClockTime::ZERO;
 
 #[derive(Debug, Clone)]
 struct Settings {
     hw_encoder: String,
     sw_encoder: String,
-    max_sessions: u32,
-    session_file: String,
-    lock_dir: String,
+    budget: BudgetSettings,
     mode: Mode,
     bitrate: u32,
     gop: i32,
     hw_properties: String,
     sw_properties: String,
-    lock_timeout_ns: u64,
-    max_pixel_rate: u64,
     failover_encoder: String,
     failover_properties: String,
-    reclaim_interval_ns: u64,
+    reclaim_interval: gst::ClockTime,
 }
 
 impl Default for Settings {
@@ -71,40 +64,15 @@ impl Default for Settings {
         Settings {
             hw_encoder: DEFAULT_HW_ENCODER.into(),
             sw_encoder: DEFAULT_SW_ENCODER.into(),
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            session_file: String::new(),
-            lock_dir: String::new(),
+            budget: BudgetSettings::default(),
             mode: DEFAULT_MODE,
             bitrate: DEFAULT_BITRATE,
             gop: DEFAULT_GOP,
             hw_properties: String::new(),
             sw_properties: String::new(),
-            lock_timeout_ns: DEFAULT_LOCK_TIMEOUT_NS,
-            max_pixel_rate: DEFAULT_MAX_PIXEL_RATE,
             failover_encoder: DEFAULT_FAILOVER_ENCODER.into(),
             failover_properties: String::new(),
-            reclaim_interval_ns: DEFAULT_RECLAIM_INTERVAL_NS,
-        }
-    }
-}
-
-impl Settings {
-    fn lock_dir(&self) -> PathBuf {
-        if self.lock_dir.is_empty() {
-            ledger::default_lock_dir()
-        } else {
-            PathBuf::from(&self.lock_dir)
-        }
-    }
-
-    fn session_file(&self) -> Option<&Path> {
-        (!self.session_file.is_empty()).then(|| Path::new(&self.session_file))
-    }
-
-    fn budget(&self) -> Budget {
-        Budget {
-            max_sessions: self.max_sessions,
-            max_pixel_rate: self.max_pixel_rate,
+            reclaim_interval: DEFAULT_RECLAIM_INTERVAL,
         }
     }
 }
@@ -137,33 +105,6 @@ struct State {
     reclaim: ReclaimSchedule,
 }
 
-/// The VPU as counted under the decision lock.
-struct VpuCount {
-    view: VpuView,
-    session_file: Option<PathBuf>,
-    /// Held until the hardware child has opened its session (or failed to).
-    lock: Option<(Ledger, DecisionLock)>,
-}
-
-impl VpuCount {
-    fn not_consulted() -> Self {
-        VpuCount {
-            view: VpuView::NotConsulted,
-            session_file: None,
-            lock: None,
-        }
-    }
-}
-
-/// How long a count waits for the decision lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Patience {
-    /// Up to `lock-timeout`, then software with a WARNING: a new stream.
-    LockTimeout,
-    /// Not at all: a reclaim check simply tries again an interval later.
-    TryOnce,
-}
-
 /// Why no chain came out of a decision.
 enum DecideError {
     /// Posted as an ERROR.
@@ -186,16 +127,24 @@ enum ChainError {
     Start(String),
 }
 
-// Lock order: state, then watch. Settings are only cloned. Nothing calls
-// into GStreamer with one of them held.
+/// The chain encoding now and a replacement while it starts.
+#[derive(Default)]
+struct Watches {
+    /// The chain encoding now, while the guard follows it.
+    current: Option<Arc<Watch>>,
+    /// A replacement chain while it starts: its errors are the guard's too.
+    starting: Option<Arc<Watch>>,
+}
+
+// Three mutexes (parking_lot), never two held at once: `settings` (only
+// cloned out), `state` and `watches`. Nothing calls into GStreamer with one
+// of them held, and what may hold the last reference of an element (a state,
+// a watch) is dropped after its lock.
 #[derive(Default)]
 pub struct VpuGuardEnc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    /// The chain encoding now, while the guard follows it.
-    watch: Mutex<Option<Arc<ChainWatch>>>,
-    /// A replacement chain while it starts: its errors are the guard's too.
-    starting_watch: Mutex<Option<Arc<ChainWatch>>>,
+    watches: Mutex<Watches>,
     /// Downstream returned an error: a flow error the child passes on then
     /// is not the child's own failure.
     downstream_error: AtomicBool,
@@ -206,9 +155,6 @@ pub struct VpuGuardEnc {
     stopping: AtomicBool,
     /// Set while the chain is built in the streaming thread.
     rebuilding: AtomicBool,
-    /// Sink caps of candidate encoders by factory name, for caps queries
-    /// answered before the decision.
-    sink_caps_cache: Mutex<Vec<(String, gst::Caps)>>,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
 }
@@ -223,7 +169,7 @@ impl ObjectSubclass for VpuGuardEnc {
 impl ObjectImpl for VpuGuardEnc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let children = [
                 glib::ParamSpecString::builder("hw-encoder")
                     .nick("Hardware encoder")
                     .blurb("Factory name of the VPU encoder used while a session slot is free")
@@ -236,52 +182,8 @@ impl ObjectImpl for VpuGuardEnc {
                     .default_value(Some(DEFAULT_SW_ENCODER))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("max-sessions")
-                    .nick("Maximum VPU sessions")
-                    .blurb(
-                        "VPU session budget of the whole machine, encoders and decoders \
-                         together (RK3588: 6 is safe, 8 is the practical limit)",
-                    )
-                    .maximum(1024)
-                    .default_value(DEFAULT_MAX_SESSIONS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-pixel-rate")
-                    .nick("Maximum pixel rate")
-                    .blurb(
-                        "Encoder load the VPU may carry, in pixels per second (width x height x \
-                         fps of every encoder session); 0 = no pixel budget. Default: RK3588 \
-                         HEVC, 3840x2160 at 120 fps; halve it for H.264",
-                    )
-                    .default_value(DEFAULT_MAX_PIXEL_RATE)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("lock-timeout")
-                    .nick("Lock timeout")
-                    .blurb(
-                        "Longest wait for the machine-wide decision lock, in nanoseconds; past \
-                         it the software encoder is chosen (reason lock-timeout)",
-                    )
-                    .default_value(DEFAULT_LOCK_TIMEOUT_NS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("session-file")
-                    .nick("Session file")
-                    .blurb(
-                        "Kernel listing of VPU sessions; empty = /proc/mpp_service/sessions-summary, \
-                         then /proc/mpp_service/session_summary, then \
-                         /sys/kernel/debug/mpp_service/session",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("lock-dir")
-                    .nick("Lock directory")
-                    .blurb(
-                        "Directory of the machine-wide decision lock and hardware slots; every \
-                         guard sharing a budget must use the same one (empty = /run/lock/edgeguard)",
-                    )
-                    .mutable_ready()
-                    .build(),
+            ];
+            let rest = [
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
                     .nick("Mode")
                     .blurb("Whether the guard may choose, or is forced to one encoder kind")
@@ -343,17 +245,7 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt64::builder("reclaim-interval")
-                    .nick("Reclaim interval")
-                    .blurb(
-                        "While on a software encoder of the hardware encoder's codec, read the \
-                         session listing at most this often (ns) and switch back to hardware \
-                         when the budget has room; 4x longer after a hardware failure, doubling \
-                         up to 64x (0 = never)",
-                    )
-                    .default_value(DEFAULT_RECLAIM_INTERVAL_NS)
-                    .mutable_ready()
-                    .build(),
+                properties::reclaim_interval_spec(GuardKind::Encoder),
                 glib::ParamSpecUInt::builder("switches")
                     .nick("Switches")
                     .blurb("How many times the encoder changed in this stream (failover, reclaim)")
@@ -382,56 +274,54 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .read_only()
                     .build(),
-            ]
+            ];
+            let budget = properties::budget_param_specs(GuardKind::Encoder);
+            children.into_iter().chain(budget).chain(rest).collect()
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
+        let mut settings = self.settings.lock();
         let string = || value.get::<Option<String>>().unwrap().unwrap_or_default();
         match pspec.name() {
+            name if properties::set_budget_property(&mut settings.budget, name, value) => (),
             "hw-encoder" => settings.hw_encoder = string(),
             "sw-encoder" => settings.sw_encoder = string(),
-            "max-sessions" => settings.max_sessions = value.get().unwrap(),
-            "session-file" => settings.session_file = string(),
-            "lock-dir" => settings.lock_dir = string(),
             "mode" => settings.mode = value.get().unwrap(),
             "bitrate" => settings.bitrate = value.get().unwrap(),
             "gop" => settings.gop = value.get().unwrap(),
             "hw-properties" => settings.hw_properties = string(),
             "sw-properties" => settings.sw_properties = string(),
-            "lock-timeout" => settings.lock_timeout_ns = value.get().unwrap(),
-            "max-pixel-rate" => settings.max_pixel_rate = value.get().unwrap(),
             "failover-encoder" => settings.failover_encoder = string(),
             "failover-properties" => settings.failover_properties = string(),
-            "reclaim-interval" => settings.reclaim_interval_ns = value.get().unwrap(),
+            "reclaim-interval" => {
+                settings.reclaim_interval = gst::ClockTime::from_nseconds(value.get().unwrap())
+            }
             _ => unreachable!(),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let settings = self.settings.lock().unwrap();
+        let settings = self.settings.lock();
+        if let Some(value) = properties::budget_property(&settings.budget, pspec.name()) {
+            return value;
+        }
         match pspec.name() {
             "hw-encoder" => settings.hw_encoder.to_value(),
             "sw-encoder" => settings.sw_encoder.to_value(),
-            "max-sessions" => settings.max_sessions.to_value(),
-            "session-file" => settings.session_file.to_value(),
-            "lock-dir" => settings.lock_dir.to_value(),
             "mode" => settings.mode.to_value(),
             "bitrate" => settings.bitrate.to_value(),
             "gop" => settings.gop.to_value(),
             "hw-properties" => settings.hw_properties.to_value(),
             "sw-properties" => settings.sw_properties.to_value(),
-            "lock-timeout" => settings.lock_timeout_ns.to_value(),
-            "max-pixel-rate" => settings.max_pixel_rate.to_value(),
             "failover-encoder" => settings.failover_encoder.to_value(),
             "failover-properties" => settings.failover_properties.to_value(),
-            "reclaim-interval" => settings.reclaim_interval_ns.to_value(),
+            "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
             name => {
                 drop(settings);
-                let state = self.state.lock().unwrap();
+                let state = self.state.lock();
                 match name {
                     "active-encoder" => state
                         .as_ref()
@@ -580,10 +470,10 @@ impl ElementImpl for VpuGuardEnc {
 impl BinImpl for VpuGuardEnc {
     fn handle_message(&self, message: gst::Message) {
         if let gst::MessageView::Error(err) = message.view() {
-            let watches = [
-                self.watch.lock().unwrap().clone(),
-                self.starting_watch.lock().unwrap().clone(),
-            ];
+            let watches = {
+                let watches = self.watches.lock();
+                [watches.current.clone(), watches.starting.clone()]
+            };
             let src = message.src();
             // Downstream failed first (recorded in this same thread before the
             // child saw the error flow): the child's ERROR is downstream's.
@@ -591,7 +481,9 @@ impl BinImpl for VpuGuardEnc {
             let handler = watches.into_iter().flatten().find(|watch| {
                 !downstream_failed
                     && watch.handles_failure()
-                    && src.is_some_and(|src| is_same_or_inside(src, watch.encoder.upcast_ref()))
+                    && src.is_some_and(|src| {
+                        crate::guard::is_same_or_inside(src, watch.child.upcast_ref())
+                    })
             });
             if let Some(watch) = handler {
                 let what = format!(
@@ -660,17 +552,6 @@ fn stream_pixel_rate(caps: &gst::CapsRef) -> u64 {
     }
 }
 
-fn is_same_or_inside(object: &gst::Object, ancestor: &gst::Object) -> bool {
-    let mut current = Some(object.clone());
-    while let Some(o) = current {
-        if &o == ancestor {
-            return true;
-        }
-        current = o.parent();
-    }
-    false
-}
-
 impl VpuGuardEnc {
     fn sinkpad(&self) -> &gst::GhostPad {
         self.sinkpad.get().unwrap()
@@ -682,9 +563,13 @@ impl VpuGuardEnc {
 
     /// Settings errors are reported when the element starts, not mid-stream.
     fn validate_settings(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().clone();
         let settings_error =
             |msg: String| gst::error_msg!(gst::LibraryError::Settings, ["{}", msg]);
+        settings
+            .budget
+            .validate()
+            .map_err(|msg| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)))?;
         child_props::parse_structure("hw-properties", &settings.hw_properties)
             .map_err(settings_error)?;
         child_props::parse_structure("sw-properties", &settings.sw_properties)
@@ -729,6 +614,14 @@ impl VpuGuardEnc {
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
         match event.type_() {
             gst::EventType::Eos => return self.sink_eos(pad, event),
+            gst::EventType::FlushStart => {
+                // An EOS waiting for the chain looks at the pad's flushing flag again.
+                let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                if let Some(watch) = self.current_watch() {
+                    watch.wake();
+                }
+                return forwarded;
+            }
             gst::EventType::FlushStop => {
                 // Nothing from before a flush is to be encoded again, and a
                 // downstream error is over.
@@ -741,7 +634,7 @@ impl VpuGuardEnc {
         }
         if let gst::EventView::Caps(caps) = event.view() {
             let (needs_chain, old_caps) = {
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.lock();
                 match state.as_mut() {
                     // Renegotiation: the chain follows; a reclaim counts the new size.
                     Some(state) => (
@@ -778,7 +671,7 @@ impl VpuGuardEnc {
         }
         match query.view_mut() {
             gst::QueryViewMut::Caps(q) => {
-                let settings = self.settings.lock().unwrap().clone();
+                let settings = self.settings.lock().clone();
                 let mut candidates = Vec::with_capacity(2);
                 if settings.mode != Mode::Software {
                     candidates.push(settings.hw_encoder.as_str());
@@ -788,7 +681,7 @@ impl VpuGuardEnc {
                 }
                 let mut caps = gst::Caps::new_empty();
                 for factory in candidates {
-                    if let Some(sink_caps) = self.encoder_sink_caps(factory) {
+                    if let Some(sink_caps) = factory_caps::sink_caps(factory) {
                         caps.merge(sink_caps);
                     }
                 }
@@ -806,39 +699,14 @@ impl VpuGuardEnc {
         }
     }
 
-    /// What an encoder's sink pad takes, in its own order of preference. An
-    /// element is created to ask (creating an MPP encoder opens no session),
-    /// once per factory name.
-    fn encoder_sink_caps(&self, factory: &str) -> Option<gst::Caps> {
-        let cached = {
-            let cache = self.sink_caps_cache.lock().unwrap();
-            cache
-                .iter()
-                .find(|(name, _)| name == factory)
-                .map(|(_, caps)| caps.clone())
-        };
-        if cached.is_some() {
-            return cached;
-        }
-        // Created, asked and dropped with no lock held.
-        let element = gst::ElementFactory::make(factory).build().ok()?;
-        let caps = element.static_pad("sink")?.query_caps(None);
-        drop(element);
-        let mut cache = self.sink_caps_cache.lock().unwrap();
-        if !cache.iter().any(|(name, _)| name == factory) {
-            cache.push((factory.to_string(), caps.clone()));
-        }
-        Some(caps)
-    }
-
     /// Takes the decision for a new stream and builds the chosen chain. Runs in
     /// the CAPS event handler: a buffer reaching a target-less ghost pad would
     /// be NOT_LINKED, so the chain must exist before the event is forwarded.
     fn decide_and_build(&self, caps: &gst::CapsRef) -> Result<(), DecideError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().clone();
         let candidates = self.candidates(&settings)?;
         let count = if decision::needs_session_count(
-            settings.mode,
+            settings.mode.into(),
             candidates.hw.is_some(),
             candidates.downstream_takes_hw,
         ) {
@@ -847,12 +715,13 @@ impl VpuGuardEnc {
             VpuCount::not_consulted()
         };
         let inputs = Inputs {
-            mode: settings.mode,
+            kind: GuardKind::Encoder,
+            mode: settings.mode.into(),
             hw_available: candidates.hw.is_some(),
             downstream_takes_hw: candidates.downstream_takes_hw,
             downstream_takes_sw: candidates.downstream_takes_sw,
             vpu: count.view,
-            budget: settings.budget(),
+            budget: settings.budget.budget(),
             stream_pixel_rate: stream_pixel_rate(caps),
         };
         let outcome = decision::decide(&inputs);
@@ -861,13 +730,9 @@ impl VpuGuardEnc {
             sessions: inputs.load().sessions,
             pixel_rate: inputs.load().pixel_rate,
             stream_pixel_rate: inputs.stream_pixel_rate,
-            session_file: count
-                .session_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            session_file: count.session_file_string(),
         };
-        self.carry_out(&settings, &candidates, caps, outcome, count.lock, seen)
+        self.carry_out(&settings, &candidates, caps, outcome, count.held, seen)
             .map_err(DecideError::Failed)
     }
 
@@ -904,95 +769,42 @@ impl VpuGuardEnc {
         Ok(candidates)
     }
 
-    /// Takes the decision lock (waiting as `patience` says), then counts the
-    /// sessions of the listing and the guards' slots under it.
+    /// Counts the VPU under the decision lock (waiting as `patience` says),
+    /// saying on the bus what the count met.
     fn count_vpu(&self, settings: &Settings, patience: Patience) -> Result<VpuCount, DecideError> {
-        let lock_dir = settings.lock_dir();
-        let resource_error = |what: &str, e: std::io::Error| {
-            gst::error_msg!(
-                gst::ResourceError::OpenReadWrite,
-                ("lock-dir: cannot use '{}'", lock_dir.display()),
-                ["{}: {}", what, e]
-            )
-        };
-        let ledger = Ledger::open(&lock_dir).map_err(|e| resource_error("create", e))?;
-        let timeout = match patience {
-            Patience::LockTimeout => Duration::from_nanos(settings.lock_timeout_ns),
-            Patience::TryOnce => Duration::ZERO,
-        };
-        let lock = match ledger
-            .lock_decision_within(timeout, || self.stopping.load(Ordering::SeqCst))
-        {
-            Ok(lock) => lock,
-            Err(LockWaitError::Stopped) => return Err(DecideError::Stopping),
-            Err(LockWaitError::Io(e)) => return Err(resource_error("decision lock", e).into()),
-            Err(LockWaitError::TimedOut) if patience == Patience::TryOnce => {
-                return Ok(VpuCount {
-                    view: VpuView::LockTimedOut,
-                    session_file: None,
-                    lock: None,
-                });
-            }
-            Err(LockWaitError::TimedOut) => {
+        let count = budget::count(&settings.budget, patience, || {
+            self.stopping.load(Ordering::SeqCst)
+        })
+        .map_err(|err| match err.to_error_message() {
+            Some(message) => DecideError::Failed(message),
+            None => DecideError::Stopping,
+        })?;
+        match &count.warning {
+            Some(CountWarning::LockTimedOut { lock_file, timeout }) => {
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Busy,
                     (
                         "The VPU decision lock {} was held for all of lock-timeout ({:?}): not using the VPU",
-                        ledger.decision_lock_path().display(),
+                        lock_file.display(),
                         timeout
                     ),
                     ["another process may be stuck inside a hardware encoder's start"]
                 );
-                return Ok(VpuCount {
-                    view: VpuView::LockTimedOut,
-                    session_file: None,
-                    lock: None,
-                });
             }
-        };
-        let slots = lock
-            .live_slots(&ledger)
-            .map_err(|e| resource_error("count slots", e))?;
-        let (listing, session_file) = match sessions::read_session_loads(settings.session_file()) {
-            Ok((path, listing)) => (Some(listing), Some(path)),
-            Err(err) => {
-                self.warn_unreadable_once(&err);
-                (None, None)
+            Some(CountWarning::Unreadable(err))
+                if !self.warned_unreadable.swap(true, Ordering::SeqCst) =>
+            {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenRead,
+                    ("No VPU session listing is readable: counting only the hardware encoders held by vpuguardenc instances"),
+                    ["{}", err]
+                );
             }
-        };
-        let load = load::machine_load(
-            listing.as_deref().unwrap_or_default(),
-            &slots,
-            load::process_of_thread,
-        );
-        gst::debug!(
-            CAT,
-            imp = self,
-            "{:?}: {} listed sessions, {} guard slots: {load:?}",
-            session_file,
-            listing.as_ref().map_or(0, Vec::len),
-            slots.len()
-        );
-        Ok(VpuCount {
-            view: VpuView::Counted {
-                load,
-                listed: listing.is_some(),
-            },
-            session_file,
-            lock: Some((ledger, lock)),
-        })
-    }
-
-    fn warn_unreadable_once(&self, err: &sessions::ListingError) {
-        if !self.warned_unreadable.swap(true, Ordering::SeqCst) {
-            gst::element_imp_warning!(
-                self,
-                gst::ResourceError::OpenRead,
-                ("No VPU session listing is readable: counting only the hardware encoders held by vpuguardenc instances"),
-                ["{}", err]
-            );
+            _ => (),
         }
+        Ok(count)
     }
 
     /// Builds the chain the decision chose. `lock` is the decision lock, held
@@ -1003,7 +815,7 @@ impl VpuGuardEnc {
         candidates: &Candidates,
         caps: &gst::CapsRef,
         outcome: Outcome,
-        lock: Option<(Ledger, DecisionLock)>,
+        held: Option<Held>,
         seen: Seen,
     ) -> Result<(), gst::ErrorMessage> {
         match outcome {
@@ -1017,7 +829,7 @@ impl VpuGuardEnc {
                 )
             }),
             Outcome::Software(reason) => {
-                drop(lock);
+                drop(held);
                 let sw = candidates
                     .sw
                     .as_ref()
@@ -1027,15 +839,19 @@ impl VpuGuardEnc {
                 Ok(())
             }
             Outcome::Hardware(reason) => {
-                let (ledger, lock) = lock.expect("hardware needs the decision lock");
-                let slot = lock
-                    .take_slot(&ledger, &self.obj().path_string(), seen.stream_pixel_rate)
+                let held = held.expect("hardware needs the decision lock");
+                let slot = held
+                    .take_slot(
+                        &self.obj().path_string(),
+                        SessionKind::Encoder,
+                        seen.stream_pixel_rate,
+                    )
                     .map_err(|e| {
                         gst::error_msg!(
                             gst::ResourceError::OpenReadWrite,
                             (
                                 "lock-dir: cannot record a hardware slot in '{}'",
-                                ledger.dir().display()
+                                held.dir().display()
                             ),
                             ["{}", e]
                         )
@@ -1046,7 +862,7 @@ impl VpuGuardEnc {
                     .expect("decided for an installed encoder");
                 let built = self.build_chain(settings, hw, caps, Some(slot), &seen);
                 // The child has opened its session, or failed to.
-                drop(lock);
+                drop(held);
                 match built {
                     Ok(()) => {
                         self.post_decision(settings, reason, None);
@@ -1118,7 +934,7 @@ impl VpuGuardEnc {
             )
         })?;
         self.build_or_error(settings, &sw_factory, caps, None, seen)?;
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
+        if let Some(state) = self.state.lock().as_mut() {
             state.reclaim.hardware_failed(chain::monotonic_now());
         }
         self.post_decision(settings, Reason::HwStartFailed, None);

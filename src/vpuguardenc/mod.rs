@@ -7,14 +7,9 @@ use gst::prelude::*;
 
 mod child_props;
 mod codec;
-mod decision;
+mod frames;
 mod imp;
-pub mod ledger;
-pub mod load;
-mod reclaim;
-pub mod sessions;
 mod stream_format;
-mod watch;
 mod window;
 
 /// How the guard may choose.
@@ -35,6 +30,16 @@ pub enum Mode {
     Hardware = 1,
     #[enum_value(name = "Software only: never touch the VPU", nick = "software")]
     Software = 2,
+}
+
+impl From<Mode> for crate::vpu::decision::Mode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Auto => Self::Auto,
+            Mode::Hardware => Self::Hardware,
+            Mode::Software => Self::Software,
+        }
+    }
 }
 
 glib::wrapper! {

@@ -65,6 +65,20 @@ impl Vpu {
         )
     }
 
+    /// Lets the guards see the listing as it is now: removes the snapshot
+    /// they share in the lock directory, as `MAX_AGE` (200 ms) passing would.
+    pub fn expire_snapshot(&self) {
+        for entry in std::fs::read_dir(self.lock_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().ends_with(".snapshot") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Removes the directory.
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -4,9 +4,9 @@
 //! removing it, and telling the application what was chosen.
 
 use super::*;
-use crate::vpuguardenc::reclaim::ReclaimSchedule;
+use crate::guard::watch::Keep;
+use crate::vpuguardenc::frames;
 use crate::vpuguardenc::stream_format;
-use crate::vpuguardenc::watch::{ChainWatch, Keep};
 
 /// What an encoder is there for, which decides the properties it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Chain {
     /// A watch for the chain, when the guard must follow it: a hardware child
     /// until its first output at least, any chain that may be replaced
     /// mid-stream for the whole stream.
-    pub fn watch(&self) -> Option<Arc<ChainWatch>> {
+    pub fn watch(&self) -> Option<Arc<Watch>> {
         let hardware = self.role == Role::Hardware;
         let keep = if self.switchable {
             Keep::WholeStream
@@ -45,7 +45,7 @@ impl Chain {
             Keep::UntilFirstOutput
         };
         (hardware || self.switchable)
-            .then(|| ChainWatch::new(self.encoder.clone(), hardware, keep, self.last()))
+            .then(|| frames::watch(self.encoder.clone(), hardware, keep, self.last()))
     }
 }
 
@@ -82,12 +82,10 @@ impl VpuGuardEnc {
             self.create_chain(settings, factory, caps, role, switchable, output.as_ref())?;
         self.attach_chain(&chain)?;
         let watch = chain.watch();
-        let previous = std::mem::replace(&mut *self.watch.lock().unwrap(), watch.clone());
+        let previous = std::mem::replace(&mut self.watches.lock().current, watch.clone());
         drop(previous);
-        let reclaim = ReclaimSchedule::new(
-            Duration::from_nanos(settings.reclaim_interval_ns),
-            monotonic_now(),
-        );
+        let reclaim =
+            ReclaimSchedule::new(Duration::from(settings.reclaim_interval), monotonic_now());
         let new_state = Some(State {
             elements: chain.elements.clone(),
             factory: chain.factory.clone(),
@@ -99,7 +97,7 @@ impl VpuGuardEnc {
             switches: 0,
             reclaim,
         });
-        let previous = std::mem::replace(&mut *self.state.lock().unwrap(), new_state);
+        let previous = std::mem::replace(&mut *self.state.lock(), new_state);
         drop(previous);
         let failure = self
             .start_chain(&chain)
@@ -121,7 +119,7 @@ impl VpuGuardEnc {
             Role::Hardware => matches!(failover_factory(settings), Ok(Some(_))),
             Role::Software | Role::Failover => {
                 settings.mode == Mode::Auto
-                    && settings.reclaim_interval_ns > 0
+                    && !settings.reclaim_interval.is_zero()
                     && hw_codec(settings) == Some(codec)
             }
         }
@@ -287,7 +285,7 @@ impl VpuGuardEnc {
         switch: Option<&SwitchReport>,
     ) {
         let (encoder, hardware, seen, switches) = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.lock();
             let state = state.as_ref().expect("posted after a chain was built");
             (
                 state.factory.clone(),
@@ -303,20 +301,20 @@ impl VpuGuardEnc {
              {} + {} px/s of {}, switch {switch:?})",
             reason.as_str(),
             seen.sessions,
-            settings.max_sessions,
+            settings.budget.max_sessions,
             seen.pixel_rate,
             seen.stream_pixel_rate,
-            settings.max_pixel_rate
+            settings.budget.max_pixel_rate
         );
         let report = switch.cloned().unwrap_or_default();
         let mut structure = gst::Structure::builder("vpuguardenc-decision")
             .field("encoder", encoder)
             .field("hardware", hardware)
             .field("sessions", seen.sessions)
-            .field("max-sessions", settings.max_sessions)
+            .field("max-sessions", settings.budget.max_sessions)
             .field("pixel-rate", seen.pixel_rate)
             .field("stream-pixel-rate", seen.stream_pixel_rate)
-            .field("max-pixel-rate", settings.max_pixel_rate)
+            .field("max-pixel-rate", settings.budget.max_pixel_rate)
             .field("session-file", seen.session_file)
             .field("reason", reason.as_str())
             .field("switches", switches)
@@ -335,9 +333,9 @@ impl VpuGuardEnc {
 
     /// Stops and removes the chain, then releases its VPU slot.
     pub(super) fn teardown(&self) {
-        let state = self.state.lock().unwrap().take();
+        let state = self.state.lock().take();
         // Dropped outside the lock: it holds the encoder and frames.
-        let watch = self.watch.lock().unwrap().take();
+        let watch = self.watches.lock().current.take();
         drop(watch);
         let Some(state) = state else { return };
         let _ = self.sinkpad().set_target(None::<&gst::Pad>);

@@ -10,8 +10,9 @@
 
 use super::chain::{Role, monotonic_now};
 use super::*;
+use crate::guard::watch::running_time;
+use crate::vpuguardenc::frames::{self, Frame};
 use crate::vpuguardenc::stream_format;
-use crate::vpuguardenc::watch::{Frame, running_time};
 
 /// How long EOS waits for a hardware child that outputs nothing more while
 /// draining before EOS is taken as gone through (MPP encoders output every
@@ -25,15 +26,15 @@ struct Replacement {
     /// Held by a hardware chain from its start until it is back in NULL.
     slot: Option<Slot>,
     /// The decision lock, held until a hardware chain has opened its session.
-    lock: Option<(Ledger, DecisionLock)>,
+    held: Option<Held>,
     seen: Seen,
     /// Why the old chain is replaced, when it failed.
     failure: Option<String>,
 }
 
 impl VpuGuardEnc {
-    pub(super) fn current_watch(&self) -> Option<Arc<ChainWatch>> {
-        self.watch.lock().unwrap().clone()
+    pub(super) fn current_watch(&self) -> Option<Arc<Watch>> {
+        self.watches.lock().current.clone()
     }
 
     pub(super) fn sink_chain(
@@ -60,11 +61,11 @@ impl VpuGuardEnc {
         if !watch.keeps_frames() {
             // A hardware child that works and has no replacement: stop
             // following it (its errors reach the application as they are).
-            let stopped = self.watch.lock().unwrap().take();
+            let stopped = self.watches.lock().current.take();
             drop(stopped);
             return input.push(pad, &*obj);
         }
-        watch.remember(pad.upcast_ref(), &input);
+        frames::remember(&watch, pad.upcast_ref(), &input);
         match input.push(pad, &*obj) {
             Err(err) => match self.failure_behind(&watch, err) {
                 // The frame is in the window: the replacement gets it.
@@ -78,7 +79,7 @@ impl VpuGuardEnc {
     /// The failure behind a flow error the chain returned, when the guard
     /// handles it: the ERROR the child posted, or an error flow the child
     /// returned on its own (downstream did not return it).
-    fn failure_behind(&self, watch: &ChainWatch, err: gst::FlowError) -> Option<String> {
+    fn failure_behind(&self, watch: &Watch, err: gst::FlowError) -> Option<String> {
         if !watch.handles_failure() {
             return None;
         }
@@ -87,7 +88,7 @@ impl VpuGuardEnc {
             own.then(|| {
                 format!(
                     "{} returned an error flow without an error message",
-                    watch.encoder.name()
+                    watch.child.name()
                 )
             })
         })
@@ -113,10 +114,10 @@ impl VpuGuardEnc {
     fn replace_failed(
         &self,
         pad: &gst::GhostPad,
-        watch: &ChainWatch,
+        watch: &Watch,
         failure: &str,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().clone();
         // Once anything left the guard, downstream has this codec: a
         // reclaimed hardware encoder failing before its own first output is
         // replaced by the failover encoder too, never by sw-encoder.
@@ -142,12 +143,12 @@ impl VpuGuardEnc {
             ));
             return Err(gst::FlowError::Error);
         };
-        let seen = self.state.lock().unwrap().as_ref().map(|s| s.seen.clone());
+        let seen = self.state.lock().as_ref().map(|s| s.seen.clone());
         let replacement = Replacement {
             factory: factory.clone(),
             role,
             slot: None,
-            lock: None,
+            held: None,
             seen: seen.unwrap_or_default(),
             failure: Some(failure.to_string()),
         };
@@ -177,7 +178,7 @@ impl VpuGuardEnc {
     fn reclaim_if_due(&self, pad: &gst::GhostPad, input: &Input) -> Result<(), gst::FlowError> {
         let now = monotonic_now();
         let candidate = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.lock();
             state
                 .as_ref()
                 .filter(|s| !s.hardware && s.reclaim.due(now))
@@ -186,13 +187,13 @@ impl VpuGuardEnc {
         let Some((codec, caps, seen)) = candidate else {
             return Ok(());
         };
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().clone();
         if !self.switchable(&settings, Role::Software, codec)
             || self.stopping.load(Ordering::SeqCst)
         {
             return Ok(());
         }
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
+        if let Some(state) = self.state.lock().as_mut() {
             state.reclaim.checked(now);
         }
         let Some(replacement) = self.reclaim_decision(&settings, &caps, seen) else {
@@ -213,7 +214,7 @@ impl VpuGuardEnc {
                 Ok(())
             }
             Err(why) => {
-                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                if let Some(state) = self.state.lock().as_mut() {
                     state.reclaim.hardware_failed(now);
                 }
                 gst::element_imp_warning!(
@@ -243,12 +244,13 @@ impl VpuGuardEnc {
             Err(_) => return None,
         };
         let inputs = Inputs {
-            mode: Mode::Auto,
+            kind: GuardKind::Encoder,
+            mode: decision::Mode::Auto,
             hw_available: true,
             downstream_takes_hw: true,
             downstream_takes_sw: true,
             vpu: count.view,
-            budget: settings.budget(),
+            budget: settings.budget.budget(),
             stream_pixel_rate: stream_pixel_rate(caps),
         };
         let outcome = decision::decide(&inputs);
@@ -262,23 +264,25 @@ impl VpuGuardEnc {
         if !matches!(outcome, Outcome::Hardware(_)) {
             return None;
         }
-        let (ledger, lock) = count.lock?;
-        let slot = lock
-            .take_slot(&ledger, &self.obj().path_string(), inputs.stream_pixel_rate)
+        let session_file = count.session_file.map(|p| p.display().to_string());
+        let held = count.held?;
+        let slot = held
+            .take_slot(
+                &self.obj().path_string(),
+                SessionKind::Encoder,
+                inputs.stream_pixel_rate,
+            )
             .inspect_err(|e| gst::warning!(CAT, imp = self, "cannot record a slot: {e}"))
             .ok()?;
         Some(Replacement {
             factory: gst::ElementFactory::find(&settings.hw_encoder)?,
             role: Role::Hardware,
             slot: Some(slot),
-            lock: Some((ledger, lock)),
+            held: Some(held),
             seen: Seen {
                 sessions: inputs.load().sessions,
                 pixel_rate: inputs.load().pixel_rate,
-                session_file: count
-                    .session_file
-                    .map(|p| p.display().to_string())
-                    .unwrap_or(seen.session_file),
+                session_file: session_file.unwrap_or(seen.session_file),
                 ..seen
             },
             failure: None,
@@ -294,7 +298,7 @@ impl VpuGuardEnc {
         pad: &gst::GhostPad,
         new: Replacement,
     ) -> Result<(SwitchReport, Vec<Frame>), String> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.lock().clone();
         let input_caps = pad.current_caps().ok_or("no caps on the sink pad")?;
         let codec = Codec::of_factory(&new.factory).ok_or("not an H.264/H.265 encoder")?;
         let switchable = self.switchable(&settings, new.role, codec);
@@ -310,7 +314,8 @@ impl VpuGuardEnc {
             )
             .map_err(|(ChainError::Config(why) | ChainError::Start(why))| why)?;
         let watch = chain.watch();
-        *self.starting_watch.lock().unwrap() = watch.clone();
+        let no_watch = std::mem::replace(&mut self.watches.lock().starting, watch.clone());
+        drop(no_watch);
         let started = self.start_chain(&chain).and_then(|()| {
             match watch.as_ref().and_then(|w| w.failure()) {
                 Some(failure) => Err(failure),
@@ -318,16 +323,16 @@ impl VpuGuardEnc {
             }
         });
         // The hardware child has opened its session, or failed to.
-        drop(new.lock);
+        drop(new.held);
         if let Err(why) = started {
             self.remove_elements(&chain.elements);
-            let starting = self.starting_watch.lock().unwrap().take();
+            let starting = self.watches.lock().starting.take();
             drop(starting);
             return Err(why);
         }
 
         let (old_elements, old_slot, switches, mut reclaim) = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.lock();
             let state = state.as_mut().ok_or("the stream ended")?;
             (
                 state.elements.clone(),
@@ -342,10 +347,10 @@ impl VpuGuardEnc {
         for element in &old_elements {
             let _ = element.set_state(gst::State::Null);
         }
-        let old_watch = self.watch.lock().unwrap().take();
+        let old_watch = self.watches.lock().current.take();
         let (frames, lost) = old_watch
             .as_ref()
-            .map(|w| w.take_uncovered())
+            .map(|w| frames::take_uncovered(w))
             .unwrap_or_default();
         drop(old_watch);
         let attached = self.attach_chain(&chain);
@@ -356,7 +361,7 @@ impl VpuGuardEnc {
             // Past the point of no return: nothing is left to encode with.
             self.remove_elements(&chain.elements);
             self.teardown();
-            let starting = self.starting_watch.lock().unwrap().take();
+            let starting = self.watches.lock().starting.take();
             drop(starting);
             return Err(format!("cannot link the new chain: {why}"));
         }
@@ -364,11 +369,11 @@ impl VpuGuardEnc {
         if new.failure.is_some() {
             reclaim.hardware_failed(monotonic_now());
         }
-        let no_watch = std::mem::replace(&mut *self.watch.lock().unwrap(), watch);
+        let no_watch = std::mem::replace(&mut self.watches.lock().current, watch);
         drop(no_watch);
         // Only now: until the new watch is in place, the new chain's errors
         // are caught as a starting chain's.
-        let starting = self.starting_watch.lock().unwrap().take();
+        let starting = self.watches.lock().starting.take();
         drop(starting);
         let hardware = new.role == Role::Hardware;
         let new_state = Some(State {
@@ -384,7 +389,7 @@ impl VpuGuardEnc {
         });
         // The old state holds the old chain's last references: they go
         // after the lock (an element's dispose may call back into the bin).
-        let old_state = std::mem::replace(&mut *self.state.lock().unwrap(), new_state);
+        let old_state = std::mem::replace(&mut *self.state.lock(), new_state);
         drop(old_state);
         let report = SwitchReport {
             replayed: frames.len() as u64,
@@ -428,12 +433,7 @@ impl VpuGuardEnc {
         next: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         report.first_running_time = report.first_running_time.or(next);
-        let encoder = self
-            .state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|s| s.factory.clone());
+        let encoder = self.state.lock().as_ref().map(|s| s.factory.clone());
         let encoder = encoder.unwrap_or_default();
         if let Some(failure) = failure {
             let (what, detail) = match reason {
@@ -544,17 +544,23 @@ impl VpuGuardEnc {
         forward(event)
     }
 
-    fn wait_for_eos_out_or_failure(&self, pad: &gst::GhostPad, watch: &ChainWatch) {
-        let mut outputs = watch.outputs();
+    /// Blocks (no polling) until EOS came out of the chain, it failed, a
+    /// flush started, or it output nothing for `EOS_WAIT_FOR_HARDWARE`.
+    fn wait_for_eos_out_or_failure(&self, pad: &gst::GhostPad, watch: &Watch) {
+        let mut seen = watch.progress();
         let mut deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
         while !watch.eos_out()
             && watch.failure().is_none()
             && !pad.pad_flags().contains(gst::PadFlags::FLUSHING)
-            && std::time::Instant::now() < deadline
         {
-            std::thread::sleep(Duration::from_millis(2));
-            if watch.outputs() != outputs {
-                outputs = watch.outputs();
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            watch.wait_for_change(seen, deadline - now);
+            let progress = watch.progress();
+            if progress != seen {
+                seen = progress;
                 deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
             }
         }
@@ -563,7 +569,7 @@ impl VpuGuardEnc {
                 CAT,
                 imp = self,
                 "EOS did not come out of {}: no output for {EOS_WAIT_FOR_HARDWARE:?}",
-                watch.encoder.name()
+                watch.child.name()
             );
         }
     }

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The machine-wide ledger of hardware encoders held by vpuguardenc instances.
+//! The machine-wide ledger of hardware children (encoders and decoders) held
+//! by the guards, vpuguardenc and vpuguarddec instances of every process.
 //!
 //! Two kinds of files live in one lock directory shared by every process:
 //! - `decision.lock`: held (flock) by the one guard that is deciding, from
 //!   reading the session count until its hardware child has opened its VPU
 //!   session, so two guards never both see the last free slot.
-//! - `slot-<pid>-<n>.lock`: one per hardware encoder a guard holds, flock-held
-//!   for as long as the encoder may own a VPU session. The kernel drops a flock
+//! - `slot-<pid>-<n>.lock`: one per hardware child a guard holds, flock-held
+//!   for as long as the child may own a VPU session; it says whether the
+//!   child is an encoder or a decoder. The kernel drops a flock
 //!   when its process dies, so a slot whose lock can be taken is stale and is
 //!   removed: a crashed process never leaves a reservation behind.
 //!
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::listing::SessionKind;
 use super::load::SlotLoad;
 
 const DECISION_LOCK: &str = "decision.lock";
@@ -188,10 +191,9 @@ impl DecisionLock {
                     // it is skipped again at each count.)
                     let _ = std::fs::remove_file(entry.path());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => held.push(SlotLoad {
-                    pid,
-                    pixel_rate: slot_pixel_rate(&mut file),
-                }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    held.push(slot_load(pid, &mut file));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -203,10 +205,16 @@ impl DecisionLock {
         self.live_slots(ledger).map(|slots| slots.len() as u32)
     }
 
-    /// Records one hardware encoder held by this process until the slot drops.
-    /// `pixel_rate` is the load of the stream it encodes, for other guards'
-    /// pixel budget while its session is not listed yet.
-    pub fn take_slot(&self, ledger: &Ledger, owner: &str, pixel_rate: u64) -> io::Result<Slot> {
+    /// Records one hardware child of `kind` held by this process until the
+    /// slot drops. `pixel_rate` is the load of the stream an encoder encodes,
+    /// for other guards' pixel budget while its session is not listed yet.
+    pub fn take_slot(
+        &self,
+        ledger: &Ledger,
+        owner: &str,
+        kind: SessionKind,
+        pixel_rate: u64,
+    ) -> io::Result<Slot> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = ledger.dir.join(format!(
@@ -224,8 +232,9 @@ impl DecisionLock {
         // The load for other guards, and who holds it for people looking.
         writeln!(
             file,
-            "pid={} pixel-rate={pixel_rate} owner={owner}",
-            std::process::id()
+            "pid={} kind={} pixel-rate={pixel_rate} owner={owner}",
+            std::process::id(),
+            kind_name(kind)
         )?;
         Ok(Slot { path, _file: file })
     }
@@ -237,19 +246,37 @@ fn slot_pid(name: &str) -> Option<u32> {
     inner.split_once('-')?.0.parse().ok()
 }
 
-/// The `pixel-rate=` a slot file records; 0 when it has none yet (its owner
-/// is between creating and writing it, which it only does holding the
-/// decision lock, so a counter never sees that).
-fn slot_pixel_rate(file: &mut File) -> u64 {
+/// What a slot file records: its `kind=` (encoder when missing: guards
+/// before decoders had slots wrote none) and `pixel-rate=` (0 when it has none
+/// yet: its owner is between creating and writing it, which it only does
+/// holding the decision lock, so a counter never sees that).
+fn slot_load(pid: u32, file: &mut File) -> SlotLoad {
     let mut text = String::new();
     let _ = file.take(4096).read_to_string(&mut text);
-    text.split_whitespace()
-        .find_map(|field| field.strip_prefix("pixel-rate="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+    };
+    SlotLoad {
+        pid,
+        kind: match field("kind") {
+            Some("decoder") => SessionKind::Decoder,
+            _ => SessionKind::Encoder,
+        },
+        pixel_rate: field("pixel-rate")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    }
 }
 
-/// One hardware encoder recorded in the ledger. Dropping it releases the slot.
+fn kind_name(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::Decoder => "decoder",
+        _ => "encoder",
+    }
+}
+
+/// One hardware child recorded in the ledger. Dropping it releases the slot.
 #[derive(Debug)]
 pub struct Slot {
     path: PathBuf,
@@ -286,8 +313,12 @@ mod tests {
         let ledger = temp_ledger("held");
         let lock = ledger.lock_decision().unwrap();
         assert_eq!(lock.held_slots(&ledger).unwrap(), 0);
-        let a = lock.take_slot(&ledger, "a", 10).unwrap();
-        let b = lock.take_slot(&ledger, "b", 20).unwrap();
+        let a = lock
+            .take_slot(&ledger, "a", SessionKind::Encoder, 10)
+            .unwrap();
+        let b = lock
+            .take_slot(&ledger, "b", SessionKind::Decoder, 20)
+            .unwrap();
         assert_eq!(lock.held_slots(&ledger).unwrap(), 2);
         assert!(a.path().exists());
         drop(a);
@@ -307,6 +338,15 @@ mod tests {
         assert_eq!(lock.held_slots(&ledger).unwrap(), 0);
         assert!(!stale.exists());
         std::fs::remove_dir_all(ledger.dir()).unwrap();
+    }
+
+    #[test]
+    fn a_slot_without_a_kind_is_an_encoders() {
+        let dir = std::env::temp_dir().join(format!("edgeguard-slot-kind-{}", std::process::id()));
+        std::fs::write(&dir, "pid=7 pixel-rate=99 owner=/pipeline0/guard\n").unwrap();
+        let load = slot_load(7, &mut File::open(&dir).unwrap());
+        assert_eq!((load.kind, load.pixel_rate), (SessionKind::Encoder, 99));
+        std::fs::remove_file(&dir).unwrap();
     }
 
     #[test]
@@ -333,11 +373,14 @@ mod tests {
     fn slots_carry_their_process_and_pixel_rate() {
         let ledger = temp_ledger("loads");
         let lock = ledger.lock_decision().unwrap();
-        let _a = lock.take_slot(&ledger, "a", 1234).unwrap();
+        let _a = lock
+            .take_slot(&ledger, "a", SessionKind::Decoder, 1234)
+            .unwrap();
         assert_eq!(
             lock.live_slots(&ledger).unwrap(),
             vec![SlotLoad {
                 pid: std::process::id(),
+                kind: SessionKind::Decoder,
                 pixel_rate: 1234
             }]
         );
@@ -350,7 +393,9 @@ mod tests {
         // SAFETY: umask only changes this process's file creation mask.
         let old = unsafe { libc::umask(0o077) };
         let lock = ledger.lock_decision();
-        let slot = lock.as_ref().map(|l| l.take_slot(&ledger, "a", 0));
+        let slot = lock
+            .as_ref()
+            .map(|l| l.take_slot(&ledger, "a", SessionKind::Encoder, 0));
         unsafe { libc::umask(old) };
         let slot = slot.unwrap().unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

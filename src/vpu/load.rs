@@ -4,14 +4,17 @@
 
 use std::collections::HashMap;
 
-use super::sessions::{SessionKind, SessionLoad};
+use super::listing::{SessionKind, SessionLoad};
 
-/// A hardware encoder held by a guard, as its slot file describes it.
+/// A hardware child held by a guard, as its slot file describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotLoad {
     /// The process holding the slot.
     pub pid: u32,
-    /// The pixel rate of the stream it encodes (width x height x fps).
+    /// Encoder or decoder: a slot stands for a listed session of its kind.
+    pub kind: SessionKind,
+    /// The pixel rate of the stream an encoder encodes (width x height x
+    /// fps); 0 for a decoder, which the pixel budget does not cover.
     pub pixel_rate: u64,
 }
 
@@ -26,69 +29,53 @@ pub struct Load {
 
 /// Counts sessions in the listing not held by guards plus the guards' slots.
 ///
-/// A slot is taken before its hardware encoder opens a session, and the
-/// listing lags a close by a moment: an encoder record of a process that holds
-/// slots is the session of one of those slots, and is counted through the slot
-/// (once, whether the encoder has opened its session yet or not). Records
-/// beyond the process's slots, and every non-encoder record, count as they are.
-/// `process_of` maps a record's thread id to its process id (the kernel lists
-/// the opening thread).
+/// A slot is taken before its hardware child opens a session, and the listing
+/// lags a close by a moment: a record of a process that holds slots of the
+/// record's kind (encoder or decoder) is the session of one of those slots,
+/// and is counted through the slot (once, whether the child has opened its
+/// session yet or not). Records beyond the process's slots of that kind, and
+/// every JPEG or other record, count as they are. `process_of` maps a
+/// record's thread id to its process id (the kernel lists the opening thread).
 pub fn machine_load(
     listing: &[SessionLoad],
     slots: &[SlotLoad],
     process_of: impl Fn(u32) -> u32,
 ) -> Load {
-    let mut unmatched_slots: HashMap<u32, u32> = HashMap::new();
+    let mut unmatched_slots: HashMap<(u32, SessionKind), u32> = HashMap::new();
     for slot in slots {
-        *unmatched_slots.entry(slot.pid).or_default() += 1;
+        *unmatched_slots.entry((slot.pid, slot.kind)).or_default() += 1;
     }
     // Match the lightest records first, so a process's heaviest encoders
     // count with their listed rate when it has more encoders than slots.
-    let mut encoders: Vec<&SessionLoad> = listing
-        .iter()
-        .filter(|l| l.kind == SessionKind::Encoder)
-        .collect();
-    encoders.sort_by_key(|l| l.pixel_rate.unwrap_or(0));
+    let mut records: Vec<&SessionLoad> = listing.iter().collect();
+    records.sort_by_key(|l| l.pixel_rate.unwrap_or(0));
 
-    let mut load = Load {
-        sessions: (listing.len() - encoders.len()) as u32,
-        pixel_rate: 0,
-    };
-    for encoder in encoders {
-        let pid = process_of(encoder.record.tid);
-        if let Some(free) = unmatched_slots.get_mut(&pid).filter(|n| **n > 0) {
+    let mut load = Load::default();
+    for record in records {
+        let guarded = matches!(record.kind, SessionKind::Encoder | SessionKind::Decoder);
+        let key = (process_of(record.record.tid), record.kind);
+        if let Some(free) = unmatched_slots.get_mut(&key).filter(|n| guarded && **n > 0) {
             *free -= 1;
             continue;
         }
         load.sessions = load.sessions.saturating_add(1);
-        load.pixel_rate = load
-            .pixel_rate
-            .saturating_add(encoder.pixel_rate.unwrap_or(0));
+        if record.kind == SessionKind::Encoder {
+            load.pixel_rate = load
+                .pixel_rate
+                .saturating_add(record.pixel_rate.unwrap_or(0));
+        }
     }
     load.sessions = load.sessions.saturating_add(slots.len() as u32);
     load.pixel_rate = slots
         .iter()
+        .filter(|s| s.kind == SessionKind::Encoder)
         .fold(load.pixel_rate, |sum, s| sum.saturating_add(s.pixel_rate));
     load
 }
 
-/// The process a thread belongs to, from `/proc/<tid>/status`; the thread id
-/// itself when it cannot be read (a thread that is gone, another namespace).
-pub fn process_of_thread(tid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(tid)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::sessions::SessionRecord;
+    use super::super::listing::SessionRecord;
     use super::*;
 
     fn session(tid: u32, kind: SessionKind, pixel_rate: Option<u64>) -> SessionLoad {
@@ -115,6 +102,7 @@ mod tests {
         ];
         let slots = [SlotLoad {
             pid: 500,
+            kind: SessionKind::Encoder,
             pixel_rate: P4K,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
@@ -131,6 +119,7 @@ mod tests {
         ];
         let slots = [SlotLoad {
             pid: 500,
+            kind: SessionKind::Encoder,
             pixel_rate: P4K,
         }];
         let process_of = |tid| if tid == 501 { 500 } else { tid };
@@ -148,6 +137,7 @@ mod tests {
         let listing = [session(500, SessionKind::Decoder, None)];
         let slots = [SlotLoad {
             pid: 500,
+            kind: SessionKind::Encoder,
             pixel_rate: P1080,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
@@ -163,6 +153,7 @@ mod tests {
         ];
         let slots = [SlotLoad {
             pid: 500,
+            kind: SessionKind::Encoder,
             pixel_rate: P1080,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
@@ -170,14 +161,54 @@ mod tests {
     }
 
     #[test]
+    fn a_decoder_slot_stands_for_its_processs_decoder_record_only() {
+        // Process 500 holds an encoder slot and a decoder slot; its decoder
+        // is listed, its encoder not yet; another program runs a decoder.
+        let listing = [
+            session(500, SessionKind::Decoder, None),
+            session(20, SessionKind::Decoder, None),
+        ];
+        let slots = [
+            SlotLoad {
+                pid: 500,
+                kind: SessionKind::Encoder,
+                pixel_rate: P1080,
+            },
+            SlotLoad {
+                pid: 500,
+                kind: SessionKind::Decoder,
+                pixel_rate: 0,
+            },
+        ];
+        let load = machine_load(&listing, &slots, |tid| tid);
+        assert_eq!((load.sessions, load.pixel_rate), (3, P1080));
+        // Without its decoder slot the same listing counts the record too.
+        let load = machine_load(&listing, &slots[..1], |tid| tid);
+        assert_eq!(load.sessions, 3);
+    }
+
+    #[test]
+    fn a_jpeg_record_is_never_taken_for_a_slot() {
+        let listing = [session(500, SessionKind::Jpeg, None)];
+        let slots = [SlotLoad {
+            pid: 500,
+            kind: SessionKind::Decoder,
+            pixel_rate: 0,
+        }];
+        assert_eq!(machine_load(&listing, &slots, |tid| tid).sessions, 2);
+    }
+
+    #[test]
     fn no_listing_counts_only_slots() {
         let slots = [
             SlotLoad {
                 pid: 1,
+                kind: SessionKind::Encoder,
                 pixel_rate: 5,
             },
             SlotLoad {
                 pid: 2,
+                kind: SessionKind::Encoder,
                 pixel_rate: 7,
             },
         ];
@@ -188,12 +219,5 @@ mod tests {
                 pixel_rate: 12
             }
         );
-    }
-
-    #[test]
-    fn this_threads_process_is_found() {
-        let tid = unsafe { libc::gettid() } as u32;
-        assert_eq!(process_of_thread(tid), std::process::id());
-        assert_eq!(process_of_thread(u32::MAX), u32::MAX);
     }
 }

@@ -1,48 +1,23 @@
 // SPDX-License-Identifier: MPL-2.0
-//! What the guard knows of the encoder chain that is encoding now: whether it
-//! has produced output, whether it failed, and which frames it was given that
-//! have not come out yet.
+//! What a guard knows of the child chain that is working now (an encoder or
+//! a decoder): whether it has produced output, whether it failed, and what it
+//! was given that a replacement would need, in a window of the guard's kind.
 
 use gst::prelude::*;
+use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use super::window::{self, Window};
-
-/// What arrives on the sink pad: both kinds go through the same watch.
-#[derive(Debug, Clone)]
-pub enum Input {
-    Buffer(gst::Buffer),
-    List(gst::BufferList),
-}
-
-impl Input {
-    pub fn push<O: IsA<gst::Object>>(
-        self,
-        pad: &gst::GhostPad,
-        parent: &O,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        match self {
-            Input::Buffer(buffer) => gst::ProxyPad::chain_default(pad, Some(parent), buffer),
-            Input::List(list) => gst::ProxyPad::chain_list_default(pad, Some(parent), list),
-        }
-    }
-
-    /// The timestamp of the first frame.
-    pub fn pts(&self) -> Option<gst::ClockTime> {
-        match self {
-            Input::Buffer(buffer) => buffer.pts(),
-            Input::List(list) => list.get(0).and_then(|b| b.pts()),
-        }
-    }
-}
-
-/// A frame given to the chain, with the caps it was given under: a
-/// replacement gets the caps again before frames from before a caps change.
-#[derive(Debug)]
-pub struct Frame {
-    pub buffer: gst::Buffer,
-    pub caps: Option<gst::Caps>,
+/// What a watch keeps of the chain's input, and how output settles it.
+pub trait Coverage: Send + 'static {
+    /// What settling releases: dropped after the window's lock, since the
+    /// last reference of an upstream buffer returns it to its pool.
+    type Released;
+    /// An output buffer with this running time left the chain.
+    fn cover(&mut self, running_time: Option<u64>) -> Self::Released;
+    /// Nothing is pending any more: EOS came out, or a flush.
+    fn clear(&mut self) -> Self::Released;
 }
 
 /// How long the watch keeps frames.
@@ -57,8 +32,9 @@ pub enum Keep {
 }
 
 #[derive(Debug)]
-pub struct ChainWatch {
-    pub encoder: gst::Element,
+pub struct ChainWatch<W> {
+    /// The child the chain is there for: its ERRORs are the chain's.
+    pub child: gst::Element,
     pub hardware: bool,
     pub keep: Keep,
     output_seen: AtomicBool,
@@ -68,29 +44,44 @@ pub struct ChainWatch {
     /// Set once EOS went in and its wait is over: a failure after it can no
     /// longer be recovered from, so it goes to the application.
     eos_settled: AtomicBool,
+    /// Times `wake` was called: a waiter returns when it changes.
+    wakes: AtomicU64,
     failure: Mutex<Option<String>>,
-    window: Mutex<Window<Frame>>,
+    /// Signalled, with `failure` locked, on every output, EOS, failure and
+    /// wake: what `wait_for_change` waits on.
+    changed: Condvar,
+    window: Mutex<W>,
 }
 
-impl ChainWatch {
+/// Where a chain stood, for `wait_for_change`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    outputs: u64,
+    wakes: u64,
+}
+
+impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
     /// Watches the chain whose last element is `last`: its output covers
-    /// frames in the window.
+    /// what `window` holds.
     pub fn new(
-        encoder: gst::Element,
+        child: gst::Element,
         hardware: bool,
         keep: Keep,
         last: &gst::Element,
+        window: W,
     ) -> Arc<Self> {
         let watch = Arc::new(ChainWatch {
-            encoder,
+            child,
             hardware,
             keep,
             output_seen: AtomicBool::new(false),
             outputs: AtomicU64::new(0),
             eos_out: AtomicBool::new(false),
             eos_settled: AtomicBool::new(false),
+            wakes: AtomicU64::new(0),
             failure: Mutex::new(None),
-            window: Mutex::new(Window::new(window::DEFAULT_CAPACITY)),
+            changed: Condvar::new(),
+            window: Mutex::new(window),
         });
         let weak = Arc::downgrade(&watch);
         last.static_pad("src").unwrap().add_probe(
@@ -103,7 +94,7 @@ impl ChainWatch {
     }
 
     fn on_output(
-        weak: &Weak<ChainWatch>,
+        weak: &Weak<Self>,
         pad: &gst::Pad,
         info: &gst::PadProbeInfo,
     ) -> gst::PadProbeReturn {
@@ -131,6 +122,7 @@ impl ChainWatch {
             Some(gst::PadProbeData::Event(event)) if event.type_() == gst::EventType::Eos => {
                 watch.covered_all();
                 watch.eos_out.store(true, Ordering::SeqCst);
+                watch.signal();
             }
             _ => (),
         }
@@ -140,46 +132,52 @@ impl ChainWatch {
     fn covered(&self, running_time: Option<gst::ClockTime>) {
         self.output_seen.store(true, Ordering::SeqCst);
         self.outputs.fetch_add(1, Ordering::SeqCst);
-        let released = self
-            .window
-            .lock()
-            .unwrap()
-            .cover(running_time.map(|t| t.nseconds()));
+        let released = self.window.lock().cover(running_time.map(|t| t.nseconds()));
         // The last reference of an upstream buffer returns it to its pool:
         // dropped after the lock.
         drop(released);
+        self.signal();
+    }
+
+    /// Wakes a `wait_for_change`. Taking the lock orders the change made
+    /// before it against a waiter that is about to sleep.
+    fn signal(&self) {
+        let _failure = self.failure.lock();
+        self.changed.notify_all();
+    }
+
+    /// Where the chain stands now.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            outputs: self.outputs(),
+            wakes: self.wakes.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Blocks until the chain moved on from `seen` (an output, EOS out, a
+    /// failure, a `wake`), at most `timeout`.
+    pub fn wait_for_change(&self, seen: Progress, timeout: Duration) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() && !self.eos_out() && self.progress() == seen {
+            self.changed.wait_for(&mut failure, timeout);
+        }
+    }
+
+    /// Makes a waiter look again (a flush started).
+    pub fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.signal();
     }
 
     fn covered_all(&self) {
-        let released = self.window.lock().unwrap().take();
+        let released = self.window.lock().clear();
         drop(released);
     }
 
-    /// Keeps a reference (no copy) to each frame about to go to the chain
-    /// through `pad`.
-    pub fn remember(&self, pad: &gst::Pad, input: &Input) {
-        let segment = time_segment(pad);
-        let caps = pad.current_caps();
-        let mut evicted = Vec::new();
-        {
-            let mut window = self.window.lock().unwrap();
-            let mut keep = |buffer: &gst::Buffer| {
-                let running_time = segment
-                    .as_ref()
-                    .and_then(|s| s.to_running_time(buffer.pts()))
-                    .map(|t| t.nseconds());
-                let frame = Frame {
-                    buffer: buffer.clone(),
-                    caps: caps.clone(),
-                };
-                evicted.extend(window.push(running_time, frame));
-            };
-            match input {
-                Input::Buffer(buffer) => keep(buffer),
-                Input::List(list) => list.iter_owned().for_each(|b| keep(&b)),
-            }
-        }
-        drop(evicted);
+    /// Runs `f` on the window, with its lock held: `f` must not call into
+    /// GStreamer nor drop buffers (return them instead).
+    pub fn with_window<R>(&self, f: impl FnOnce(&mut W) -> R) -> R {
+        f(&mut self.window.lock())
     }
 
     /// Whether frames still need remembering.
@@ -187,13 +185,7 @@ impl ChainWatch {
         self.keep == Keep::WholeStream || !self.output_seen()
     }
 
-    /// Takes the frames that never came out, oldest first, and how many were
-    /// let go because the window was full.
-    pub fn take_uncovered(&self) -> (Vec<Frame>, u64) {
-        self.window.lock().unwrap().take()
-    }
-
-    /// A flush: none of the frames is to be encoded, and the stream may
+    /// A flush: nothing from before it is to be processed, and the stream may
     /// start again after an EOS.
     pub fn flushed(&self) {
         self.covered_all();
@@ -227,21 +219,22 @@ impl ChainWatch {
     }
 
     pub fn record_failure(&self, what: String) {
-        self.failure.lock().unwrap().get_or_insert(what);
+        self.failure.lock().get_or_insert(what);
+        self.changed.notify_all();
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap().clone()
+        self.failure.lock().clone()
     }
 }
 
 /// The time segment in force on `pad`.
-fn time_segment(pad: &gst::Pad) -> Option<gst::FormattedSegment<gst::ClockTime>> {
+pub fn time_segment(pad: &gst::Pad) -> Option<gst::FormattedSegment<gst::ClockTime>> {
     let event = pad.sticky_event::<gst::event::Segment>(0)?;
     event.segment().downcast_ref::<gst::ClockTime>().cloned()
 }
 
-/// Output is matched to input by running time: encoders may move their
+/// Output is matched to input by running time: children may move their
 /// output's timestamps and segment together (x264enc and x265enc add 1000
 /// hours so that DTS never goes below zero).
 pub fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {

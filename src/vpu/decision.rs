@@ -1,11 +1,52 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The encoder choice, as a pure function of what the guard saw at negotiation.
+//! The hardware or software choice of a guard, as a pure function of what it
+//! saw at negotiation: the same rule for encoders and decoders.
 
-use super::Mode;
 use super::load::Load;
 
-/// Why the guard chose the encoder it chose; the `reason` field of the
-/// `vpuguardenc-decision` message.
+/// How a guard may choose (each element's `mode` property converts to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Hardware,
+    Software,
+}
+
+/// What a guard chooses between: names in its messages and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardKind {
+    Encoder,
+    Decoder,
+}
+
+impl GuardKind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            GuardKind::Encoder => "encoder",
+            GuardKind::Decoder => "decoder",
+        }
+    }
+
+    /// The property naming the hardware child.
+    pub fn hw_property(self) -> &'static str {
+        match self {
+            GuardKind::Encoder => "hw-encoder",
+            GuardKind::Decoder => "hw-decoder",
+        }
+    }
+
+    /// What downstream must accept of a child: an encoder's codec, a
+    /// decoder's raw output.
+    fn output(self) -> &'static str {
+        match self {
+            GuardKind::Encoder => "codec",
+            GuardKind::Decoder => "output",
+        }
+    }
+}
+
+/// Why the guard chose the child it chose; the `reason` field of the
+/// `vpuguardenc-decision` and `vpuguarddec-decision` messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// A VPU slot was free.
@@ -20,6 +61,8 @@ pub enum Reason {
     DownstreamCaps,
     /// The hardware encoder factory is not installed.
     NoHwEncoder,
+    /// The hardware decoder factory is not installed.
+    NoHwDecoder,
     /// The hardware child failed to start, software took over.
     HwStartFailed,
     /// The hardware child failed after its first output; a software encoder
@@ -42,6 +85,7 @@ impl Reason {
             Reason::LockTimeout => "lock-timeout",
             Reason::DownstreamCaps => "downstream-caps",
             Reason::NoHwEncoder => "no-hw-encoder",
+            Reason::NoHwDecoder => "no-hw-decoder",
             Reason::HwStartFailed => "hw-start-failed",
             Reason::HwFailedMidStream => "hw-failed-mid-stream",
             Reason::Reclaimed => "reclaimed",
@@ -74,6 +118,7 @@ pub struct Budget {
 /// What the guard knows when it decides.
 #[derive(Debug, Clone)]
 pub struct Inputs {
+    pub kind: GuardKind,
     pub mode: Mode,
     pub hw_available: bool,
     pub downstream_takes_hw: bool,
@@ -145,28 +190,33 @@ fn vpu_refusal(inputs: &Inputs) -> Option<(Reason, String)> {
 }
 
 pub fn decide(inputs: &Inputs) -> Outcome {
+    let kind = inputs.kind;
+    let (noun, output) = (kind.noun(), kind.output());
     let software = |reason: Reason, why_hw_not: &str| {
         if inputs.downstream_takes_sw {
             Outcome::Software(reason)
         } else {
             Outcome::Fail(format!(
-                "{why_hw_not}, and downstream does not accept the software encoder's codec"
+                "{why_hw_not}, and downstream does not accept the software {noun}'s {output}"
             ))
         }
     };
     let refusal = vpu_refusal(inputs);
     let listed = !matches!(inputs.vpu, VpuView::Counted { listed: false, .. });
+    let not_installed = format!("the hardware {noun} is not installed");
+    let not_accepted = format!("downstream does not accept the hardware {noun}'s {output}");
+    let no_hw = match kind {
+        GuardKind::Encoder => Reason::NoHwEncoder,
+        GuardKind::Decoder => Reason::NoHwDecoder,
+    };
 
     match inputs.mode {
         Mode::Software => software(Reason::Forced, "mode=software"),
         Mode::Hardware => {
             if !inputs.hw_available {
-                Outcome::Fail("mode=hardware but the hardware encoder is not installed".into())
+                Outcome::Fail(format!("mode=hardware but {not_installed}"))
             } else if !inputs.downstream_takes_hw {
-                Outcome::Fail(
-                    "mode=hardware but downstream does not accept the hardware encoder's codec"
-                        .into(),
-                )
+                Outcome::Fail(format!("mode=hardware but {not_accepted}"))
             } else if let Some((_, why)) = refusal {
                 Outcome::Fail(format!("mode=hardware but {why}"))
             } else {
@@ -175,12 +225,9 @@ pub fn decide(inputs: &Inputs) -> Outcome {
         }
         Mode::Auto => {
             if !inputs.hw_available {
-                software(Reason::NoHwEncoder, "the hardware encoder is not installed")
+                software(no_hw, &not_installed)
             } else if !inputs.downstream_takes_hw {
-                software(
-                    Reason::DownstreamCaps,
-                    "downstream does not accept the hardware encoder's codec",
-                )
+                software(Reason::DownstreamCaps, &not_accepted)
             } else if let Some((reason, why)) = refusal {
                 software(reason, &why)
             } else if !listed {
@@ -198,6 +245,7 @@ mod tests {
 
     fn inputs(mode: Mode, sessions: u32) -> Inputs {
         Inputs {
+            kind: GuardKind::Encoder,
             mode,
             hw_available: true,
             downstream_takes_hw: true,
@@ -350,6 +398,19 @@ mod tests {
     fn pixel_budget_in_hardware_mode_is_an_error() {
         let i = with_pixel_load(inputs(Mode::Hardware, 0), P4K120, P4K120);
         assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("max-pixel-rate")));
+    }
+
+    #[test]
+    fn a_missing_hardware_decoder_says_decoder() {
+        let mut i = inputs(Mode::Auto, 0);
+        i.kind = GuardKind::Decoder;
+        i.hw_available = false;
+        assert_eq!(decide(&i), Outcome::Software(Reason::NoHwDecoder));
+        i.mode = Mode::Hardware;
+        assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("hardware decoder")));
+        i.mode = Mode::Auto;
+        i.downstream_takes_sw = false;
+        assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("software decoder's output")));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! three times per record, so only `session: pid=` lines start a record.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the kernel lists sessions, in the order they are tried when the
@@ -24,7 +25,7 @@ pub const DEFAULT_SESSION_FILES: [&str; 3] = [
 pub const MAX_LISTING_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Which hardware block a session runs on, from the device line's block name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionKind {
     Encoder,
     Decoder,
@@ -50,58 +51,6 @@ impl SessionKind {
             SessionKind::Other
         }
     }
-}
-
-/// The sessions found in one listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionCount {
-    pub encoders: u32,
-    pub decoders: u32,
-    pub jpeg: u32,
-    pub other: u32,
-}
-
-impl SessionCount {
-    /// All sessions: encoders and decoders share the VPU budget.
-    pub fn total(&self) -> u32 {
-        self.encoders + self.decoders + self.jpeg + self.other
-    }
-
-    fn add(&mut self, kind: SessionKind) {
-        let slot = match kind {
-            SessionKind::Encoder => &mut self.encoders,
-            SessionKind::Decoder => &mut self.decoders,
-            SessionKind::Jpeg => &mut self.jpeg,
-            SessionKind::Other => &mut self.other,
-        };
-        *slot = slot.saturating_add(1);
-    }
-}
-
-/// Counts the session records of a listing. Unknown lines, missing tables and
-/// a record cut short (the file changed while it was read) are tolerated: a
-/// record counts from its `session: pid=` line on.
-pub fn parse_listing(text: &str) -> SessionCount {
-    let mut count = SessionCount::default();
-    // The kind of the record being read; None outside a record.
-    let mut open_record: Option<SessionKind> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("session: pid=") || line.starts_with("session:pid=") {
-            if let Some(kind) = open_record.take() {
-                count.add(kind);
-            }
-            open_record = Some(SessionKind::Other);
-        } else if let Some(device) = line.strip_prefix("device:")
-            && let Some(kind) = open_record.as_mut()
-        {
-            *kind = SessionKind::from_device(device.trim());
-        }
-    }
-    if let Some(kind) = open_record {
-        count.add(kind);
-    }
-    count
 }
 
 /// One session of a listing: who opened it and on which block.
@@ -237,12 +186,31 @@ pub fn parse_loads(text: &str) -> Vec<SessionLoad> {
 }
 
 /// Reads the whole listing as text, at most `MAX_LISTING_BYTES` of it.
-fn read_text(path: &Path) -> Result<String, ListingError> {
+///
+/// The path comes from the user: it is opened without blocking (a FIFO would
+/// otherwise hang the open until a writer came, with the machine-wide
+/// decision lock held) and only a regular file is read, which is what procfs
+/// and debugfs entries are.
+pub fn read_text(path: &Path) -> Result<String, ListingError> {
     let error = |reason: String| ListingError {
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| error(e.to_string()))?;
+    let file_type = file
+        .metadata()
+        .map_err(|e| error(e.to_string()))?
+        .file_type();
+    if !file_type.is_file() {
+        return Err(error(format!(
+            "not a regular file or procfs/debugfs entry (a {})",
+            describe(file_type)
+        )));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_LISTING_BYTES)
         .read_to_end(&mut bytes)
@@ -251,36 +219,37 @@ fn read_text(path: &Path) -> Result<String, ListingError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Reads the configured listing, or the first default one that can be read,
-/// and parses it with `parse`; says which file was read.
-fn read_first<T>(
-    configured: Option<&Path>,
-    parse: impl Fn(&str) -> T,
-) -> Result<(PathBuf, T), ListingError> {
+fn describe(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_fifo() {
+        "FIFO"
+    } else if file_type.is_socket() {
+        "socket"
+    } else if file_type.is_char_device() {
+        "character device"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
+/// Reads the configured listing, or the first default one that can be read;
+/// says which file was read.
+pub fn read_first_text(configured: Option<&Path>) -> Result<(PathBuf, String), ListingError> {
     if let Some(path) = configured {
-        return read_text(path).map(|t| (path.to_path_buf(), parse(&t)));
+        return read_text(path).map(|t| (path.to_path_buf(), t));
     }
     let mut last_error = None;
     for path in DEFAULT_SESSION_FILES.iter().map(Path::new) {
         match read_text(path) {
-            Ok(text) => return Ok((path.to_path_buf(), parse(&text))),
+            Ok(text) => return Ok((path.to_path_buf(), text)),
             Err(e) => last_error = Some(e),
         }
     }
     Err(last_error.expect("there is at least one default session file"))
-}
-
-/// The records of the configured listing, or of the first default one that
-/// can be read.
-pub fn read_session_records(configured: Option<&Path>) -> Result<Vec<SessionRecord>, ListingError> {
-    read_first(configured, parse_records).map(|(_, records)| records)
-}
-
-/// The records with their loads, and the listing they were read from.
-pub fn read_session_loads(
-    configured: Option<&Path>,
-) -> Result<(PathBuf, Vec<SessionLoad>), ListingError> {
-    read_first(configured, parse_loads)
 }
 
 /// Why a listing could not be read.
@@ -296,61 +265,54 @@ impl std::fmt::Display for ListingError {
     }
 }
 
-/// Reads and parses one listing, at most `MAX_LISTING_BYTES` of it. The file is
-/// read once per decision: reading it from a tight loop has been reported to
-/// Oops a kernel.
-pub fn read_listing(path: &Path) -> Result<SessionCount, ListingError> {
-    read_text(path).map(|text| parse_listing(&text))
-}
-
-/// Reads the configured listing, or the first default one that can be read.
-pub fn read_sessions(configured: Option<&Path>) -> Result<(PathBuf, SessionCount), ListingError> {
-    read_first(configured, parse_listing)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SAMPLE: &str = include_str!("../../tests/data/sessions-summary.sample");
 
+    fn kinds(text: &str) -> Vec<SessionKind> {
+        parse_loads(text).into_iter().map(|l| l.kind).collect()
+    }
+
+    fn count_of(text: &str, kind: SessionKind) -> usize {
+        kinds(text).into_iter().filter(|k| *k == kind).count()
+    }
+
     #[test]
     fn sample_has_two_encoders_and_one_decoder() {
-        let count = parse_listing(SAMPLE);
         assert_eq!(
-            count,
-            SessionCount {
-                encoders: 2,
-                decoders: 1,
-                jpeg: 0,
-                other: 0
-            }
+            kinds(SAMPLE),
+            vec![
+                SessionKind::Encoder,
+                SessionKind::Encoder,
+                SessionKind::Decoder
+            ]
         );
-        assert_eq!(count.total(), 3);
         // The naive count the field reports warn about is far off.
         assert!(SAMPLE.matches("session").count() > 3);
     }
 
     #[test]
     fn empty_listing_has_no_sessions() {
-        assert_eq!(parse_listing("").total(), 0);
-        assert_eq!(parse_listing("\n\n   \n").total(), 0);
+        assert!(parse_loads("").is_empty());
+        assert!(parse_loads("\n\n   \n").is_empty());
     }
 
     #[test]
     fn truncated_record_still_counts() {
         // The file changed while it was read: the last record lost its device line.
         let cut = SAMPLE.rfind(" device:").unwrap();
-        let count = parse_listing(&SAMPLE[..cut]);
-        assert_eq!(count.total(), 3);
-        assert_eq!(count.encoders, 2);
-        assert_eq!(count.other, 1);
+        let text = &SAMPLE[..cut];
+        assert_eq!(parse_loads(text).len(), 3);
+        assert_eq!(count_of(text, SessionKind::Encoder), 2);
+        assert_eq!(count_of(text, SessionKind::Other), 1);
     }
 
     #[test]
     fn cut_inside_a_session_line_does_not_count_it() {
         let cut = SAMPLE.rfind("session: pid=").unwrap() + "sess".len();
-        assert_eq!(parse_listing(&SAMPLE[..cut]).total(), 2);
+        assert_eq!(parse_loads(&SAMPLE[..cut]).len(), 2);
     }
 
     #[test]
@@ -358,7 +320,7 @@ mod tests {
         let text = format!(
             "garbage line\n\u{0}\u{1}binary\nsession iova range dump:\n{SAMPLE}\nsessions: many\nsession summary v2\n| session|  RKVENC|\n"
         );
-        assert_eq!(parse_listing(&text).total(), 3);
+        assert_eq!(parse_loads(&text).len(), 3);
     }
 
     #[test]
@@ -367,39 +329,73 @@ mod tests {
                     session: pid=2 index=2\n device: fdb50000.vepu\n\
                     session: pid=3 index=3\n device: fdc70000.av1d\n\
                     session: pid=4 index=4\n device: fdb51000.iep\n";
-        let count = parse_listing(text);
-        assert_eq!(count.jpeg, 1);
-        assert_eq!(count.encoders, 1);
-        assert_eq!(count.decoders, 1);
-        assert_eq!(count.other, 1);
-        assert_eq!(count.total(), 4);
+        assert_eq!(
+            kinds(text),
+            vec![
+                SessionKind::Jpeg,
+                SessionKind::Encoder,
+                SessionKind::Decoder,
+                SessionKind::Other
+            ]
+        );
     }
 
     #[test]
     fn debugfs_style_without_space_counts() {
-        assert_eq!(parse_listing("session:pid=10 index=3\n").total(), 1);
+        assert_eq!(parse_loads("session:pid=10 index=3\n").len(), 1);
     }
 
     #[test]
     fn huge_listing_counts_every_record() {
         let text = SAMPLE.repeat(2000);
-        assert_eq!(parse_listing(&text).total(), 6000);
+        assert_eq!(parse_loads(&text).len(), 6000);
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("edgeguard-sessions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
     }
 
     #[test]
     fn reading_stops_at_the_size_bound() {
-        let dir = std::env::temp_dir().join(format!("edgeguard-sessions-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("huge");
+        let path = temp_path("huge");
         let record = "session: pid=1 index=1\n device: a.rkvenc\n";
         let records = (MAX_LISTING_BYTES as usize / record.len()) + 100;
         std::fs::write(&path, record.repeat(records)).unwrap();
-        let count = read_listing(&path).unwrap();
+        let total = parse_loads(&read_text(&path).unwrap()).len();
         // Whole records up to the bound, plus at most the one cut by it.
         let whole = MAX_LISTING_BYTES as usize / record.len();
-        let total = count.total() as usize;
         assert!(total == whole || total == whole + 1, "{total} vs {whole}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let path = temp_path("fifo");
+        let _ = std::fs::remove_file(&path);
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c_path is a valid NUL-terminated string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // A blocking open would wait here for a writer that never comes.
+        let err = read_text(&path).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(err.to_string().contains("fifo"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_directory_or_device_is_refused() {
+        let err = read_text(&std::env::temp_dir()).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        let err = read_text(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
+    }
+
+    #[test]
+    fn procfs_entries_are_read() {
+        let text = read_text(Path::new("/proc/self/status")).unwrap();
+        assert!(text.contains("Tgid:"));
     }
 
     #[test]
@@ -421,16 +417,22 @@ mod tests {
         for _ in 0..cases {
             let data = rng.mutate(SAMPLE.as_bytes(), &tokens);
             let text = String::from_utf8_lossy(&data);
-            let count = parse_listing(&text);
-            // Never more records than record lines.
+            let loads = parse_loads(&text);
+            // One load per record line whose pid is a number, never more.
             let lines = text
                 .lines()
-                .filter(|l| {
+                .filter_map(|l| {
                     let l = l.trim();
-                    l.starts_with("session: pid=") || l.starts_with("session:pid=")
+                    l.strip_prefix("session: pid=")
+                        .or_else(|| l.strip_prefix("session:pid="))
+                })
+                .filter(|rest| {
+                    rest.split_whitespace()
+                        .next()
+                        .is_some_and(|t| t.parse::<u32>().is_ok())
                 })
                 .count();
-            assert_eq!(count.total() as usize, lines, "{text:?}");
+            assert_eq!(loads.len(), lines, "{text:?}");
         }
         crate::fuzz::report("session listing", cases, started);
     }
@@ -448,8 +450,6 @@ mod tests {
             }
         );
         assert_eq!(records[2].device, "fdc38100.rkvdec-core");
-        // The same count as the counting parser.
-        assert_eq!(records.len() as u32, parse_listing(SAMPLE).total());
     }
 
     #[test]
@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error_naming_it() {
-        let err = read_listing(Path::new("/nonexistent/sessions-summary")).unwrap_err();
+        let err = read_text(Path::new("/nonexistent/sessions-summary")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/sessions-summary"));
     }
 

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Counting the VPU for a decision: the settings every guard shares (budget,
+//! listing, lock directory, lock timeout), the decision lock taken as patience
+//! allows, and the load counted under it from the session source and the
+//! guards' slots. Nothing here calls into an element: what goes on the bus
+//! comes back as a `CountWarning` or a `CountError` for the guard to post.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use super::decision::{Budget, VpuView};
+use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
+use super::listing::{ListingError, SessionKind};
+use super::load;
+use super::process;
+use super::source::{MppListing, SessionSource};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "edgeguard-vpu",
+        gst::DebugColorFlags::empty(),
+        Some("VPU budget shared by the guards"),
+    )
+});
+
+pub const DEFAULT_MAX_SESSIONS: u32 = 6;
+/// The RK3588's rated HEVC encode throughput, 3840x2160 at 120 fps (the same
+/// as 8K30 or 1080p480): what the encoder can carry in real time. H.264 is
+/// half that; see docs/vpuguardenc.md.
+pub const DEFAULT_MAX_PIXEL_RATE: u64 = 3840 * 2160 * 120;
+pub const DEFAULT_LOCK_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2);
+
+/// The properties of a guard that say which budget it counts against.
+#[derive(Debug, Clone)]
+pub struct BudgetSettings {
+    pub max_sessions: u32,
+    /// Pixels per second of encoder load; 0 = no pixel budget.
+    pub max_pixel_rate: u64,
+    /// The `session-file` property; empty = the default listing paths.
+    pub session_file: String,
+    /// The `lock-dir` property; empty = `ledger::default_lock_dir()`.
+    pub lock_dir: String,
+    pub lock_timeout: gst::ClockTime,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_pixel_rate: DEFAULT_MAX_PIXEL_RATE,
+            session_file: String::new(),
+            lock_dir: String::new(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+}
+
+impl BudgetSettings {
+    pub fn lock_dir(&self) -> PathBuf {
+        if self.lock_dir.is_empty() {
+            ledger::default_lock_dir()
+        } else {
+            PathBuf::from(&self.lock_dir)
+        }
+    }
+
+    pub fn session_file(&self) -> Option<&Path> {
+        (!self.session_file.is_empty()).then(|| Path::new(&self.session_file))
+    }
+
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_sessions: self.max_sessions,
+            max_pixel_rate: self.max_pixel_rate,
+        }
+    }
+
+    /// Where the sessions are read from.
+    pub fn source(&self) -> impl SessionSource {
+        MppListing::new(self.session_file())
+    }
+
+    /// What is wrong with the settings, said at NULL->READY.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.lock_dir.is_empty() && Path::new(&self.lock_dir).is_relative() {
+            return Err(format!(
+                "lock-dir: '{}' is a relative path; processes with other working \
+                 directories would keep other budgets: give an absolute one",
+                self.lock_dir
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How long a count waits for the decision lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Up to `lock-timeout`, then software with a WARNING: a new stream.
+    LockTimeout,
+    /// Not at all: a reclaim check simply tries again an interval later.
+    TryOnce,
+}
+
+/// The decision lock of a lock directory, held.
+#[derive(Debug)]
+pub struct Held {
+    ledger: Ledger,
+    _lock: DecisionLock,
+}
+
+impl Held {
+    /// Blocks until this process holds the decision lock of `dir`: for tests
+    /// and tools standing in for a guard stuck inside a hardware start.
+    pub fn lock(dir: &Path) -> io::Result<Held> {
+        let ledger = Ledger::open(dir)?;
+        let lock = ledger.lock_decision()?;
+        Ok(Held {
+            ledger,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.ledger.dir()
+    }
+
+    /// Records a hardware child of `kind` held by this process until the
+    /// slot drops.
+    pub fn take_slot(&self, owner: &str, kind: SessionKind, pixel_rate: u64) -> io::Result<Slot> {
+        self._lock.take_slot(&self.ledger, owner, kind, pixel_rate)
+    }
+}
+
+/// The VPU as counted under the decision lock.
+#[derive(Debug)]
+pub struct VpuCount {
+    pub view: VpuView,
+    /// The listing that was read; None when none was.
+    pub session_file: Option<PathBuf>,
+    /// Held until a hardware child has opened its session (or failed to).
+    pub held: Option<Held>,
+    /// What the guard should say on the bus.
+    pub warning: Option<CountWarning>,
+}
+
+impl VpuCount {
+    pub fn not_consulted() -> Self {
+        VpuCount {
+            view: VpuView::NotConsulted,
+            session_file: None,
+            held: None,
+            warning: None,
+        }
+    }
+
+    fn lock_timed_out(warning: Option<CountWarning>) -> Self {
+        VpuCount {
+            view: VpuView::LockTimedOut,
+            warning,
+            ..VpuCount::not_consulted()
+        }
+    }
+
+    pub fn session_file_string(&self) -> String {
+        self.session_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Something a count met that the application should hear of.
+#[derive(Debug)]
+pub enum CountWarning {
+    /// Another guard held the decision lock for all of `lock-timeout`.
+    LockTimedOut {
+        lock_file: PathBuf,
+        timeout: Duration,
+    },
+    /// No listing could be read: only guards' slots were counted.
+    Unreadable(ListingError),
+}
+
+/// Why no count came out.
+#[derive(Debug)]
+pub enum CountError {
+    /// `stop` said so while waiting for the lock: the element is stopping.
+    Stopped,
+    /// The lock directory cannot be used.
+    LockDir {
+        dir: PathBuf,
+        what: &'static str,
+        error: io::Error,
+    },
+}
+
+impl CountError {
+    /// An ERROR naming the `lock-dir` property and its value.
+    pub fn to_error_message(&self) -> Option<gst::ErrorMessage> {
+        match self {
+            CountError::Stopped => None,
+            CountError::LockDir { dir, what, error } => Some(gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ("lock-dir: cannot use '{}'", dir.display()),
+                ["{}: {}", what, error]
+            )),
+        }
+    }
+}
+
+/// Takes the decision lock (waiting as `patience` says, giving up once `stop`
+/// says so), then counts the sessions of the listing and the guards' slots
+/// under it.
+pub fn count(
+    settings: &BudgetSettings,
+    patience: Patience,
+    stop: impl Fn() -> bool,
+) -> Result<VpuCount, CountError> {
+    let dir = settings.lock_dir();
+    let lock_dir_error = |what, error| CountError::LockDir {
+        dir: dir.clone(),
+        what,
+        error,
+    };
+    let ledger = Ledger::open(&dir).map_err(|e| lock_dir_error("create", e))?;
+    let timeout = match patience {
+        Patience::LockTimeout => Duration::from(settings.lock_timeout),
+        Patience::TryOnce => Duration::ZERO,
+    };
+    let lock = match ledger.lock_decision_within(timeout, stop) {
+        Ok(lock) => lock,
+        Err(LockWaitError::Stopped) => return Err(CountError::Stopped),
+        Err(LockWaitError::Io(e)) => return Err(lock_dir_error("decision lock", e)),
+        Err(LockWaitError::TimedOut) => {
+            let warning = (patience == Patience::LockTimeout).then(|| CountWarning::LockTimedOut {
+                lock_file: ledger.decision_lock_path(),
+                timeout,
+            });
+            return Ok(VpuCount::lock_timed_out(warning));
+        }
+    };
+    let slots = lock
+        .live_slots(&ledger)
+        .map_err(|e| lock_dir_error("count slots", e))?;
+    let held = Held {
+        ledger,
+        _lock: lock,
+    };
+    let (listing, warning) = match settings.source().read(&held) {
+        Ok(listing) => (Some(listing), None),
+        Err(err) => (None, Some(CountWarning::Unreadable(err))),
+    };
+    let sessions = listing.as_ref().map_or(&[][..], |l| &l.sessions[..]);
+    let load = load::machine_load(sessions, &slots, process::process_of_thread);
+    gst::debug!(
+        CAT,
+        "{:?}: {} listed sessions, {} guard slots: {load:?}",
+        listing.as_ref().map(|l| &l.path),
+        sessions.len(),
+        slots.len()
+    );
+    Ok(VpuCount {
+        view: VpuView::Counted {
+            load,
+            listed: listing.is_some(),
+        },
+        session_file: listing.map(|l| l.path),
+        held: Some(held),
+        warning,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_lock_dir_is_refused_naming_it() {
+        let settings = BudgetSettings {
+            lock_dir: "locks".into(),
+            ..Default::default()
+        };
+        let err = settings.validate().unwrap_err();
+        assert!(err.contains("lock-dir") && err.contains("'locks'"), "{err}");
+        assert!(BudgetSettings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_count_reads_the_listing_once_per_snapshot_age() {
+        let dir = std::env::temp_dir().join(format!("edgeguard-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listing = dir.join("sessions-summary");
+        std::fs::write(&listing, "session: pid=1 index=1\n device: a.rkvenc\n").unwrap();
+        let settings = BudgetSettings {
+            session_file: listing.display().to_string(),
+            lock_dir: dir.join("lock").display().to_string(),
+            ..Default::default()
+        };
+        let sessions = |count: VpuCount| match count.view {
+            VpuView::Counted { load, listed } => (load.sessions, listed),
+            other => panic!("{other:?}"),
+        };
+        let first = count(&settings, Patience::TryOnce, || false).unwrap();
+        assert_eq!(sessions(first), (1, true));
+        // Once the snapshot is old, the listing is read again.
+        std::fs::write(&listing, "").unwrap();
+        let file = super::super::snapshot::path_in(&settings.lock_dir(), &settings.session_file);
+        let mut old = super::super::snapshot::load(&file).expect("the count left a snapshot");
+        old.read_at = old.read_at.saturating_sub(super::super::snapshot::MAX_AGE);
+        super::super::snapshot::store(&file, &old).unwrap();
+        let third = count(&settings, Patience::TryOnce, || false).unwrap();
+        assert_eq!(sessions(third), (0, true));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

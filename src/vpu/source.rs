@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Where a guard learns which sessions the VPU carries: the seam for budget
+//! sources. Today the MPP kernel listing; an NVENC source (NVML) or the V4L2
+//! codecs of mainline kernels would be one more implementation here.
+
+use std::path::{Path, PathBuf};
+
+use super::budget::Held;
+use super::listing::{self, ListingError, SessionLoad};
+use super::snapshot::{self, Snapshot};
+
+/// The sessions a source listed.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// What was read, for the decision message's `session-file`.
+    pub path: PathBuf,
+    pub sessions: Vec<SessionLoad>,
+}
+
+pub trait SessionSource {
+    /// The sessions on the hardware now. Called with the decision lock held,
+    /// so that a source may share one read among all guards of the machine.
+    fn read(&self, held: &Held) -> Result<Listing, ListingError>;
+}
+
+/// The MPP driver's session listing: the `session-file` property, or the
+/// first default path that can be read. Read through the lock directory's
+/// snapshot (see `snapshot`): the kernel file is opened at most five times a
+/// second machine-wide.
+#[derive(Debug, Clone)]
+pub struct MppListing {
+    configured: Option<PathBuf>,
+}
+
+impl MppListing {
+    pub fn new(configured: Option<&Path>) -> Self {
+        MppListing {
+            configured: configured.map(Path::to_path_buf),
+        }
+    }
+
+    fn snapshot_file(&self, held: &Held) -> PathBuf {
+        let key = self
+            .configured
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        snapshot::path_in(held.dir(), &key)
+    }
+}
+
+impl SessionSource for MppListing {
+    fn read(&self, held: &Held) -> Result<Listing, ListingError> {
+        self.read_as_of(held, snapshot::boottime())
+    }
+}
+
+impl MppListing {
+    /// The listing as a read at `now` (CLOCK_BOOTTIME) sees it.
+    fn read_as_of(&self, held: &Held, now: std::time::Duration) -> Result<Listing, ListingError> {
+        let file = self.snapshot_file(held);
+        let snapshot = match snapshot::load(&file).filter(|s| s.fresh_at(now)) {
+            Some(fresh) => fresh,
+            None => {
+                let (path, text) = listing::read_first_text(self.configured.as_deref())?;
+                let read = Snapshot {
+                    read_at: now,
+                    path,
+                    text,
+                };
+                // A lock directory that takes slots takes this too; if not,
+                // the next guard reads the kernel's file again.
+                let _ = snapshot::store(&file, &read);
+                read
+            }
+        };
+        Ok(Listing {
+            sessions: listing::parse_loads(&snapshot.text),
+            path: snapshot.path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_kernel_file_is_read_once_per_max_age() {
+        let dir = std::env::temp_dir().join(format!("edgeguard-source-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessions-summary");
+        let one = "session: pid=1 index=1\n device: a.rkvenc\n";
+        std::fs::write(&path, one).unwrap();
+        let held = Held::lock(&dir.join("lock")).unwrap();
+        let source = MppListing::new(Some(&path));
+        let t0 = Duration::from_secs(1000);
+        let read = |now| source.read_as_of(&held, now).unwrap().sessions.len();
+        assert_eq!(read(t0), 1);
+        // Changed, but a snapshot younger than MAX_AGE stands for it.
+        std::fs::write(&path, format!("{one}{one}")).unwrap();
+        assert_eq!(read(t0 + snapshot::MAX_AGE - Duration::from_millis(1)), 1);
+        assert_eq!(read(t0 + snapshot::MAX_AGE), 2);
+        // A snapshot from the future (another boot) is not trusted.
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read(t0), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_listing_leaves_no_snapshot() {
+        let dir =
+            std::env::temp_dir().join(format!("edgeguard-source-none-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let held = Held::lock(&dir).unwrap();
+        let source = MppListing::new(Some(&dir.join("missing")));
+        assert!(source.read(&held).is_err());
+        assert!(snapshot::load(&source.snapshot_file(&held)).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
