@@ -44,7 +44,7 @@ out=$(env -u GST_PLUGIN_PATH -u GST_PLUGIN_PATH_1_0 GST_PLUGIN_SYSTEM_PATH_1_0="
     GST_REGISTRY_1_0="$registry" G_DEBUG=fatal_warnings gst-inspect-1.0 edgeguard)
 grep -q "Filename *$lib\$" <<<"$out" ||
     { echo "check-deb: gst-inspect-1.0 edgeguard did not load $lib:" >&2; echo "$out" >&2; exit 1; }
-for element in vpuguardenc delaybuffer leakcheck; do
+for element in vpuguardenc vpuguarddec delaybuffer leakcheck; do
     grep -q "^  $element: " <<<"$out" ||
         { echo "check-deb: gst-inspect-1.0 edgeguard does not list $element:" >&2; echo "$out" >&2; exit 1; }
 done
@@ -55,4 +55,4 @@ status=$(dpkg-query --root="$root" -W -f='${db:Status-Status}' "$package" 2>/dev
     { echo "check-deb: after dpkg -r, $package is $status" >&2; exit 1; }
 left=$(cd "$root" && find . -mindepth 1 -path ./var -prune -o -print)
 [ -z "$left" ] || { echo "check-deb: dpkg -r left behind:" >&2; echo "$left" >&2; exit 1; }
-echo "check-deb: dpkg -i $deb into a throwaway root, gst-inspect-1.0 lists vpuguardenc, delaybuffer, leakcheck from $pluginsdir, dpkg -r leaves nothing"
+echo "check-deb: dpkg -i $deb into a throwaway root, gst-inspect-1.0 lists vpuguardenc, vpuguarddec, delaybuffer, leakcheck from $pluginsdir, dpkg -r leaves nothing"

@@ -11,7 +11,7 @@ if [ ${#targets[@]} -eq 0 ]; then
     # examples and multi-process tests spawn children, which run natively.
     # Of the failover tests, the non-live ones: a live stream that valgrind
     # slows tenfold would only test valgrind.
-    targets=(delaybuffer faults leakcheck vpuguardenc soak
+    targets=(delaybuffer faults leakcheck vpuguardenc vpuguarddec soak
         vpuguardenc_failover:draining,failover_properties)
 fi
 

@@ -72,10 +72,10 @@ done
 start=$SECONDS
 out=$(run "$pkgplugins" gst-inspect-1.0 edgeguard 2>&1) || fail "arm64 gst-inspect-1.0 edgeguard failed:" "$out"
 grep -q "Filename *$lib\$" <<<"$out" || fail "arm64 gst-inspect-1.0 did not load $lib:" "$out"
-for element in vpuguardenc delaybuffer leakcheck; do
+for element in vpuguardenc vpuguarddec delaybuffer leakcheck; do
     grep -q "^  $element: " <<<"$out" || fail "arm64 gst-inspect-1.0 edgeguard does not list $element:" "$out"
 done
-echo "test-arm64: arm64 gst-inspect-1.0 loads $deb's libgstedgeguard.so: vpuguardenc, delaybuffer, leakcheck ($((SECONDS - start)) s)"
+echo "test-arm64: arm64 gst-inspect-1.0 loads $deb's libgstedgeguard.so: vpuguardenc, vpuguarddec, delaybuffer, leakcheck ($((SECONDS - start)) s)"
 start=$SECONDS
 out=$(run "$allplugins" gst-inspect-1.0 vpuguardenc 2>&1) || fail "arm64 gst-inspect-1.0 vpuguardenc failed next to Debian's plugins:" "$out"
 grep -q "Filename *$lib\$" <<<"$out" || fail "arm64 gst-inspect-1.0 vpuguardenc did not come from $lib:" "$out"

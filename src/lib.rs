@@ -16,11 +16,13 @@ mod pad_templates;
 mod fuzz;
 #[doc(hidden)]
 pub mod vpu;
+pub mod vpuguarddec;
 pub mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     delaybuffer::register(plugin)?;
     leakcheck::register(plugin)?;
+    vpuguarddec::register(plugin)?;
     vpuguardenc::register(plugin)?;
     Ok(())
 }

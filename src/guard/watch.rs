@@ -163,6 +163,28 @@ impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
         }
     }
 
+    /// Blocks (no polling) until EOS came out of the chain, it failed, `pad`
+    /// started flushing, or the chain output nothing for `quiet`.
+    pub fn wait_for_eos_out(&self, pad: &gst::Pad, quiet: Duration) {
+        let mut seen = self.progress();
+        let mut deadline = std::time::Instant::now() + quiet;
+        while !self.eos_out()
+            && self.failure().is_none()
+            && !pad.pad_flags().contains(gst::PadFlags::FLUSHING)
+        {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.wait_for_change(seen, deadline - now);
+            let progress = self.progress();
+            if progress != seen {
+                seen = progress;
+                deadline = std::time::Instant::now() + quiet;
+            }
+        }
+    }
+
     /// Makes a waiter look again (a flush started).
     pub fn wake(&self) {
         self.wakes.fetch_add(1, Ordering::SeqCst);

@@ -9,10 +9,10 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use super::Mode;
-use super::child_props;
 use super::codec::Codec;
 use super::frames::Watch;
 use crate::factory_caps;
+use crate::guard::child_props;
 use crate::guard::input::Input;
 use crate::vpu::budget::{self, BudgetSettings, CountWarning, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, GuardKind, Inputs, Outcome, Reason};

@@ -5,7 +5,6 @@
 use gst::glib;
 use gst::prelude::*;
 
-mod child_props;
 mod codec;
 mod frames;
 mod imp;

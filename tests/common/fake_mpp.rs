@@ -149,6 +149,46 @@ pub fn record_as(
     )
 }
 
+/// Opens a "session": appends the record `record(index)` makes for a new
+/// index to the listing, unless it holds `hard_limit` sessions already (then
+/// the count is the error), and raises `<session-file>.peak` to the count.
+pub fn open_record(
+    session_file: &str,
+    hard_limit: u32,
+    record: impl FnOnce(u64) -> String,
+) -> std::io::Result<Result<u64, u32>> {
+    let opened = with_locked_file(session_file, |text| {
+        let count = count_records(text) as u32;
+        if count >= hard_limit {
+            return (None, Err(count));
+        }
+        let index = text
+            .lines()
+            .filter_map(|l| l.split("index=").nth(1))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(100)
+            + 1;
+        (
+            Some(format!("{text}{}", record(index))),
+            Ok((index, count + 1)),
+        )
+    })?;
+    Ok(opened.map(|(index, now)| {
+        let peak_path = format!("{session_file}.peak");
+        let _ = with_locked_file(&peak_path, |text| {
+            let peak = text.trim().parse::<u32>().unwrap_or(0).max(now);
+            (Some(peak.to_string()), ())
+        });
+        index
+    }))
+}
+
+/// Closes the session of `open_record`'s `index`.
+pub fn close_record(session_file: &str, index: u64) {
+    let _ = with_locked_file(session_file, |text| (Some(remove_record(text, index)), ()));
+}
+
 /// Removes the record whose session line has `index`, with its iova dump and table.
 fn remove_record(text: &str, index: u64) -> String {
     let mut blocks: Vec<Vec<&str>> = Vec::new();
@@ -533,38 +573,14 @@ impl Core {
         if s.session_file.is_empty() {
             return Ok(());
         }
-        let opened = with_locked_file(&s.session_file, |text| {
-            let count = count_records(text) as u32;
-            if count >= s.hard_limit {
-                return (None, Err(count));
-            }
-            let index = text
-                .lines()
-                .filter_map(|l| l.split("index=").nth(1))
-                .filter_map(|n| n.trim().parse::<u64>().ok())
-                .max()
-                .unwrap_or(100)
-                + 1;
-            let record = record_as(
-                self.codec.listing_format,
-                std::process::id(),
-                index,
-                width,
-                height,
-                fps,
-                s.bps,
-            );
-            (Some(format!("{text}{record}")), Ok((index, count + 1)))
+        let format = self.codec.listing_format;
+        let opened = open_record(&s.session_file, s.hard_limit, |index| {
+            record_as(format, std::process::id(), index, width, height, fps, s.bps)
         })
         .map_err(|_| gst::StateChangeError)?;
         match opened {
-            Ok((index, now)) => {
+            Ok(index) => {
                 *self.session_index.lock().unwrap() = Some(index);
-                let peak_path = format!("{}.peak", s.session_file);
-                let _ = with_locked_file(&peak_path, |text| {
-                    let peak = text.trim().parse::<u32>().unwrap_or(0).max(now);
-                    (Some(peak.to_string()), ())
-                });
                 Ok(())
             }
             Err(count) => {
@@ -585,8 +601,7 @@ impl Core {
         let Some(index) = self.session_index.lock().unwrap().take() else {
             return;
         };
-        let path = self.settings.lock().unwrap().session_file.clone();
-        let _ = with_locked_file(&path, |text| (Some(remove_record(text, index)), ()));
+        close_record(&self.settings.lock().unwrap().session_file, index);
     }
 }
 

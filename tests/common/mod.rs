@@ -5,6 +5,7 @@
 
 pub mod counting_allocator;
 pub mod fake_mpp;
+pub mod fake_mpp_dec;
 pub mod vpu;
 
 use gst::prelude::*;
@@ -19,6 +20,7 @@ pub fn init() {
         gst::init().expect("GStreamer initializes");
         gstedgeguard::plugin_register_static().expect("edgeguard registers");
         fake_mpp::register();
+        fake_mpp_dec::register();
     });
 }
 
@@ -237,4 +239,38 @@ pub fn i420(width: i32, height: i32) -> gst::Caps {
         .field("height", height)
         .field("framerate", gst::Fraction::new(30, 1))
         .build()
+}
+
+/// An H.264 file (Matroska) of `frames` 320x240 frames at 30 fps with a
+/// keyframe every `gop` frames, made once per process.
+pub fn h264_file(frames: u32, gop: u32) -> PathBuf {
+    static MADE: Mutex<Vec<(u32, u32, PathBuf)>> = Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap();
+    if let Some((_, _, path)) = made.iter().find(|(f, g, _)| (*f, *g) == (frames, gop)) {
+        return path.clone();
+    }
+    init();
+    let path = temp_dir(&format!("h264-{frames}-{gop}")).join("stream.mkv");
+    let log = run_to_eos(
+        &format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! \
+             video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+             x264enc key-int-max={gop} bframes=0 speed-preset=ultrafast ! h264parse ! \
+             matroskamux ! filesink location={}",
+            path.display()
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    made.push((frames, gop, path.clone()));
+    path
+}
+
+/// Decodes `file` (from `h264_file`) through `decoder` (a launch fragment)
+/// into a fakesink named `out`.
+pub fn decode_pipeline(file: &Path, decoder: &str) -> String {
+    format!(
+        "filesrc location={} ! matroskademux ! h264parse ! {decoder} ! fakesink name=out",
+        file.display()
+    )
 }

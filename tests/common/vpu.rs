@@ -65,6 +65,19 @@ impl Vpu {
         )
     }
 
+    /// A vpuguarddec launch string whose hardware decoder is the MPP decoder
+    /// double (with `double_props` appended to its properties), counting on
+    /// this VPU; `extra` adds guard properties.
+    pub fn decoder_guard(&self, double_props: &str, extra: &str) -> String {
+        format!(
+            "vpuguarddec hw-decoder={double} session-file={sf} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf}{double_props}\" {extra}",
+            double = super::fake_mpp_dec::FACTORY_NAME,
+            sf = self.session_file.display(),
+            ld = self.lock_dir().display(),
+        )
+    }
+
     /// Lets the guards see the listing as it is now: removes the snapshot
     /// they share in the lock directory, as `MAX_AGE` (200 ms) passing would.
     pub fn expire_snapshot(&self) {

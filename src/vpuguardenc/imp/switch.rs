@@ -544,26 +544,8 @@ impl VpuGuardEnc {
         forward(event)
     }
 
-    /// Blocks (no polling) until EOS came out of the chain, it failed, a
-    /// flush started, or it output nothing for `EOS_WAIT_FOR_HARDWARE`.
     fn wait_for_eos_out_or_failure(&self, pad: &gst::GhostPad, watch: &Watch) {
-        let mut seen = watch.progress();
-        let mut deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
-        while !watch.eos_out()
-            && watch.failure().is_none()
-            && !pad.pad_flags().contains(gst::PadFlags::FLUSHING)
-        {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                break;
-            }
-            watch.wait_for_change(seen, deadline - now);
-            let progress = watch.progress();
-            if progress != seen {
-                seen = progress;
-                deadline = std::time::Instant::now() + EOS_WAIT_FOR_HARDWARE;
-            }
-        }
+        watch.wait_for_eos_out(pad.upcast_ref(), EOS_WAIT_FOR_HARDWARE);
         if !watch.eos_out() && watch.failure().is_none() {
             gst::warning!(
                 CAT,

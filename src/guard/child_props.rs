@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Properties set on the chosen child encoder: the portable `bitrate` and `gop`
-//! mapped onto each encoder's own names and units, and the free-form
-//! `hw-properties` / `sw-properties` structures.
+//! Properties set on a guard's chosen child: the free-form `hw-properties` /
+//! `sw-properties` structures of both guards, and for encoders the portable
+//! `bitrate` and `gop` mapped onto each encoder's own names and units.
 
 use gst::glib;
 use gst::prelude::*;

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Which decoders can serve a stream: the hardware one if it takes the input
+//! caps, the software one named by `sw-decoder` or, for `auto`, the best
+//! ranked software decoder of the input's codec (avdec_h264 for H.264,
+//! avdec_h265 for H.265, ...), and the parser a decoder may need in front.
+
+use gst::prelude::*;
+
+/// Factory name prefixes of hardware decoders: never chosen by `auto`, which
+/// must not put a stream back on a VPU (or another accelerator) the budget
+/// does not see.
+const HARDWARE_PREFIXES: [&str; 8] = [
+    "mpp", "v4l2", "nvv4l2", "nvdec", "va", "vaapi", "omx", "qsv",
+];
+
+/// Whether a decoder factory runs on dedicated hardware.
+pub fn is_hardware(factory: &gst::ElementFactory) -> bool {
+    let name = factory.name();
+    let klass = factory
+        .metadata(gst::ELEMENT_METADATA_KLASS)
+        .unwrap_or_default();
+    klass.contains("Hardware") || HARDWARE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether the factory's sink template takes `caps`.
+pub fn takes(factory: &gst::ElementFactory, caps: &gst::CapsRef) -> bool {
+    factory.can_sink_any_caps(caps)
+}
+
+/// The software decoder for `caps`: `name`, or for `auto` the highest
+/// ranked software video decoder that takes them.
+pub fn software_decoder(name: &str, caps: &gst::CapsRef) -> Option<gst::ElementFactory> {
+    if name != "auto" {
+        return gst::ElementFactory::find(name).filter(|f| takes(f, caps));
+    }
+    let mut decoders: Vec<_> = gst::ElementFactory::factories_with_type(
+        gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
+        gst::Rank::MARGINAL,
+    )
+    .into_iter()
+    .filter(|f| !is_hardware(f) && takes(f, caps))
+    .collect();
+    decoders.sort_by(|a, b| {
+        b.rank()
+            .cmp(&a.rank())
+            .then_with(|| a.name().cmp(&b.name()))
+    });
+    decoders.into_iter().next()
+}
+
+/// The parser that turns any stream format of `caps` into what a decoder
+/// takes, for the codecs that have stream formats.
+pub fn parser_for(caps: &gst::CapsRef) -> Option<&'static str> {
+    match caps.structure(0)?.name().as_str() {
+        "video/x-h264" => Some("h264parse"),
+        "video/x-h265" => Some("h265parse"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(media_type: &str) -> gst::Caps {
+        gst::Caps::builder(media_type)
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build()
+    }
+
+    #[test]
+    fn auto_picks_libav_by_codec() {
+        gst::init().unwrap();
+        let name = |c: &gst::Caps| software_decoder("auto", c).map(|f| f.name().to_string());
+        assert_eq!(name(&caps("video/x-h264")).as_deref(), Some("avdec_h264"));
+        assert_eq!(name(&caps("video/x-h265")).as_deref(), Some("avdec_h265"));
+        assert_eq!(name(&gst::Caps::new_empty_simple("audio/x-opus")), None);
+    }
+
+    #[test]
+    fn a_named_decoder_must_take_the_caps() {
+        gst::init().unwrap();
+        assert!(software_decoder("avdec_h264", &caps("video/x-h264")).is_some());
+        assert!(software_decoder("avdec_h264", &caps("video/x-h265")).is_none());
+        assert!(software_decoder("nosuchdecoder", &caps("video/x-h264")).is_none());
+    }
+
+    #[test]
+    fn libav_is_software() {
+        gst::init().unwrap();
+        let avdec = gst::ElementFactory::find("avdec_h264").unwrap();
+        assert!(!is_hardware(&avdec));
+        assert_eq!(parser_for(&caps("video/x-h264")), Some("h264parse"));
+        assert_eq!(
+            parser_for(&gst::Caps::new_empty_simple("video/x-vp8")),
+            None
+        );
+    }
+}

@@ -1,0 +1,790 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use super::Mode;
+use super::candidates;
+use super::units::Watch;
+use crate::factory_caps;
+use crate::guard::child_props;
+use crate::guard::input::Input;
+use crate::vpu::budget::{self, BudgetSettings, CountWarning, Held, Patience, VpuCount};
+use crate::vpu::decision::{self, Budget, GuardKind, Inputs, Outcome, Reason};
+use crate::vpu::ledger::Slot;
+use crate::vpu::listing::SessionKind;
+use crate::vpu::properties;
+use crate::vpu::reclaim::ReclaimSchedule;
+
+mod chain;
+mod switch;
+
+use chain::ChainError;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vpuguarddec",
+        gst::DebugColorFlags::empty(),
+        Some("VPU session-budgeted decoder bin"),
+    )
+});
+
+const DEFAULT_HW_DECODER: &str = "mppvideodec";
+const DEFAULT_SW_DECODER: &str = "auto";
+const DEFAULT_MODE: Mode = Mode::Auto;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    hw_decoder: String,
+    sw_decoder: String,
+    budget: BudgetSettings,
+    mode: Mode,
+    hw_properties: String,
+    sw_properties: String,
+    reclaim_interval: gst::ClockTime,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            hw_decoder: DEFAULT_HW_DECODER.into(),
+            sw_decoder: DEFAULT_SW_DECODER.into(),
+            budget: BudgetSettings::default(),
+            mode: DEFAULT_MODE,
+            hw_properties: String::new(),
+            sw_properties: String::new(),
+            reclaim_interval: gst::ClockTime::ZERO,
+        }
+    }
+}
+
+impl Settings {
+    /// Decoders are budgeted by sessions only: the pixel budget is the
+    /// encoders'.
+    fn budget(&self) -> Budget {
+        Budget {
+            max_pixel_rate: 0,
+            ..self.budget.budget()
+        }
+    }
+}
+
+/// What the decision saw of the VPU, for the decision message and the
+/// read-only properties.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    sessions: u32,
+    /// The listing that was read; empty when none was.
+    session_file: String,
+}
+
+/// The decoder chain built for the current stream; None until the first CAPS
+/// event and again after the bin went back to READY.
+struct State {
+    /// In stream order: [parser,] decoder [, videoconvert, capsfilter].
+    elements: Vec<gst::Element>,
+    factory: String,
+    hardware: bool,
+    seen: Seen,
+    /// Held from the hardware child's start until it is back in NULL.
+    slot: Option<Slot>,
+    /// Decoder changes in this stream (failover, reclaim).
+    switches: u32,
+    /// Frames no decoder could output, over the stream's switches.
+    frames_lost: u64,
+    /// A switch found no keyframe to start from: access units are dropped
+    /// (and counted lost) until the next one.
+    awaiting_keyframe: bool,
+    reclaim: ReclaimSchedule,
+}
+
+/// The chain decoding now and a replacement while it starts.
+#[derive(Default)]
+struct Watches {
+    current: Option<Arc<Watch>>,
+    starting: Option<Arc<Watch>>,
+}
+
+/// Why no chain came out of a decision.
+enum DecideError {
+    /// Posted as an ERROR.
+    Failed(gst::ErrorMessage),
+    /// The element is going to READY: give up quietly.
+    Stopping,
+}
+
+// Three mutexes (parking_lot), never two held at once: `settings` (only
+// cloned out), `state` and `watches`. Nothing calls into GStreamer with one
+// of them held; what may hold an element's last reference is dropped after.
+#[derive(Default)]
+pub struct VpuGuardDec {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    watches: Mutex<Watches>,
+    /// Downstream returned an error: a flow error the child passes on then
+    /// is not the child's own failure.
+    downstream_error: AtomicBool,
+    warned_unreadable: AtomicBool,
+    /// Set from PAUSED->READY until the next READY->PAUSED: a streaming
+    /// thread waiting for the decision lock gives up.
+    stopping: AtomicBool,
+    /// Set while a chain is linked to the ghost pads.
+    rebuilding: AtomicBool,
+    sinkpad: OnceLock<gst::GhostPad>,
+    srcpad: OnceLock<gst::GhostPad>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VpuGuardDec {
+    const NAME: &'static str = "GstVpuGuardDec";
+    type Type = super::VpuGuardDec;
+    type ParentType = gst::Bin;
+}
+
+impl ObjectImpl for VpuGuardDec {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let children = [
+                glib::ParamSpecString::builder("hw-decoder")
+                    .nick("Hardware decoder")
+                    .blurb("Factory name of the VPU decoder used while a session slot is free")
+                    .default_value(Some(DEFAULT_HW_DECODER))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("sw-decoder")
+                    .nick("Software decoder")
+                    .blurb(
+                        "Factory name of the CPU decoder used when the VPU budget is spent and \
+                         when the hardware decoder fails; auto = the best ranked software \
+                         decoder of the input's codec (avdec_h264, avdec_h265, ...)",
+                    )
+                    .default_value(Some(DEFAULT_SW_DECODER))
+                    .mutable_ready()
+                    .build(),
+            ];
+            let rest = [
+                glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
+                    .nick("Mode")
+                    .blurb("Whether the guard may choose, or is forced to one decoder kind")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("hw-properties")
+                    .nick("Hardware decoder properties")
+                    .blurb(
+                        "Properties for the hardware decoder as a GstStructure string, \
+                         e.g. \"props,fast-mode=true\"",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("sw-properties")
+                    .nick("Software decoder properties")
+                    .blurb(
+                        "Properties for the software decoder as a GstStructure string, \
+                         e.g. \"props,max-threads=2\"",
+                    )
+                    .mutable_ready()
+                    .build(),
+                properties::reclaim_interval_spec(GuardKind::Decoder),
+                glib::ParamSpecUInt::builder("switches")
+                    .nick("Switches")
+                    .blurb("How many times the decoder changed in this stream (failover, reclaim)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("active-decoder")
+                    .nick("Active decoder")
+                    .blurb("Factory name of the decoder chosen for this stream (empty before)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoolean::builder("hardware")
+                    .nick("Hardware")
+                    .blurb("Whether the chosen decoder is the hardware one")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt::builder("sessions")
+                    .nick("Sessions")
+                    .blurb("VPU sessions in use that the last decision saw")
+                    .read_only()
+                    .build(),
+            ];
+            let budget = properties::budget_param_specs(GuardKind::Decoder);
+            children.into_iter().chain(budget).chain(rest).collect()
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock();
+        let string = || value.get::<Option<String>>().unwrap().unwrap_or_default();
+        match pspec.name() {
+            name if properties::set_budget_property(&mut settings.budget, name, value) => (),
+            "hw-decoder" => settings.hw_decoder = string(),
+            "sw-decoder" => settings.sw_decoder = string(),
+            "mode" => settings.mode = value.get().unwrap(),
+            "hw-properties" => settings.hw_properties = string(),
+            "sw-properties" => settings.sw_properties = string(),
+            "reclaim-interval" => {
+                settings.reclaim_interval = gst::ClockTime::from_nseconds(value.get().unwrap())
+            }
+            _ => unreachable!(),
+        }
+        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock();
+        if let Some(value) = properties::budget_property(&settings.budget, pspec.name()) {
+            return value;
+        }
+        match pspec.name() {
+            "hw-decoder" => settings.hw_decoder.to_value(),
+            "sw-decoder" => settings.sw_decoder.to_value(),
+            "mode" => settings.mode.to_value(),
+            "hw-properties" => settings.hw_properties.to_value(),
+            "sw-properties" => settings.sw_properties.to_value(),
+            "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
+            name => {
+                drop(settings);
+                let state = self.state.lock();
+                match name {
+                    "active-decoder" => state
+                        .as_ref()
+                        .map_or_else(String::new, |s| s.factory.clone())
+                        .to_value(),
+                    "hardware" => state.as_ref().is_some_and(|s| s.hardware).to_value(),
+                    "sessions" => state.as_ref().map_or(0, |s| s.seen.sessions).to_value(),
+                    "switches" => state.as_ref().map_or(0, |s| s.switches).to_value(),
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        let klass = obj.element_class();
+        let sinkpad = gst::GhostPad::builder_from_template(&klass.pad_template("sink").unwrap())
+            .name("sink")
+            .event_function(|pad, parent, event| {
+                VpuGuardDec::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |guard| guard.sink_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                VpuGuardDec::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |guard| guard.sink_query(pad, query),
+                )
+            })
+            .chain_function(|pad, parent, buffer| {
+                VpuGuardDec::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |guard| guard.sink_chain(pad, Input::Buffer(buffer)),
+                )
+            })
+            .chain_list_function(|pad, parent, list| {
+                VpuGuardDec::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |guard| guard.sink_chain(pad, Input::List(list)),
+                )
+            })
+            // Linking a chain sends RECONFIGURE upstream through this
+            // internal pad; the chain is built in the CAPS handler, before
+            // anything was allocated, so there is nothing to renegotiate.
+            .proxy_pad_event_function(|pad, parent, event| {
+                let rebuilding = parent
+                    .and_then(|p| p.parent())
+                    .and_then(|b| b.downcast::<super::VpuGuardDec>().ok())
+                    .is_some_and(|g| g.imp().rebuilding.load(Ordering::SeqCst));
+                if rebuilding && event.type_() == gst::EventType::Reconfigure {
+                    return true;
+                }
+                gst::Pad::event_default(pad, parent, event)
+            })
+            .build();
+        let srcpad = gst::GhostPad::builder_from_template(&klass.pad_template("src").unwrap())
+            .name("src")
+            .proxy_pad_chain_function(|pad, parent, buffer| {
+                let result = gst::ProxyPad::chain_default(pad, parent, buffer);
+                note_downstream_result(parent, result)
+            })
+            .proxy_pad_chain_list_function(|pad, parent, list| {
+                let result = gst::ProxyPad::chain_list_default(pad, parent, list);
+                note_downstream_result(parent, result)
+            })
+            .build();
+        obj.add_pad(&sinkpad).unwrap();
+        obj.add_pad(&srcpad).unwrap();
+        self.sinkpad.set(sinkpad).unwrap();
+        self.srcpad.set(srcpad).unwrap();
+    }
+}
+
+impl GstObjectImpl for VpuGuardDec {}
+
+impl ElementImpl for VpuGuardDec {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "VPU session guard decoder",
+                "Codec/Decoder/Video/Bin",
+                "Decodes with the hardware decoder while the machine's VPU session budget \
+                 has a free slot, with a software decoder otherwise; fails over mid-stream \
+                 from the last keyframe",
+                "edgeguard developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            // Parsed access units: keyframes are flagged, so a failover
+            // knows where the replacement can start.
+            let parsed = |media_type| {
+                gst::Structure::builder(media_type)
+                    .field("parsed", true)
+                    .field("alignment", "au")
+                    .build()
+            };
+            let sink_caps = gst::Caps::builder_full()
+                .structure(parsed("video/x-h264"))
+                .structure(parsed("video/x-h265"))
+                .structure(gst::Structure::new_empty("video/x-vp8"))
+                .structure(gst::Structure::new_empty("video/x-vp9"))
+                .build();
+            let src_caps = gst::Caps::builder("video/x-raw").any_features().build();
+            crate::pad_templates::always_sink_and_src(&sink_caps, &src_caps)
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            self.validate_settings().map_err(|err| {
+                self.post_error_message(err);
+                gst::StateChangeError
+            })?;
+        }
+        match transition {
+            gst::StateChange::ReadyToPaused => {
+                self.stopping.store(false, Ordering::SeqCst);
+                self.downstream_error.store(false, Ordering::SeqCst);
+            }
+            gst::StateChange::PausedToReady => self.stopping.store(true, Ordering::SeqCst),
+            _ => (),
+        }
+        let result = self.parent_change_state(transition);
+        if matches!(
+            transition,
+            gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
+        ) {
+            // The children are READY now: release them so the next stream decides anew.
+            self.teardown();
+        }
+        result
+    }
+}
+
+impl BinImpl for VpuGuardDec {
+    fn handle_message(&self, message: gst::Message) {
+        if let gst::MessageView::Error(err) = message.view() {
+            let watches = {
+                let watches = self.watches.lock();
+                [watches.current.clone(), watches.starting.clone()]
+            };
+            let src = message.src();
+            let downstream_failed = self.downstream_error.load(Ordering::SeqCst);
+            let handler = watches.into_iter().flatten().find(|watch| {
+                !downstream_failed
+                    && watch.handles_failure()
+                    && src.is_some_and(|src| {
+                        crate::guard::is_same_or_inside(src, watch.child.upcast_ref())
+                    })
+            });
+            if let Some(watch) = handler {
+                let what = format!(
+                    "{} ({})",
+                    err.error(),
+                    err.debug().as_deref().unwrap_or("no details")
+                );
+                gst::warning!(CAT, imp = self, "hardware decoder failed: {what}");
+                // Only recorded: this may be the child's own thread, which
+                // cannot stop the child. The streaming thread replaces it.
+                watch.record_failure(what);
+                return;
+            }
+        }
+        self.parent_handle_message(message)
+    }
+}
+
+/// Remembers that downstream failed, for telling a child's own flow error
+/// from one it passes on.
+fn note_downstream_result(
+    parent: Option<&gst::Object>,
+    result: Result<gst::FlowSuccess, gst::FlowError>,
+) -> Result<gst::FlowSuccess, gst::FlowError> {
+    if let Err(gst::FlowError::Error | gst::FlowError::NotNegotiated) = result
+        && let Some(guard) = parent
+            .and_then(|p| p.parent())
+            .and_then(|b| b.downcast::<super::VpuGuardDec>().ok())
+    {
+        guard.imp().downstream_error.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+/// The decoders a decision chooses from, and what downstream takes.
+struct Candidates {
+    /// The hardware decoder, when installed and taking the input caps.
+    hw: Option<gst::ElementFactory>,
+    sw: Option<gst::ElementFactory>,
+    downstream_takes_hw: bool,
+    downstream_takes_sw: bool,
+    downstream: gst::Caps,
+}
+
+impl VpuGuardDec {
+    fn sinkpad(&self) -> &gst::GhostPad {
+        self.sinkpad.get().unwrap()
+    }
+
+    fn srcpad(&self) -> &gst::GhostPad {
+        self.srcpad.get().unwrap()
+    }
+
+    /// Settings errors are reported when the element starts, not mid-stream.
+    fn validate_settings(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().clone();
+        let settings_error =
+            |msg: String| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg));
+        settings.budget.validate().map_err(settings_error)?;
+        child_props::parse_structure("hw-properties", &settings.hw_properties)
+            .map_err(settings_error)?;
+        child_props::parse_structure("sw-properties", &settings.sw_properties)
+            .map_err(settings_error)?;
+        let missing = |property: &str, name: &str| {
+            gst::error_msg!(
+                gst::CoreError::MissingPlugin,
+                ("{}: no element '{}' is installed", property, name)
+            )
+        };
+        if settings.sw_decoder != "auto" {
+            let factory = gst::ElementFactory::find(&settings.sw_decoder)
+                .ok_or_else(|| missing("sw-decoder", &settings.sw_decoder))?;
+            if !factory.has_type(gst::ElementFactoryType::DECODER) {
+                return Err(settings_error(format!(
+                    "sw-decoder: '{}' is not a decoder",
+                    settings.sw_decoder
+                )));
+            }
+        }
+        if settings.mode == Mode::Hardware {
+            gst::ElementFactory::find(&settings.hw_decoder)
+                .ok_or_else(|| missing("hw-decoder", &settings.hw_decoder))?;
+        }
+        Ok(())
+    }
+
+    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        match event.type_() {
+            gst::EventType::Eos => return self.sink_eos(pad, event),
+            gst::EventType::FlushStart => {
+                let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                if let Some(watch) = self.current_watch() {
+                    watch.wake();
+                }
+                return forwarded;
+            }
+            gst::EventType::FlushStop => {
+                self.downstream_error.store(false, Ordering::SeqCst);
+                if let Some(watch) = self.current_watch() {
+                    watch.flushed();
+                }
+            }
+            _ => (),
+        }
+        if let gst::EventView::Caps(caps) = event.view()
+            && self.state.lock().is_none()
+        {
+            match self.decide_and_build(caps.caps()) {
+                Ok(()) => (),
+                Err(DecideError::Failed(err)) => {
+                    self.post_error_message(err);
+                    return false;
+                }
+                Err(DecideError::Stopping) => {
+                    gst::debug!(CAT, imp = self, "stopping: no decision taken");
+                    return false;
+                }
+            }
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Before the decision there is no decoder to ask: offer what the
+    /// candidates take, the hardware one first, as the template allows
+    /// (parsed access units), then the template itself (a parser in the
+    /// chain converts the stream format).
+    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        if pad.target().is_some() {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        }
+        let gst::QueryViewMut::Caps(q) = query.view_mut() else {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        };
+        let settings = self.settings.lock().clone();
+        let template = pad.pad_template_caps();
+        let mut candidates = Vec::with_capacity(2);
+        if settings.mode != Mode::Software {
+            candidates.push(settings.hw_decoder.as_str());
+        }
+        if settings.mode != Mode::Hardware && settings.sw_decoder != "auto" {
+            candidates.push(settings.sw_decoder.as_str());
+        }
+        let mut caps = gst::Caps::new_empty();
+        for factory in candidates {
+            if let Some(sink_caps) = factory_caps::sink_caps(factory) {
+                caps.merge(sink_caps.intersect_with_mode(&template, gst::CapsIntersectMode::First));
+            }
+        }
+        caps.merge(template);
+        let caps = match q.filter() {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        };
+        q.set_result(&caps);
+        true
+    }
+
+    /// Takes the decision for a new stream and builds the chosen chain, in
+    /// the CAPS event handler: the chain must exist before the event goes on.
+    fn decide_and_build(&self, caps: &gst::CapsRef) -> Result<(), DecideError> {
+        let settings = self.settings.lock().clone();
+        let candidates = self.candidates(&settings, caps)?;
+        let count = if decision::needs_session_count(
+            settings.mode.into(),
+            candidates.hw.is_some(),
+            candidates.downstream_takes_hw,
+        ) {
+            self.count_vpu(&settings, Patience::LockTimeout)?
+        } else {
+            VpuCount::not_consulted()
+        };
+        let inputs = Inputs {
+            kind: GuardKind::Decoder,
+            mode: settings.mode.into(),
+            hw_available: candidates.hw.is_some(),
+            downstream_takes_hw: candidates.downstream_takes_hw,
+            downstream_takes_sw: candidates.downstream_takes_sw,
+            vpu: count.view,
+            budget: settings.budget(),
+            stream_pixel_rate: 0,
+        };
+        let outcome = decision::decide(&inputs);
+        gst::info!(CAT, imp = self, "decision for {:?}: {:?}", inputs, outcome);
+        let seen = Seen {
+            sessions: inputs.load().sessions,
+            session_file: count.session_file_string(),
+        };
+        self.carry_out(&settings, &candidates, caps, outcome, count.held, seen)
+            .map_err(DecideError::Failed)
+    }
+
+    /// The installed decoders for these caps and whether downstream takes
+    /// what they output.
+    fn candidates(
+        &self,
+        settings: &Settings,
+        caps: &gst::CapsRef,
+    ) -> Result<Candidates, DecideError> {
+        let hw =
+            gst::ElementFactory::find(&settings.hw_decoder).filter(|f| candidates::takes(f, caps));
+        let sw = candidates::software_decoder(&settings.sw_decoder, caps);
+        let downstream = self.srcpad().peer_query_caps(None);
+        let takes = |f: &Option<gst::ElementFactory>| {
+            f.as_ref().is_some_and(|f| {
+                factory_caps::src_caps(&f.name()).is_some_and(|c| c.can_intersect(&downstream))
+            })
+        };
+        let candidates = Candidates {
+            downstream_takes_hw: takes(&hw),
+            downstream_takes_sw: takes(&sw),
+            hw,
+            sw,
+            downstream,
+        };
+        if candidates.hw.is_none() && candidates.sw.is_none() {
+            return Err(DecideError::Failed(gst::error_msg!(
+                gst::CoreError::MissingPlugin,
+                (
+                    "No decoder of {} takes {}: hw-decoder={}, sw-decoder={}",
+                    self.obj().name(),
+                    caps,
+                    settings.hw_decoder,
+                    settings.sw_decoder
+                )
+            )));
+        }
+        Ok(candidates)
+    }
+
+    /// Counts the VPU under the decision lock (waiting as `patience` says),
+    /// saying on the bus what the count met.
+    fn count_vpu(&self, settings: &Settings, patience: Patience) -> Result<VpuCount, DecideError> {
+        let count = budget::count(&settings.budget, patience, || {
+            self.stopping.load(Ordering::SeqCst)
+        })
+        .map_err(|err| match err.to_error_message() {
+            Some(message) => DecideError::Failed(message),
+            None => DecideError::Stopping,
+        })?;
+        match &count.warning {
+            Some(CountWarning::LockTimedOut { lock_file, timeout }) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Busy,
+                    (
+                        "The VPU decision lock {} was held for all of lock-timeout ({:?}): not using the VPU",
+                        lock_file.display(),
+                        timeout
+                    ),
+                    ["another process may be stuck inside a hardware child's start"]
+                );
+            }
+            Some(CountWarning::Unreadable(err))
+                if !self.warned_unreadable.swap(true, Ordering::SeqCst) =>
+            {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenRead,
+                    ("No VPU session listing is readable: counting only the hardware children held by guards"),
+                    ["{}", err]
+                );
+            }
+            _ => (),
+        }
+        Ok(count)
+    }
+
+    /// Builds the chain the decision chose. `held` is the decision lock,
+    /// held until a hardware child has started.
+    fn carry_out(
+        &self,
+        settings: &Settings,
+        candidates: &Candidates,
+        caps: &gst::CapsRef,
+        outcome: Outcome,
+        held: Option<Held>,
+        seen: Seen,
+    ) -> Result<(), gst::ErrorMessage> {
+        let hardware = match outcome {
+            Outcome::Fail(why) if settings.mode == Mode::Hardware => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Busy,
+                    ("{}: {}", self.obj().name(), why)
+                ));
+            }
+            Outcome::Fail(why) => {
+                return Err(gst::error_msg!(
+                    gst::CoreError::Negotiation,
+                    ("{}: {}", self.obj().name(), why),
+                    ["downstream wants {}", candidates.downstream]
+                ));
+            }
+            Outcome::Software(reason) => {
+                drop(held);
+                let sw = candidates
+                    .sw
+                    .as_ref()
+                    .expect("decided for an installed decoder");
+                self.build_chain(settings, sw, caps, None, &seen)
+                    .map_err(|e| e.into_message(sw))?;
+                self.post_decision(settings, reason, 0);
+                return Ok(());
+            }
+            Outcome::Hardware(reason) => (reason, held.expect("hardware needs the decision lock")),
+        };
+        let (reason, held) = hardware;
+        let slot = held
+            .take_slot(&self.obj().path_string(), SessionKind::Decoder, 0)
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenReadWrite,
+                    (
+                        "lock-dir: cannot record a hardware slot in '{}'",
+                        held.dir().display()
+                    ),
+                    ["{}", e]
+                )
+            })?;
+        let hw = candidates
+            .hw
+            .as_ref()
+            .expect("decided for an installed decoder");
+        let built = self.build_chain(settings, hw, caps, Some(slot), &seen);
+        // The child has started (its session is open, or counted by its slot).
+        drop(held);
+        match built {
+            Ok(()) => {
+                self.post_decision(settings, reason, 0);
+                Ok(())
+            }
+            Err(ChainError::Start(why)) if settings.mode != Mode::Hardware => {
+                self.software_after_start_failure(settings, candidates, caps, &seen, &why)
+            }
+            Err(err) => Err(err.into_message(hw)),
+        }
+    }
+
+    fn software_after_start_failure(
+        &self,
+        settings: &Settings,
+        candidates: &Candidates,
+        caps: &gst::CapsRef,
+        seen: &Seen,
+        why: &str,
+    ) -> Result<(), gst::ErrorMessage> {
+        let Some(sw) = candidates.sw.as_ref() else {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Init,
+                (
+                    "hw-decoder: {} failed to start and no sw-decoder takes {}",
+                    settings.hw_decoder,
+                    caps
+                ),
+                ["{}", why]
+            ));
+        };
+        gst::element_imp_warning!(
+            self,
+            gst::LibraryError::Init,
+            (
+                "Hardware decoder {} failed to start, decoding with {}",
+                settings.hw_decoder,
+                sw.name()
+            ),
+            ["{}", why]
+        );
+        self.build_chain(settings, sw, caps, None, seen)
+            .map_err(|e| e.into_message(sw))?;
+        if let Some(state) = self.state.lock().as_mut() {
+            state.reclaim.hardware_failed(chain::monotonic_now());
+        }
+        self.post_decision(settings, Reason::HwStartFailed, 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Changing the decoder mid-stream without outputting a frame twice or
+//! losing one: failover from a failed hardware child, reclaiming the
+//! hardware decoder, and EOS while a hardware child may still fail on the
+//! frames it holds. The replacement is fed the access units since the last
+//! keyframe the old decoder had not finished with; what it outputs up to the
+//! old decoder's last output is dropped.
+//!
+//! Everything here runs in the streaming thread, under the sink pad's stream
+//! lock. Failures seen on other threads (a child's own output thread posting
+//! an ERROR) are only recorded there, in the chain's watch.
+
+use super::chain::{Chain, monotonic_now};
+use super::*;
+use crate::guard::watch::running_time;
+use crate::vpuguarddec::gop_window::Replay;
+use crate::vpuguarddec::units;
+use std::time::Duration;
+
+/// How long EOS waits for a hardware child that outputs nothing more while
+/// draining before EOS is taken as gone through.
+const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
+
+/// The chain that takes over.
+struct Replacement {
+    factory: gst::ElementFactory,
+    hardware: bool,
+    /// Held by a hardware chain from its start until it is back in NULL.
+    slot: Option<Slot>,
+    /// The decision lock, held until a hardware chain has started.
+    held: Option<Held>,
+    seen: Seen,
+}
+
+impl VpuGuardDec {
+    pub(super) fn current_watch(&self) -> Option<Arc<Watch>> {
+        self.watches.lock().current.clone()
+    }
+
+    pub(super) fn sink_chain(
+        &self,
+        pad: &gst::GhostPad,
+        input: Input,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.replace_if_failed(pad)?;
+        let Some(input) = self.skip_to_keyframe(input) else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        self.reclaim_if_due(pad)?;
+        self.push_watched(pad, input)
+    }
+
+    /// After a switch that found no keyframe to start from, drops access
+    /// units (counted lost) until one comes.
+    fn skip_to_keyframe(&self, input: Input) -> Option<Input> {
+        let mut state = self.state.lock();
+        let state = state.as_mut()?;
+        if !state.awaiting_keyframe {
+            return Some(input);
+        }
+        let buffers = input.buffers();
+        let key = buffers
+            .iter()
+            .position(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+        let skipped = key.unwrap_or(buffers.len());
+        state.frames_lost += skipped as u64;
+        state.awaiting_keyframe = key.is_none();
+        drop(buffers);
+        match (key, input) {
+            (None, _) => None,
+            (Some(0), input) => Some(input),
+            (Some(k), Input::List(list)) => {
+                let mut rest = gst::BufferList::new_sized(list.len() - k);
+                let rest_mut = rest.get_mut().expect("a new list is writable");
+                list.iter_owned().skip(k).for_each(|b| rest_mut.add(b));
+                Some(Input::List(rest))
+            }
+            (Some(_), input) => Some(input),
+        }
+    }
+
+    /// Pushes into the chain, keeping a reference to each access unit while
+    /// the chain may still have to be replaced.
+    fn push_watched(
+        &self,
+        pad: &gst::GhostPad,
+        input: Input,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let obj = self.obj();
+        let Some(watch) = self.current_watch() else {
+            return input.push(pad, &*obj);
+        };
+        if !watch.keeps_frames() {
+            // A software chain past its first output, not to be replaced.
+            let stopped = self.watches.lock().current.take();
+            drop(stopped);
+            return input.push(pad, &*obj);
+        }
+        units::remember(&watch, pad.upcast_ref(), &input);
+        match input.push(pad, &*obj) {
+            Err(err) => match self.failure_behind(&watch, err) {
+                // The unit is in the window: the replacement gets it.
+                Some(failure) => self.replace_failed(pad, &watch, &failure),
+                None => Err(err),
+            },
+            ok => ok,
+        }
+    }
+
+    /// The failure behind a flow error the chain returned, when the guard
+    /// handles it: the ERROR the child posted, or an error flow the child
+    /// returned on its own (downstream did not return it).
+    fn failure_behind(&self, watch: &Watch, err: gst::FlowError) -> Option<String> {
+        if !watch.handles_failure() {
+            return None;
+        }
+        watch.failure().or_else(|| {
+            let own = err == gst::FlowError::Error && !self.downstream_error.load(Ordering::SeqCst);
+            own.then(|| {
+                format!(
+                    "{} returned an error flow without an error message",
+                    watch.child.name()
+                )
+            })
+        })
+    }
+
+    /// A failure recorded since the last access unit (on the child's own
+    /// thread): the chain is replaced before the next one goes in.
+    fn replace_if_failed(&self, pad: &gst::GhostPad) -> Result<(), gst::FlowError> {
+        let Some(watch) = self.current_watch() else {
+            return Ok(());
+        };
+        match watch.failure() {
+            Some(failure) if watch.handles_failure() => {
+                self.replace_failed(pad, &watch, &failure).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces a failed hardware chain by the software decoder of the
+    /// stream's codec, fed from the last keyframe.
+    fn replace_failed(
+        &self,
+        pad: &gst::GhostPad,
+        watch: &Watch,
+        failure: &str,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().clone();
+        let stream_started = watch.output_seen() || self.srcpad().current_caps().is_some();
+        let reason = if stream_started {
+            Reason::HwFailedMidStream
+        } else {
+            Reason::HwStartFailed
+        };
+        let factory = pad
+            .current_caps()
+            .and_then(|caps| candidates::software_decoder(&settings.sw_decoder, &caps));
+        let fail = |why: String| {
+            self.post_error_message(gst::error_msg!(
+                gst::StreamError::Decode,
+                (
+                    "Hardware decoder {} failed and no decoder can take over (sw-decoder={})",
+                    settings.hw_decoder,
+                    settings.sw_decoder
+                ),
+                ["{}; {}", failure, why]
+            ));
+            Err(gst::FlowError::Error)
+        };
+        let Some(factory) = factory else {
+            return fail("no software decoder takes the stream".into());
+        };
+        let seen = self.state.lock().as_ref().map(|s| s.seen.clone());
+        let replacement = Replacement {
+            factory,
+            hardware: false,
+            slot: None,
+            held: None,
+            seen: seen.unwrap_or_default(),
+        };
+        match self.replace_chain(pad, replacement) {
+            Ok(replay) => self.complete_switch(pad, &settings, reason, Some(failure), replay),
+            Err(why) => fail(why),
+        }
+    }
+
+    /// On the software decoder with `reclaim-interval` set: counts the VPU
+    /// once the schedule allows and switches back to hardware when the
+    /// budget has room.
+    fn reclaim_if_due(&self, pad: &gst::GhostPad) -> Result<(), gst::FlowError> {
+        let now = monotonic_now();
+        let due = {
+            let mut state = self.state.lock();
+            let due = state
+                .as_ref()
+                .and_then(|s| (!s.hardware && s.reclaim.due(now)).then(|| s.seen.clone()));
+            if let (Some(_), Some(state)) = (&due, state.as_mut()) {
+                state.reclaim.checked(now);
+            }
+            due
+        };
+        let Some(seen) = due else {
+            return Ok(());
+        };
+        let settings = self.settings.lock().clone();
+        if !self.switchable(&settings, false) || self.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(replacement) = self.reclaim_decision(&settings, pad, seen) else {
+            return Ok(());
+        };
+        match self.replace_chain(pad, replacement) {
+            Ok(replay) => self
+                .complete_switch(pad, &settings, Reason::Reclaimed, None, replay)
+                .map(|_| ()),
+            Err(why) => {
+                if let Some(state) = self.state.lock().as_mut() {
+                    state.reclaim.hardware_failed(now);
+                }
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Init,
+                    (
+                        "Hardware decoder {} could not be taken back, staying on software",
+                        settings.hw_decoder
+                    ),
+                    ["{}", why]
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts the VPU without waiting for the decision lock; the hardware
+    /// chain to switch to when the budget has room.
+    fn reclaim_decision(
+        &self,
+        settings: &Settings,
+        pad: &gst::GhostPad,
+        seen: Seen,
+    ) -> Option<Replacement> {
+        let caps = pad.current_caps()?;
+        let factory = gst::ElementFactory::find(&settings.hw_decoder)
+            .filter(|f| candidates::takes(f, &caps))?;
+        let count = self.count_vpu(settings, Patience::TryOnce).ok()?;
+        let inputs = Inputs {
+            kind: GuardKind::Decoder,
+            mode: decision::Mode::Auto,
+            hw_available: true,
+            downstream_takes_hw: true,
+            downstream_takes_sw: true,
+            vpu: count.view,
+            budget: settings.budget(),
+            stream_pixel_rate: 0,
+        };
+        let outcome = decision::decide(&inputs);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "reclaim check: {:?}: {:?}",
+            inputs,
+            outcome
+        );
+        if !matches!(outcome, Outcome::Hardware(_)) {
+            return None;
+        }
+        let session_file = count.session_file.map(|p| p.display().to_string());
+        let held = count.held?;
+        let slot = held
+            .take_slot(&self.obj().path_string(), SessionKind::Decoder, 0)
+            .inspect_err(|e| gst::warning!(CAT, imp = self, "cannot record a slot: {e}"))
+            .ok()?;
+        Some(Replacement {
+            factory,
+            hardware: true,
+            slot: Some(slot),
+            held: Some(held),
+            seen: Seen {
+                sessions: inputs.load().sessions,
+                session_file: session_file.unwrap_or(seen.session_file),
+            },
+        })
+    }
+
+    /// Starts the new chain beside the old one, then stops the old one and
+    /// puts the new one in its place. Returns what the new one must be fed.
+    /// If the new chain cannot start, the old one stays and the error says why.
+    fn replace_chain(
+        &self,
+        pad: &gst::GhostPad,
+        new: Replacement,
+    ) -> Result<Replay<gst::Buffer>, String> {
+        let settings = self.settings.lock().clone();
+        let input_caps = pad.current_caps().ok_or("no caps on the sink pad")?;
+        // Downstream keeps the caps it negotiated: no renegotiation at a switch.
+        let output = self.srcpad().current_caps();
+        let chain = self
+            .create_chain(
+                &settings,
+                &new.factory,
+                &input_caps,
+                new.hardware,
+                output.as_ref(),
+            )
+            .map_err(ChainError::why)?;
+        let watch = chain.watch();
+        let no_watch = std::mem::replace(&mut self.watches.lock().starting, watch.clone());
+        drop(no_watch);
+        let started = self.start_chain(&chain).and_then(|()| {
+            match watch.as_ref().and_then(|w| w.failure()) {
+                Some(failure) => Err(failure),
+                None => Ok(()),
+            }
+        });
+        drop(new.held);
+        if let Err(why) = started {
+            self.remove_elements(&chain.elements);
+            let starting = self.watches.lock().starting.take();
+            drop(starting);
+            return Err(why);
+        }
+        if let Some(output) = output {
+            crate::guard::suppress_repeated_caps(&chain.last().static_pad("src").unwrap(), output);
+        }
+        let replay = self.retire_old_chain(&chain)?;
+        drop_output_until(chain.last(), replay.output_until);
+        let no_watch = std::mem::replace(&mut self.watches.lock().current, watch);
+        drop(no_watch);
+        let starting = self.watches.lock().starting.take();
+        drop(starting);
+        let old_state = {
+            let mut state = self.state.lock();
+            let old = state.as_mut().ok_or("the stream ended")?;
+            let mut reclaim = old.reclaim.clone();
+            if !new.hardware {
+                reclaim.hardware_failed(monotonic_now());
+            }
+            let new_state = State {
+                elements: chain.elements.clone(),
+                factory: chain.factory.clone(),
+                hardware: new.hardware,
+                seen: new.seen,
+                slot: new.slot,
+                switches: old.switches.saturating_add(1),
+                frames_lost: old.frames_lost + replay.lost,
+                awaiting_keyframe: replay.needs_keyframe,
+                reclaim,
+            };
+            state.replace(new_state)
+        };
+        // The old state's elements are out of the bin: their last
+        // references go after the lock.
+        drop(old_state);
+        Ok(replay)
+    }
+
+    /// Stops the chain decoding now while still linked (what it outputs
+    /// meanwhile reaches downstream and settles the window), puts `chain` in
+    /// its place and releases the old slot. Returns what `chain` is fed.
+    fn retire_old_chain(&self, chain: &Chain) -> Result<Replay<gst::Buffer>, String> {
+        let (old_elements, old_slot) = {
+            let mut state = self.state.lock();
+            let state = state.as_mut().ok_or("the stream ended")?;
+            (state.elements.clone(), state.slot.take())
+        };
+        for element in &old_elements {
+            let _ = element.set_state(gst::State::Null);
+        }
+        let old_watch = self.watches.lock().current.take();
+        let replay = old_watch.as_deref().map(units::take_replay);
+        drop(old_watch);
+        let attached = self.attach_chain(chain);
+        let _ = self.obj().remove_many(&old_elements);
+        // Its decoder is in NULL: the VPU session is closed.
+        drop(old_slot);
+        if let Err(err) = attached {
+            self.remove_elements(&chain.elements);
+            self.teardown();
+            return Err(format!("cannot link the new chain: {}", err.why()));
+        }
+        Ok(replay.unwrap_or(Replay {
+            units: Vec::new(),
+            output_until: None,
+            lost: 0,
+            needs_keyframe: false,
+        }))
+    }
+
+    /// Tells the application, then feeds the new chain from the keyframe.
+    fn complete_switch(
+        &self,
+        pad: &gst::GhostPad,
+        settings: &Settings,
+        reason: Reason,
+        failure: Option<&str>,
+        replay: Replay<gst::Buffer>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let decoder = self.state.lock().as_ref().map(|s| s.factory.clone());
+        let decoder = decoder.unwrap_or_default();
+        if let Some(failure) = failure {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "Hardware decoder {} failed, decoding with {}",
+                    settings.hw_decoder,
+                    decoder
+                ),
+                [
+                    "{}; {} access units since the last keyframe sent to {}, {} frames lost",
+                    failure,
+                    replay.units.len(),
+                    decoder,
+                    replay.lost
+                ]
+            );
+        }
+        self.post_decision(settings, reason, replay.lost);
+        self.notify_chain_properties();
+        gst::info!(
+            CAT,
+            imp = self,
+            "switched to {decoder} ({}), replaying {} access units",
+            reason.as_str(),
+            replay.units.len()
+        );
+        let mut result = Ok(gst::FlowSuccess::Ok);
+        for unit in replay.units {
+            result = self.push_watched(pad, Input::Buffer(unit));
+            if result.is_err() {
+                break;
+            }
+        }
+        result
+    }
+
+    /// EOS while a hardware child may still fail on the frames it holds. It
+    /// goes to the chain itself, not through the sink pad's proxy (which
+    /// would then refuse the units a replacement needs), and waits until it
+    /// came out or the chain failed; on failure the replacement gets the
+    /// units and then EOS.
+    pub(super) fn sink_eos(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        let obj = self.obj();
+        let forward = |event| gst::Pad::event_default(pad, Some(&*obj), event);
+        let Some(watch) = self.current_watch() else {
+            return forward(event);
+        };
+        if !watch.handles_failure() {
+            watch.settle_eos();
+            return forward(event);
+        }
+        if watch.failure().is_none() {
+            let Some(target) = pad.target() else {
+                return forward(event);
+            };
+            let sent = target.send_event(event.clone());
+            if sent {
+                watch.wait_for_eos_out(pad.upcast_ref(), EOS_WAIT_FOR_HARDWARE);
+            }
+            if watch.eos_out() || watch.failure().is_none() {
+                watch.settle_eos();
+                return sent;
+            }
+        }
+        let failure = watch.failure().unwrap_or_default();
+        if self.replace_failed(pad, &watch, &failure).is_err() {
+            return false;
+        }
+        forward(event)
+    }
+}
+
+/// Drops what the chain ending in `last` outputs at or before `until` (the
+/// old decoder output it already), then gets out of the way.
+fn drop_output_until(last: &gst::Element, until: Option<u64>) {
+    let Some(until) = until else { return };
+    last.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(buffer) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            match running_time(pad, buffer.pts()) {
+                Some(t) if t.nseconds() <= until => gst::PadProbeReturn::Drop,
+                _ => gst::PadProbeReturn::Remove,
+            }
+        });
+}

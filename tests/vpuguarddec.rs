@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MPL-2.0
+//! vpuguarddec through real pipelines: real H.264 from x264enc, decoded by
+//! avdec_h264 or by the MPP decoder double on a VPU of the test's own.
+
+mod common;
+
+use common::fake_mpp_dec::{FACTORY_NAME as FAKE_DEC, decoder_record};
+use common::vpu::Vpu;
+use gst::prelude::*;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One `vpuguarddec-decision` message.
+#[derive(Debug, Clone)]
+struct Decision {
+    decoder: String,
+    hardware: bool,
+    sessions: u32,
+    reason: String,
+    switches: u32,
+    frames_lost: u64,
+}
+
+fn decisions(log: &common::BusLog) -> Vec<Decision> {
+    log.named("vpuguarddec-decision")
+        .into_iter()
+        .map(|s| Decision {
+            decoder: s.get("decoder").unwrap(),
+            hardware: s.get("hardware").unwrap(),
+            sessions: s.get("sessions").unwrap(),
+            reason: s.get("reason").unwrap(),
+            switches: s.get("switches").unwrap(),
+            frames_lost: s.get("frames-lost").unwrap(),
+        })
+        .collect()
+}
+
+/// What came out of a decode to EOS.
+struct Decoded {
+    log: common::BusLog,
+    pts: Vec<gst::ClockTime>,
+    formats: Vec<String>,
+}
+
+/// Decodes the 300-frame GOP-30 file through `decoder` to EOS.
+fn decode(decoder: &str) -> Decoded {
+    decode_file(&common::h264_file(300, 30), decoder)
+}
+
+fn decode_file(file: &std::path::Path, decoder: &str) -> Decoded {
+    let pipeline = gst::parse::launch(&common::decode_pipeline(file, decoder))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline.by_name("out").unwrap();
+    let pts = common::record_pts(&sink);
+    let formats = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let f = formats.clone();
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
+                let s = caps.caps().structure(0).unwrap();
+                f.lock().unwrap().push(s.get::<String>("format").unwrap());
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let _ = pipeline.set_state(gst::State::Playing);
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let pts = pts.lock().unwrap().clone();
+    let formats = formats.lock().unwrap().clone();
+    Decoded { log, pts, formats }
+}
+
+/// Every frame of the file once, in presentation order.
+fn assert_every_frame_once(decoded: &Decoded, frames: usize) {
+    assert_eq!(decoded.pts.len(), frames, "frames out");
+    assert!(
+        decoded.pts.windows(2).all(|w| w[0] < w[1]),
+        "PTS not strictly increasing: {:?}",
+        decoded.pts
+    );
+}
+
+fn assert_clean(decoded: &Decoded) {
+    assert!(decoded.log.eos, "no EOS");
+    assert!(decoded.log.errors.is_empty(), "{:?}", decoded.log.errors);
+}
+
+#[test]
+fn under_budget_decodes_on_the_hardware_decoder_and_releases_its_session() {
+    common::init();
+    let vpu = Vpu::new("dec-under", "");
+    let decoded = decode(&vpu.decoder_guard("", "name=guard"));
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let d = decisions(&decoded.log);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].decoder.as_str(), d[0].hardware), (FAKE_DEC, true));
+    assert_eq!((d[0].reason.as_str(), d[0].sessions), ("budget", 0));
+    // The double opened a session while it ran; NULL closed it and the slot.
+    assert_eq!(vpu.peak(), 1);
+    assert_eq!(vpu.sessions(), 0);
+    assert!(vpu.slot_files().is_empty());
+    // MPP's output format reached downstream.
+    assert_eq!(decoded.formats, vec!["NV12".to_string()]);
+    vpu.remove();
+}
+
+#[test]
+fn at_budget_decodes_in_software_and_counts_encoders_and_decoders_alike() {
+    common::init();
+    // One encoder and one decoder of other programs fill a budget of two.
+    let listing = format!(
+        "{}{}",
+        common::fake_mpp::record(4242, 1, 1920, 1080, 30, 4_000_000),
+        decoder_record(4243, 2)
+    );
+    let vpu = Vpu::new("dec-at", &listing);
+    let decoded = decode(&vpu.decoder_guard("", "max-sessions=2"));
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let d = decisions(&decoded.log);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].decoder.as_str(), d[0].hardware),
+        ("avdec_h264", false)
+    );
+    assert_eq!((d[0].reason.as_str(), d[0].sessions), ("over-budget", 2));
+    assert_eq!(vpu.peak(), 0, "the hardware decoder was never started");
+    vpu.remove();
+}
+
+#[test]
+fn a_hardware_decoder_that_fails_to_start_falls_back_without_an_error() {
+    common::init();
+    // The VPU refuses a session although the budget had room.
+    let vpu = Vpu::new("dec-start", "");
+    let decoded = decode(&vpu.decoder_guard(",hard-limit=0", ""));
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let reasons: Vec<_> = decisions(&decoded.log)
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
+    assert_eq!(reasons, vec!["hw-start-failed"]);
+    assert!(
+        decoded
+            .log
+            .warnings
+            .iter()
+            .any(|w| w.contains("failed to start")),
+        "{:?}",
+        decoded.log.warnings
+    );
+    assert!(vpu.slot_files().is_empty());
+    vpu.remove();
+}
+
+#[test]
+fn a_decoder_failing_mid_stream_on_its_own_thread_loses_and_repeats_nothing() {
+    common::init();
+    let vpu = Vpu::new("dec-failover", "");
+    // Fails on its output thread at frame 100, with 4 units queued in front
+    // of it and avdec_h264's own frames in flight.
+    let props = ",output-thread=true,frames-in-flight=4,fail-after-buffers=100";
+    let decoded = decode(&vpu.decoder_guard(props, "name=guard"));
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let d = decisions(&decoded.log);
+    let reasons: Vec<_> = d.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, vec!["budget", "hw-failed-mid-stream"], "{d:?}");
+    assert_eq!(
+        (d[1].decoder.as_str(), d[1].hardware),
+        ("avdec_h264", false)
+    );
+    assert_eq!((d[1].switches, d[1].frames_lost), (1, 0));
+    // Downstream kept the format it negotiated.
+    assert_eq!(decoded.formats, vec!["NV12".to_string()]);
+    assert!(vpu.slot_files().is_empty());
+    assert_eq!(vpu.sessions(), 0);
+    vpu.remove();
+}
+
+#[test]
+fn the_failed_decoders_session_is_gone_while_the_stream_goes_on() {
+    common::init();
+    let vpu = Vpu::new("dec-gone", "");
+    let props = ",output-thread=true,frames-in-flight=4,fail-after-buffers=60";
+    let desc = format!(
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+         x264enc key-int-max=30 speed-preset=ultrafast tune=zerolatency ! h264parse ! \
+         {} ! fakesink",
+        vpu.decoder_guard(props, "name=guard")
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
+        log.named("vpuguarddec-decision").len() == 2
+    });
+    let reasons: Vec<_> = decisions(&log).into_iter().map(|d| d.reason).collect();
+    assert_eq!(reasons, vec!["budget", "hw-failed-mid-stream"]);
+    // Still PLAYING, on software: no session and no slot left behind.
+    assert_eq!(vpu.sessions(), 0);
+    assert!(vpu.slot_files().is_empty());
+    let guard = pipeline.by_name("guard").unwrap();
+    assert!(!guard.property::<bool>("hardware"));
+    assert_eq!(guard.property::<u32>("switches"), 1);
+    assert_eq!(guard.property::<String>("active-decoder"), "avdec_h264");
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    pipeline.set_state(gst::State::Null).unwrap();
+    vpu.remove();
+}
+
+#[test]
+fn downstream_that_cannot_take_the_hardware_output_steers_to_software() {
+    common::init();
+    let vpu = Vpu::new("dec-caps", "");
+    // The double outputs NV12 only.
+    let decoded = decode(&format!(
+        "{} ! video/x-raw,format=I420",
+        vpu.decoder_guard("", "")
+    ));
+    assert_clean(&decoded);
+    let d = decisions(&decoded.log);
+    assert_eq!(
+        (d[0].reason.as_str(), d[0].hardware),
+        ("downstream-caps", false)
+    );
+    vpu.remove();
+}
+
+#[test]
+fn mode_forces_the_choice() {
+    common::init();
+    let vpu = Vpu::new("dec-mode", "");
+    let decoded = decode(&vpu.decoder_guard("", "mode=software"));
+    assert_clean(&decoded);
+    let d = decisions(&decoded.log);
+    assert_eq!((d[0].reason.as_str(), d[0].hardware), ("forced", false));
+    let decoded = decode(&vpu.decoder_guard("", "mode=hardware"));
+    assert_clean(&decoded);
+    let d = decisions(&decoded.log);
+    assert_eq!((d[0].reason.as_str(), d[0].hardware), ("forced", true));
+    vpu.remove();
+}
+
+#[test]
+fn a_missing_hardware_decoder_is_software_in_auto_and_an_error_naming_it_in_hardware_mode() {
+    common::init();
+    let decoded = decode("vpuguarddec hw-decoder=nosuchdec");
+    assert_clean(&decoded);
+    assert_eq!(decisions(&decoded.log)[0].reason, "no-hw-decoder");
+    let decoded = decode("vpuguarddec hw-decoder=nosuchdec mode=hardware");
+    let errors = decoded.log.errors.join("\n");
+    assert!(
+        errors.contains("hw-decoder") && errors.contains("nosuchdec"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn bad_settings_are_errors_naming_the_property_and_value() {
+    common::init();
+    for (props, named) in [
+        ("sw-decoder=nosuchdec", "sw-decoder: no element 'nosuchdec'"),
+        (
+            "sw-decoder=x264enc",
+            "sw-decoder: 'x264enc' is not a decoder",
+        ),
+        ("lock-dir=relative/locks", "lock-dir: 'relative/locks'"),
+        ("sw-properties=\"props,no-such-prop=1\"", "sw-properties"),
+    ] {
+        let decoded = decode(&format!("vpuguarddec mode=software {props}"));
+        let errors = decoded.log.errors.join("\n");
+        assert!(errors.contains(named), "{props}: {errors}");
+    }
+}
+
+#[test]
+fn reclaims_the_hardware_decoder_once_the_budget_has_room() {
+    common::init();
+    // Full at the start: two sessions of another program, budget two.
+    let listing = format!("{}{}", decoder_record(4242, 1), decoder_record(4243, 2));
+    let vpu = Vpu::new("dec-reclaim", &listing);
+    let file = common::h264_file(90, 30);
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! matroskademux ! h264parse ! identity sync=true ! {} ! fakesink name=out",
+        file.display(),
+        vpu.decoder_guard("", "name=guard max-sessions=2 reclaim-interval=100000000")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let pts = common::record_pts(&pipeline.by_name("out").unwrap());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |log| {
+        !log.named("vpuguarddec-decision").is_empty()
+    });
+    assert_eq!(decisions(&log)[0].reason, "over-budget");
+    // The other program closes one session.
+    std::fs::write(&vpu.session_file, decoder_record(4242, 1)).unwrap();
+    let rest = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(rest.eos && rest.errors.is_empty(), "{:?}", rest.errors);
+    let d = decisions(&rest);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].reason.as_str(), d[0].hardware), ("reclaimed", true));
+    let decoded = Decoded {
+        log: rest,
+        pts: pts.lock().unwrap().clone(),
+        formats: Vec::new(),
+    };
+    assert_every_frame_once(&decoded, 90);
+    vpu.remove();
+}
