@@ -11,8 +11,16 @@
 //!     baseline gap. Each failover run is checked: no ERROR, no frame lost,
 //!     every frame out once and in order, the double's session closed;
 //! (c) decision latency: take the machine-wide lock (polled, as the element
-//!     does), read the slots, read and parse the session listing with its
-//!     encoder tables, and combine them into the load.
+//!     does), read the slots, read (or reuse the snapshot of) and parse the
+//!     session listing with its encoder tables, and combine them into the load;
+//! (d) vpuguarddec: decoding throughput through the guard on its software
+//!     decoder vs bare avdec_h264, 1280x720 H.264 from a file, counted from
+//!     output `COUNT_FROM` on (the guard creates its decoder in the CAPS
+//!     event, the bare pipeline before PLAYING);
+//! (e) the decoder failover on a live 320x240@30 H.264 stream: the MPP decoder
+//!     double fails on its output thread at its 100th access unit with 3 more
+//!     queued; the largest gap between frames leaving the guard, less the
+//!     frame interval, vs the same stream without failure.
 //!
 //! Every pipeline runs in its own child process (this binary again), the
 //! variants of one comparison taking turns, as in benches/leakcheck.rs: runs
@@ -27,6 +35,7 @@
 mod common;
 
 use common::fake_mpp::FACTORY_NAME as FAKE_H265;
+use common::fake_mpp_dec::FACTORY_NAME as FAKE_DEC;
 use gst::prelude::*;
 use gstedgeguard::vpu::budget::{self, BudgetSettings, Patience};
 use std::path::Path;
@@ -54,6 +63,8 @@ const LIVE_FRAMES: u32 = 120;
 const LIVE_FAIL_AFTER: u32 = 100;
 const IN_FLIGHT: u32 = 3;
 const FRAME_INTERVAL_MS: f64 = 1000.0 / 30.0;
+/// Frames of the decoding throughput runs' file.
+const DECODE_FRAMES: u32 = 300;
 
 /// A private lock directory and session listing for the MPP double.
 struct Vpu {
@@ -73,6 +84,18 @@ impl Vpu {
         let sf = self.dir.join("sessions-summary");
         format!(
             "vpuguardenc name=out hw-encoder={FAKE_H265} session-file={sf} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf},output-thread=true{double_props}\"",
+            sf = sf.display(),
+            ld = self.dir.join("lock").display(),
+        )
+    }
+
+    /// A vpuguarddec named `out` on the decoder double on its output thread,
+    /// `double_props` added to the double's properties.
+    fn decoder_guard(&self, double_props: &str) -> String {
+        let sf = self.dir.join("sessions-summary");
+        format!(
+            "vpuguarddec name=out hw-decoder={FAKE_DEC} session-file={sf} lock-dir={ld} \
              hw-properties=\"props,session-file={sf},output-thread=true{double_props}\"",
             sf = sf.display(),
             ld = self.dir.join("lock").display(),
@@ -352,6 +375,99 @@ fn live(vpu: &Vpu, fail: bool) -> Vec<f64> {
     ]
 }
 
+/// The decoding runs' file: 1280x720 H.264 (GOP 30) in Matroska, made once
+/// by the parent before any run.
+fn h264_720p() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("edgeguard-bench-720p-{DECODE_FRAMES}.mkv"))
+}
+
+fn make_h264_720p() {
+    let path = h264_720p();
+    if path.exists() {
+        return;
+    }
+    common::init();
+    let log = common::run_to_eos(
+        &format!(
+            "{} ! x264enc key-int-max=30 speed-preset=ultrafast ! h264parse ! matroskamux ! \
+             filesink location={}",
+            source_720p(DECODE_FRAMES),
+            path.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+}
+
+/// Decodes the file through vpuguarddec on its software decoder, or through
+/// the bare avdec_h264 it builds.
+fn decode(guarded: bool) -> Vec<f64> {
+    let decoder = if guarded {
+        "vpuguarddec name=out mode=software"
+    } else {
+        "avdec_h264 name=out"
+    };
+    let r = run(&format!(
+        "filesrc location={} ! matroskademux ! h264parse ! {decoder} ! fakesink",
+        h264_720p().display()
+    ));
+    assert_eq!(r.out.len(), DECODE_FRAMES as usize, "{decoder}");
+    // From output COUNT_FROM on: the guard creates its decoder (and so loads
+    // the libav plugin, about 40 ms) in the CAPS event, the bare pipeline
+    // before PLAYING; what is compared is the decoding itself.
+    let (first, last) = (&r.out[COUNT_FROM], r.out.last().unwrap());
+    let frames = (r.out.len() - 1 - COUNT_FROM) as f64;
+    vec![
+        frames / (last.at - first.at).as_secs_f64(),
+        (last.cpu - first.cpu).as_secs_f64() * 1e3 / frames,
+    ]
+}
+
+/// The live H.264 stream through vpuguarddec on the decoder double holding
+/// `IN_FLIGHT` access units, failing at unit `LIVE_FAIL_AFTER` if `fail`:
+/// the largest gap between frames out, in ms. A failing run is checked: every
+/// frame out once, in order, and the double's session closed.
+fn decoder_live(vpu: &Vpu, fail: bool) -> Vec<f64> {
+    let failing = if fail {
+        format!(",fail-after-buffers={LIVE_FAIL_AFTER}")
+    } else {
+        String::new()
+    };
+    let r = run(&format!(
+        "videotestsrc is-live=true num-buffers={LIVE_FRAMES} ! \
+         video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+         x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse ! {} ! \
+         fakesink sync=false",
+        vpu.decoder_guard(&format!(",frames-in-flight={IN_FLIGHT}{failing}"))
+    ));
+    assert_eq!(vpu.sessions(), 0, "the double's session was left open");
+    let reasons: Vec<String> = r
+        .log
+        .named("vpuguarddec-decision")
+        .iter()
+        .map(|d| d.get::<String>("reason").unwrap())
+        .collect();
+    let expected: &[&str] = if fail {
+        &["budget", "hw-failed-mid-stream"]
+    } else {
+        &["budget"]
+    };
+    assert_eq!(reasons, expected);
+    assert_eq!(r.out.len(), LIVE_FRAMES as usize, "frames out");
+    assert!(
+        r.out
+            .windows(2)
+            .all(|w| w[0].running_time < w[1].running_time),
+        "running times out of order"
+    );
+    let largest = r
+        .out
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_secs_f64() * 1e3)
+        .fold(0.0, f64::max);
+    vec![largest]
+}
+
 fn child(variant: &str) {
     common::init();
     let vpu = Vpu::new();
@@ -364,6 +480,10 @@ fn child(variant: &str) {
         "failover-guard" => after_failover(&vpu, true),
         "live" => live(&vpu, false),
         "live-failover" => live(&vpu, true),
+        "avdec-bare" => decode(false),
+        "avdec-guard" => decode(true),
+        "dec-live" => decoder_live(&vpu, false),
+        "dec-live-failover" => decoder_live(&vpu, true),
         other => panic!("unknown variant {other}"),
     };
     let values: Vec<String> = values.iter().map(f64::to_string).collect();
@@ -480,6 +600,7 @@ fn main() {
         return;
     }
 
+    make_h264_720p();
     let rows = [
         compare(
             format!("x264enc ! h264parse, {X264_FRAMES} frames"),
@@ -556,6 +677,40 @@ fn main() {
         p(1.0)
     );
 
+    let decoding = compare(
+        format!("avdec_h264, 1280x720 H.264, {DECODE_FRAMES} frames"),
+        "avdec-bare",
+        "avdec-guard",
+    );
+    println!(
+        "vpuguarddec (d) throughput vs bare avdec_h264 (the guard on its software decoder), \
+         {ROUNDS} processes each in turns, medians (ratios: of each round's):"
+    );
+    println!(
+        "  {:<58}: bare {:6.1} fps, guard {:6.1} fps, guard/bare {:.3} (target >= 0.98); \
+         frames per CPU second guard/bare {:.3}",
+        decoding.what, decoding.bare, decoding.guard, decoding.ratio, decoding.cpu_ratio
+    );
+    let dec_runs = rounds(["dec-live", "dec-live-failover"], false);
+    let dm = |i: usize| median(dec_runs.iter().map(|r| r[i][0]).collect());
+    let (dec_baseline, dec_failover) = (dm(0), dm(1));
+    let dec_stall = dec_failover - FRAME_INTERVAL_MS;
+    println!(
+        "vpuguarddec (e) failover on a live 320x240@30 H.264 stream of {LIVE_FRAMES} frames into \
+         fakesink sync=false: {FAKE_DEC} failing on its output thread at its unit \
+         {LIVE_FAIL_AFTER} with {IN_FLIGHT} more queued, vs the same without failure; \
+         {ROUNDS} processes each in turns, medians:"
+    );
+    println!(
+        "  largest gap between frames out of the guard, around the switch: {dec_failover:6.1} ms \
+         = stall of {dec_stall:.1} ms over the {FRAME_INTERVAL_MS:.1} ms frame interval"
+    );
+    println!(
+        "  largest gap between frames out of the guard, without failure  : {dec_baseline:6.1} ms \
+         = {:.1} ms over the interval",
+        dec_baseline - FRAME_INTERVAL_MS
+    );
+
     let names = [
         "throughput guard/bare x264enc ! h264parse",
         "throughput guard/bare x265enc ! h265parse",
@@ -577,5 +732,14 @@ fn main() {
     println!(
         "RATIO|vpuguardenc|decision latency p99 (us)|{:.1}|-",
         p(0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "RATIO|vpuguarddec|throughput guard/bare avdec_h264|{:.3}|>= 0.98",
+        decoding.ratio
+    );
+    println!("RATIO|vpuguarddec|failover stall on a live stream (ms)|{dec_stall:.1}|ms, printed");
+    println!(
+        "RATIO|vpuguarddec|largest gap over 33.3 ms without failure (ms)|{:.1}|ms, printed",
+        dec_baseline - FRAME_INTERVAL_MS
     );
 }

@@ -14,11 +14,6 @@ pub fn sink_caps(factory: &str) -> Option<gst::Caps> {
     pad_caps(factory, gst::PadDirection::Sink)
 }
 
-/// What the factory's src pad can output.
-pub fn src_caps(factory: &str) -> Option<gst::Caps> {
-    pad_caps(factory, gst::PadDirection::Src)
-}
-
 fn pad_caps(factory: &str, direction: gst::PadDirection) -> Option<gst::Caps> {
     let cached = CACHE
         .lock()

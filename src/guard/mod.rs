@@ -3,11 +3,54 @@
 //! the VPU budget: what arrives on their sink pads, how they follow the child
 //! chain working now, and how they tell a child's failure from downstream's.
 
+pub mod chain;
 pub mod child_props;
 pub mod input;
+pub mod pads;
 pub mod watch;
 
 use gst::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::vpu::budget::CountWarning;
+use crate::vpu::decision::GuardKind;
+
+/// Says on the bus what a count met: a decision lock held past
+/// `lock-timeout` each time, an unreadable listing once per guard
+/// (`warned_unreadable` remembers).
+pub fn post_count_warning(
+    element: &gst::Element,
+    kind: GuardKind,
+    warning: &CountWarning,
+    warned_unreadable: &AtomicBool,
+) {
+    match warning {
+        CountWarning::LockTimedOut { lock_file, timeout } => {
+            gst::element_warning!(
+                element,
+                gst::ResourceError::Busy,
+                (
+                    "The VPU decision lock {} was held for all of lock-timeout ({:?}): not using the VPU",
+                    lock_file.display(),
+                    timeout
+                ),
+                [
+                    "another process may be stuck inside a hardware {}'s start",
+                    kind.noun()
+                ]
+            );
+        }
+        CountWarning::Unreadable(err) if !warned_unreadable.swap(true, Ordering::SeqCst) => {
+            gst::element_warning!(
+                element,
+                gst::ResourceError::OpenRead,
+                ("No VPU session listing is readable: counting only the hardware children held by guards"),
+                ["{}", err]
+            );
+        }
+        CountWarning::Unreadable(_) => (),
+    }
+}
 
 /// Whether `object` is `ancestor` or inside it: a child's ERROR may come
 /// from an element the child contains.

@@ -5,6 +5,7 @@
 //! avdec_h265 for H.265, ...), and the parser a decoder may need in front.
 
 use gst::prelude::*;
+use parking_lot::Mutex;
 
 /// Factory name prefixes of hardware decoders: never chosen by `auto`, which
 /// must not put a stream back on a VPU (or another accelerator) the budget
@@ -22,6 +23,18 @@ pub fn is_hardware(factory: &gst::ElementFactory) -> bool {
     klass.contains("Hardware") || HARDWARE_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// What the factory's src templates can output, read from the registry: no
+/// element is created, no plugin loaded.
+pub fn output_caps(factory: &gst::ElementFactory) -> gst::Caps {
+    let mut caps = gst::Caps::new_empty();
+    for template in factory.static_pad_templates() {
+        if template.direction() == gst::PadDirection::Src {
+            caps.merge(template.caps());
+        }
+    }
+    caps
+}
+
 /// Whether the factory's sink template takes `caps`.
 pub fn takes(factory: &gst::ElementFactory, caps: &gst::CapsRef) -> bool {
     factory.can_sink_any_caps(caps)
@@ -33,6 +46,33 @@ pub fn software_decoder(name: &str, caps: &gst::CapsRef) -> Option<gst::ElementF
     if name != "auto" {
         return gst::ElementFactory::find(name).filter(|f| takes(f, caps));
     }
+    // Looking through the registry takes tens of milliseconds, once per
+    // stream: the answer for the same caps is kept for the process (a rig's
+    // cameras send the same caps; at most `AUTO_CACHE` different ones).
+    const AUTO_CACHE: usize = 32;
+    static CHOSEN: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
+    let key = caps.to_string();
+    let cached = CHOSEN
+        .lock()
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, name)| name.clone());
+    let name = match cached {
+        Some(name) => name,
+        None => {
+            let name = best_software_decoder(caps).map(|f| f.name().to_string());
+            let mut chosen = CHOSEN.lock();
+            if chosen.len() >= AUTO_CACHE {
+                chosen.clear();
+            }
+            chosen.push((key, name.clone()));
+            name
+        }
+    };
+    gst::ElementFactory::find(&name?)
+}
+
+fn best_software_decoder(caps: &gst::CapsRef) -> Option<gst::ElementFactory> {
     let mut decoders: Vec<_> = gst::ElementFactory::factories_with_type(
         gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
         gst::Rank::MARGINAL,

@@ -13,7 +13,7 @@ use super::units::Watch;
 use crate::factory_caps;
 use crate::guard::child_props;
 use crate::guard::input::Input;
-use crate::vpu::budget::{self, BudgetSettings, CountWarning, Held, Patience, VpuCount};
+use crate::vpu::budget::{self, BudgetSettings, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, Budget, GuardKind, Inputs, Outcome, Reason};
 use crate::vpu::ledger::Slot;
 use crate::vpu::listing::SessionKind;
@@ -266,66 +266,37 @@ impl ObjectImpl for VpuGuardDec {
     fn constructed(&self) {
         self.parent_constructed();
         let obj = self.obj();
-        let klass = obj.element_class();
-        let sinkpad = gst::GhostPad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .name("sink")
-            .event_function(|pad, parent, event| {
-                VpuGuardDec::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |guard| guard.sink_event(pad, event),
-                )
-            })
-            .query_function(|pad, parent, query| {
-                VpuGuardDec::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |guard| guard.sink_query(pad, query),
-                )
-            })
-            .chain_function(|pad, parent, buffer| {
-                VpuGuardDec::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |guard| guard.sink_chain(pad, Input::Buffer(buffer)),
-                )
-            })
-            .chain_list_function(|pad, parent, list| {
-                VpuGuardDec::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |guard| guard.sink_chain(pad, Input::List(list)),
-                )
-            })
-            // Linking a chain sends RECONFIGURE upstream through this
-            // internal pad; the chain is built in the CAPS handler, before
-            // anything was allocated, so there is nothing to renegotiate.
-            .proxy_pad_event_function(|pad, parent, event| {
-                let rebuilding = parent
-                    .and_then(|p| p.parent())
-                    .and_then(|b| b.downcast::<super::VpuGuardDec>().ok())
-                    .is_some_and(|g| g.imp().rebuilding.load(Ordering::SeqCst));
-                if rebuilding && event.type_() == gst::EventType::Reconfigure {
-                    return true;
-                }
-                gst::Pad::event_default(pad, parent, event)
-            })
-            .build();
-        let srcpad = gst::GhostPad::builder_from_template(&klass.pad_template("src").unwrap())
-            .name("src")
-            .proxy_pad_chain_function(|pad, parent, buffer| {
-                let result = gst::ProxyPad::chain_default(pad, parent, buffer);
-                note_downstream_result(parent, result)
-            })
-            .proxy_pad_chain_list_function(|pad, parent, list| {
-                let result = gst::ProxyPad::chain_list_default(pad, parent, list);
-                note_downstream_result(parent, result)
-            })
-            .build();
+        let (sinkpad, srcpad) = crate::guard::pads::ghost_pads::<Self>(obj.upcast_ref());
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
         self.sinkpad.set(sinkpad).unwrap();
         self.srcpad.set(srcpad).unwrap();
+    }
+}
+
+impl crate::guard::pads::GuardPads for VpuGuardDec {
+    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        VpuGuardDec::sink_event(self, pad, event)
+    }
+
+    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        VpuGuardDec::sink_query(self, pad, query)
+    }
+
+    fn sink_chain(
+        &self,
+        pad: &gst::GhostPad,
+        input: Input,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        VpuGuardDec::sink_chain(self, pad, input)
+    }
+
+    fn rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::SeqCst)
+    }
+
+    fn downstream_failed(&self) {
+        self.downstream_error.store(true, Ordering::SeqCst);
     }
 }
 
@@ -429,22 +400,6 @@ impl BinImpl for VpuGuardDec {
         }
         self.parent_handle_message(message)
     }
-}
-
-/// Remembers that downstream failed, for telling a child's own flow error
-/// from one it passes on.
-fn note_downstream_result(
-    parent: Option<&gst::Object>,
-    result: Result<gst::FlowSuccess, gst::FlowError>,
-) -> Result<gst::FlowSuccess, gst::FlowError> {
-    if let Err(gst::FlowError::Error | gst::FlowError::NotNegotiated) = result
-        && let Some(guard) = parent
-            .and_then(|p| p.parent())
-            .and_then(|b| b.downcast::<super::VpuGuardDec>().ok())
-    {
-        guard.imp().downstream_error.store(true, Ordering::SeqCst);
-    }
-    result
 }
 
 /// The decoders a decision chooses from, and what downstream takes.
@@ -574,6 +529,7 @@ impl VpuGuardDec {
     /// the CAPS event handler: the chain must exist before the event goes on.
     fn decide_and_build(&self, caps: &gst::CapsRef) -> Result<(), DecideError> {
         let settings = self.settings.lock().clone();
+        gst::debug!(CAT, imp = self, "deciding for {caps}");
         let candidates = self.candidates(&settings, caps)?;
         let count = if decision::needs_session_count(
             settings.mode.into(),
@@ -616,9 +572,8 @@ impl VpuGuardDec {
         let sw = candidates::software_decoder(&settings.sw_decoder, caps);
         let downstream = self.srcpad().peer_query_caps(None);
         let takes = |f: &Option<gst::ElementFactory>| {
-            f.as_ref().is_some_and(|f| {
-                factory_caps::src_caps(&f.name()).is_some_and(|c| c.can_intersect(&downstream))
-            })
+            f.as_ref()
+                .is_some_and(|f| candidates::output_caps(f).can_intersect(&downstream))
         };
         let candidates = Candidates {
             downstream_takes_hw: takes(&hw),
@@ -652,30 +607,13 @@ impl VpuGuardDec {
             Some(message) => DecideError::Failed(message),
             None => DecideError::Stopping,
         })?;
-        match &count.warning {
-            Some(CountWarning::LockTimedOut { lock_file, timeout }) => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Busy,
-                    (
-                        "The VPU decision lock {} was held for all of lock-timeout ({:?}): not using the VPU",
-                        lock_file.display(),
-                        timeout
-                    ),
-                    ["another process may be stuck inside a hardware child's start"]
-                );
-            }
-            Some(CountWarning::Unreadable(err))
-                if !self.warned_unreadable.swap(true, Ordering::SeqCst) =>
-            {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::OpenRead,
-                    ("No VPU session listing is readable: counting only the hardware children held by guards"),
-                    ["{}", err]
-                );
-            }
-            _ => (),
+        if let Some(warning) = &count.warning {
+            crate::guard::post_count_warning(
+                self.obj().upcast_ref(),
+                GuardKind::Decoder,
+                warning,
+                &self.warned_unreadable,
+            );
         }
         Ok(count)
     }

@@ -14,7 +14,7 @@ use super::frames::Watch;
 use crate::factory_caps;
 use crate::guard::child_props;
 use crate::guard::input::Input;
-use crate::vpu::budget::{self, BudgetSettings, CountWarning, Held, Patience, VpuCount};
+use crate::vpu::budget::{self, BudgetSettings, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, GuardKind, Inputs, Outcome, Reason};
 use crate::vpu::ledger::Slot;
 use crate::vpu::listing::SessionKind;
@@ -340,72 +340,37 @@ impl ObjectImpl for VpuGuardEnc {
     fn constructed(&self) {
         self.parent_constructed();
         let obj = self.obj();
-        let klass = obj.element_class();
-
-        let sinkpad = gst::GhostPad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .name("sink")
-            .event_function(|pad, parent, event| {
-                VpuGuardEnc::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |guard| guard.sink_event(pad, event),
-                )
-            })
-            .query_function(|pad, parent, query| {
-                VpuGuardEnc::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |guard| guard.sink_query(pad, query),
-                )
-            })
-            .chain_function(|pad, parent, buffer| {
-                VpuGuardEnc::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |guard| guard.sink_chain(pad, Input::Buffer(buffer)),
-                )
-            })
-            .chain_list_function(|pad, parent, list| {
-                VpuGuardEnc::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |guard| guard.sink_chain(pad, Input::List(list)),
-                )
-            })
-            // Linking the chain sends RECONFIGURE upstream through this
-            // internal pad. The chain is built in the CAPS handler, before
-            // upstream's ALLOCATION query, so there is nothing to renegotiate;
-            // and behind a non-live tee a renegotiation deadlocks: the source's
-            // new ALLOCATION query waits in the queue of a branch whose sink
-            // is prerolled, while this branch cannot preroll without more data.
-            .proxy_pad_event_function(|pad, parent, event| {
-                let guard = parent
-                    .and_then(|p| p.parent())
-                    .and_then(|b| b.downcast::<super::VpuGuardEnc>().ok());
-                let rebuilding = guard
-                    .as_ref()
-                    .is_some_and(|g| g.imp().rebuilding.load(Ordering::SeqCst));
-                if rebuilding && event.type_() == gst::EventType::Reconfigure {
-                    return true;
-                }
-                gst::Pad::event_default(pad, parent, event)
-            })
-            .build();
-        let srcpad = gst::GhostPad::builder_from_template(&klass.pad_template("src").unwrap())
-            .name("src")
-            .proxy_pad_chain_function(|pad, parent, buffer| {
-                let result = gst::ProxyPad::chain_default(pad, parent, buffer);
-                note_downstream_result(parent, result)
-            })
-            .proxy_pad_chain_list_function(|pad, parent, list| {
-                let result = gst::ProxyPad::chain_list_default(pad, parent, list);
-                note_downstream_result(parent, result)
-            })
-            .build();
+        let (sinkpad, srcpad) = crate::guard::pads::ghost_pads::<Self>(obj.upcast_ref());
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
         self.sinkpad.set(sinkpad).unwrap();
         self.srcpad.set(srcpad).unwrap();
+    }
+}
+
+impl crate::guard::pads::GuardPads for VpuGuardEnc {
+    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        VpuGuardEnc::sink_event(self, pad, event)
+    }
+
+    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        VpuGuardEnc::sink_query(self, pad, query)
+    }
+
+    fn sink_chain(
+        &self,
+        pad: &gst::GhostPad,
+        input: Input,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        VpuGuardEnc::sink_chain(self, pad, input)
+    }
+
+    fn rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::SeqCst)
+    }
+
+    fn downstream_failed(&self) {
+        self.downstream_error.store(true, Ordering::SeqCst);
     }
 }
 
@@ -502,23 +467,6 @@ impl BinImpl for VpuGuardEnc {
         }
         self.parent_handle_message(message)
     }
-}
-
-/// Remembers that downstream failed, for telling a child's own flow error
-/// from one it passes on.
-fn note_downstream_result(
-    parent: Option<&gst::Object>,
-    result: Result<gst::FlowSuccess, gst::FlowError>,
-) -> Result<gst::FlowSuccess, gst::FlowError> {
-    if let Err(gst::FlowError::Error | gst::FlowError::NotNegotiated) = result {
-        let guard = parent
-            .and_then(|p| p.parent())
-            .and_then(|b| b.downcast::<super::VpuGuardEnc>().ok());
-        if let Some(guard) = guard {
-            guard.imp().downstream_error.store(true, Ordering::SeqCst);
-        }
-    }
-    result
 }
 
 /// The encoders a decision chooses from, and what downstream takes.
@@ -779,30 +727,13 @@ impl VpuGuardEnc {
             Some(message) => DecideError::Failed(message),
             None => DecideError::Stopping,
         })?;
-        match &count.warning {
-            Some(CountWarning::LockTimedOut { lock_file, timeout }) => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Busy,
-                    (
-                        "The VPU decision lock {} was held for all of lock-timeout ({:?}): not using the VPU",
-                        lock_file.display(),
-                        timeout
-                    ),
-                    ["another process may be stuck inside a hardware encoder's start"]
-                );
-            }
-            Some(CountWarning::Unreadable(err))
-                if !self.warned_unreadable.swap(true, Ordering::SeqCst) =>
-            {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::OpenRead,
-                    ("No VPU session listing is readable: counting only the hardware encoders held by vpuguardenc instances"),
-                    ["{}", err]
-                );
-            }
-            _ => (),
+        if let Some(warning) = &count.warning {
+            crate::guard::post_count_warning(
+                self.obj().upcast_ref(),
+                GuardKind::Encoder,
+                warning,
+                &self.warned_unreadable,
+            );
         }
         Ok(count)
     }

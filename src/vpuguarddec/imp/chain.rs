@@ -186,38 +186,19 @@ impl VpuGuardDec {
         })
     }
 
-    /// Starts the chain's elements, downstream first so each has a running
-    /// peer when it starts.
     pub(super) fn start_chain(&self, chain: &Chain) -> Result<(), String> {
-        chain.elements.iter().rev().try_for_each(|element| {
-            element
-                .sync_state_with_parent()
-                .map(|_| ())
-                .map_err(|_| format!("{} failed to change state", element.name()))
-        })
+        crate::guard::chain::start(&chain.elements)
     }
 
     /// Makes the chain the one the ghost pads lead to.
     pub(super) fn attach_chain(&self, chain: &Chain) -> Result<(), ChainError> {
-        let first = chain.elements.first().expect("a chain is never empty");
-        self.rebuilding.store(true, Ordering::SeqCst);
-        let linked = self
-            .srcpad()
-            .set_target(Some(&chain.last().static_pad("src").unwrap()))
-            .and_then(|_| {
-                self.sinkpad()
-                    .set_target(Some(&first.static_pad("sink").unwrap()))
-            });
-        self.rebuilding.store(false, Ordering::SeqCst);
-        linked.map_err(|e| ChainError::Config(e.to_string()))
+        let (sinkpad, srcpad) = (self.sinkpad(), self.srcpad());
+        crate::guard::chain::attach(sinkpad, srcpad, &chain.elements, &self.rebuilding)
+            .map_err(ChainError::Config)
     }
 
-    /// Sets elements to NULL and takes them out of the bin.
     pub(super) fn remove_elements(&self, elements: &[gst::Element]) {
-        for element in elements {
-            let _ = element.set_state(gst::State::Null);
-        }
-        let _ = self.obj().remove_many(elements);
+        crate::guard::chain::remove(self.obj().upcast_ref(), elements);
     }
 
     pub(super) fn notify_chain_properties(&self) {
