@@ -320,3 +320,22 @@ fn reclaims_the_hardware_decoder_once_the_budget_has_room() {
     assert_every_frame_once(&decoded, 90);
     vpu.remove();
 }
+
+#[test]
+fn before_the_decision_caps_queries_offer_the_hardware_decoders_caps_first() {
+    common::init();
+    let vpu = Vpu::new("dec-query", "");
+    let bin = gst::parse::bin_from_description(&vpu.decoder_guard("", ""), false).unwrap();
+    let guard = bin.iterate_elements().into_iter().flatten().next().unwrap();
+    let first = |pad: &str| {
+        let caps = guard.static_pad(pad).unwrap().query_caps(None);
+        caps.structure(0).unwrap().to_string()
+    };
+    // The double takes byte-stream H.264 and outputs NV12.
+    assert!(first("sink").contains("byte-stream"), "{}", first("sink"));
+    assert!(first("src").contains("NV12"), "{}", first("src"));
+    // In software mode the hardware decoder is not offered.
+    guard.set_property_from_str("mode", "software");
+    assert!(!first("src").contains("NV12"), "{}", first("src"));
+    vpu.remove();
+}

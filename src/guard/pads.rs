@@ -20,6 +20,10 @@ where
         pad: &gst::GhostPad,
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError>;
+    /// A query on the src pad; by default what the chain answers.
+    fn src_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
     /// Whether a chain is being linked to the ghost pads now.
     fn rebuilding(&self) -> bool;
     /// Downstream returned an error: a flow error the child passes on then
@@ -81,6 +85,9 @@ where
         .build();
     let srcpad = gst::GhostPad::builder_from_template(&element.pad_template("src").unwrap())
         .name("src")
+        .query_function(|pad, parent, query| {
+            T::catch_panic_pad_function(parent, || false, |guard| guard.src_query(pad, query))
+        })
         .proxy_pad_chain_function(|pad, parent, buffer| {
             let result = gst::ProxyPad::chain_default(pad, parent, buffer);
             note_downstream_result::<T>(parent, result)

@@ -291,6 +291,10 @@ impl crate::guard::pads::GuardPads for VpuGuardDec {
         VpuGuardDec::sink_chain(self, pad, input)
     }
 
+    fn src_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        VpuGuardDec::src_query(self, pad, query)
+    }
+
     fn rebuilding(&self) -> bool {
         self.rebuilding.load(Ordering::SeqCst)
     }
@@ -517,6 +521,36 @@ impl VpuGuardDec {
             }
         }
         caps.merge(template);
+        let caps = match q.filter() {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        };
+        q.set_result(&caps);
+        true
+    }
+
+    /// Before the decision: what the candidates output, the hardware one
+    /// first, then anything raw (`auto` is chosen by the input caps).
+    fn src_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        if pad.target().is_some() {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        }
+        let gst::QueryViewMut::Caps(q) = query.view_mut() else {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        };
+        let settings = self.settings.lock().clone();
+        let mut names = Vec::with_capacity(2);
+        if settings.mode != Mode::Software {
+            names.push(settings.hw_decoder.as_str());
+        }
+        if settings.mode != Mode::Hardware {
+            names.push(settings.sw_decoder.as_str());
+        }
+        let mut caps = gst::Caps::new_empty();
+        for factory in names.into_iter().filter_map(gst::ElementFactory::find) {
+            caps.merge(candidates::output_caps(&factory));
+        }
+        caps.merge(pad.pad_template_caps());
         let caps = match q.filter() {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps,
