@@ -53,6 +53,8 @@ struct Recording {
     out: Vec<Out>,
     /// (reason, VPU sessions listed, guard slots held) at each decision.
     at_decisions: Vec<(String, usize, usize)>,
+    /// Every CAPS event that left the guard.
+    caps: Vec<gst::Caps>,
     switches: u32,
     file: PathBuf,
 }
@@ -89,6 +91,17 @@ fn record_with(
         .find(|e| e.factory().is_some_and(|f| f.name() == "vpuguardenc"))
         .unwrap();
     let out = record_output(&guard, codec);
+    let caps = Arc::new(Mutex::new(Vec::new()));
+    let c = caps.clone();
+    guard.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::EventView::Caps(e)) = info.event().map(|e| e.view()) {
+                c.lock().unwrap().push(e.caps_owned());
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     let at_decisions = check_at_decisions(&pipeline, vpu);
     prepare(&pipeline);
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -97,10 +110,12 @@ fn record_with(
     pipeline.set_state(gst::State::Null).unwrap();
     let out = out.lock().unwrap().clone();
     let at_decisions = at_decisions.lock().unwrap().clone();
+    let caps = caps.lock().unwrap().clone();
     Recording {
         log,
         out,
         at_decisions,
+        caps,
         switches,
         file,
     }
@@ -333,6 +348,13 @@ fn failover_mid_stream(double: &str, software: &str, codec: &'static str) {
     );
     assert_switch_starts_on_a_keyframe(&rec, switch, codec);
     assert_one_stream_of_every_frame(&rec, codec, 300);
+    // Caps the switch left unchanged are not sent downstream again.
+    assert!(!rec.caps.is_empty());
+    assert!(
+        rec.caps.windows(2).all(|w| w[0] != w[1]),
+        "repeated caps: {:#?}",
+        rec.caps
+    );
     // Frames before the switch came from the hardware encoder, the replayed
     // ones and the rest from software: the switch sits after frame 96.
     let switch_pts = switch.get::<u64>("switch-running-time").unwrap();

@@ -85,3 +85,18 @@ pub fn suppress_repeated_caps(pad: &gst::Pad, current: gst::Caps) {
         },
     );
 }
+
+/// Factory name prefixes of hardware codecs: a guard never runs one outside
+/// the budget (vpuguarddec's `auto`, vpuguardenc's `failover-encoder`).
+const HARDWARE_PREFIXES: [&str; 8] = [
+    "mpp", "v4l2", "nvv4l2", "nvdec", "va", "vaapi", "omx", "qsv",
+];
+
+/// Whether a codec factory runs on dedicated hardware.
+pub fn is_hardware(factory: &gst::ElementFactory) -> bool {
+    let name = factory.name();
+    let klass = factory
+        .metadata(gst::ELEMENT_METADATA_KLASS)
+        .unwrap_or_default();
+    klass.contains("Hardware") || HARDWARE_PREFIXES.iter().any(|p| name.starts_with(p))
+}

@@ -377,8 +377,15 @@ mod tests {
         let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: c_path is a valid NUL-terminated string.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        // A blocking open would wait here for a writer that never comes.
-        let err = read_text(&path).unwrap_err();
+        // A blocking open would wait here for a writer that never comes:
+        // bounded, so that a hang fails the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let fifo = path.clone();
+        std::thread::spawn(move || tx.send(read_text(&fifo)).unwrap());
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("reading a FIFO hung")
+            .unwrap_err();
         assert!(err.to_string().contains("FIFO"), "{err}");
         assert!(err.to_string().contains("fifo"), "{err}");
         std::fs::remove_file(&path).unwrap();

@@ -7,22 +7,6 @@
 use gst::prelude::*;
 use parking_lot::Mutex;
 
-/// Factory name prefixes of hardware decoders: never chosen by `auto`, which
-/// must not put a stream back on a VPU (or another accelerator) the budget
-/// does not see.
-const HARDWARE_PREFIXES: [&str; 8] = [
-    "mpp", "v4l2", "nvv4l2", "nvdec", "va", "vaapi", "omx", "qsv",
-];
-
-/// Whether a decoder factory runs on dedicated hardware.
-pub fn is_hardware(factory: &gst::ElementFactory) -> bool {
-    let name = factory.name();
-    let klass = factory
-        .metadata(gst::ELEMENT_METADATA_KLASS)
-        .unwrap_or_default();
-    klass.contains("Hardware") || HARDWARE_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
 /// What the factory's src templates can output, read from the registry: no
 /// element is created, no plugin loaded.
 pub fn output_caps(factory: &gst::ElementFactory) -> gst::Caps {
@@ -78,7 +62,7 @@ fn best_software_decoder(caps: &gst::CapsRef) -> Option<gst::ElementFactory> {
         gst::Rank::MARGINAL,
     )
     .into_iter()
-    .filter(|f| !is_hardware(f) && takes(f, caps))
+    .filter(|f| !crate::guard::is_hardware(f) && takes(f, caps))
     .collect();
     decoders.sort_by(|a, b| {
         b.rank()
@@ -130,7 +114,7 @@ mod tests {
     fn libav_is_software() {
         gst::init().unwrap();
         let avdec = gst::ElementFactory::find("avdec_h264").unwrap();
-        assert!(!is_hardware(&avdec));
+        assert!(!crate::guard::is_hardware(&avdec));
         assert_eq!(parser_for(&caps("video/x-h264")), Some("h264parse"));
         assert_eq!(
             parser_for(&gst::Caps::new_empty_simple("video/x-vp8")),

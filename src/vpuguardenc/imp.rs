@@ -513,11 +513,8 @@ impl VpuGuardEnc {
     fn validate_settings(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().clone();
         let settings_error =
-            |msg: String| gst::error_msg!(gst::LibraryError::Settings, ["{}", msg]);
-        settings
-            .budget
-            .validate()
-            .map_err(|msg| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)))?;
+            |msg: String| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg));
+        settings.budget.validate().map_err(settings_error)?;
         child_props::parse_structure("hw-properties", &settings.hw_properties)
             .map_err(settings_error)?;
         child_props::parse_structure("sw-properties", &settings.sw_properties)
@@ -525,36 +522,31 @@ impl VpuGuardEnc {
         child_props::parse_structure("failover-properties", &settings.failover_properties)
             .map_err(settings_error)?;
         if settings.mode != Mode::Software {
-            failover_factory(&settings)
-                .map_err(|msg| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)))?;
+            failover_factory(&settings).map_err(settings_error)?;
         }
-        if settings.mode != Mode::Hardware {
-            let factory = gst::ElementFactory::find(&settings.sw_encoder).ok_or_else(|| {
-                gst::error_msg!(
-                    gst::CoreError::MissingPlugin,
-                    (
-                        "sw-encoder: no element '{}' is installed",
-                        settings.sw_encoder
-                    )
-                )
-            })?;
-            if Codec::of_factory(&factory).is_none() {
-                return Err(settings_error(format!(
-                    "sw-encoder: '{}' outputs neither H.264 nor H.265",
-                    settings.sw_encoder
-                )));
-            }
-        }
-        if settings.mode == Mode::Hardware
-            && gst::ElementFactory::find(&settings.hw_encoder).is_none()
-        {
-            return Err(gst::error_msg!(
+        let missing = |property: &str, name: &str| {
+            gst::error_msg!(
                 gst::CoreError::MissingPlugin,
-                (
-                    "hw-encoder: no element '{}' is installed and mode=hardware",
-                    settings.hw_encoder
-                )
-            ));
+                ("{}: no element '{}' is installed", property, name)
+            )
+        };
+        // An element that makes neither codec cannot be the guard's encoder.
+        let check_codec = |property: &str, name: &str| {
+            let factory = gst::ElementFactory::find(name).ok_or_else(|| missing(property, name))?;
+            match Codec::of_factory(&factory) {
+                Some(_) => Ok(()),
+                None => Err(settings_error(format!(
+                    "{property}: '{name}' outputs neither H.264 nor H.265, so {} cannot \
+                     encode with it",
+                    self.obj().name()
+                ))),
+            }
+        };
+        if settings.mode != Mode::Hardware {
+            check_codec("sw-encoder", &settings.sw_encoder)?;
+        }
+        if settings.mode == Mode::Hardware {
+            check_codec("hw-encoder", &settings.hw_encoder)?;
         }
         Ok(())
     }

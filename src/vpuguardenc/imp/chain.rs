@@ -28,7 +28,7 @@ pub(super) struct Chain {
 }
 
 impl Chain {
-    fn last(&self) -> &gst::Element {
+    pub fn last(&self) -> &gst::Element {
         self.elements
             .last()
             .expect("a chain has an encoder and a parser")
@@ -384,6 +384,12 @@ pub(super) fn failover_factory(settings: &Settings) -> Result<Option<gst::Elemen
     };
     let factory = gst::ElementFactory::find(name)
         .ok_or_else(|| format!("failover-encoder: no element '{name}' is installed"))?;
+    if crate::guard::is_hardware(&factory) {
+        return Err(format!(
+            "failover-encoder: '{name}' is a hardware encoder; it would run outside the VPU \
+             budget: name a software encoder of the hardware encoder's codec"
+        ));
+    }
     match Codec::of_factory(&factory) {
         Some(codec) if codec == hw => Ok(Some(factory)),
         Some(codec) => Err(format!(

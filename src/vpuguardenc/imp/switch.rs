@@ -313,6 +313,9 @@ impl VpuGuardEnc {
                 output.as_ref(),
             )
             .map_err(|(ChainError::Config(why) | ChainError::Start(why))| why)?;
+        if let Some(current) = self.srcpad().current_caps() {
+            crate::guard::suppress_repeated_caps(&chain.last().static_pad("src").unwrap(), current);
+        }
         let watch = chain.watch();
         let no_watch = std::mem::replace(&mut self.watches.lock().starting, watch.clone());
         drop(no_watch);
