@@ -19,6 +19,10 @@ const VPU_DIR: &str = "EDGEGUARD_BUDGET_VPU";
 const TIMEOUT: Duration = Duration::from_secs(120);
 const FRAMES: u32 = 300;
 
+/// The two tests below load the machine with several processes each; the
+/// rate test times opens, so they take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// The entry point of the child processes (this test binary, run again with
 /// CHILD_ROLE set): they print what they decided, wait for the parent's word
 /// on stdin, then go on.
@@ -242,6 +246,7 @@ impl Child {
 
 #[test]
 fn two_processes_of_the_rig_share_eight_sessions_between_encoders_and_decoders() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     common::init();
     let vpu = Vpu::new("rig", "");
     // Made before the children race to make it.
@@ -314,6 +319,7 @@ fn watch_opens(
 
 #[test]
 fn sixteen_guards_in_four_processes_read_the_kernel_listing_at_most_five_times_a_second() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     common::init();
     // Eight sessions of other programs: every guard stays on software and
     // checks again every 100 ms.

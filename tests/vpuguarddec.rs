@@ -161,6 +161,44 @@ fn a_hardware_decoder_that_fails_to_start_falls_back_without_an_error() {
 }
 
 #[test]
+fn a_hardware_decoder_refusing_the_caps_falls_back_without_an_error() {
+    common::init();
+    // mppvideodec opens MPP when the caps arrive and, when it cannot,
+    // refuses them without posting anything.
+    let vpu = Vpu::new("dec-refuse", "");
+    let decoded = decode(&vpu.decoder_guard(",refuse-caps=true", ""));
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let d = decisions(&decoded.log);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].reason.as_str(), d[0].hardware),
+        ("hw-start-failed", false)
+    );
+    assert_eq!(vpu.sessions(), 0);
+    assert!(vpu.slot_files().is_empty());
+    vpu.remove();
+}
+
+#[test]
+fn a_decoder_failing_while_draining_at_eos_still_delivers_every_frame() {
+    common::init();
+    let vpu = Vpu::new("dec-drain", "");
+    // The 298th unit fails on the output thread after EOS went in, with
+    // frames still queued: EOS never comes out of the hardware decoder.
+    let props = ",output-thread=true,frames-in-flight=4,fail-after-buffers=298";
+    let decoded = decode(&vpu.decoder_guard(props, ""));
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let reasons: Vec<_> = decisions(&decoded.log)
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
+    assert_eq!(reasons, vec!["budget", "hw-failed-mid-stream"]);
+    vpu.remove();
+}
+
+#[test]
 fn a_decoder_failing_mid_stream_on_its_own_thread_loses_and_repeats_nothing() {
     common::init();
     let vpu = Vpu::new("dec-failover", "");
@@ -338,4 +376,57 @@ fn before_the_decision_caps_queries_offer_the_hardware_decoders_caps_first() {
     guard.set_property_from_str("mode", "software");
     assert!(!first("src").contains("NV12"), "{}", first("src"));
     vpu.remove();
+}
+
+#[test]
+fn a_failover_past_a_full_window_counts_what_it_could_not_recover() {
+    common::init();
+    // One keyframe in 700 frames: at the failure the window (600 units) has
+    // let the keyframe go, so the software decoder waits for one that never
+    // comes; every frame is either out once or counted lost.
+    let dir = common::temp_dir("long-gop-file");
+    let file = dir.join("long-gop.mkv");
+    let log = common::run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=700 pattern=ball ! \
+             video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! \
+             x264enc key-int-max=1000 bframes=0 speed-preset=ultrafast option-string=scenecut=0 ! \
+             h264parse ! matroskamux ! filesink location={}",
+            file.display()
+        ),
+        TIMEOUT,
+    );
+    assert!(log.eos, "{:?}", log.errors);
+    let vpu = Vpu::new("dec-long-gop", "");
+    let props = ",output-thread=true,frames-in-flight=4,fail-after-buffers=650";
+    let pipeline = gst::parse::launch(&common::decode_pipeline(
+        &file,
+        &vpu.decoder_guard(props, "name=guard"),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let pts = common::record_pts(&pipeline.by_name("out").unwrap());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    let lost = pipeline
+        .by_name("guard")
+        .unwrap()
+        .property::<u64>("frames-lost");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    let pts = pts.lock().unwrap().clone();
+    assert!(pts.windows(2).all(|w| w[0] < w[1]), "PTS not increasing");
+    assert!(lost > 0, "nothing counted lost");
+    assert_eq!(
+        pts.len() as u64 + lost,
+        700,
+        "{} out, {lost} lost",
+        pts.len()
+    );
+    let d = decisions(&log);
+    assert_eq!(d[1].reason, "hw-failed-mid-stream");
+    assert!(d[1].frames_lost > 0 && d[1].frames_lost <= lost, "{d:?}");
+    vpu.remove();
+    let _ = std::fs::remove_dir_all(&dir);
 }

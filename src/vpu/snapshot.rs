@@ -93,10 +93,24 @@ pub fn path_in(dir: &Path, key: &str) -> PathBuf {
     dir.join(format!("listing-{hash:016x}.snapshot"))
 }
 
+/// Opens the snapshot file as the lock directory is everyone's: without
+/// blocking (a FIFO put there must not hang the guard holding the decision
+/// lock) or following a link (a root guard must not truncate a link's target),
+/// and only a regular file.
+fn open(file: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    let opened = options
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(file)?;
+    if !opened.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(opened)
+}
+
 /// The snapshot in `file`, if it is complete and ours.
 pub fn load(file: &Path) -> Option<Snapshot> {
     let mut data = String::new();
-    File::open(file)
+    open(file, OpenOptions::new().read(true))
         .ok()?
         .take(MAX_SNAPSHOT_BYTES)
         .read_to_string(&mut data)
@@ -105,16 +119,22 @@ pub fn load(file: &Path) -> Option<Snapshot> {
 }
 
 /// Writes `snapshot` to `file`, readable and writable by every user's guards.
-/// The caller holds the decision lock.
+/// The caller holds the decision lock. An existing file is opened without
+/// O_CREAT: with fs.protected_regular, creating-or-opening another user's
+/// file in a sticky directory is refused even though its mode allows writing.
 pub fn store(file: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
-    let mut out = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o666)
-        .open(file)?;
-    // Whoever created it lets everyone rewrite it, whatever the umask.
-    let _ = out.set_permissions(std::fs::Permissions::from_mode(0o666));
+    let mut out = match open(file, OpenOptions::new().write(true)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let created = open(
+                file,
+                OpenOptions::new().write(true).create_new(true).mode(0o666),
+            )?;
+            // Whoever created it lets everyone rewrite it, whatever the umask.
+            let _ = created.set_permissions(std::fs::Permissions::from_mode(0o666));
+            created
+        }
+        other => other?,
+    };
     out.set_len(0)?;
     out.rewind()?;
     out.write_all(snapshot.encode().as_bytes())
@@ -165,6 +185,37 @@ mod tests {
         assert!(s.fresh_at(Duration::from_secs(10) + MAX_AGE - Duration::from_nanos(1)));
         assert!(!s.fresh_at(Duration::from_secs(10) + MAX_AGE));
         assert!(!s.fresh_at(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_in_the_lock_dir_is_no_snapshot_and_not_written_through() {
+        let dir =
+            std::env::temp_dir().join(format!("edgeguard-snap-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = path_in(&dir, "fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c_path is a valid NUL-terminated string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let loaded = load(&f);
+            let stored = store(&f, &snapshot(boottime()));
+            tx.send((loaded, stored.is_err())).unwrap();
+        });
+        let (loaded, refused) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a FIFO in the lock dir hung the snapshot");
+        assert!(loaded.is_none() && refused);
+        // A link is not followed: its target stays as it was.
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        let link = path_in(&dir, "link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(store(&link, &snapshot(boottime())).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -39,10 +39,19 @@ impl MppListing {
         }
     }
 
+    /// One snapshot per file: the configured path, or the first default one
+    /// that exists (stat does not open it), so that guards naming the default
+    /// and guards leaving it empty share one.
     fn snapshot_file(&self, held: &Held) -> PathBuf {
         let key = self
             .configured
-            .as_deref()
+            .clone()
+            .or_else(|| {
+                listing::DEFAULT_SESSION_FILES
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.metadata().is_ok())
+            })
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         snapshot::path_in(held.dir(), &key)
@@ -62,9 +71,12 @@ impl MppListing {
         let snapshot = match snapshot::load(&file).filter(|s| s.fresh_at(now)) {
             Some(fresh) => fresh,
             None => {
+                let reading = std::time::Instant::now();
                 let (path, text) = listing::read_first_text(self.configured.as_deref())?;
+                // Stamped when the read is over: the next open is at least
+                // MAX_AGE after this one ended.
                 let read = Snapshot {
-                    read_at: now,
+                    read_at: now + reading.elapsed(),
                     path,
                     text,
                 };
@@ -102,7 +114,7 @@ mod tests {
         // Changed, but a snapshot younger than MAX_AGE stands for it.
         std::fs::write(&path, format!("{one}{one}")).unwrap();
         assert_eq!(read(t0 + snapshot::MAX_AGE - Duration::from_millis(1)), 1);
-        assert_eq!(read(t0 + snapshot::MAX_AGE), 2);
+        assert_eq!(read(t0 + snapshot::MAX_AGE + Duration::from_millis(50)), 2);
         // A snapshot from the future (another boot) is not trusted.
         std::fs::write(&path, "").unwrap();
         assert_eq!(read(t0), 0);

@@ -209,6 +209,14 @@ impl ObjectImpl for VpuGuardDec {
                     .blurb("VPU sessions in use that the last decision saw")
                     .read_only()
                     .build(),
+                glib::ParamSpecUInt64::builder("frames-lost")
+                    .nick("Frames lost")
+                    .blurb(
+                        "Frames no decoder could output in this stream: let go from a full \
+                         window at a switch, or skipped until a keyframe after one",
+                    )
+                    .read_only()
+                    .build(),
             ];
             let budget = properties::budget_param_specs(GuardKind::Decoder);
             children.into_iter().chain(budget).chain(rest).collect()
@@ -231,6 +239,7 @@ impl ObjectImpl for VpuGuardDec {
             }
             _ => unreachable!(),
         }
+        drop(settings);
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
     }
 
@@ -257,6 +266,7 @@ impl ObjectImpl for VpuGuardDec {
                     "hardware" => state.as_ref().is_some_and(|s| s.hardware).to_value(),
                     "sessions" => state.as_ref().map_or(0, |s| s.seen.sessions).to_value(),
                     "switches" => state.as_ref().map_or(0, |s| s.switches).to_value(),
+                    "frames-lost" => state.as_ref().map_or(0, |s| s.frames_lost).to_value(),
                     _ => unreachable!(),
                 }
             }
@@ -358,7 +368,13 @@ impl ElementImpl for VpuGuardDec {
                 self.stopping.store(false, Ordering::SeqCst);
                 self.downstream_error.store(false, Ordering::SeqCst);
             }
-            gst::StateChange::PausedToReady => self.stopping.store(true, Ordering::SeqCst),
+            gst::StateChange::PausedToReady => {
+                self.stopping.store(true, Ordering::SeqCst);
+                // An EOS waiting for the chain to drain gives up.
+                if let Some(watch) = self.current_watch() {
+                    watch.wake();
+                }
+            }
             _ => (),
         }
         let result = self.parent_change_state(transition);

@@ -300,6 +300,7 @@ impl ObjectImpl for VpuGuardEnc {
             }
             _ => unreachable!(),
         }
+        drop(settings);
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
     }
 
@@ -417,7 +418,13 @@ impl ElementImpl for VpuGuardEnc {
                 self.stopping.store(false, Ordering::SeqCst);
                 self.downstream_error.store(false, Ordering::SeqCst);
             }
-            gst::StateChange::PausedToReady => self.stopping.store(true, Ordering::SeqCst),
+            gst::StateChange::PausedToReady => {
+                self.stopping.store(true, Ordering::SeqCst);
+                // An EOS waiting for the chain to drain gives up.
+                if let Some(watch) = self.current_watch() {
+                    watch.wake();
+                }
+            }
             _ => (),
         }
         let result = self.parent_change_state(transition);

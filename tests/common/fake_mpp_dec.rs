@@ -9,6 +9,9 @@
 //! avdec_h264, so the output is real pictures. It shares the encoder doubles'
 //! `<session-file>.peak`, the most sessions ever open at once.
 //!
+//! With `refuse-caps` it refuses the caps without an ERROR, as mppvideodec
+//! does when `mpp_init` fails in set_format (the VPU has no session left).
+//!
 //! With `output-thread` it decodes on its own thread, as mppvideodec pushes
 //! from its src task, keeping `frames-in-flight` access units queued in front
 //! of the decoder; `fail-after-buffers` then fails there, asynchronously, with
@@ -53,6 +56,7 @@ mod imp {
         output_thread: bool,
         frames_in_flight: u32,
         fail_after_buffers: u32,
+        refuse_caps: bool,
     }
 
     impl Default for Settings {
@@ -63,6 +67,7 @@ mod imp {
                 output_thread: false,
                 frames_in_flight: 0,
                 fail_after_buffers: 0,
+                refuse_caps: false,
             }
         }
     }
@@ -98,6 +103,9 @@ mod imp {
                     glib::ParamSpecUInt::builder("frames-in-flight")
                         .blurb("With output-thread: access units kept queued before decoding")
                         .build(),
+                    glib::ParamSpecBoolean::builder("refuse-caps")
+                        .blurb("Refuse the caps without an error, as a failed mpp_init does")
+                        .build(),
                     glib::ParamSpecUInt::builder("fail-after-buffers")
                         .blurb("Fail after this many access units, as a VPU that hangs does (0 = never)")
                         .build(),
@@ -116,6 +124,7 @@ mod imp {
                 "output-thread" => s.output_thread = value.get().unwrap(),
                 "frames-in-flight" => s.frames_in_flight = value.get().unwrap(),
                 "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
+                "refuse-caps" => s.refuse_caps = value.get().unwrap(),
                 _ => unreachable!(),
             }
         }
@@ -128,6 +137,7 @@ mod imp {
                 "output-thread" => s.output_thread.to_value(),
                 "frames-in-flight" => s.frames_in_flight.to_value(),
                 "fail-after-buffers" => s.fail_after_buffers.to_value(),
+                "refuse-caps" => s.refuse_caps.to_value(),
                 _ => unreachable!(),
             }
         }
@@ -150,6 +160,15 @@ mod imp {
                 &decoder.static_pad("sink").unwrap(),
             )
             .unwrap()
+            .event_function(|pad, parent, event| {
+                let refuse = parent
+                    .and_then(|p| p.downcast_ref::<super::FakeMppVideoDec>())
+                    .is_some_and(|d| d.imp().settings.lock().unwrap().refuse_caps);
+                if refuse && event.type_() == gst::EventType::Caps {
+                    return false;
+                }
+                gst::Pad::event_default(pad, parent, event)
+            })
             .build();
             let src = gst::GhostPad::builder_from_template_with_target(
                 &obj.pad_template("src").unwrap(),

@@ -104,6 +104,7 @@ impl VpuGuardDec {
         drop(previous);
         let failure = self
             .start_chain(&chain)
+            .and_then(|()| self.prime_chain(&chain, Some(caps)))
             .err()
             .or_else(|| watch.and_then(|w| w.failure()));
         if let Some(why) = failure {
@@ -111,6 +112,47 @@ impl VpuGuardDec {
             return Err(ChainError::Start(why));
         }
         self.notify_chain_properties();
+        Ok(())
+    }
+
+    /// Sends the stream's sticky events (stream-start, caps, segment...) to
+    /// the chain's first element before it is fed: mppvideodec opens its MPP
+    /// context when the caps arrive and refuses them, without an ERROR, when
+    /// it cannot. `caps` are the new caps of a CAPS event being handled (not
+    /// sticky on the sink pad yet).
+    pub(super) fn prime_chain(
+        &self,
+        chain: &Chain,
+        caps: Option<&gst::CapsRef>,
+    ) -> Result<(), String> {
+        let first = chain.elements.first().expect("a chain is never empty");
+        let sink = first
+            .static_pad("sink")
+            .expect("a chain starts on a sink pad");
+        let mut events = Vec::new();
+        self.sinkpad().sticky_events_foreach(|event| {
+            let replaced = caps.is_some() && event.type_() >= gst::EventType::Caps;
+            if !replaced {
+                events.push(event.clone());
+            }
+            std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
+        });
+        if let Some(caps) = caps {
+            events.push(gst::event::Caps::new(&caps.to_owned()));
+        }
+        for event in events {
+            if !sink.send_event(event.clone()) {
+                return Err(format!(
+                    "{} refused the {:?} event{}",
+                    chain.factory,
+                    event.type_(),
+                    match event.view() {
+                        gst::EventView::Caps(c) => format!(" {}", c.caps()),
+                        _ => String::new(),
+                    }
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -203,7 +245,13 @@ impl VpuGuardDec {
 
     pub(super) fn notify_chain_properties(&self) {
         let obj = self.obj();
-        for name in ["active-decoder", "hardware", "sessions", "switches"] {
+        for name in [
+            "active-decoder",
+            "hardware",
+            "sessions",
+            "switches",
+            "frames-lost",
+        ] {
             obj.notify(name);
         }
     }
