@@ -164,13 +164,15 @@ impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
     }
 
     /// Blocks (no polling) until EOS came out of the chain, it failed, `pad`
-    /// started flushing, or the chain output nothing for `quiet`.
-    pub fn wait_for_eos_out(&self, pad: &gst::Pad, quiet: Duration) {
+    /// started flushing, `stop` says so (checked at each `wake`), or the
+    /// chain output nothing for `quiet`.
+    pub fn wait_for_eos_out(&self, pad: &gst::Pad, quiet: Duration, stop: impl Fn() -> bool) {
         let mut seen = self.progress();
         let mut deadline = std::time::Instant::now() + quiet;
         while !self.eos_out()
             && self.failure().is_none()
             && !pad.pad_flags().contains(gst::PadFlags::FLUSHING)
+            && !stop()
         {
             let now = std::time::Instant::now();
             if now >= deadline {

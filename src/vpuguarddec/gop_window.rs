@@ -46,6 +46,9 @@ pub struct Replay<T> {
     pub lost: u64,
     /// No keyframe was kept: the replacement must wait for the next one.
     pub needs_keyframe: bool,
+    /// Units before the first keyframe kept: no use to the replacement,
+    /// dropped by the caller outside its lock.
+    pub released: Vec<T>,
 }
 
 impl<T> GopWindow<T> {
@@ -109,12 +112,14 @@ impl<T> GopWindow<T> {
             .take(skip)
             .filter(|u| !self.output(u.running_time))
             .count() as u64;
-        let units = self.units.drain(..).skip(skip).map(|u| u.item).collect();
+        let mut released: Vec<T> = self.units.drain(..).map(|u| u.item).collect();
+        let units = released.split_off(skip);
         Replay {
             units,
             output_until: self.last_out,
             lost: std::mem::take(&mut self.lost) + never_output,
             needs_keyframe: first_key.is_none(),
+            released,
         }
     }
 

@@ -14,7 +14,7 @@ use super::chain::{Chain, monotonic_now};
 use super::*;
 use crate::guard::watch::running_time;
 use crate::vpuguarddec::gop_window::Replay;
-use crate::vpuguarddec::units;
+use crate::vpuguarddec::units::{self, Unit};
 use std::time::Duration;
 
 /// How long EOS waits for a hardware child that outputs nothing more while
@@ -53,29 +53,36 @@ impl VpuGuardDec {
     /// After a switch that found no keyframe to start from, drops access
     /// units (counted lost) until one comes.
     fn skip_to_keyframe(&self, input: Input) -> Option<Input> {
-        let mut state = self.state.lock();
-        let state = state.as_mut()?;
-        if !state.awaiting_keyframe {
+        let awaiting = self
+            .state
+            .lock()
+            .as_ref()
+            .is_some_and(|s| s.awaiting_keyframe);
+        if !awaiting {
             return Some(input);
         }
-        let buffers = input.buffers();
+        let mut buffers = input.buffers();
         let key = buffers
             .iter()
             .position(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
         let skipped = key.unwrap_or(buffers.len());
-        state.frames_lost += skipped as u64;
-        state.awaiting_keyframe = key.is_none();
+        if let Some(state) = self.state.lock().as_mut() {
+            state.frames_lost += skipped as u64;
+            state.awaiting_keyframe = key.is_none();
+        }
+        // The skipped references go after the lock.
+        let rest = buffers.split_off(skipped);
         drop(buffers);
         match (key, input) {
             (None, _) => None,
             (Some(0), input) => Some(input),
-            (Some(k), Input::List(list)) => {
-                let mut rest = gst::BufferList::new_sized(list.len() - k);
-                let rest_mut = rest.get_mut().expect("a new list is writable");
-                list.iter_owned().skip(k).for_each(|b| rest_mut.add(b));
-                Some(Input::List(rest))
+            (Some(_), Input::Buffer(buffer)) => Some(Input::Buffer(buffer)),
+            (Some(_), Input::List(_)) => {
+                let mut list = gst::BufferList::new_sized(rest.len());
+                let list_mut = list.get_mut().expect("a new list is writable");
+                rest.into_iter().for_each(|b| list_mut.add(b));
+                Some(Input::List(list))
             }
-            (Some(_), input) => Some(input),
         }
     }
 
@@ -115,7 +122,10 @@ impl VpuGuardDec {
             return None;
         }
         watch.failure().or_else(|| {
-            let own = err == gst::FlowError::Error && !self.downstream_error.load(Ordering::SeqCst);
+            // A decoder that refuses the caps it was primed with mid-stream
+            // returns NOT_NEGOTIATED; downstream's own refusal is noted.
+            let own = matches!(err, gst::FlowError::Error | gst::FlowError::NotNegotiated)
+                && !self.downstream_error.load(Ordering::SeqCst);
             own.then(|| {
                 format!(
                     "{} returned an error flow without an error message",
@@ -287,11 +297,7 @@ impl VpuGuardDec {
     /// Starts the new chain beside the old one, then stops the old one and
     /// puts the new one in its place. Returns what the new one must be fed.
     /// If the new chain cannot start, the old one stays and the error says why.
-    fn replace_chain(
-        &self,
-        pad: &gst::GhostPad,
-        new: Replacement,
-    ) -> Result<Replay<gst::Buffer>, String> {
+    fn replace_chain(&self, pad: &gst::GhostPad, new: Replacement) -> Result<Replay<Unit>, String> {
         let settings = self.settings.lock().clone();
         let input_caps = pad.current_caps().ok_or("no caps on the sink pad")?;
         // Downstream keeps the caps it negotiated: no renegotiation at a switch.
@@ -308,12 +314,13 @@ impl VpuGuardDec {
         let watch = chain.watch();
         let no_watch = std::mem::replace(&mut self.watches.lock().starting, watch.clone());
         drop(no_watch);
-        let started = self.start_chain(&chain).and_then(|()| {
-            match watch.as_ref().and_then(|w| w.failure()) {
+        let started = self
+            .start_chain(&chain)
+            .and_then(|()| self.prime_chain(&chain, None))
+            .and_then(|()| match watch.as_ref().and_then(|w| w.failure()) {
                 Some(failure) => Err(failure),
                 None => Ok(()),
-            }
-        });
+            });
         drop(new.held);
         if let Err(why) = started {
             self.remove_elements(&chain.elements);
@@ -359,7 +366,7 @@ impl VpuGuardDec {
     /// Stops the chain decoding now while still linked (what it outputs
     /// meanwhile reaches downstream and settles the window), puts `chain` in
     /// its place and releases the old slot. Returns what `chain` is fed.
-    fn retire_old_chain(&self, chain: &Chain) -> Result<Replay<gst::Buffer>, String> {
+    fn retire_old_chain(&self, chain: &Chain) -> Result<Replay<Unit>, String> {
         let (old_elements, old_slot) = {
             let mut state = self.state.lock();
             let state = state.as_mut().ok_or("the stream ended")?;
@@ -378,6 +385,8 @@ impl VpuGuardDec {
         if let Err(err) = attached {
             self.remove_elements(&chain.elements);
             self.teardown();
+            let starting = self.watches.lock().starting.take();
+            drop(starting);
             return Err(format!("cannot link the new chain: {}", err.why()));
         }
         Ok(replay.unwrap_or(Replay {
@@ -385,6 +394,7 @@ impl VpuGuardDec {
             output_until: None,
             lost: 0,
             needs_keyframe: false,
+            released: Vec::new(),
         }))
     }
 
@@ -395,7 +405,7 @@ impl VpuGuardDec {
         settings: &Settings,
         reason: Reason,
         failure: Option<&str>,
-        replay: Replay<gst::Buffer>,
+        replay: Replay<Unit>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let decoder = self.state.lock().as_ref().map(|s| s.factory.clone());
         let decoder = decoder.unwrap_or_default();
@@ -426,12 +436,35 @@ impl VpuGuardDec {
             reason.as_str(),
             replay.units.len()
         );
+        drop(replay.released);
+        self.replay(pad, replay.units)
+    }
+
+    /// Feeds `units` to the new chain, each under the caps it was first given
+    /// under (a caps change may lie inside the window), then the caps in force.
+    fn replay(
+        &self,
+        pad: &gst::GhostPad,
+        units: Vec<Unit>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(internal) = pad.internal() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let current = pad.current_caps();
+        let mut in_force = current.clone();
         let mut result = Ok(gst::FlowSuccess::Ok);
-        for unit in replay.units {
-            result = self.push_watched(pad, Input::Buffer(unit));
+        for unit in units {
+            if unit.caps.is_some() && unit.caps != in_force {
+                in_force = unit.caps;
+                internal.push_event(gst::event::Caps::new(in_force.as_ref().unwrap()));
+            }
+            result = self.push_watched(pad, Input::Buffer(unit.buffer));
             if result.is_err() {
                 break;
             }
+        }
+        if let Some(current) = current.filter(|c| Some(c) != in_force.as_ref()) {
+            internal.push_event(gst::event::Caps::new(&current));
         }
         result
     }
@@ -457,7 +490,9 @@ impl VpuGuardDec {
             };
             let sent = target.send_event(event.clone());
             if sent {
-                watch.wait_for_eos_out(pad.upcast_ref(), EOS_WAIT_FOR_HARDWARE);
+                watch.wait_for_eos_out(pad.upcast_ref(), EOS_WAIT_FOR_HARDWARE, || {
+                    self.stopping.load(Ordering::SeqCst)
+                });
             }
             if watch.eos_out() || watch.failure().is_none() {
                 watch.settle_eos();
@@ -476,15 +511,17 @@ impl VpuGuardDec {
 /// old decoder output it already), then gets out of the way.
 fn drop_output_until(last: &gst::Element, until: Option<u64>) {
     let Some(until) = until else { return };
-    last.static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+    last.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH,
+        move |pad, info| {
             let Some(buffer) = info.buffer() else {
-                return gst::PadProbeReturn::Ok;
+                // A flush: running times start anew, nothing was output yet.
+                return gst::PadProbeReturn::Remove;
             };
             match running_time(pad, buffer.pts()) {
                 Some(t) if t.nseconds() <= until => gst::PadProbeReturn::Drop,
                 _ => gst::PadProbeReturn::Remove,
             }
-        });
+        },
+    );
 }

@@ -548,7 +548,9 @@ impl VpuGuardEnc {
     }
 
     fn wait_for_eos_out_or_failure(&self, pad: &gst::GhostPad, watch: &Watch) {
-        watch.wait_for_eos_out(pad.upcast_ref(), EOS_WAIT_FOR_HARDWARE);
+        watch.wait_for_eos_out(pad.upcast_ref(), EOS_WAIT_FOR_HARDWARE, || {
+            self.stopping.load(Ordering::SeqCst)
+        });
         if !watch.eos_out() && watch.failure().is_none() {
             gst::warning!(
                 CAT,
