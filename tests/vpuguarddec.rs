@@ -7,6 +7,7 @@ mod common;
 use common::fake_mpp_dec::{FACTORY_NAME as FAKE_DEC, decoder_record};
 use common::vpu::Vpu;
 use gst::prelude::*;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -429,4 +430,121 @@ fn a_failover_past_a_full_window_counts_what_it_could_not_recover() {
     assert!(d[1].frames_lost > 0 && d[1].frames_lost <= lost, "{d:?}");
     vpu.remove();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A flushing seek to [0.5 s, 2 s) from the streaming thread, as a sync
+/// handler would do it: when `seek_on` says so of a bus message, or, with no
+/// `seek_on`, at the 30th buffer through the `pace` identity. Returns the bus
+/// and the PTS reaching the sink since the last flush.
+fn seeked(
+    description: &str,
+    seek_on: Option<&'static str>,
+) -> (common::BusLog, Vec<gst::ClockTime>) {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let pts = Arc::new(Mutex::new(Vec::new()));
+    let p = pts.clone();
+    pipeline
+        .by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH,
+            move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => p.lock().unwrap().push(b.pts().unwrap()),
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::FlushStop => {
+                        p.lock().unwrap().clear()
+                    }
+                    _ => (),
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    let seek = |pipeline: &gst::Pipeline| {
+        pipeline
+            .seek(
+                1.0,
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::SeekType::Set,
+                gst::ClockTime::SECOND / 2,
+                gst::SeekType::Set,
+                2 * gst::ClockTime::SECOND,
+            )
+            .unwrap();
+    };
+    let weak = pipeline.downgrade();
+    match seek_on {
+        Some(reason) => pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+            let now = msg.structure().is_some_and(|s| {
+                s.name() == "vpuguarddec-decision"
+                    && s.get::<String>("reason").as_deref() == Ok(reason)
+            });
+            if let Some(pipeline) = weak.upgrade().filter(|_| now) {
+                seek(&pipeline);
+            }
+            gst::BusSyncReply::Pass
+        }),
+        None => {
+            let seen = std::sync::atomic::AtomicU32::new(0);
+            pipeline
+                .by_name("pace")
+                .unwrap()
+                .static_pad("src")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    match weak.upgrade().filter(|_| n == 30) {
+                        Some(pipeline) => {
+                            seek(&pipeline);
+                            // The buffer in hand is the flushed segment's.
+                            gst::PadProbeReturn::Drop
+                        }
+                        None => gst::PadProbeReturn::Ok,
+                    }
+                });
+        }
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let pts = pts.lock().unwrap().clone();
+    (log, pts)
+}
+
+#[test]
+fn a_flushing_seek_on_the_failover_decision_delivers_the_seeked_segment() {
+    common::init();
+    let file = common::h264_file(90, 30);
+    // Paced in real time, so that the failure at unit 30 is met mid-stream.
+    let launch = |decoder: &str| {
+        format!(
+            "filesrc location={} ! matroskademux ! h264parse ! identity name=pace sync=true ! \
+             {decoder} ! fakesink name=out sync=false",
+            file.display()
+        )
+    };
+    // What the same seek gives through a bare software decoder.
+    let (log, expected) = seeked(&launch("avdec_h264"), None);
+    assert!(log.eos && !expected.is_empty());
+    for run in 0..3 {
+        let vpu = Vpu::new(&format!("dec-seek-{run}"), "");
+        let guard = vpu.decoder_guard(
+            ",output-thread=true,frames-in-flight=3,fail-after-buffers=30",
+            "",
+        );
+        let (log, pts) = seeked(&launch(&guard), Some("hw-failed-mid-stream"));
+        assert!(
+            log.eos && log.errors.is_empty(),
+            "run {run}: {:?}",
+            log.errors
+        );
+        let reasons: Vec<_> = decisions(&log).into_iter().map(|d| d.reason).collect();
+        assert_eq!(reasons, ["budget", "hw-failed-mid-stream"], "run {run}");
+        assert_eq!(pts, expected, "run {run}");
+        vpu.remove();
+    }
 }

@@ -626,3 +626,90 @@ fn a_reclaimed_encoder_failing_before_its_first_output_is_replaced_by_the_failov
     );
     assert_one_stream_of_every_frame(&rec, "h265", 120);
 }
+
+/// One run: the double fails at frame 30 of a 90-frame stream paced in real
+/// time (so that the failure is met mid-stream, not while draining at EOS); a
+/// sync handler answers the `hw-failed-mid-stream` decision with a flushing
+/// seek to [0.5 s, 2 s), as an application reacting to it would, from the
+/// streaming thread. Returns the bus and the stream times reaching the sink
+/// since the last flush.
+fn seek_on_failover(vpu: &Vpu) -> (common::BusLog, Vec<gst::ClockTime>) {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=90 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+         identity sync=true ! {} ! fakesink name=out sync=false",
+        vpu.guard(FAKE_H265, ",output-thread=true,frames-in-flight=3,fail-after-buffers=30", "")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let pts = Arc::new(Mutex::new(Vec::new()));
+    let p = pts.clone();
+    pipeline
+        .by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH,
+            move |pad, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+                        let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+                        p.lock()
+                            .unwrap()
+                            .push(segment.to_stream_time(b.pts().unwrap()).unwrap());
+                    }
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::FlushStop => {
+                        p.lock().unwrap().clear()
+                    }
+                    _ => (),
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    let weak = pipeline.downgrade();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        let failover = msg.structure().is_some_and(|s| {
+            s.name() == "vpuguardenc-decision"
+                && s.get::<String>("reason").as_deref() == Ok("hw-failed-mid-stream")
+        });
+        if let Some(pipeline) = weak.upgrade().filter(|_| failover) {
+            pipeline
+                .seek(
+                    1.0,
+                    gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                    gst::SeekType::Set,
+                    gst::ClockTime::SECOND / 2,
+                    gst::SeekType::Set,
+                    2 * gst::ClockTime::SECOND,
+                )
+                .unwrap();
+        }
+        gst::BusSyncReply::Pass
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let pts = pts.lock().unwrap().clone();
+    (log, pts)
+}
+
+#[test]
+fn a_flushing_seek_during_a_failover_delivers_the_seeked_segment_without_an_error() {
+    common::init();
+    for run in 0..3 {
+        let vpu = Vpu::new(&format!("seek-failover-{run}"), "");
+        let (log, pts) = seek_on_failover(&vpu);
+        assert!(log.errors.is_empty(), "run {run}: {:#?}", log.errors);
+        assert!(log.eos, "run {run}: no EOS");
+        let reasons: Vec<_> = reasons(&log).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(reasons, ["budget", "hw-failed-mid-stream"], "run {run}");
+        // Every frame of [0.5 s, 2 s), once, in order.
+        let expected: Vec<_> = (15..60u64)
+            .map(|n| gst::ClockTime::from_nseconds(n * gst::ClockTime::SECOND.nseconds() / 30))
+            .collect();
+        assert_eq!(pts.len(), expected.len(), "run {run}: {pts:?}");
+        assert_eq!(pts, expected, "run {run}");
+    }
+}

@@ -42,3 +42,39 @@ pub fn remove(bin: &gst::Bin, elements: &[gst::Element]) {
     }
     let _ = bin.remove_many(elements);
 }
+
+/// Sends the stream's sticky events on `sinkpad` (stream-start, caps,
+/// segment...) to the chain's first element before it is linked: the chain
+/// then has its caps before anything else reaches it (a FLUSH_STOP of a seek
+/// racing a switch, a buffer), and a child that refuses them (mppvideodec
+/// opens its MPP context on caps) is found out before the stream depends on
+/// it. `caps` are the caps of a CAPS event being handled, which are not
+/// sticky on `sinkpad` yet; they replace its own.
+pub fn prime(
+    sinkpad: &gst::GhostPad,
+    elements: &[gst::Element],
+    caps: Option<&gst::CapsRef>,
+) -> Result<(), String> {
+    let first = elements.first().ok_or("an empty chain")?;
+    let sink = first
+        .static_pad("sink")
+        .ok_or("a chain starts on a sink pad")?;
+    let mut events = Vec::new();
+    sinkpad.sticky_events_foreach(|event| {
+        if caps.is_none() || event.type_() < gst::EventType::Caps {
+            events.push(event.clone());
+        }
+        std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
+    });
+    events.extend(caps.map(|caps| gst::event::Caps::new(&caps.to_owned())));
+    for event in events {
+        if !sink.send_event(event.clone()) {
+            let what = match event.view() {
+                gst::EventView::Caps(c) => format!("the caps {}", c.caps()),
+                _ => format!("the {:?} event", event.type_()),
+            };
+            return Err(format!("{} refused {what}", first.name()));
+        }
+    }
+    Ok(())
+}

@@ -4,7 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use super::Mode;
@@ -134,6 +134,8 @@ pub struct VpuGuardDec {
     stopping: AtomicBool,
     /// Set while a chain is linked to the ghost pads.
     rebuilding: AtomicBool,
+    /// FLUSH_STOPs seen: a switch that saw one happen drops what it held.
+    flushes: AtomicU64,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
 }
@@ -485,6 +487,7 @@ impl VpuGuardDec {
                 return forwarded;
             }
             gst::EventType::FlushStop => {
+                self.flushes.fetch_add(1, Ordering::SeqCst);
                 self.downstream_error.store(false, Ordering::SeqCst);
                 if let Some(watch) = self.current_watch() {
                     watch.flushed();

@@ -4,7 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
@@ -155,6 +155,8 @@ pub struct VpuGuardEnc {
     stopping: AtomicBool,
     /// Set while the chain is built in the streaming thread.
     rebuilding: AtomicBool,
+    /// FLUSH_STOPs seen: a switch that saw one happen drops what it held.
+    flushes: AtomicU64,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
 }
@@ -572,6 +574,7 @@ impl VpuGuardEnc {
             gst::EventType::FlushStop => {
                 // Nothing from before a flush is to be encoded again, and a
                 // downstream error is over.
+                self.flushes.fetch_add(1, Ordering::SeqCst);
                 self.downstream_error.store(false, Ordering::SeqCst);
                 if let Some(watch) = self.current_watch() {
                     watch.flushed();

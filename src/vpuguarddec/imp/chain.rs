@@ -115,45 +115,15 @@ impl VpuGuardDec {
         Ok(())
     }
 
-    /// Sends the stream's sticky events (stream-start, caps, segment...) to
-    /// the chain's first element before it is fed: mppvideodec opens its MPP
-    /// context when the caps arrive and refuses them, without an ERROR, when
-    /// it cannot. `caps` are the new caps of a CAPS event being handled (not
-    /// sticky on the sink pad yet).
+    /// Primes the chain with the stream's sticky events (see
+    /// `guard::chain::prime`): mppvideodec refuses caps it cannot open MPP
+    /// for, without an ERROR.
     pub(super) fn prime_chain(
         &self,
         chain: &Chain,
         caps: Option<&gst::CapsRef>,
     ) -> Result<(), String> {
-        let first = chain.elements.first().expect("a chain is never empty");
-        let sink = first
-            .static_pad("sink")
-            .expect("a chain starts on a sink pad");
-        let mut events = Vec::new();
-        self.sinkpad().sticky_events_foreach(|event| {
-            let replaced = caps.is_some() && event.type_() >= gst::EventType::Caps;
-            if !replaced {
-                events.push(event.clone());
-            }
-            std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
-        });
-        if let Some(caps) = caps {
-            events.push(gst::event::Caps::new(&caps.to_owned()));
-        }
-        for event in events {
-            if !sink.send_event(event.clone()) {
-                return Err(format!(
-                    "{} refused the {:?} event{}",
-                    chain.factory,
-                    event.type_(),
-                    match event.view() {
-                        gst::EventView::Caps(c) => format!(" {}", c.caps()),
-                        _ => String::new(),
-                    }
-                ));
-            }
-        }
-        Ok(())
+        crate::guard::chain::prime(self.sinkpad(), &chain.elements, caps)
     }
 
     /// Whether a chain may be replaced mid-stream: a hardware one by the

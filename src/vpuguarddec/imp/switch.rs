@@ -42,11 +42,16 @@ impl VpuGuardDec {
         pad: &gst::GhostPad,
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let flushes = self.flushes.load(Ordering::SeqCst);
         self.replace_if_failed(pad)?;
         let Some(input) = self.skip_to_keyframe(input) else {
             return Ok(gst::FlowSuccess::Ok);
         };
         self.reclaim_if_due(pad)?;
+        if self.flushes.load(Ordering::SeqCst) != flushes {
+            // Flushed by a seek while switching: this unit is the old segment's.
+            return Ok(gst::FlowSuccess::Ok);
+        }
         self.push_watched(pad, input)
     }
 
@@ -427,8 +432,15 @@ impl VpuGuardDec {
                 ]
             );
         }
+        let flushes = self.flushes.load(Ordering::SeqCst);
         self.post_decision(settings, reason, replay.lost);
         self.notify_chain_properties();
+        if self.flushes.load(Ordering::SeqCst) != flushes {
+            // An application seeking from a sync handler on the decision, in
+            // this thread: the units in hand are the old segment's. Ok, not
+            // FLUSHING, so that a source that seeked inside this push goes on.
+            return Ok(gst::FlowSuccess::Ok);
+        }
         gst::info!(
             CAT,
             imp = self,
@@ -500,8 +512,13 @@ impl VpuGuardDec {
             }
         }
         let failure = watch.failure().unwrap_or_default();
+        let flushes = self.flushes.load(Ordering::SeqCst);
         if self.replace_failed(pad, &watch, &failure).is_err() {
             return false;
+        }
+        if self.flushes.load(Ordering::SeqCst) != flushes {
+            // A seek flushed the stream this EOS ended.
+            return true;
         }
         forward(event)
     }

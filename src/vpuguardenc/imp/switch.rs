@@ -19,6 +19,20 @@ use crate::vpuguardenc::stream_format;
 /// frame within milliseconds; a slow one that keeps outputting is waited for).
 const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
 
+/// A switch that has taken place, for `complete_switch` to announce and finish.
+struct Switched<'a> {
+    settings: &'a Settings,
+    reason: Reason,
+    /// Why the old chain was replaced, when it failed.
+    failure: Option<&'a str>,
+    report: SwitchReport,
+    /// What the old chain never output, for the new one.
+    frames: Vec<Frame>,
+    /// The flush count when the switch began: a flush since makes `frames`
+    /// stale.
+    flushes: u64,
+}
+
 /// The chain that takes over.
 struct Replacement {
     factory: gst::ElementFactory,
@@ -42,8 +56,13 @@ impl VpuGuardEnc {
         pad: &gst::GhostPad,
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let flushes = self.flushes.load(Ordering::SeqCst);
         self.replace_if_failed(pad)?;
         self.reclaim_if_due(pad, &input)?;
+        if self.flushes.load(Ordering::SeqCst) != flushes {
+            // Flushed by a seek while switching: this frame is the old segment's.
+            return Ok(gst::FlowSuccess::Ok);
+        }
         self.push_watched(pad, input)
     }
 
@@ -152,10 +171,19 @@ impl VpuGuardEnc {
             seen: seen.unwrap_or_default(),
             failure: Some(failure.to_string()),
         };
+        let flushes = self.flushes.load(Ordering::SeqCst);
         match self.replace_chain(pad, replacement) {
-            Ok((report, frames)) => {
-                self.complete_switch(pad, &settings, reason, Some(failure), report, frames, None)
-            }
+            Ok((report, frames)) => self.complete_switch(
+                pad,
+                Switched {
+                    settings: &settings,
+                    reason,
+                    failure: Some(failure),
+                    report,
+                    frames,
+                    flushes,
+                },
+            ),
             Err(why) => {
                 self.post_error_message(gst::error_msg!(
                     gst::StreamError::Encode,
@@ -199,18 +227,20 @@ impl VpuGuardEnc {
         let Some(replacement) = self.reclaim_decision(&settings, &caps, seen) else {
             return Ok(());
         };
+        let flushes = self.flushes.load(Ordering::SeqCst);
         match self.replace_chain(pad, replacement) {
-            Ok((report, frames)) => {
+            Ok((mut report, frames)) => {
                 let next = running_time(pad.upcast_ref(), input.pts());
-                self.complete_switch(
-                    pad,
-                    &settings,
-                    Reason::Reclaimed,
-                    None,
+                report.first_running_time = report.first_running_time.or(next);
+                let switched = Switched {
+                    settings: &settings,
+                    reason: Reason::Reclaimed,
+                    failure: None,
                     report,
                     frames,
-                    next,
-                )?;
+                    flushes,
+                };
+                self.complete_switch(pad, switched)?;
                 Ok(())
             }
             Err(why) => {
@@ -319,12 +349,15 @@ impl VpuGuardEnc {
         let watch = chain.watch();
         let no_watch = std::mem::replace(&mut self.watches.lock().starting, watch.clone());
         drop(no_watch);
-        let started = self.start_chain(&chain).and_then(|()| {
-            match watch.as_ref().and_then(|w| w.failure()) {
+        // Primed before it is linked: a FLUSH_STOP (a seek racing the
+        // switch) must not reach an encoder that has no caps yet.
+        let started = self
+            .start_chain(&chain)
+            .and_then(|()| crate::guard::chain::prime(self.sinkpad(), &chain.elements, None))
+            .and_then(|()| match watch.as_ref().and_then(|w| w.failure()) {
                 Some(failure) => Err(failure),
                 None => Ok(()),
-            }
-        });
+            });
         // The hardware child has opened its session, or failed to.
         drop(new.held);
         if let Err(why) = started {
@@ -424,18 +457,19 @@ impl VpuGuardEnc {
 
     /// Tells the application, then sends the new chain the frames the old
     /// one never output, starting on a keyframe with its parameter sets.
-    #[allow(clippy::too_many_arguments)]
     fn complete_switch(
         &self,
         pad: &gst::GhostPad,
-        settings: &Settings,
-        reason: Reason,
-        failure: Option<&str>,
-        mut report: SwitchReport,
-        frames: Vec<Frame>,
-        next: Option<gst::ClockTime>,
+        switched: Switched,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        report.first_running_time = report.first_running_time.or(next);
+        let Switched {
+            settings,
+            reason,
+            failure,
+            report,
+            frames,
+            flushes,
+        } = switched;
         let encoder = self.state.lock().as_ref().map(|s| s.factory.clone());
         let encoder = encoder.unwrap_or_default();
         if let Some(failure) = failure {
@@ -464,6 +498,21 @@ impl VpuGuardEnc {
         }
         self.post_decision(settings, reason, Some(&report));
         self.notify_chain_properties();
+        if self.flushes.load(Ordering::SeqCst) != flushes {
+            // The stream was flushed meanwhile (an application seeking from
+            // a sync handler as it heard of the switch, in this very thread):
+            // the frames in hand belong to the old segment. Ok, not FLUSHING:
+            // a source that performed the seek inside this push goes on with
+            // the new segment only if the push succeeds.
+            gst::debug!(
+                CAT,
+                imp = self,
+                "flushed during the switch: {} frames dropped",
+                frames.len()
+            );
+            drop(frames);
+            return Ok(gst::FlowSuccess::Ok);
+        }
         gst::info!(
             CAT,
             imp = self,
@@ -540,8 +589,13 @@ impl VpuGuardEnc {
             }
         }
         let failure = watch.failure().unwrap_or_default();
+        let flushes = self.flushes.load(Ordering::SeqCst);
         if self.replace_failed(pad, &watch, &failure).is_err() {
             return false;
+        }
+        if self.flushes.load(Ordering::SeqCst) != flushes {
+            // A seek flushed the stream this EOS ended.
+            return true;
         }
         // Into the replacement, through the proxy this time.
         forward(event)
