@@ -359,7 +359,8 @@ fn non_live_stall_releases_what_is_held() {
     assert_eq!(
         w.error().to_string(),
         "Input stopped while 3 buffers (66000000 of 10000000000 ns) are held: upstream's \
-         buffer pool is probably too small for the delay. It needs 302 buffers: raise \
+         buffer pool is probably too small for the delay, and the other branches of a tee in \
+         front starve too. It needs 302 buffers: raise \
          nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool \
          size (v4l2src copies frames when more than 32 are needed)"
     );
@@ -1282,4 +1283,64 @@ fn paused_while_filling_live_releases_nothing_and_warns_nothing() {
 #[test]
 fn paused_while_filling_not_live_releases_nothing_and_warns_nothing() {
     paused_while_filling(false);
+}
+
+/// Input stopping while a 7 s delay fills, in a real pipeline with a
+/// synchronised sink (which takes the preroll GAP only at its running time,
+/// 7 s ahead): the WARNING comes `stall-timeout` after the last input, on the
+/// pipeline's test clock, and says the other branches starve too.
+#[test]
+fn a_seven_second_delay_whose_input_stops_warns_after_the_stall_timeout() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src is-live=true format=time \
+         caps=video/x-raw,format=I420,width=64,height=48,framerate=30/1 ! \
+         delaybuffer delay=7000000000 stall-timeout=1000000000 ! fakesink sync=true",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let clock = gst_check::TestClock::new();
+    pipeline.use_clock(Some(&clock));
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(gst::ClockTime::ZERO);
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..3u64 {
+        let mut buffer = gst::Buffer::with_size(64 * 48 * 3 / 2).unwrap();
+        buffer.get_mut().unwrap().set_pts(i * 33 * MS);
+        src.push_buffer(buffer).unwrap();
+    }
+    // The input stops. Nothing is due for 7 s; the stall is 1 s after the
+    // last input (at running time 0: the test clock stood still meanwhile).
+    let bus = pipeline.bus().unwrap();
+    let warning = (|| {
+        for _ in 0..200 {
+            if let Some(id) = clock.peek_next_pending_id()
+                && id.time() <= gst::ClockTime::SECOND
+            {
+                clock.set_time(id.time());
+                clock.process_next_clock_id();
+            }
+            if let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(50),
+                &[gst::MessageType::Warning],
+            ) {
+                return Some((msg, clock.time()));
+            }
+        }
+        None
+    })();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (msg, at) = warning.expect("a starvation WARNING before the delay ran out");
+    assert!(at <= gst::ClockTime::SECOND, "warned at {at}");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(text.contains("other branches of a tee"), "{text}");
 }

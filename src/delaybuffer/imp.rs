@@ -1211,7 +1211,7 @@ impl DelayBuffer {
                 self,
                 gst::ResourceError::NoSpaceLeft,
                 (
-                    "Input stopped while {} buffers ({} of {} ns) are held: upstream's buffer pool is probably too small for the delay. It needs {} buffers: raise nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool size (v4l2src copies frames when more than 32 are needed)",
+                    "Input stopped while {} buffers ({} of {} ns) are held: upstream's buffer pool is probably too small for the delay, and the other branches of a tee in front starve too. It needs {} buffers: raise nvvidconv output-buffers or nvv4l2decoder num-extra-surfaces, or the source's pool size (v4l2src copies frames when more than 32 are needed)",
                     held,
                     span,
                     delay,
@@ -1224,12 +1224,22 @@ impl DelayBuffer {
 
     /// Sends the stream's one preroll GAP, without holding the lock while
     /// downstream takes it.
+    ///
+    /// Pushed from a thread of its own: a synchronised sink takes the GAP
+    /// only at its running time, `delay` ahead, and the task must go on
+    /// watching for a stall meanwhile (it noticed input that stopped while
+    /// filling only once the GAP came back, `delay` late). The task's first
+    /// buffer, due at the GAP's time, waits for the sink's stream lock that
+    /// the GAP holds, so the order stays GAP, then buffer.
     fn send_preroll_gap(&self, s: &mut MutexGuard<'_, Shared>) {
         s.gap_sent = true;
         let gap = preroll_gap(s);
         if let Some(gap) = gap {
+            let srcpad = self.srcpad.clone();
             MutexGuard::unlocked(s, || {
-                let _ = self.srcpad.push_event(gap);
+                self.obj().call_async(move |_| {
+                    let _ = srcpad.push_event(gap);
+                });
             });
         }
     }
