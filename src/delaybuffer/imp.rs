@@ -80,6 +80,9 @@ struct Shared {
     clock_id: Option<gst::SingleShotClockId>,
     /// Whether the GAP that lets downstream preroll while filling was sent.
     gap_sent: bool,
+    /// Flushes so far: a GAP pushed from another thread after a flush is the
+    /// old segment's, and is not sent.
+    flushes: u64,
     last_running_time: Option<u64>,
     /// When the last buffer arrived: running time (live), monotonic ns (not live).
     last_arrival: Option<u64>,
@@ -109,6 +112,7 @@ impl Shared {
             flow: Ok(gst::FlowSuccess::Ok),
             clock_id: None,
             gap_sent: false,
+            flushes: 0,
             last_running_time: None,
             last_arrival: None,
             release_through: None,
@@ -894,6 +898,7 @@ impl DelayBuffer {
             let mut s = self.lock();
             s.flushing = flushing;
             let held = if flushing {
+                s.flushes += 1;
                 s.cancel_clock_wait();
                 s.ring.clear()
             } else {
@@ -936,7 +941,9 @@ impl DelayBuffer {
         if active {
             let old = {
                 let mut s = self.lock();
-                let fresh = Shared::new(s.settings);
+                let mut fresh = Shared::new(s.settings);
+                // A GAP of the stream before still in flight must see a change.
+                fresh.flushes = s.flushes;
                 std::mem::replace(&mut *s, fresh)
             };
             drop(old);
@@ -1235,10 +1242,13 @@ impl DelayBuffer {
         s.gap_sent = true;
         let gap = preroll_gap(s);
         if let Some(gap) = gap {
-            let srcpad = self.srcpad.clone();
+            let flushes = s.flushes;
             MutexGuard::unlocked(s, || {
-                self.obj().call_async(move |_| {
-                    let _ = srcpad.push_event(gap);
+                self.obj().call_async(move |obj| {
+                    let imp = obj.imp();
+                    if imp.lock().flushes == flushes {
+                        let _ = imp.srcpad.push_event(gap);
+                    }
                 });
             });
         }
