@@ -1,23 +1,22 @@
 // SPDX-License-Identifier: MPL-2.0
-#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 //! edgeguard: GStreamer elements that keep edge video pipelines alive when
 //! hardware (VPU sessions, GPU memory bandwidth, device handles) is scarce.
 
 use gst::glib;
 
-pub mod delaybuffer;
+mod delaybuffer;
 mod factory_caps;
 mod guard;
-pub mod leakcheck;
+mod leakcheck;
 mod pad_templates;
 
 #[cfg(test)]
 mod fuzz;
 #[doc(hidden)]
 pub mod vpu;
-pub mod vpuguarddec;
-pub mod vpuguardenc;
+mod vpuguarddec;
+mod vpuguardenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     delaybuffer::register(plugin)?;

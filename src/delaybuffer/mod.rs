@@ -10,7 +10,7 @@ mod allocation;
 mod flow;
 mod imp;
 mod latency;
-pub mod ring;
+mod ring;
 
 /// What to do when a `max-size-*` bound is hit.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
