@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::identity;
-use super::judge::{self, Demand, Outlet};
+use super::judge::{Demand, Outlet};
 use super::ledger::{self, Tracker};
 use super::observe;
 use super::registry::REGISTRY;
@@ -121,7 +121,7 @@ pub fn element_removed(tracker: u64, top: &gst::Element, element: &gst::Element)
 
 fn pipeline_disposing(tracker: u64, top: &gst::Element) {
     identity::mark_gone(top);
-    judge::run(tracker, Demand::Dispose(top));
+    worker::judge_now(tracker, Demand::Dispose(top));
     let mut registry = REGISTRY.lock();
     let watch_all = registry.watch_all;
     let Some(t) = registry.trackers.get_mut(&tracker) else {

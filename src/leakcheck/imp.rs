@@ -7,13 +7,15 @@ use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
+use super::CAT;
 use super::events;
-use super::judge::{self, CAT, Demand};
+use super::judge::{self, Demand};
 use super::ledger;
 use super::patterns::{DEFAULT_PATTERNS, DevicePatterns};
 use super::registry::REGISTRY;
 use super::report::Report;
 use super::watch::{self, Attachment};
+use super::worker;
 
 const DEFAULT_GRACE: u64 = gst::ClockTime::SECOND.nseconds();
 const DEFAULT_FAIL_ON_LEAK: bool = false;
@@ -362,7 +364,7 @@ impl LeakCheck {
         let Some(tracker) = self.watching.lock().tracker else {
             return Report::default();
         };
-        judge::run(tracker, Demand::Ask);
+        worker::judge_now(tracker, Demand::Ask);
         REGISTRY
             .lock()
             .trackers

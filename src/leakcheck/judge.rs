@@ -17,13 +17,7 @@ use super::observe;
 use super::registry::{JUDGED, REGISTRY};
 use super::report::{Finding, Report};
 
-pub static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "leakcheck",
-        gst::DebugColorFlags::empty(),
-        Some("Pipeline leak checker"),
-    )
-});
+use super::CAT;
 
 /// The longest a report reader waits for a judgement under way elsewhere.
 const JUDGED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -47,17 +41,18 @@ struct Claim {
     check_pending: bool,
 }
 
-/// Judges what is due for one tracker. See the module documentation.
-pub fn run(tracker: u64, demand: Demand) {
-    let Some((weak, due, patterns)) = REGISTRY.lock().trackers.get(&tracker).map(|t| {
+/// Judges what is due for one tracker (see the module documentation), and
+/// says when the tracker is to be looked at again: the caller schedules it
+/// with the worker, which alone keeps the wake-ups.
+#[must_use = "the next wake-up must be scheduled"]
+pub fn run(tracker: u64, demand: Demand) -> Option<Instant> {
+    let (weak, due, patterns) = REGISTRY.lock().trackers.get(&tracker).map(|t| {
         (
             t.pipeline.clone(),
             t.ended_due(Instant::now()),
             t.settings.patterns.clone(),
         )
-    }) else {
-        return;
-    };
+    })?;
     let pipeline = match demand {
         Demand::Dispose(top) => Some(top.clone()),
         _ => weak.upgrade(),
@@ -68,8 +63,9 @@ pub fn run(tracker: u64, demand: Demand) {
     };
     let force = matches!(demand, Demand::Dispose(_));
     let fds_now = (due && settled).then(|| fds::snapshot(&patterns));
-    let Some(claim) = claim(tracker, &demand, settled, force, fds_now) else {
-        return;
+    let claim = match claim(tracker, &demand, settled, force, fds_now) {
+        Ok(claim) => claim,
+        Err(wake) => return wake,
     };
 
     let (observed, _alive) = observe::observe(
@@ -82,7 +78,7 @@ pub fn run(tracker: u64, demand: Demand) {
     let Some((reports, outlet)) = merge(tracker, claim.cycles, &observed) else {
         // Untracked meanwhile: nothing to publish, but nobody may wait on it.
         JUDGED.notify_all();
-        return;
+        return None;
     };
     // The file is written before the judgement counts as finished: a reader
     // whose `get-report` waited for it finds the file as current.
@@ -98,29 +94,27 @@ pub fn run(tracker: u64, demand: Demand) {
     };
     JUDGED.notify_all();
 
-    if let Some(at) = wake {
-        super::worker::schedule(tracker, at);
-    }
     for (report, unannounced) in &reports {
         outlet.publish(report, *unannounced);
     }
     // `_alive` and `pipeline` are dropped last, with no lock held and the
     // judgement finished: a last unref may dispose elements in this thread.
+    wake
 }
 
 /// Takes the cycles due under the registry lock, waiting (bounded) for a
-/// judgement under way in another thread unless the worker asks. None when
-/// nothing is due; the worker is then told when to look again.
+/// judgement under way in another thread unless the worker asks. When
+/// nothing is due: when to look again.
 fn claim(
     tracker: u64,
     demand: &Demand,
     settled: bool,
     force: bool,
     fds_now: Option<fds::FdSnapshot>,
-) -> Option<Claim> {
+) -> Result<Claim, Option<Instant>> {
     let mut registry = REGISTRY.lock();
     loop {
-        let t = registry.trackers.get_mut(&tracker)?;
+        let t = registry.trackers.get_mut(&tracker).ok_or(None)?;
         if matches!(demand, Demand::Wake) {
             t.woken();
         }
@@ -129,20 +123,15 @@ fn claim(
             // Bounded, so that a caller holding a lock the judgement needs
             // (a getter called from a sync handler) is delayed, never hung.
             if JUDGED.wait_for(&mut registry, JUDGED_WAIT).timed_out() {
-                return None;
+                return Err(None);
             }
             continue;
         }
         let cycles = t.claim(Instant::now(), settled, force, fds_now.clone());
         if cycles.is_empty() {
-            let wake = t.next_wake(Instant::now());
-            drop(registry);
-            if let Some(at) = wake {
-                super::worker::schedule(tracker, at);
-            }
-            return None;
+            return Err(t.next_wake(Instant::now()));
         }
-        return Some(Claim {
+        return Ok(Claim {
             check_pending: cycles.iter().any(|c| !c.restarted),
             cycles,
             targets: t.targets(),

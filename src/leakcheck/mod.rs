@@ -6,6 +6,15 @@
 use gst::glib;
 use gst::prelude::*;
 
+/// leakcheck's debug category, for the element, the tracker and the judge.
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "leakcheck",
+        gst::DebugColorFlags::empty(),
+        Some("Pipeline leak checker"),
+    )
+});
+
 mod events;
 mod fdinfo;
 mod fds;

@@ -24,6 +24,14 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
 });
 static WAKE: Condvar = Condvar::new();
 
+/// Judges a tracker now, on the caller's thread, and schedules what the
+/// judgement says comes next.
+pub fn judge_now(tracker: u64, demand: Demand) {
+    if let Some(at) = judge::run(tracker, demand) {
+        schedule(tracker, at);
+    }
+}
+
 /// Asks the worker to look at a tracker at `at`.
 pub fn schedule(tracker: u64, at: Instant) {
     let mut queue = QUEUE.lock();
@@ -50,6 +58,9 @@ fn run() {
             continue;
         }
         queue.wakes.pop();
-        MutexGuard::unlocked(&mut queue, || judge::run(tracker, Demand::Wake));
+        let next = MutexGuard::unlocked(&mut queue, || judge::run(tracker, Demand::Wake));
+        if let Some(next) = next {
+            queue.wakes.push(Reverse((next, tracker)));
+        }
     }
 }
