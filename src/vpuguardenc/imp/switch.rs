@@ -201,8 +201,9 @@ impl VpuGuardEnc {
 
     /// On a software encoder of the hardware encoder's codec with
     /// `reclaim-interval` set: reads the listing once the schedule allows and
-    /// switches back to hardware when the budget has room. `next` is the
-    /// running time of the frame about to be encoded.
+    /// switches back to hardware when the budget has room. `input` is the
+    /// frame about to be encoded: the new encoder's first when no frame is in
+    /// flight.
     fn reclaim_if_due(&self, pad: &gst::GhostPad, input: &Input) -> Result<(), gst::FlowError> {
         let now = monotonic_now();
         let candidate = {
