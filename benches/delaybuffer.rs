@@ -8,9 +8,11 @@
 //! Each variant runs in a child process (this binary again) so that peak RSS
 //! is its own. Run with `make bench` or `cargo bench --bench delaybuffer`.
 
+mod common;
+
+use common::{launch, measure, median};
 use gst::prelude::*;
 use std::collections::VecDeque;
-use std::process::Command;
 
 const SMALL_BUFFERS: u64 = 200_000;
 const SMALL_DELAY_NS: u64 = 1_000_000_000;
@@ -59,13 +61,6 @@ fn run_to_eos(pipeline: &gst::Pipeline) {
         .unwrap();
     assert!(matches!(msg.view(), gst::MessageView::Eos(..)), "{msg:?}");
     pipeline.set_state(gst::State::Null).unwrap();
-}
-
-fn launch(description: &str) -> gst::Pipeline {
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
 }
 
 /// The CPU deep-copy delay people write by hand: every frame copied to a deque.
@@ -142,52 +137,32 @@ fn child(variant: &str) {
         other => panic!("unknown variant {other}"),
     }
     let (user1, sys1, faults1, rss) = usage();
-    println!(
-        "RESULT {} {} {} {}",
+    common::report(&[
         user1 - user0,
         sys1 - sys0,
-        faults1 - faults0,
-        rss
-    );
+        (faults1 - faults0) as f64,
+        rss as f64,
+    ]);
 }
 
-fn measure(variant: &str) -> Cost {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("EDGEGUARD_BENCH_VARIANT", variant)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{variant}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap();
-    let mut parts = line.split(' ');
-    let mut next = || parts.next().unwrap();
+/// The child's figures as its `Cost`.
+fn cost(variant: &str) -> Cost {
+    let v = measure(variant);
     Cost {
-        user: next().parse().unwrap(),
-        sys: next().parse().unwrap(),
-        faults: next().parse().unwrap(),
-        rss: next().parse().unwrap(),
+        user: v[0],
+        sys: v[1],
+        faults: v[2] as u64,
+        rss: v[3] as u64,
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    if let Ok(variant) = std::env::var("EDGEGUARD_BENCH_VARIANT") {
+    if let Some(variant) = common::variant() {
         child(&variant);
         return;
     }
     const ROUNDS: usize = 5;
-    let cpu = |variant: &str| median((0..ROUNDS).map(|_| measure(variant).cpu()).collect());
+    let cpu = |variant: &str| median((0..ROUNDS).map(|_| cost(variant).cpu()).collect());
     let none = cpu("small-none");
     let queue = cpu("small-queue");
     let delay = cpu("small-delaybuffer");
@@ -209,7 +184,7 @@ fn main() {
     // Page faulting dominates (b) and its system time varies from run to run:
     // each variant is the run of median CPU among three.
     let measure_median = |variant: &str| {
-        let mut runs: Vec<Cost> = (0..3).map(|_| measure(variant)).collect();
+        let mut runs: Vec<Cost> = (0..3).map(|_| cost(variant)).collect();
         runs.sort_by(|a, b| a.cpu().partial_cmp(&b.cpu()).unwrap());
         runs[1]
     };

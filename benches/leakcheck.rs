@@ -12,21 +12,16 @@
 //! speed falls on both sides.
 //! Run with `make bench` or `cargo bench --bench leakcheck`.
 
+mod common;
+
+use common::{launch, measure};
 use gst::prelude::*;
-use std::process::Command;
 use std::time::Instant;
 
 const TINY_BUFFERS: u32 = 200_000;
 const FRAMES: u32 = 1_000;
 const CYCLES: u32 = 100;
 const ELEMENTS: usize = 50;
-
-fn launch(description: &str) -> gst::Pipeline {
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
 
 /// Where a leakcheck (or its stand-in) sits in the measured pipeline.
 #[derive(Clone, Copy)]
@@ -107,31 +102,12 @@ fn child(variant: &str) {
         "states-with" => state_change_cost(true),
         other => panic!("unknown variant {other}"),
     };
-    println!("RESULT {value}");
-}
-
-fn measure(variant: &str) -> f64 {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("EDGEGUARD_BENCH_VARIANT", variant)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{variant}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::report(&[value]);
 }
 
 /// The median of 5 runs of each variant, the variants taking turns.
 fn medians<const N: usize>(variants: [&str; N]) -> [f64; N] {
-    let mut runs: Vec<[f64; N]> = (0..5).map(|_| variants.map(measure)).collect();
+    let mut runs: Vec<[f64; N]> = (0..5).map(|_| variants.map(|v| measure(v)[0])).collect();
     std::array::from_fn(|i| {
         runs.sort_by(|a, b| a[i].partial_cmp(&b[i]).unwrap());
         runs[2][i]
@@ -139,7 +115,7 @@ fn medians<const N: usize>(variants: [&str; N]) -> [f64; N] {
 }
 
 fn main() {
-    if let Ok(variant) = std::env::var("EDGEGUARD_BENCH_VARIANT") {
+    if let Some(variant) = common::variant() {
         child(&variant);
         return;
     }

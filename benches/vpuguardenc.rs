@@ -31,15 +31,17 @@
 //!
 //! Run with `make bench` (or `cargo bench --bench vpuguardenc`).
 
+#[path = "common/mod.rs"]
+mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use common::fake_mpp::FACTORY_NAME as FAKE_H265;
 use common::fake_mpp_dec::FACTORY_NAME as FAKE_DEC;
+use common::vpu::Vpu;
 use gst::prelude::*;
 use gstedgeguard::vpu::budget::{self, BudgetSettings, Patience};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,53 +68,20 @@ const FRAME_INTERVAL_MS: f64 = 1000.0 / 30.0;
 /// Frames of the decoding throughput runs' file.
 const DECODE_FRAMES: u32 = 300;
 
-/// A private lock directory and session listing for the MPP double.
-struct Vpu {
-    dir: std::path::PathBuf,
+/// The double's properties for these runs: on its output thread.
+fn on_output_thread(double_props: &str) -> String {
+    format!(",output-thread=true{double_props}")
 }
 
-impl Vpu {
-    fn new() -> Self {
-        let dir = common::temp_dir("bench-vpuguardenc");
-        std::fs::write(dir.join("sessions-summary"), "").unwrap();
-        Vpu { dir }
-    }
-
-    /// A guard named `out` on the H.265 double on its output thread,
-    /// `double_props` added to the double's properties.
-    fn guard(&self, double_props: &str) -> String {
-        let sf = self.dir.join("sessions-summary");
-        format!(
-            "vpuguardenc name=out hw-encoder={FAKE_H265} session-file={sf} lock-dir={ld} \
-             hw-properties=\"props,session-file={sf},output-thread=true{double_props}\"",
-            sf = sf.display(),
-            ld = self.dir.join("lock").display(),
-        )
-    }
-
-    /// A vpuguarddec named `out` on the decoder double on its output thread,
-    /// `double_props` added to the double's properties.
-    fn decoder_guard(&self, double_props: &str) -> String {
-        let sf = self.dir.join("sessions-summary");
-        format!(
-            "vpuguarddec name=out hw-decoder={FAKE_DEC} session-file={sf} lock-dir={ld} \
-             hw-properties=\"props,session-file={sf},output-thread=true{double_props}\"",
-            sf = sf.display(),
-            ld = self.dir.join("lock").display(),
-        )
-    }
-
-    fn sessions(&self) -> usize {
-        common::fake_mpp::count_records(
-            &std::fs::read_to_string(self.dir.join("sessions-summary")).unwrap(),
-        )
-    }
+/// A guard named `out` on the H.265 double, `double_props` added to the
+/// double's properties.
+fn encoder_guard(vpu: &Vpu, double_props: &str) -> String {
+    vpu.guard_on(FAKE_H265, &on_output_thread(double_props), "name=out")
 }
 
-impl Drop for Vpu {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A vpuguarddec named `out` on the decoder double.
+fn decoder_guard(vpu: &Vpu, double_props: &str) -> String {
+    vpu.decoder_guard(&on_output_thread(double_props), "name=out")
 }
 
 /// CPU time of this process so far, every thread's, user and system.
@@ -246,6 +215,17 @@ fn run(description: &str) -> Run {
     }
 }
 
+/// Every frame out once, in order.
+fn assert_every_frame_once(run: &Run, frames: u32) {
+    assert_eq!(run.out.len(), frames as usize, "frames out");
+    assert!(
+        run.out
+            .windows(2)
+            .all(|w| w[0].running_time < w[1].running_time),
+        "running times out of order"
+    );
+}
+
 /// Checks that a run failed over once, losing nothing, and that every frame
 /// left the guard once, in order; returns the switch.
 fn assert_failed_over(run: &Run, frames: u32) -> Switch {
@@ -257,13 +237,7 @@ fn assert_failed_over(run: &Run, frames: u32) -> Switch {
     });
     assert_eq!(run.reasons, ["budget", "hw-failed-mid-stream"]);
     assert_eq!(switch.lost, 0, "frames lost at the switch: {switch:?}");
-    assert_eq!(run.out.len(), frames as usize, "frames out");
-    assert!(
-        run.out
-            .windows(2)
-            .all(|w| w[0].running_time < w[1].running_time),
-        "running times out of order"
-    );
+    assert_every_frame_once(run, frames);
     switch
 }
 
@@ -308,7 +282,7 @@ fn after_failover(vpu: &Vpu, guarded: bool) -> Vec<f64> {
     let r = if guarded {
         let r = run(&format!(
             "{source} ! {} ! fakesink",
-            vpu.guard(&format!(",fail-after-buffers={FAIL_AFTER}"))
+            encoder_guard(vpu, &format!(",fail-after-buffers={FAIL_AFTER}"))
         ));
         assert_failed_over(&r, FAILOVER_FRAMES);
         assert_eq!(vpu.sessions(), 0, "the double's session was left open");
@@ -319,12 +293,26 @@ fn after_failover(vpu: &Vpu, guarded: bool) -> Vec<f64> {
              caps=video/x-h265,stream-format=byte-stream,alignment=au ! fakesink"
         ))
     };
+    steady_rate(&r)
+}
+
+/// Frames per second and CPU ms per frame from output `COUNT_FROM` on.
+fn steady_rate(r: &Run) -> Vec<f64> {
     let (first, last) = (&r.out[COUNT_FROM], r.out.last().unwrap());
     let frames = (r.out.len() - 1 - COUNT_FROM) as f64;
     vec![
         frames / (last.at - first.at).as_secs_f64(),
         (last.cpu - first.cpu).as_secs_f64() * 1e3 / frames,
     ]
+}
+
+/// The double's property making it fail at `LIVE_FAIL_AFTER`, if `fail`.
+fn live_failure(fail: bool) -> String {
+    if fail {
+        format!(",fail-after-buffers={LIVE_FAIL_AFTER}")
+    } else {
+        String::new()
+    }
 }
 
 /// The live stream through the guard on the double holding `IN_FLIGHT`
@@ -334,15 +322,11 @@ fn after_failover(vpu: &Vpu, guarded: bool) -> Vec<f64> {
 /// to the decision, from the decision to the last frame in flight out, and
 /// how many frames were sent again.
 fn live(vpu: &Vpu, fail: bool) -> Vec<f64> {
-    let failing = if fail {
-        format!(",fail-after-buffers={LIVE_FAIL_AFTER}")
-    } else {
-        String::new()
-    };
+    let failing = live_failure(fail);
     let r = run(&format!(
         "videotestsrc is-live=true num-buffers={LIVE_FRAMES} ! \
          video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! {} ! fakesink sync=false",
-        vpu.guard(&format!(",frames-in-flight={IN_FLIGHT}{failing}"))
+        encoder_guard(vpu, &format!(",frames-in-flight={IN_FLIGHT}{failing}"))
     ));
     assert_eq!(vpu.sessions(), 0, "the double's session was left open");
     let gaps: Vec<f64> = r
@@ -415,12 +399,7 @@ fn decode(guarded: bool) -> Vec<f64> {
     // From output COUNT_FROM on: the guard creates its decoder (and so loads
     // the libav plugin, about 40 ms) in the CAPS event, the bare pipeline
     // before PLAYING; what is compared is the decoding itself.
-    let (first, last) = (&r.out[COUNT_FROM], r.out.last().unwrap());
-    let frames = (r.out.len() - 1 - COUNT_FROM) as f64;
-    vec![
-        frames / (last.at - first.at).as_secs_f64(),
-        (last.cpu - first.cpu).as_secs_f64() * 1e3 / frames,
-    ]
+    steady_rate(&r)
 }
 
 /// The live H.264 stream through vpuguarddec on the decoder double holding
@@ -428,17 +407,13 @@ fn decode(guarded: bool) -> Vec<f64> {
 /// the largest gap between frames out, in ms. A failing run is checked: every
 /// frame out once, in order, and the double's session closed.
 fn decoder_live(vpu: &Vpu, fail: bool) -> Vec<f64> {
-    let failing = if fail {
-        format!(",fail-after-buffers={LIVE_FAIL_AFTER}")
-    } else {
-        String::new()
-    };
+    let failing = live_failure(fail);
     let r = run(&format!(
         "videotestsrc is-live=true num-buffers={LIVE_FRAMES} ! \
          video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
          x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse ! {} ! \
          fakesink sync=false",
-        vpu.decoder_guard(&format!(",frames-in-flight={IN_FLIGHT}{failing}"))
+        decoder_guard(vpu, &format!(",frames-in-flight={IN_FLIGHT}{failing}"))
     ));
     assert_eq!(vpu.sessions(), 0, "the double's session was left open");
     let reasons: Vec<String> = r
@@ -453,13 +428,7 @@ fn decoder_live(vpu: &Vpu, fail: bool) -> Vec<f64> {
         &["budget"]
     };
     assert_eq!(reasons, expected);
-    assert_eq!(r.out.len(), LIVE_FRAMES as usize, "frames out");
-    assert!(
-        r.out
-            .windows(2)
-            .all(|w| w[0].running_time < w[1].running_time),
-        "running times out of order"
-    );
+    assert_every_frame_once(&r, LIVE_FRAMES);
     let largest = r
         .out
         .windows(2)
@@ -470,7 +439,7 @@ fn decoder_live(vpu: &Vpu, fail: bool) -> Vec<f64> {
 
 fn child(variant: &str) {
     common::init();
-    let vpu = Vpu::new();
+    let vpu = Vpu::new("bench-vpuguardenc", "");
     let values = match variant {
         "x264-bare" => software("x264enc", false),
         "x264-guard" => software("x264enc", true),
@@ -486,42 +455,8 @@ fn child(variant: &str) {
         "dec-live-failover" => decoder_live(&vpu, true),
         other => panic!("unknown variant {other}"),
     };
-    let values: Vec<String> = values.iter().map(f64::to_string).collect();
-    println!("RESULT {}", values.join(" "));
-}
-
-/// Runs `variant` in a child process: the values it reports.
-fn measure(variant: &str) -> Vec<f64> {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("EDGEGUARD_BENCH_VARIANT", variant)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{variant}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let values: Vec<f64> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap()
-        .split(' ')
-        .map(|v| v.parse().unwrap())
-        .collect();
-    if verbose() {
-        eprintln!("  {variant}: {values:.1?}");
-    }
-    values
-}
-
-fn verbose() -> bool {
-    std::env::var_os("EDGEGUARD_BENCH_VERBOSE").is_some_and(|v| v == "1")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    vpu.remove();
+    bench::report(&values);
 }
 
 /// `ROUNDS` runs of each of two variants, taking turns, every other round
@@ -530,15 +465,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// files they need in the page cache.
 fn rounds(variants: [&str; 2], warm_up: bool) -> Vec<[Vec<f64>; 2]> {
     if warm_up {
-        measure(variants[0]);
+        bench::measure(variants[0]);
     }
     (0..ROUNDS)
         .map(|round| {
             if round % 2 == 0 {
-                variants.map(measure)
+                variants.map(bench::measure)
             } else {
-                let second = measure(variants[1]);
-                [measure(variants[0]), second]
+                let second = bench::measure(variants[1]);
+                [bench::measure(variants[0]), second]
             }
         })
         .collect()
@@ -558,7 +493,7 @@ struct Compared {
 
 fn compare(what: String, bare: &str, guard: &str) -> Compared {
     let runs = rounds([bare, guard], true);
-    let m = |f: &dyn Fn(&[Vec<f64>; 2]) -> f64| median(runs.iter().map(f).collect());
+    let m = |f: &dyn Fn(&[Vec<f64>; 2]) -> f64| bench::median(runs.iter().map(f).collect());
     Compared {
         bare: m(&|[b, _]| b[0]),
         guard: m(&|[_, g]| g[0]),
@@ -594,8 +529,22 @@ fn decision_latency(dir: &Path) -> Vec<Duration> {
     latencies
 }
 
+/// The largest gaps between frames out, with and without a failover.
+fn print_gaps(failover_gap: f64, baseline_gap: f64) {
+    println!(
+        "  largest gap between frames out of the guard, around the switch: {failover_gap:6.1} ms \
+         = stall of {:.1} ms over the {FRAME_INTERVAL_MS:.1} ms frame interval",
+        failover_gap - FRAME_INTERVAL_MS
+    );
+    println!(
+        "  largest gap between frames out of the guard, without failure  : {baseline_gap:6.1} ms \
+         = {:.1} ms over the interval",
+        baseline_gap - FRAME_INTERVAL_MS
+    );
+}
+
 fn main() {
-    if let Ok(variant) = std::env::var("EDGEGUARD_BENCH_VARIANT") {
+    if let Some(variant) = bench::variant() {
         child(&variant);
         return;
     }
@@ -634,7 +583,7 @@ fn main() {
     }
 
     let runs = rounds(["live", "live-failover"], false);
-    let m = |f: &dyn Fn(&[Vec<f64>; 2]) -> f64| median(runs.iter().map(f).collect());
+    let m = |f: &dyn Fn(&[Vec<f64>; 2]) -> f64| bench::median(runs.iter().map(f).collect());
     let (baseline_gap, failover_gap) = (m(&|[b, _]| b[0]), m(&|[_, f]| f[0]));
     let (to_decision, replay) = (m(&|[_, f]| f[1]), m(&|[_, f]| f[2]));
     let mut replayed: Vec<u64> = runs.iter().map(|[_, f]| f[3] as u64).collect();
@@ -647,15 +596,7 @@ fn main() {
          {LIVE_FAIL_AFTER} with {IN_FLIGHT} more in flight, vs the same without failure; \
          {ROUNDS} processes each in turns, medians:"
     );
-    println!(
-        "  largest gap between frames out of the guard, around the switch: {failover_gap:6.1} ms \
-         = stall of {stall:.1} ms over the {FRAME_INTERVAL_MS:.1} ms frame interval"
-    );
-    println!(
-        "  largest gap between frames out of the guard, without failure  : {baseline_gap:6.1} ms \
-         = {:.1} ms over the interval",
-        baseline_gap - FRAME_INTERVAL_MS
-    );
+    print_gaps(failover_gap, baseline_gap);
     println!(
         "  failing frame into the double's failing stage -> decision posted: {to_decision:6.1} ms"
     );
@@ -692,7 +633,7 @@ fn main() {
         decoding.what, decoding.bare, decoding.guard, decoding.ratio, decoding.cpu_ratio
     );
     let dec_runs = rounds(["dec-live", "dec-live-failover"], false);
-    let dm = |i: usize| median(dec_runs.iter().map(|r| r[i][0]).collect());
+    let dm = |i: usize| bench::median(dec_runs.iter().map(|r| r[i][0]).collect());
     let (dec_baseline, dec_failover) = (dm(0), dm(1));
     let dec_stall = dec_failover - FRAME_INTERVAL_MS;
     println!(
@@ -701,15 +642,7 @@ fn main() {
          {LIVE_FAIL_AFTER} with {IN_FLIGHT} more queued, vs the same without failure; \
          {ROUNDS} processes each in turns, medians:"
     );
-    println!(
-        "  largest gap between frames out of the guard, around the switch: {dec_failover:6.1} ms \
-         = stall of {dec_stall:.1} ms over the {FRAME_INTERVAL_MS:.1} ms frame interval"
-    );
-    println!(
-        "  largest gap between frames out of the guard, without failure  : {dec_baseline:6.1} ms \
-         = {:.1} ms over the interval",
-        dec_baseline - FRAME_INTERVAL_MS
-    );
+    print_gaps(dec_failover, dec_baseline);
 
     let names = [
         "throughput guard/bare x264enc ! h264parse",

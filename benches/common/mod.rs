@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What every benchmark does the same way: each measured run in a child
+//! process of its own (this bench binary again, with the variant in
+//! `EDGEGUARD_BENCH_VARIANT`), its figures on one `RESULT` line, medians.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+
+const VARIANT: &str = "EDGEGUARD_BENCH_VARIANT";
+
+/// The variant this process is to run, when it is a child.
+pub fn variant() -> Option<String> {
+    std::env::var(VARIANT).ok()
+}
+
+/// Prints a child's figures for `measure`.
+pub fn report(values: &[f64]) {
+    let values: Vec<String> = values.iter().map(f64::to_string).collect();
+    println!("RESULT {}", values.join(" "));
+}
+
+/// Runs `variant` in a child process: the figures it reports.
+pub fn measure(variant: &str) -> Vec<f64> {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(VARIANT, variant)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{variant}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values: Vec<f64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("{variant} printed no RESULT line"))
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    if verbose() {
+        eprintln!("  {variant}: {values:.1?}");
+    }
+    values
+}
+
+/// EDGEGUARD_BENCH_VERBOSE=1 prints every run on stderr.
+pub fn verbose() -> bool {
+    std::env::var_os("EDGEGUARD_BENCH_VERBOSE").is_some_and(|v| v == "1")
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+pub fn launch(description: &str) -> gst::Pipeline {
+    use gst::prelude::*;
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
