@@ -264,3 +264,34 @@ pub fn time_segment(pad: &gst::Pad) -> Option<gst::FormattedSegment<gst::ClockTi
 pub fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
     time_segment(pad)?.to_running_time(pts?)
 }
+
+/// An ERROR posted from inside one of `watches`' chains, when the guard
+/// handles that chain's failures: recorded in its watch, and what it said
+/// returned (the message is then the guard's, not the application's). It is
+/// only recorded: this may be the child's own thread, which cannot stop the
+/// child; the streaming thread replaces it. `downstream_failed`: downstream
+/// failed first (recorded in this same thread before the child saw the
+/// error flow), so the child's ERROR is downstream's and goes out as it is.
+pub fn claim_failure<W: Coverage + std::fmt::Debug>(
+    message: &gst::Message,
+    watches: [Option<Arc<ChainWatch<W>>>; 2],
+    downstream_failed: bool,
+) -> Option<String> {
+    let gst::MessageView::Error(err) = message.view() else {
+        return None;
+    };
+    if downstream_failed {
+        return None;
+    }
+    let src = message.src()?;
+    let watch = watches.into_iter().flatten().find(|watch| {
+        watch.handles_failure() && super::is_same_or_inside(src, watch.child.upcast_ref())
+    })?;
+    let what = format!(
+        "{} ({})",
+        err.error(),
+        err.debug().as_deref().unwrap_or("no details")
+    );
+    watch.record_failure(what.clone());
+    Some(what)
+}

@@ -443,37 +443,21 @@ impl ElementImpl for VpuGuardEnc {
 
 impl BinImpl for VpuGuardEnc {
     fn handle_message(&self, message: gst::Message) {
-        if let gst::MessageView::Error(err) = message.view() {
-            let watches = {
-                let watches = self.watches.lock();
-                [watches.current.clone(), watches.starting.clone()]
-            };
-            let src = message.src();
-            // Downstream failed first (recorded in this same thread before the
-            // child saw the error flow): the child's ERROR is downstream's.
-            let downstream_failed = self.downstream_error.load(Ordering::SeqCst);
-            let handler = watches.into_iter().flatten().find(|watch| {
-                !downstream_failed
-                    && watch.handles_failure()
-                    && src.is_some_and(|src| {
-                        crate::guard::is_same_or_inside(src, watch.child.upcast_ref())
-                    })
-            });
-            if let Some(watch) = handler {
-                let what = format!(
-                    "{} ({})",
-                    err.error(),
-                    err.debug().as_deref().unwrap_or("no details")
-                );
-                gst::warning!(CAT, imp = self, "hardware encoder failed: {what}");
-                // Only recorded: this may be the child's own thread, which
-                // cannot stop the child. The streaming thread replaces it.
-                watch.record_failure(what);
-                return;
-            }
-            // Anything else goes out as the child posted it: its source,
-            // debug and details are what the application needs to act on.
+        if message.type_() != gst::MessageType::Error {
+            return self.parent_handle_message(message);
         }
+        let watches = {
+            let watches = self.watches.lock();
+            [watches.current.clone(), watches.starting.clone()]
+        };
+        let downstream_failed = self.downstream_error.load(Ordering::SeqCst);
+        if let Some(what) = crate::guard::watch::claim_failure(&message, watches, downstream_failed)
+        {
+            gst::warning!(CAT, imp = self, "hardware encoder failed: {what}");
+            return;
+        }
+        // Anything else goes out as the child posted it: its source, debug
+        // and details are what the application needs to act on.
         self.parent_handle_message(message)
     }
 }
