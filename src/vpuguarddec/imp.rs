@@ -100,6 +100,9 @@ struct State {
     /// (and counted lost) until the next one.
     awaiting_keyframe: bool,
     reclaim: ReclaimSchedule,
+    /// A switch made off the streaming thread, to be told once the stream
+    /// lock is released.
+    untold: Option<switch::Announcement>,
 }
 
 /// The chain decoding now and a replacement while it starts.
@@ -136,6 +139,9 @@ pub struct VpuGuardDec {
     rebuilding: AtomicBool,
     /// FLUSH_STOPs seen: a switch that saw one happen drops what it held.
     flushes: AtomicU64,
+    /// Set while a failover runs off the streaming thread, holding the
+    /// stream lock: its announcement waits until the lock is released.
+    deferring: AtomicBool,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
 }
@@ -404,6 +410,8 @@ impl BinImpl for VpuGuardDec {
         if let Some(what) = crate::guard::watch::claim_failure(&message, watches, downstream_failed)
         {
             gst::warning!(CAT, imp = self, "hardware decoder failed: {what}");
+            // Replaced at once, not when the next access unit arrives.
+            self.obj().call_async(|obj| obj.imp().fail_over_now());
             return;
         }
         // Anything else goes out as the child posted it: its source, debug

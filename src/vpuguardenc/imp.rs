@@ -103,6 +103,9 @@ struct State {
     /// Encoder changes in this stream (failover, reclaim).
     switches: u32,
     reclaim: ReclaimSchedule,
+    /// A switch made off the streaming thread, to be told once the stream
+    /// lock is released.
+    untold: Option<switch::Announcement>,
 }
 
 /// Why no chain came out of a decision.
@@ -157,6 +160,9 @@ pub struct VpuGuardEnc {
     rebuilding: AtomicBool,
     /// FLUSH_STOPs seen: a switch that saw one happen drops what it held.
     flushes: AtomicU64,
+    /// Set while a failover runs off the streaming thread, holding the
+    /// stream lock: its announcement waits until the lock is released.
+    deferring: AtomicBool,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
 }
@@ -454,6 +460,8 @@ impl BinImpl for VpuGuardEnc {
         if let Some(what) = crate::guard::watch::claim_failure(&message, watches, downstream_failed)
         {
             gst::warning!(CAT, imp = self, "hardware encoder failed: {what}");
+            // Replaced at once, not when the next frame arrives.
+            self.obj().call_async(|obj| obj.imp().fail_over_now());
             return;
         }
         // Anything else goes out as the child posted it: its source, debug

@@ -95,6 +95,7 @@ impl VpuGuardDec {
             switches: 0,
             frames_lost: 0,
             awaiting_keyframe: false,
+            untold: None,
             reclaim: ReclaimSchedule::new(
                 Duration::from(settings.reclaim_interval),
                 monotonic_now(),

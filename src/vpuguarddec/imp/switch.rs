@@ -21,6 +21,16 @@ use std::time::Duration;
 /// draining before EOS is taken as gone through.
 const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
 
+/// What the application is told of a switch: a WARNING for a failure, and
+/// the decision.
+pub(super) struct Announcement {
+    settings: Settings,
+    reason: Reason,
+    failure: Option<String>,
+    units: usize,
+    lost: u64,
+}
+
 /// The chain that takes over.
 struct Replacement {
     factory: gst::ElementFactory,
@@ -33,6 +43,59 @@ struct Replacement {
 }
 
 impl VpuGuardDec {
+    /// Replaces a chain whose failure was just recorded (on the child's own
+    /// thread) from a thread of GStreamer's pool, rather than when the next
+    /// access unit arrives. The stream lock keeps the streaming thread out
+    /// meanwhile; the switch is announced once it is released (an
+    /// application seeking from a sync handler on the decision would
+    /// otherwise wait for the source's stream lock while the source waits
+    /// for ours).
+    pub(super) fn fail_over_now(&self) {
+        let pad = self.sinkpad();
+        {
+            let _stream = pad.stream_lock();
+            if self.stopping.load(Ordering::SeqCst)
+                || pad.pad_flags().contains(gst::PadFlags::FLUSHING)
+            {
+                return;
+            }
+            self.deferring.store(true, Ordering::SeqCst);
+            let _ = self.replace_if_failed(pad);
+            self.deferring.store(false, Ordering::SeqCst);
+        }
+        let untold = self.state.lock().as_mut().and_then(|s| s.untold.take());
+        if let Some(announcement) = untold {
+            self.announce(&announcement);
+        }
+    }
+
+    /// Tells the application of a switch: a WARNING when the old chain
+    /// failed, the decision message, the read-only properties.
+    fn announce(&self, a: &Announcement) {
+        if let Some(failure) = &a.failure {
+            let decoder = self.state.lock().as_ref().map(|s| s.factory.clone());
+            let decoder = decoder.unwrap_or_default();
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "Hardware decoder {} failed, decoding with {}",
+                    a.settings.hw_decoder,
+                    decoder
+                ),
+                [
+                    "{}; {} access units since the last keyframe sent to {}, {} frames lost",
+                    failure,
+                    a.units,
+                    decoder,
+                    a.lost
+                ]
+            );
+        }
+        self.post_decision(&a.settings, a.reason, a.lost);
+        self.notify_chain_properties();
+    }
+
     pub(super) fn current_watch(&self) -> Option<Arc<Watch>> {
         self.watches.lock().current.clone()
     }
@@ -359,6 +422,7 @@ impl VpuGuardDec {
                 frames_lost: old.frames_lost + replay.lost,
                 awaiting_keyframe: replay.needs_keyframe,
                 reclaim,
+                untold: None,
             };
             state.replace(new_state)
         };
@@ -414,27 +478,21 @@ impl VpuGuardDec {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let decoder = self.state.lock().as_ref().map(|s| s.factory.clone());
         let decoder = decoder.unwrap_or_default();
-        if let Some(failure) = failure {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Decode,
-                (
-                    "Hardware decoder {} failed, decoding with {}",
-                    settings.hw_decoder,
-                    decoder
-                ),
-                [
-                    "{}; {} access units since the last keyframe sent to {}, {} frames lost",
-                    failure,
-                    replay.units.len(),
-                    decoder,
-                    replay.lost
-                ]
-            );
-        }
+        let announcement = Announcement {
+            settings: settings.clone(),
+            reason,
+            failure: failure.map(str::to_string),
+            units: replay.units.len(),
+            lost: replay.lost,
+        };
         let flushes = self.flushes.load(Ordering::SeqCst);
-        self.post_decision(settings, reason, replay.lost);
-        self.notify_chain_properties();
+        if self.deferring.load(Ordering::SeqCst) {
+            if let Some(state) = self.state.lock().as_mut() {
+                state.untold = Some(announcement);
+            }
+        } else {
+            self.announce(&announcement);
+        }
         if self.flushes.load(Ordering::SeqCst) != flushes {
             // An application seeking from a sync handler on the decision, in
             // this thread: the units in hand are the old segment's. Ok, not

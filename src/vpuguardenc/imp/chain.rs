@@ -96,6 +96,7 @@ impl VpuGuardEnc {
             slot,
             switches: 0,
             reclaim,
+            untold: None,
         });
         let previous = std::mem::replace(&mut *self.state.lock(), new_state);
         drop(previous);

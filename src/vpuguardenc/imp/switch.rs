@@ -19,6 +19,15 @@ use crate::vpuguardenc::stream_format;
 /// frame within milliseconds; a slow one that keeps outputting is waited for).
 const EOS_WAIT_FOR_HARDWARE: Duration = Duration::from_secs(3);
 
+/// What the application is told of a switch: a WARNING for a failure, and
+/// the decision.
+pub(super) struct Announcement {
+    settings: Settings,
+    reason: Reason,
+    failure: Option<String>,
+    report: SwitchReport,
+}
+
 /// A switch that has taken place, for `complete_switch` to announce and finish.
 struct Switched<'a> {
     settings: &'a Settings,
@@ -47,6 +56,65 @@ struct Replacement {
 }
 
 impl VpuGuardEnc {
+    /// Replaces a chain whose failure was just recorded (on the child's own
+    /// thread), from a thread of GStreamer's pool, rather than when the next
+    /// frame arrives: on a live stream that is up to a frame interval later.
+    /// The stream lock keeps the streaming thread out meanwhile; the switch
+    /// is announced only once it is released, since an application seeking
+    /// from a sync handler on the decision would otherwise wait for the
+    /// source's stream lock while the source waits for ours.
+    pub(super) fn fail_over_now(&self) {
+        let pad = self.sinkpad();
+        {
+            let _stream = pad.stream_lock();
+            if self.stopping.load(Ordering::SeqCst)
+                || pad.pad_flags().contains(gst::PadFlags::FLUSHING)
+            {
+                return;
+            }
+            self.deferring.store(true, Ordering::SeqCst);
+            let _ = self.replace_if_failed(pad);
+            self.deferring.store(false, Ordering::SeqCst);
+        }
+        let untold = self.state.lock().as_mut().and_then(|s| s.untold.take());
+        if let Some(announcement) = untold {
+            self.announce(&announcement);
+        }
+    }
+
+    /// Tells the application of a switch: a WARNING when the old chain
+    /// failed, the decision message, the read-only properties.
+    fn announce(&self, a: &Announcement) {
+        if let Some(failure) = &a.failure {
+            let encoder = self.state.lock().as_ref().map(|s| s.factory.clone());
+            let encoder = encoder.unwrap_or_default();
+            let (what, detail) = match a.reason {
+                Reason::HwStartFailed => ("failed to start", "before its first output"),
+                _ => ("failed mid-stream", "after output had flowed"),
+            };
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Encode,
+                (
+                    "Hardware encoder {} {}, encoding with {}",
+                    a.settings.hw_encoder,
+                    what,
+                    encoder
+                ),
+                [
+                    "{} ({}); {} frames in flight sent to {}, {} lost past the window",
+                    failure,
+                    detail,
+                    a.report.replayed,
+                    encoder,
+                    a.report.lost
+                ]
+            );
+        }
+        self.post_decision(&a.settings, a.reason, Some(&a.report));
+        self.notify_chain_properties();
+    }
+
     pub(super) fn current_watch(&self) -> Option<Arc<Watch>> {
         self.watches.lock().current.clone()
     }
@@ -423,6 +491,7 @@ impl VpuGuardEnc {
             slot: new.slot,
             switches: switches.saturating_add(1),
             reclaim,
+            untold: None,
         });
         // The old state holds the old chain's last references: they go
         // after the lock (an element's dispose may call back into the bin).
@@ -473,32 +542,19 @@ impl VpuGuardEnc {
         } = switched;
         let encoder = self.state.lock().as_ref().map(|s| s.factory.clone());
         let encoder = encoder.unwrap_or_default();
-        if let Some(failure) = failure {
-            let (what, detail) = match reason {
-                Reason::HwStartFailed => ("failed to start", "before its first output"),
-                _ => ("failed mid-stream", "after output had flowed"),
-            };
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Encode,
-                (
-                    "Hardware encoder {} {}, encoding with {}",
-                    settings.hw_encoder,
-                    what,
-                    encoder
-                ),
-                [
-                    "{} ({}); {} frames in flight sent to {}, {} lost past the window",
-                    failure,
-                    detail,
-                    report.replayed,
-                    encoder,
-                    report.lost
-                ]
-            );
+        let announcement = Announcement {
+            settings: settings.clone(),
+            reason,
+            failure: failure.map(str::to_string),
+            report,
+        };
+        if self.deferring.load(Ordering::SeqCst) {
+            if let Some(state) = self.state.lock().as_mut() {
+                state.untold = Some(announcement);
+            }
+        } else {
+            self.announce(&announcement);
         }
-        self.post_decision(settings, reason, Some(&report));
-        self.notify_chain_properties();
         if self.flushes.load(Ordering::SeqCst) != flushes {
             // The stream was flushed meanwhile (an application seeking from
             // a sync handler as it heard of the switch, in this very thread):
