@@ -78,3 +78,24 @@ pub fn prime(
     }
     Ok(())
 }
+
+/// Runs `switch` off the streaming thread, holding `sinkpad`'s stream lock so
+/// that no buffer or serialized event reaches the chain meanwhile, unless the
+/// guard is stopping or the pad flushing. `deferring` is set meanwhile: what
+/// the switch would announce waits until the lock is released (an
+/// application seeking from a sync handler would otherwise wait for the
+/// source's stream lock while the source waits for ours).
+pub fn off_stream(
+    sinkpad: &gst::GhostPad,
+    stopping: &AtomicBool,
+    deferring: &AtomicBool,
+    switch: impl FnOnce(),
+) {
+    let _stream = sinkpad.stream_lock();
+    if stopping.load(Ordering::SeqCst) || sinkpad.pad_flags().contains(gst::PadFlags::FLUSHING) {
+        return;
+    }
+    deferring.store(true, Ordering::SeqCst);
+    switch();
+    deferring.store(false, Ordering::SeqCst);
+}

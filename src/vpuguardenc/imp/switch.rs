@@ -65,17 +65,9 @@ impl VpuGuardEnc {
     /// source's stream lock while the source waits for ours.
     pub(super) fn fail_over_now(&self) {
         let pad = self.sinkpad();
-        {
-            let _stream = pad.stream_lock();
-            if self.stopping.load(Ordering::SeqCst)
-                || pad.pad_flags().contains(gst::PadFlags::FLUSHING)
-            {
-                return;
-            }
-            self.deferring.store(true, Ordering::SeqCst);
+        crate::guard::chain::off_stream(pad, &self.stopping, &self.deferring, || {
             let _ = self.replace_if_failed(pad);
-            self.deferring.store(false, Ordering::SeqCst);
-        }
+        });
         let untold = self.state.lock().as_mut().and_then(|s| s.untold.take());
         if let Some(announcement) = untold {
             self.announce(&announcement);
