@@ -180,15 +180,16 @@ pub fn state_changed(
 /// elements reached NULL while the pipeline is on its way there (element
 /// mode: the pipeline's own READY->NULL message is lost to its flushing bus).
 pub fn cycle_ended(tracker: u64) {
-    let Some(patterns) = REGISTRY
+    let Some((patterns, needed)) = REGISTRY
         .lock()
         .trackers
         .get(&tracker)
-        .map(|t| t.settings.patterns.clone())
+        .map(|t| (t.settings.patterns.clone(), t.needs_fd_snapshot()))
     else {
         return;
     };
-    let fds = fds::snapshot(&patterns);
+    // /proc/self/fd once per teardown, not once per element reaching NULL.
+    let fds = needed.then(|| fds::snapshot(&patterns));
     let wake = match REGISTRY.lock().trackers.get_mut(&tracker) {
         Some(t) => t.end_cycle(Instant::now(), fds),
         None => return,

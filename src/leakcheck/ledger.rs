@@ -342,11 +342,23 @@ impl Tracker {
         }
     }
 
+    /// Whether the handles open now are still to be read for the cycle
+    /// ending: only at its first end. Later calls of the same teardown keep
+    /// that snapshot (the judgement reads the handles again when it is due);
+    /// a restart opens a new cycle.
+    pub fn needs_fd_snapshot(&self) -> bool {
+        self.running || self.ended.is_none()
+    }
+
     /// The pipeline went (or is going) to NULL: its elements' standings now
     /// are what the cycle is judged on. Each element reaching NULL during the
-    /// teardown calls this again, so the last one wins. Returns when to wake
-    /// the worker, unless a wake-up is queued already.
-    pub fn end_cycle(&mut self, now: Instant, fds: FdSnapshot) -> Option<Instant> {
+    /// teardown calls this again, so the last one wins; `fds` None keeps the
+    /// handles read at the first call. Returns when to wake the worker,
+    /// unless a wake-up is queued already.
+    pub fn end_cycle(&mut self, now: Instant, fds: Option<FdSnapshot>) -> Option<Instant> {
+        let fds = fds
+            .or_else(|| self.ended.as_ref().map(|end| end.fds.clone()))
+            .unwrap_or_default();
         self.running = false;
         let deadline = now + Duration::from(self.settings.grace);
         let standings = self.standings();
@@ -726,16 +738,39 @@ mod tests {
     }
 
     #[test]
+    fn the_handles_are_read_once_per_teardown() {
+        let mut t = tracker(gst::ClockTime::SECOND);
+        t.start_cycle();
+        assert!(t.needs_fd_snapshot());
+        let mut first = FdSnapshot::new();
+        first.insert(
+            7,
+            super::super::fds::Handle {
+                target: "/dev/video0".into(),
+                driver: None,
+            },
+        );
+        t.end_cycle(Instant::now(), Some(first.clone()));
+        // Another element reaching NULL in the same teardown keeps them.
+        assert!(!t.needs_fd_snapshot());
+        t.end_cycle(Instant::now(), None);
+        assert_eq!(t.ended.as_ref().unwrap().fds, first);
+        // A restart opens a new cycle, with handles of its own.
+        t.start_cycle();
+        assert!(t.needs_fd_snapshot());
+    }
+
+    #[test]
     fn an_ended_cycle_waits_for_its_grace_and_a_settled_pipeline() {
         let mut t = tracker(gst::ClockTime::from_seconds(1));
         run_cycle(&mut t, true);
         let now = Instant::now();
         assert_eq!(
-            t.end_cycle(now, FdSnapshot::new()),
+            t.end_cycle(now, Some(FdSnapshot::new())),
             Some(now + Duration::from_secs(1))
         );
         // One wake-up is queued per tracker.
-        assert_eq!(t.end_cycle(now, FdSnapshot::new()), None);
+        assert_eq!(t.end_cycle(now, Some(FdSnapshot::new())), None);
         assert!(t.claim(now, true, false, None).is_empty());
         let later = now + Duration::from_secs(2);
         assert!(t.claim(later, false, false, None).is_empty());
@@ -750,7 +785,7 @@ mod tests {
     fn a_restarted_cycle_is_judged_on_the_states_it_ended_in() {
         let mut t = tracker(gst::ClockTime::from_seconds(60));
         run_cycle(&mut t, true);
-        t.end_cycle(Instant::now(), FdSnapshot::new());
+        t.end_cycle(Instant::now(), Some(FdSnapshot::new()));
         // The next cycle starts long before the grace is over: element 2
         // moves on, but the ended cycle keeps its READY.
         run_cycle(&mut t, false);
@@ -768,7 +803,7 @@ mod tests {
     fn a_disposed_pipeline_is_judged_at_once_and_a_dead_element_is_gone() {
         let mut t = tracker(gst::ClockTime::from_seconds(60));
         run_cycle(&mut t, false);
-        t.end_cycle(Instant::now(), FdSnapshot::new());
+        t.end_cycle(Instant::now(), Some(FdSnapshot::new()));
         t.mark_dead(2);
         let cycles = t.claim(Instant::now(), true, true, None);
         assert_eq!(cycles.len(), 1);
