@@ -5,7 +5,9 @@
 //!     leakcheck vs an inline `identity` (the cost of any pass-through
 //!     element), for 720p video frames and, as the worst case, for 8x8 buffers;
 //! (b) the cost per state change of a 50-element pipeline cycled
-//!     NULL->PLAYING->NULL, with a leakcheck in it vs without.
+//!     NULL->PLAYING->NULL, with a leakcheck in it vs without;
+//! (c) what a judgement costs on big pipelines: a flat one of 1000 elements
+//!     and one of bins nested 200 deep (time of `get-report`, RSS added).
 //!
 //! Every variant runs in its own child process (this binary again), the
 //! variants of one comparison taking turns, so that drift in the machine's
@@ -82,7 +84,59 @@ fn state_change_cost(with_leakcheck: bool) -> f64 {
     start.elapsed().as_secs_f64() / f64::from(CYCLES) / (ELEMENTS * 6) as f64 * 1e6
 }
 
+/// RSS of this process, KiB.
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A pipeline of `n` identities, flat or each in a bin inside the one
+/// before, with a leakcheck, cycled to READY and back; the judgement's time
+/// (ms) and the RSS it added (KiB).
+fn judgement_cost(n: usize, nested: bool) -> Vec<f64> {
+    let pipeline = gst::Pipeline::new();
+    let check = gst::ElementFactory::make("leakcheck")
+        .property("grace", 0u64)
+        .build()
+        .unwrap();
+    pipeline.add(&check).unwrap();
+    let mut parent: gst::Bin = pipeline.clone().upcast();
+    for i in 0..n {
+        let identity = gst::ElementFactory::make("identity").build().unwrap();
+        if nested {
+            let bin = gst::Bin::with_name(&format!("b{i}"));
+            parent.add(&bin).unwrap();
+            bin.add(&identity).unwrap();
+            parent = bin;
+        } else {
+            parent.add(&identity).unwrap();
+        }
+    }
+    pipeline.set_state(gst::State::Ready).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let before = rss_kib();
+    let start = Instant::now();
+    let report = check.emit_by_name::<gst::Structure>("get-report", &[]);
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    std::hint::black_box(report);
+    vec![ms, rss_kib() - before]
+}
+
 fn child(variant: &str) {
+    if let Some(n) = variant.strip_prefix("judge-flat-") {
+        gst::init().unwrap();
+        gstedgeguard::plugin_register_static().unwrap();
+        return common::report(&judgement_cost(n.parse().unwrap(), false));
+    }
+    if let Some(n) = variant.strip_prefix("judge-nested-") {
+        gst::init().unwrap();
+        gstedgeguard::plugin_register_static().unwrap();
+        return common::report(&judgement_cost(n.parse().unwrap(), true));
+    }
     gst::init().unwrap();
     gstedgeguard::plugin_register_static().unwrap();
     let (source, buffers) = match variant.split_once('-').map(|(size, _)| size) {
@@ -152,7 +206,19 @@ fn main() {
     println!("  with leakcheck    : {with:8.2} us per state change");
     println!("  ratio with/without: {:8.2}", with / without);
     println!(
-        "RATIO|leakcheck|state change cost with/without|{:.2}|-",
+        "RATIO|leakcheck|state change cost with/without|{:.2}|<= 1.5",
         with / without
     );
+    println!("leakcheck (c): a judgement (get-report) after one cycle, median of 5:");
+    for (what, variant) in [
+        ("1000 elements, flat", "judge-flat-1000"),
+        ("200 bins nested", "judge-nested-200"),
+    ] {
+        let runs: Vec<Vec<f64>> = (0..5).map(|_| measure(variant)).collect();
+        let ms = common::median(runs.iter().map(|r| r[0]).collect());
+        let kib = common::median(runs.iter().map(|r| r[1]).collect());
+        println!("  {what:<20}: {ms:7.1} ms, {kib:7.0} KiB RSS added (bound: 50 ms, 5 MiB)");
+        println!("RATIO|leakcheck|judgement of {what} (ms)|{ms:.1}|<= 50");
+        println!("RATIO|leakcheck|judgement of {what} (KiB RSS)|{kib:.0}|<= 5120");
+    }
 }
