@@ -35,6 +35,13 @@ pub fn attach(
     linked.map_err(|e| e.to_string())
 }
 
+/// Sets every child the bin still has to NULL and takes it out: a chain
+/// being built or replaced when the stream stopped is in the bin without
+/// being in the guard's state, and must not be disposed above NULL.
+pub fn remove_all(bin: &gst::Bin) {
+    remove(bin, &bin.children());
+}
+
 /// Sets elements to NULL and takes them out of the bin.
 pub fn remove(bin: &gst::Bin, elements: &[gst::Element]) {
     for element in elements {

@@ -272,12 +272,14 @@ impl VpuGuardDec {
         // Dropped outside the lock: it holds the decoder and access units.
         let watch = self.watches.lock().current.take();
         drop(watch);
-        let Some(state) = state else { return };
-        let _ = self.sinkpad().set_target(None::<&gst::Pad>);
-        let _ = self.srcpad().set_target(None::<&gst::Pad>);
-        self.remove_elements(&state.elements);
-        // Only now, with the decoder in NULL, is its VPU session closed.
-        drop(state.slot);
-        gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
+        if let Some(state) = state {
+            let _ = self.sinkpad().set_target(None::<&gst::Pad>);
+            let _ = self.srcpad().set_target(None::<&gst::Pad>);
+            self.remove_elements(&state.elements);
+            // Only now, with the decoder in NULL, is its VPU session closed.
+            drop(state.slot);
+            gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
+        }
+        crate::guard::chain::remove_all(self.obj().upcast_ref());
     }
 }

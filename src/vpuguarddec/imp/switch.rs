@@ -391,7 +391,16 @@ impl VpuGuardDec {
         if let Some(output) = output {
             crate::guard::suppress_repeated_caps(&chain.last().static_pad("src").unwrap(), output);
         }
-        let replay = self.retire_old_chain(&chain)?;
+        let replay = match self.retire_old_chain(&chain) {
+            Ok(replay) => replay,
+            Err(why) => {
+                // The stream stopped meanwhile: the new chain goes too.
+                self.remove_elements(&chain.elements);
+                let starting = self.watches.lock().starting.take();
+                drop(starting);
+                return Err(why);
+            }
+        };
         drop_output_until(chain.last(), replay.output_until);
         let no_watch = std::mem::replace(&mut self.watches.lock().current, watch);
         drop(no_watch);
@@ -399,7 +408,12 @@ impl VpuGuardDec {
         drop(starting);
         let old_state = {
             let mut state = self.state.lock();
-            let old = state.as_mut().ok_or("the stream ended")?;
+            let Some(old) = state.as_mut() else {
+                drop(state);
+                // The stream stopped meanwhile: the new chain goes too.
+                self.remove_elements(&chain.elements);
+                return Err("the stream ended".into());
+            };
             let mut reclaim = old.reclaim.clone();
             if !new.hardware {
                 reclaim.hardware_failed(monotonic_now());

@@ -318,15 +318,17 @@ impl VpuGuardEnc {
         // Dropped outside the lock: it holds the encoder and frames.
         let watch = self.watches.lock().current.take();
         drop(watch);
-        let Some(state) = state else { return };
-        let _ = self.sinkpad().set_target(None::<&gst::Pad>);
-        let _ = self.srcpad().set_target(None::<&gst::Pad>);
-        self.remove_elements(&state.elements);
-        // Only now, with the encoder in NULL, is its VPU session closed.
-        if let Some(slot) = state.slot {
-            gst::debug!(CAT, imp = self, "releasing slot {}", slot.path().display());
+        if let Some(state) = state {
+            let _ = self.sinkpad().set_target(None::<&gst::Pad>);
+            let _ = self.srcpad().set_target(None::<&gst::Pad>);
+            self.remove_elements(&state.elements);
+            // Only now, with the encoder in NULL, is its VPU session closed.
+            if let Some(slot) = state.slot {
+                gst::debug!(CAT, imp = self, "releasing slot {}", slot.path().display());
+            }
+            gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
         }
-        gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
+        crate::guard::chain::remove_all(self.obj().upcast_ref());
     }
 }
 

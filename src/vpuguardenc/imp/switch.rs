@@ -428,15 +428,20 @@ impl VpuGuardEnc {
             return Err(why);
         }
 
-        let (old_elements, old_slot, switches, mut reclaim) = {
-            let mut state = self.state.lock();
-            let state = state.as_mut().ok_or("the stream ended")?;
+        let old = self.state.lock().as_mut().map(|state| {
             (
                 state.elements.clone(),
                 state.slot.take(),
                 state.switches,
                 state.reclaim.clone(),
             )
+        });
+        let Some((old_elements, old_slot, switches, mut reclaim)) = old else {
+            // The stream stopped meanwhile: the new chain goes too.
+            self.remove_elements(&chain.elements);
+            let starting = self.watches.lock().starting.take();
+            drop(starting);
+            return Err("the stream ended".into());
         };
         // Stopped while still linked: what it outputs meanwhile reaches
         // downstream and is covered, so it is not sent again. Its watch stays
