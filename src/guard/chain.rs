@@ -45,9 +45,18 @@ pub fn remove_all(bin: &gst::Bin) {
 /// Sets elements to NULL and takes them out of the bin.
 pub fn remove(bin: &gst::Bin, elements: &[gst::Element]) {
     for element in elements {
-        let _ = element.set_state(gst::State::Null);
+        stop(element);
     }
     let _ = bin.remove_many(elements);
+}
+
+/// Sets a child to NULL for good: its state is locked first, so that the
+/// bin's own state change, running in the application's thread while the
+/// streaming thread replaces a chain, cannot take it back to PAUSED before it
+/// is removed (it was then disposed above NULL).
+pub fn stop(element: &gst::Element) {
+    element.set_locked_state(true);
+    let _ = element.set_state(gst::State::Null);
 }
 
 /// Sends the stream's sticky events on `sinkpad` (stream-start, caps,

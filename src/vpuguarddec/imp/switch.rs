@@ -448,7 +448,7 @@ impl VpuGuardDec {
             (state.elements.clone(), state.slot.take())
         };
         for element in &old_elements {
-            let _ = element.set_state(gst::State::Null);
+            crate::guard::chain::stop(element);
         }
         let old_watch = self.watches.lock().current.take();
         let replay = old_watch.as_deref().map(units::take_replay);

@@ -447,7 +447,7 @@ impl VpuGuardEnc {
         // downstream and is covered, so it is not sent again. Its watch stays
         // in place meanwhile: an error it posts while stopping is its own.
         for element in &old_elements {
-            let _ = element.set_state(gst::State::Null);
+            crate::guard::chain::stop(element);
         }
         let old_watch = self.watches.lock().current.take();
         let (frames, lost) = old_watch
