@@ -180,16 +180,16 @@ pub fn state_changed(
 /// elements reached NULL while the pipeline is on its way there (element
 /// mode: the pipeline's own READY->NULL message is lost to its flushing bus).
 pub fn cycle_ended(tracker: u64) {
-    let Some((patterns, needed)) = REGISTRY
+    let Some(patterns) = REGISTRY
         .lock()
         .trackers
         .get(&tracker)
-        .map(|t| (t.settings.patterns.clone(), t.needs_fd_snapshot()))
+        .map(|t| t.needs_fd_snapshot().then(|| t.settings.patterns.clone()))
     else {
         return;
     };
     // /proc/self/fd once per teardown, not once per element reaching NULL.
-    let fds = needed.then(|| fds::snapshot(&patterns));
+    let fds = patterns.map(|patterns| fds::snapshot(&patterns));
     let wake = match REGISTRY.lock().trackers.get_mut(&tracker) {
         Some(t) => t.end_cycle(Instant::now(), fds),
         None => return,

@@ -7,9 +7,10 @@
 
 use gst::glib;
 use gst::prelude::*;
-use std::collections::HashSet;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::identity;
 use super::ledger::{Entry, Observed, Target};
@@ -128,12 +129,10 @@ pub fn observe(
 fn held_by_properties(pipeline: &gst::Element) -> HashSet<u64> {
     let mut owned = HashSet::new();
     for holder in with_descendants(pipeline) {
-        for pspec in holder.list_properties() {
-            if pspec.flags().contains(glib::ParamFlags::READABLE)
-                && pspec.value_type().is_a(gst::Element::static_type())
-                && let Ok(Some(value)) = holder
-                    .property_value(pspec.name())
-                    .get::<Option<gst::Element>>()
+        for pspec in element_properties(&holder).iter() {
+            if let Ok(Some(value)) = holder
+                .property_value(pspec.name())
+                .get::<Option<gst::Element>>()
                 && let Some(serial) = identity::peek(&value)
             {
                 owned.insert(serial);
@@ -141,6 +140,34 @@ fn held_by_properties(pipeline: &gst::Element) -> HashSet<u64> {
         }
     }
     owned
+}
+
+/// The readable properties of the holder's type whose value is an element,
+/// found once per type: listing a class's properties allocates, and every
+/// judgement looks at every element of the pipeline.
+fn element_properties(holder: &gst::Element) -> Arc<[glib::ParamSpec]> {
+    static BY_TYPE: LazyLock<Mutex<HashMap<glib::Type, Arc<[glib::ParamSpec]>>>> =
+        LazyLock::new(Default::default);
+    let type_ = holder.type_();
+    if let Some(known) = BY_TYPE.lock().get(&type_) {
+        return Arc::clone(known);
+    }
+    // Listed with the cache unlocked: it calls into GObject.
+    let found: Arc<[glib::ParamSpec]> = holder
+        .list_properties()
+        .iter()
+        .filter(|pspec| holds_element(pspec))
+        .cloned()
+        .collect();
+    BY_TYPE.lock().insert(type_, Arc::clone(&found));
+    found
+}
+
+// Takes the spec itself: on a `&&ParamSpec`, `value_type()` would resolve to
+// `ToValue::value_type` of the reference (G_TYPE_PARAM), not the property's.
+fn holds_element(pspec: &glib::ParamSpec) -> bool {
+    pspec.flags().contains(glib::ParamFlags::READABLE)
+        && pspec.value_type().is_a(gst::Element::static_type())
 }
 
 /// The sessions in the MPP listing opened by a thread of this process, or
