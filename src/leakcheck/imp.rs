@@ -5,7 +5,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::CAT;
 use super::events;
@@ -360,9 +360,9 @@ impl LeakCheck {
     }
 
     /// The last judged report, judging first what is due.
-    fn report(&self) -> Report {
+    fn report(&self) -> Arc<Report> {
         let Some(tracker) = self.watching.lock().tracker else {
-            return Report::default();
+            return Arc::default();
         };
         worker::judge_now(tracker, Demand::Ask);
         REGISTRY

@@ -9,6 +9,7 @@
 
 use gst::glib;
 use gst::prelude::*;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::fds;
@@ -140,6 +141,9 @@ fn claim(
     }
 }
 
+/// A judged report and how many of its findings were not announced.
+type Judged = (Arc<Report>, usize);
+
 /// Judges the claimed cycles with what was observed, under the lock: the
 /// reports, each with how many of its findings were not announced, and
 /// where to publish them.
@@ -147,7 +151,7 @@ fn merge(
     tracker: u64,
     cycles: Vec<ledger::CycleEnd>,
     observed: &ledger::Observed,
-) -> Option<(Vec<(Report, usize)>, Outlet)> {
+) -> Option<(Vec<Judged>, Outlet)> {
     let mut registry = REGISTRY.lock();
     let t = registry.trackers.get_mut(&tracker)?;
     let reports = cycles

@@ -140,6 +140,12 @@ pub struct Target {
 }
 
 pub fn state_name(state: gst::State) -> String {
+    state_str(state).to_string()
+}
+
+/// A report entry names states by these, not by allocated strings: a
+/// judgement lists every element's last transitions.
+fn state_str(state: gst::State) -> &'static str {
     match state {
         gst::State::VoidPending => "void-pending",
         gst::State::Null => "null",
@@ -147,7 +153,6 @@ pub fn state_name(state: gst::State) -> String {
         gst::State::Paused => "paused",
         gst::State::Playing => "playing",
     }
-    .to_string()
 }
 
 pub fn transition_name(from: gst::State, to: gst::State) -> String {
@@ -195,7 +200,9 @@ pub struct Tracker {
     announced: Vec<Finding>,
     live_per_cycle: Vec<u32>,
     fds_per_cycle: Vec<u32>,
-    pub report: Report,
+    /// Shared with readers and publishers: a judgement or an interim report
+    /// hands out the same one, never a copy of every element's transitions.
+    pub report: Arc<Report>,
 }
 
 impl Tracker {
@@ -210,10 +217,10 @@ impl Tracker {
         Tracker {
             serial,
             pipeline,
-            report: Report {
+            report: Arc::new(Report {
                 pipeline: name.clone(),
                 ..Report::default()
-            },
+            }),
             name,
             settings,
             watcher: None,
@@ -501,10 +508,13 @@ impl Tracker {
 
     /// Findings known while the pipeline still runs: for the report posted at
     /// PAUSED->READY, when the bus still delivers.
-    pub fn interim_report(&self) -> Report {
-        let mut report = self.report.clone();
+    pub fn interim_report(&self) -> Arc<Report> {
+        if self.pending.is_empty() {
+            return Arc::clone(&self.report);
+        }
+        let mut report = Report::clone(&self.report);
         report.findings.extend(self.pending.iter().cloned());
-        report
+        Arc::new(report)
     }
 
     /// A finding was delivered on the bus as it happened (a removal while
@@ -524,7 +534,7 @@ impl Tracker {
     }
 
     /// Judges one ended cycle from its standings and what was observed since.
-    pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Report {
+    pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Arc<Report> {
         let mut findings = std::mem::take(&mut self.pending);
         // What was announced belongs to the previous report only.
         self.announced.retain(|f| findings.contains(f));
@@ -571,13 +581,13 @@ impl Tracker {
         self.fds_before = cycle.fds;
         self.elements.retain(|_, r| r.alive);
 
-        self.report = Report {
+        self.report = Arc::new(Report {
             pipeline: self.name.clone(),
             cycles: self.report.cycles + 1,
             elements,
             findings,
-        };
-        self.report.clone()
+        });
+        Arc::clone(&self.report)
     }
 
     /// Sessions of this process that the listing shows now and did not at
@@ -674,15 +684,15 @@ fn judge_element(
     }
     let entry = ElementEntry {
         id: record.id.clone(),
-        state: state_name(state),
+        state: state_str(state),
         transitions: record
             .transitions
             .iter()
             .map(|t| {
                 (
-                    state_name(t.change.current()),
-                    state_name(t.change.next()),
-                    t.result.to_string(),
+                    state_str(t.change.current()),
+                    state_str(t.change.next()),
+                    t.result,
                     t.ts,
                 )
             })

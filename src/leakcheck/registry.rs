@@ -20,7 +20,7 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::ledger::Tracker;
 use super::report::Report;
@@ -36,11 +36,11 @@ pub struct Registry {
     pub watch_all: bool,
     pub trackers: HashMap<u64, Tracker>,
     /// Final reports of disposed pipelines (tracer mode), for the exit summary.
-    pub finished: Vec<Report>,
+    pub finished: Vec<Arc<Report>>,
 }
 
 impl Registry {
-    pub fn keep_finished(&mut self, report: Report) {
+    pub fn keep_finished(&mut self, report: Arc<Report>) {
         if !report.findings.is_empty() && self.finished.len() < FINISHED_KEPT {
             self.finished.push(report);
         }

@@ -201,8 +201,8 @@ impl Finding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementEntry {
     pub id: ElementId,
-    pub state: String,
-    pub transitions: Vec<(String, String, String, u64)>,
+    pub state: &'static str,
+    pub transitions: Vec<(&'static str, &'static str, &'static str, u64)>,
 }
 
 /// The report of one pipeline.
@@ -267,8 +267,8 @@ mod tests {
             cycles: 2,
             elements: vec![ElementEntry {
                 id: id(),
-                state: "playing".into(),
-                transitions: vec![("paused".into(), "playing".into(), "success".into(), 5)],
+                state: "playing",
+                transitions: vec![("paused", "playing", "success", 5)],
             }],
             findings: vec![
                 Finding::NotNull {

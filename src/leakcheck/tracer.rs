@@ -15,14 +15,15 @@ use super::events;
 use super::ledger::Observed;
 use super::registry::REGISTRY;
 use super::report::Report;
+use std::sync::Arc;
 
 /// Prints every tracked pipeline's report at exit. A cycle still within its
 /// grace is judged from the ledger alone (the states its elements ended in
 /// and the handles open when it ended): no GStreamer call runs at exit.
 extern "C" fn report_at_exit() {
-    let reports: Vec<Report> = {
+    let reports: Vec<Arc<Report>> = {
         let mut registry = REGISTRY.lock();
-        let mut reports: Vec<Report> = registry.finished.drain(..).collect();
+        let mut reports: Vec<Arc<Report>> = registry.finished.drain(..).collect();
         for tracker in registry.trackers.values_mut() {
             for cycle in tracker.claim_all() {
                 tracker.judge(cycle, &Observed::default());
