@@ -23,19 +23,19 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_DELAY: u64 = gst::ClockTime::SECOND.nseconds();
+const DEFAULT_DELAY: gst::ClockTime = gst::ClockTime::SECOND;
 const DEFAULT_MAX_SIZE_BUFFERS: u32 = 0;
 const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
 const DEFAULT_MAX_SIZE_TIME: u64 = 0;
 const DEFAULT_LEAKY: Leaky = Leaky::No;
-const DEFAULT_STALL_TIMEOUT: u64 = gst::ClockTime::SECOND.nseconds();
+const DEFAULT_STALL_TIMEOUT: gst::ClockTime = gst::ClockTime::SECOND;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
-    delay: u64,
+    delay: gst::ClockTime,
     bounds: Bounds,
     leaky: Leaky,
-    stall_timeout: u64,
+    stall_timeout: gst::ClockTime,
 }
 
 impl Default for Settings {
@@ -256,7 +256,7 @@ impl ObjectImpl for DelayBuffer {
                          boundary)",
                     )
                     .maximum(MAX_DELAY)
-                    .default_value(DEFAULT_DELAY)
+                    .default_value(DEFAULT_DELAY.nseconds())
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("max-size-buffers")
@@ -292,7 +292,7 @@ impl ObjectImpl for DelayBuffer {
                     )
                     .minimum(1)
                     .maximum(MAX_STALL_TIMEOUT)
-                    .default_value(DEFAULT_STALL_TIMEOUT)
+                    .default_value(DEFAULT_STALL_TIMEOUT.nseconds())
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("current-level-buffers")
@@ -343,10 +343,10 @@ impl ObjectImpl for DelayBuffer {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         match pspec.name() {
-            "delay" => self.set_delay(value.get().unwrap()),
+            "delay" => self.set_delay(gst::ClockTime::from_nseconds(value.get().unwrap())),
             "stall-timeout" => {
                 let mut s = self.lock();
-                s.settings.stall_timeout = value.get().unwrap();
+                s.settings.stall_timeout = gst::ClockTime::from_nseconds(value.get().unwrap());
                 s.cancel_clock_wait();
                 self.changed.notify_all();
             }
@@ -373,8 +373,8 @@ impl ObjectImpl for DelayBuffer {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.lock();
         match pspec.name() {
-            "delay" => s.settings.delay.to_value(),
-            "stall-timeout" => s.settings.stall_timeout.to_value(),
+            "delay" => s.settings.delay.nseconds().to_value(),
+            "stall-timeout" => s.settings.stall_timeout.nseconds().to_value(),
             "max-size-buffers" => s.settings.bounds.buffers.to_value(),
             "max-size-bytes" => s.settings.bounds.bytes.to_value(),
             "max-size-time" => s.settings.bounds.time.to_value(),
@@ -490,7 +490,7 @@ impl DelayBuffer {
         drop(old_clock);
     }
 
-    fn set_delay(&self, delay: u64) {
+    fn set_delay(&self, delay: gst::ClockTime) {
         let (old, late) = {
             let mut s = self.lock();
             let old = std::mem::replace(&mut s.settings.delay, delay);
@@ -501,7 +501,9 @@ impl DelayBuffer {
             {
                 // Frames already older than the new delay would all go out at
                 // once; drop them instead of bursting.
-                late = s.ring.remove_older_than(now.saturating_sub(delay));
+                late = s
+                    .ring
+                    .remove_older_than(now.saturating_sub(delay.nseconds()));
                 s.dropped += late.len() as u64;
             }
             s.cancel_clock_wait();
@@ -511,7 +513,7 @@ impl DelayBuffer {
         gst::info!(
             CAT,
             imp = self,
-            "delay changed from {old} to {delay} ns, dropped {} late buffers",
+            "delay changed from {old} to {delay}, dropped {} late buffers",
             late.len()
         );
         drop(late);
@@ -525,7 +527,7 @@ impl DelayBuffer {
     fn check_bounds_hold_delay(&self) {
         let (bounds, delay, framerate) = {
             let s = self.lock();
-            (s.settings.bounds, s.settings.delay, s.framerate)
+            (s.settings.bounds, s.settings.delay.nseconds(), s.framerate)
         };
         let mut problems = Vec::new();
         if bounds.time != 0 && bounds.time < delay {
@@ -654,7 +656,7 @@ impl DelayBuffer {
         // Waking it for every buffer would cost a context switch each.
         let wake = was_empty
             || s.ring.buffers() == flow::MIN_HELD_FOR_STARVATION
-            || (!live && s.ring.span() >= s.settings.delay);
+            || (!live && s.ring.span() >= s.settings.delay.nseconds());
         if wake {
             s.cancel_clock_wait();
             self.changed.notify_all();
@@ -783,7 +785,7 @@ impl DelayBuffer {
             {
                 // What fell due while nobody was linked would all leave late
                 // at once: drop it, as when the delay is lowered.
-                let cutoff = now.saturating_sub(s.settings.delay);
+                let cutoff = now.saturating_sub(s.settings.delay.nseconds());
                 late = s.ring.remove_older_than(cutoff);
                 s.dropped += late.len() as u64;
             }
@@ -820,7 +822,7 @@ impl DelayBuffer {
             &settings.bounds,
             settings.leaky,
             frame_duration,
-            settings.delay,
+            settings.delay.nseconds(),
         )
         .map(gst::ClockTime::from_nseconds);
         gst::debug!(
@@ -839,7 +841,7 @@ impl DelayBuffer {
         let framerate = caps.as_deref().and_then(allocation::framerate);
         let (delay, max_buffers) = {
             let s = self.lock();
-            (s.settings.delay, s.settings.bounds.buffers)
+            (s.settings.delay.nseconds(), s.settings.bounds.buffers)
         };
         let extra = match allocation::extra_buffers(delay, framerate, max_buffers) {
             Extra::Buffers(n) => n,
@@ -1024,7 +1026,7 @@ impl DelayBuffer {
         };
         // Room for a blocked upstream.
         self.changed.notify_all();
-        let delay = s.settings.delay;
+        let delay = s.settings.delay.nseconds();
         let segment = match &item {
             Some(Item::Buffer { .. }) => {
                 s.pushed += 1;
@@ -1081,7 +1083,7 @@ impl DelayBuffer {
     /// Live: whether the front buffer is due; if not, waits (for the clock,
     /// a change, or PLAYING) and says no.
     fn live_due(&self, s: &mut MutexGuard<'_, Shared>, front: u64) -> bool {
-        let delay = s.settings.delay;
+        let delay = s.settings.delay.nseconds();
         let now = match (s.playing, s.clock.is_some()) {
             (true, true) => s.running_time_now().unwrap_or(0),
             // PLAYING without a clock: nothing to wait on.
@@ -1108,7 +1110,7 @@ impl DelayBuffer {
         }
         let deadline = flow::stall_deadline(
             s.last_arrival,
-            s.settings.stall_timeout,
+            s.settings.stall_timeout.nseconds(),
             s.ring.buffers(),
             s.ring.span(),
             delay,
@@ -1152,7 +1154,7 @@ impl DelayBuffer {
     /// Not live: whether the front buffer may leave; if not, waits for input,
     /// EOS or the stall timeout and says no.
     fn non_live_due(&self, s: &mut MutexGuard<'_, Shared>, front: u64) -> bool {
-        let delay = s.settings.delay;
+        let delay = s.settings.delay.nseconds();
         let held = Held {
             front,
             span: s.ring.span(),
@@ -1171,7 +1173,7 @@ impl DelayBuffer {
         // warning is.
         let deadline = flow::stall_deadline(
             s.last_arrival,
-            s.settings.stall_timeout,
+            s.settings.stall_timeout.nseconds(),
             s.ring.buffers(),
             held.span,
             delay,
@@ -1208,7 +1210,7 @@ impl DelayBuffer {
         s.starvation_warned = true;
         let held = s.ring.buffers();
         let span = s.ring.span();
-        let stall_timeout = s.settings.stall_timeout;
+        let stall_timeout = s.settings.stall_timeout.nseconds();
         let needed = s
             .framerate
             .and_then(|f| allocation::buffers_for_delay(delay, f))
