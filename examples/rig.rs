@@ -19,10 +19,12 @@
 //! session, so the first guard to negotiate gets the "hardware" and the second
 //! falls back to software.
 
+mod media;
+
 use gst::prelude::*;
+use media::{Arrival, probe_video, record_arrivals};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 struct Options {
@@ -70,49 +72,18 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-/// Wall-clock time each frame (by pts) is rendered at a sink, after its clock sync.
-type Arrivals = Arc<Mutex<HashMap<gst::ClockTime, Instant>>>;
-
-fn record_arrivals(sink: &gst::Element) -> Arrivals {
-    let arrivals: Arrivals = Arc::default();
-    let a = arrivals.clone();
-    sink.set_property("signal-handoffs", true);
-    sink.connect("handoff", false, move |args| {
-        if let Some(pts) = args[1].get::<gst::Buffer>().ok().and_then(|b| b.pts()) {
-            a.lock().unwrap().insert(pts, Instant::now());
-        }
-        None
-    });
-    arrivals
-}
-
-fn ffprobe(path: &Path) -> String {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            let f: Vec<&str> = text.split(',').collect();
-            if f.len() == 4 {
-                format!("{} {}x{}, {} frames", f[0], f[1], f[2], f[3])
-            } else {
-                text
-            }
-        }
-        _ => "ffprobe not available".into(),
-    }
+/// Seconds between a frame's arrival at the live sink and at the delayed
+/// one, on the pipeline clock, for every frame both rendered.
+fn display_delays(live: &[Arrival], delayed: &[Arrival]) -> Vec<f64> {
+    let live: HashMap<gst::ClockTime, gst::ClockTime> =
+        live.iter().map(|a| (a.pts, a.arrived)).collect();
+    delayed
+        .iter()
+        .filter_map(|d| {
+            let at = live.get(&d.pts)?;
+            Some(d.arrived.nseconds() as f64 / 1e9 - at.nseconds() as f64 / 1e9)
+        })
+        .collect()
 }
 
 fn main() {
@@ -261,11 +232,7 @@ fn main() {
         );
     }
 
-    let (live, delayed) = (live.lock().unwrap(), delayed.lock().unwrap());
-    let mut delays: Vec<f64> = delayed
-        .iter()
-        .filter_map(|(pts, at)| live.get(pts).map(|l| at.duration_since(*l).as_secs_f64()))
-        .collect();
+    let mut delays = display_delays(&live.lock().unwrap(), &delayed.lock().unwrap());
     delays.sort_by(|a, b| a.partial_cmp(b).unwrap());
     if delays.is_empty() {
         println!("display: no frame reached both the live and the delayed sink");
@@ -315,7 +282,11 @@ fn main() {
     }
     println!("files:");
     for (what, path) in [("recording", &recording), ("preview", &preview)] {
-        println!("  {what:<10} {} ({})", path.display(), ffprobe(path));
+        let what_is_in = match probe_video(path) {
+            Ok(v) => format!("{} {}x{}, {} frames", v.codec, v.width, v.height, v.frames),
+            Err(e) => e,
+        };
+        println!("  {what:<10} {} ({what_is_in})", path.display());
     }
     println!("  leak report {}", report_file.display());
     if failed {

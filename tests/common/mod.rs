@@ -8,6 +8,12 @@ pub mod fake_mpp;
 pub mod fake_mpp_dec;
 pub mod vpu;
 
+// The examples' own measuring helpers, shared rather than copied.
+#[path = "../../examples/media/mod.rs"]
+pub mod media;
+#[allow(unused_imports)] // not every test binary measures arrivals
+pub use media::{Arrival, record_arrivals};
+
 use gst::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
@@ -126,64 +132,8 @@ pub fn run_to_eos(description: &str, timeout: Duration) -> BusLog {
 
 /// The codec and decoded frame count of a file's first video stream, by ffprobe.
 pub fn probe_video(path: &Path) -> (String, u64) {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (make deps installs ffmpeg)");
-    assert!(out.status.success(), "ffprobe failed on {}", path.display());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut fields = text.trim().split(',');
-    let codec = fields.next().unwrap_or_default().to_string();
-    let frames = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-    (codec, frames)
-}
-
-/// What a sync sink saw of one frame: its pts, the running time it is due at
-/// (from the segment, so upstream pad offsets count) and the clock's running
-/// time when it arrived.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival {
-    pub pts: gst::ClockTime,
-    pub due: gst::ClockTime,
-    pub arrived: gst::ClockTime,
-}
-
-/// Records an `Arrival` for every buffer reaching `sink`.
-pub fn record_arrivals(sink: &gst::Element) -> Arc<Mutex<Vec<Arrival>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            let Some(buffer) = info.buffer() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
-            let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
-            let pts = buffer.pts().unwrap();
-            // The element from the pad, not captured: a probe holding its own
-            // element is a reference cycle that keeps the pipeline alive.
-            let element = pad.parent_element().unwrap();
-            let arrived = element.clock().unwrap().time() - element.base_time().unwrap();
-            s.lock().unwrap().push(Arrival {
-                pts,
-                due: segment.to_running_time(pts).unwrap(),
-                arrived,
-            });
-            gst::PadProbeReturn::Ok
-        });
-    seen
+    let stream = media::probe_video(path).expect("ffprobe runs (make deps installs ffmpeg)");
+    (stream.codec, stream.frames)
 }
 
 /// Records the pts of every buffer reaching `sink`, prerolled ones included
