@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod child_props;
 pub mod input;
+pub mod mode;
 pub mod pads;
 pub mod watch;
 

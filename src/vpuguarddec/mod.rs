@@ -11,35 +11,7 @@ mod gop_window;
 mod imp;
 mod units;
 
-/// How the guard may choose.
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstVpuGuardDecMode")]
-pub enum Mode {
-    #[default]
-    #[enum_value(
-        name = "Hardware while a VPU slot is free, software otherwise",
-        nick = "auto"
-    )]
-    Auto = 0,
-    #[enum_value(
-        name = "Hardware only: fail with an error when no VPU slot is free",
-        nick = "hardware"
-    )]
-    Hardware = 1,
-    #[enum_value(name = "Software only: never touch the VPU", nick = "software")]
-    Software = 2,
-}
-
-impl From<Mode> for crate::vpu::decision::Mode {
-    fn from(mode: Mode) -> Self {
-        match mode {
-            Mode::Auto => Self::Auto,
-            Mode::Hardware => Self::Hardware,
-            Mode::Software => Self::Software,
-        }
-    }
-}
+crate::guard::mode::guard_mode!("GstVpuGuardDecMode");
 
 glib::wrapper! {
     pub struct VpuGuardDec(ObjectSubclass<imp::VpuGuardDec>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
