@@ -412,6 +412,37 @@ fn judgement_comes_by_itself_after_the_grace() {
     unstick(&stuck);
 }
 
+/// Paths are read once, and again only when the pipeline is renamed
+/// (GStreamer renames nothing inside a bin): the next report names the
+/// elements under the new name.
+#[test]
+fn a_renamed_pipeline_is_reported_under_its_new_name() {
+    let (p, check, stuck) = stopped_with_a_stuck_element(0, |_| ());
+    let before = findings(&report(&check));
+    assert_eq!(
+        before,
+        vec![(
+            "not-null".into(),
+            format!("/GstPipeline:{}/GstIdentity:stuck", p.name())
+        )]
+    );
+    unstick(&stuck);
+    p.set_property("name", "renamed");
+    play(&p);
+    stuck.set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    let after = report(&check);
+    assert_eq!(after.get::<&str>("pipeline").unwrap(), "renamed");
+    assert_eq!(
+        findings(&after),
+        vec![(
+            "not-null".into(),
+            "/GstPipeline:renamed/GstIdentity:stuck".into()
+        )]
+    );
+    unstick(&stuck);
+}
+
 #[test]
 fn the_element_turns_on_no_process_wide_tracing() {
     let p = pipeline(

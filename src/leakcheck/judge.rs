@@ -40,6 +40,7 @@ struct Claim {
     targets: Vec<ledger::Target>,
     session_file: Option<std::path::PathBuf>,
     check_pending: bool,
+    pipeline_name: String,
 }
 
 /// Judges what is due for one tracker (see the module documentation), and
@@ -75,6 +76,7 @@ pub fn run(tracker: u64, demand: Demand) -> Option<Instant> {
         claim.check_pending,
         force,
         claim.session_file.as_deref(),
+        &claim.pipeline_name,
     );
     let Some((reports, outlet)) = merge(tracker, claim.cycles, &observed) else {
         // Untracked meanwhile: nothing to publish, but nobody may wait on it.
@@ -137,6 +139,7 @@ fn claim(
             cycles,
             targets: t.targets(),
             session_file: t.settings.session_file.clone(),
+            pipeline_name: t.name.clone(),
         });
     }
 }

@@ -117,8 +117,12 @@ pub struct Observed {
     pub states: HashMap<u64, gst::State>,
     /// Elements whose state change is still pending: (current, pending).
     pub pending: HashMap<u64, (gst::State, gst::State)>,
-    /// Current ids of elements in the pipeline (paths change with renames).
+    /// Current ids of elements in the pipeline, read only when the pipeline
+    /// was renamed (its name begins every path).
     pub ids: HashMap<u64, ElementId>,
+    /// The pipeline's new name, when it no longer has the one the tracker
+    /// knows.
+    pub renamed: Option<String>,
     /// Elements that the pipeline's elements hold as object properties.
     pub owned: HashSet<u64>,
     /// Elements not marked removed that are no longer inside the pipeline
@@ -535,6 +539,9 @@ impl Tracker {
 
     /// Judges one ended cycle from its standings and what was observed since.
     pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Arc<Report> {
+        if let Some(name) = &observed.renamed {
+            self.name = name.clone();
+        }
         let mut findings = std::mem::take(&mut self.pending);
         // What was announced belongs to the previous report only.
         self.announced.retain(|f| findings.contains(f));

@@ -86,7 +86,17 @@ pub fn observe(
     check_pending: bool,
     emptying: bool,
     session_file: Option<&Path>,
+    known_name: &str,
 ) -> (Observed, Vec<gst::Element>) {
+    // GStreamer refuses to rename an element inside a bin: only the
+    // pipeline's own rename changes paths, so ids are read again only then
+    // (reading every element's path at each judgement is most of its cost).
+    // Not while the pipeline empties itself: paths then lose its prefix, and
+    // the recorded ones stay.
+    let renamed = pipeline
+        .filter(|_| !emptying)
+        .map(|p| p.name().to_string())
+        .filter(|name| name != known_name);
     let mut observed = Observed {
         owned: pipeline.map(held_by_properties).unwrap_or_default(),
         sessions: this_process_sessions(session_file),
@@ -105,9 +115,7 @@ pub fn observe(
         observed
             .states
             .insert(target.serial, element.current_state());
-        // While the pipeline empties itself, paths lose its prefix: the
-        // recorded ones stay.
-        if !target.removed && inside && !emptying {
+        if renamed.is_some() && !target.removed && inside {
             observed.ids.insert(target.serial, element_id(&element));
         }
         if !target.removed && !inside && pipeline.is_some() {
@@ -121,6 +129,7 @@ pub fn observe(
         }
         alive.push(element);
     }
+    observed.renamed = renamed;
     (observed, alive)
 }
 
