@@ -26,12 +26,13 @@ done
 grep -qE '^  License +MPL$' <<<"$out" || { echo "check-inspect: license is not MPL" >&2; exit 1; }
 
 # Every feature registered in src/lib.rs must be listed by gst-inspect.
-# Convention: each element module is named after the feature it registers.
+# Convention: each element module is named after the feature it registers; a
+# module that registers only a tracer (metrics) names it edgeguard-<module>.
 expected=$( (grep -oE '^ +[a-z_]+::register\(plugin\)' src/lib.rs || true) | sed -E 's/ *([a-z_]+)::.*/\1/' | tr -d '_' | sort)
-listed=$(sed -nE 's/^  ([a-z0-9]+): .*/\1/p' <<<"$out" | sort)
+listed=$(sed -nE 's/^  ([a-z0-9-]+)(: | \(GstTracerFactory\)).*/\1/p' <<<"$out" | sort)
 count=0
 for name in $expected; do
-    grep -qx "$name" <<<"$listed" || { echo "$out" >&2; echo "check-inspect: '$name' is registered but not listed" >&2; exit 1; }
+    grep -qxE "(edgeguard-)?$name" <<<"$listed" || { echo "$out" >&2; echo "check-inspect: '$name' is registered but not listed" >&2; exit 1; }
     count=$((count + 1))
 done
 echo "check-inspect: plugin loads cleanly from $plugin_dir; $count feature(s) listed: $(echo $expected)"

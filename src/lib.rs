@@ -9,6 +9,7 @@ mod delaybuffer;
 mod factory_caps;
 mod guard;
 mod leakcheck;
+mod metrics;
 mod pad_templates;
 
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod vpuguardenc;
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     delaybuffer::register(plugin)?;
     leakcheck::register(plugin)?;
+    metrics::register(plugin)?;
     vpuguarddec::register(plugin)?;
     vpuguardenc::register(plugin)?;
     Ok(())

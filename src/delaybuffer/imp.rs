@@ -5,8 +5,8 @@ use gst::glib::translate::ToGlibPtr;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::Leaky;
@@ -14,6 +14,7 @@ use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
 use super::ring::{Bounds, Item, Ring};
+use crate::metrics::{self, DelayStats};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -177,6 +178,8 @@ pub struct DelayBuffer {
     /// or the state change.
     changed: Condvar,
     warned_no_framerate: AtomicBool,
+    /// This element's series; set once constructed.
+    metrics: OnceLock<metrics::Handle>,
 }
 
 #[glib::object_subclass]
@@ -240,6 +243,7 @@ impl ObjectSubclass for DelayBuffer {
             shared: Mutex::new(Shared::new(Settings::default())),
             changed: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
+            metrics: OnceLock::new(),
         }
     }
 }
@@ -384,16 +388,15 @@ impl ObjectImpl for DelayBuffer {
             "current-level-time" => s.ring.span().to_value(),
             "dropped" => s.dropped.to_value(),
             "stats" => {
-                let levels = (s.ring.buffers(), s.ring.bytes(), s.ring.span());
-                let counts = (s.received, s.pushed, s.dropped);
                 drop(s);
+                let stats = self.stats();
                 gst::Structure::builder("delaybuffer-stats")
-                    .field("current-level-buffers", levels.0)
-                    .field("current-level-bytes", levels.1)
-                    .field("current-level-time", levels.2)
-                    .field("received", counts.0)
-                    .field("pushed", counts.1)
-                    .field("dropped", counts.2)
+                    .field("current-level-buffers", stats.level_buffers)
+                    .field("current-level-bytes", stats.level_bytes)
+                    .field("current-level-time", stats.level_time.nseconds())
+                    .field("received", stats.received)
+                    .field("pushed", stats.pushed)
+                    .field("dropped", stats.dropped)
                     .build()
                     .to_value()
             }
@@ -406,6 +409,8 @@ impl ObjectImpl for DelayBuffer {
         let obj = self.obj();
         obj.add_pad(&self.sinkpad).unwrap();
         obj.add_pad(&self.srcpad).unwrap();
+        let handle = metrics::publish(&*obj, |obj| metrics::Sample::Delay(vec![obj.imp().stats()]));
+        let _ = self.metrics.set(handle);
     }
 }
 
@@ -453,6 +458,23 @@ impl ElementImpl for DelayBuffer {
 }
 
 impl DelayBuffer {
+    /// The `stats` property's values and the metrics' (one src pad today).
+    fn stats(&self) -> DelayStats {
+        let pad = self.srcpad.name().to_string();
+        let s = self.lock();
+        DelayStats {
+            pad,
+            delay: s.settings.delay,
+            level_time: gst::ClockTime::from_nseconds(s.ring.span()),
+            level_buffers: s.ring.buffers(),
+            level_bytes: s.ring.bytes(),
+            received: s.received,
+            pushed: s.pushed,
+            dropped: s.dropped,
+            copied: 0,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock()
     }

@@ -4,18 +4,21 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use super::CAT;
 use super::events;
+use super::fds;
 use super::judge::{self, Demand};
 use super::ledger;
 use super::patterns::{DEFAULT_PATTERNS, DevicePatterns};
 use super::registry::REGISTRY;
-use super::report::Report;
+use super::report::{Finding, Report};
 use super::watch::{self, Attachment};
 use super::worker;
+use crate::metrics::{self, LeakStats};
 
 const DEFAULT_GRACE: u64 = gst::ClockTime::SECOND.nseconds();
 const DEFAULT_FAIL_ON_LEAK: bool = false;
@@ -69,6 +72,7 @@ pub struct LeakCheck {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     watching: Mutex<Watching>,
+    metrics: OnceLock<metrics::Handle>,
 }
 
 #[glib::object_subclass]
@@ -112,6 +116,7 @@ impl ObjectSubclass for LeakCheck {
             srcpad,
             settings: Mutex::new(Settings::default()),
             watching: Mutex::new(Watching::default()),
+            metrics: OnceLock::new(),
         }
     }
 }
@@ -168,6 +173,14 @@ impl ObjectImpl for LeakCheck {
                 glib::ParamSpecUInt::builder("leaks")
                     .nick("Leaks")
                     .blurb("Findings in the last judged report")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "The last judged report counted (leaks, findings by kind, cycles) and \
+                         the matching device handles open now (the metrics' values)",
+                    )
                     .read_only()
                     .build(),
             ]
@@ -228,6 +241,10 @@ impl ObjectImpl for LeakCheck {
                 drop(settings);
                 (self.report().findings.len() as u32).to_value()
             }
+            "stats" => {
+                drop(settings);
+                self.stats(&self.report()).to_structure().to_value()
+            }
             _ => unreachable!(),
         }
     }
@@ -237,6 +254,12 @@ impl ObjectImpl for LeakCheck {
         let obj = self.obj();
         obj.add_pad(&self.sinkpad).unwrap();
         obj.add_pad(&self.srcpad).unwrap();
+        // A scrape reads the last judged report: it never triggers a judgement.
+        let handle = metrics::publish(&*obj, |obj| {
+            let imp = obj.imp();
+            metrics::Sample::Leak(imp.stats(&imp.last_report()))
+        });
+        let _ = self.metrics.set(handle);
     }
 
     fn dispose(&self) {
@@ -361,15 +384,43 @@ impl LeakCheck {
 
     /// The last judged report, judging first what is due.
     fn report(&self) -> Arc<Report> {
+        if let Some(tracker) = self.watching.lock().tracker {
+            worker::judge_now(tracker, Demand::Ask);
+        }
+        self.last_report()
+    }
+
+    /// The last judged report as it is.
+    fn last_report(&self) -> Arc<Report> {
         let Some(tracker) = self.watching.lock().tracker else {
             return Arc::default();
         };
-        worker::judge_now(tracker, Demand::Ask);
         REGISTRY
             .lock()
             .trackers
             .get(&tracker)
             .map(|t| t.report.clone())
             .unwrap_or_default()
+    }
+
+    /// The `stats` property's values and the metrics'.
+    fn stats(&self, report: &Report) -> LeakStats {
+        // Every kind, zeros too: a dashboard tells "none found" from "not exported".
+        let mut findings: BTreeMap<&'static str, u64> =
+            Finding::KINDS.iter().map(|kind| (*kind, 0)).collect();
+        for finding in &report.findings {
+            *findings.entry(finding.kind()).or_default() += 1;
+        }
+        let patterns = self
+            .settings
+            .lock()
+            .to_ledger()
+            .unwrap_or_default()
+            .patterns;
+        LeakStats {
+            findings,
+            cycles: report.cycles.into(),
+            device_handles: fds::snapshot(&patterns).len() as u64,
+        }
     }
 }

@@ -47,6 +47,17 @@ pub enum Finding {
 }
 
 impl Finding {
+    /// Every `kind()`, in the order of the variants.
+    pub const KINDS: [&'static str; 7] = [
+        "not-null",
+        "removed-above-null",
+        "still-alive",
+        "state-change",
+        "device-handle",
+        "growth",
+        "vpu-session",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Finding::NotNull { .. } => "not-null",

@@ -13,6 +13,7 @@ use super::units::Watch;
 use crate::factory_caps;
 use crate::guard::child_props;
 use crate::guard::input::Input;
+use crate::metrics::{self, GuardStats};
 use crate::vpu::budget::{self, BudgetSettings, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, Budget, GuardKind, Inputs, Outcome, Reason};
 use crate::vpu::ledger::Slot;
@@ -144,6 +145,10 @@ pub struct VpuGuardDec {
     deferring: AtomicBool,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
+    /// Every decision since creation: the `stats` property and the metrics.
+    /// A leaf lock, held only to record or clone.
+    stats: Mutex<GuardStats>,
+    metrics: OnceLock<metrics::Handle>,
 }
 
 #[glib::object_subclass]
@@ -225,6 +230,14 @@ impl ObjectImpl for VpuGuardDec {
                     )
                     .read_only()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "What the last decision saw and counts since the element was created: \
+                         decisions, switches, frames replayed and lost (the metrics' values)",
+                    )
+                    .read_only()
+                    .build(),
             ];
             let budget = properties::budget_param_specs(GuardKind::Decoder);
             children.into_iter().chain(budget).chain(rest).collect()
@@ -263,6 +276,13 @@ impl ObjectImpl for VpuGuardDec {
             "hw-properties" => settings.hw_properties.to_value(),
             "sw-properties" => settings.sw_properties.to_value(),
             "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
+            "stats" => {
+                drop(settings);
+                let stats = self.stats.lock().clone();
+                stats
+                    .to_structure("vpuguarddec-stats", "decoder")
+                    .to_value()
+            }
             name => {
                 drop(settings);
                 let state = self.state.lock();
@@ -289,6 +309,10 @@ impl ObjectImpl for VpuGuardDec {
         obj.add_pad(&srcpad).unwrap();
         self.sinkpad.set(sinkpad).unwrap();
         self.srcpad.set(srcpad).unwrap();
+        let handle = metrics::publish(&*obj, |obj| {
+            metrics::Sample::Decoder(obj.imp().stats.lock().clone())
+        });
+        let _ = self.metrics.set(handle);
     }
 }
 
@@ -700,7 +724,7 @@ impl VpuGuardDec {
                     .expect("decided for an installed decoder");
                 self.build_chain(settings, sw, caps, None, &seen)
                     .map_err(|e| e.into_message(sw))?;
-                self.post_decision(settings, reason, 0);
+                self.post_decision(settings, reason, None);
                 return Ok(());
             }
             Outcome::Hardware(reason) => (reason, held.expect("hardware needs the decision lock")),
@@ -727,7 +751,7 @@ impl VpuGuardDec {
         drop(held);
         match built {
             Ok(()) => {
-                self.post_decision(settings, reason, 0);
+                self.post_decision(settings, reason, None);
                 Ok(())
             }
             Err(ChainError::Start(why)) if settings.mode != Mode::Hardware => {
@@ -771,7 +795,7 @@ impl VpuGuardDec {
         if let Some(state) = self.state.lock().as_mut() {
             state.reclaim.hardware_failed(chain::monotonic_now());
         }
-        self.post_decision(settings, Reason::HwStartFailed, 0);
+        self.post_decision(settings, Reason::HwStartFailed, None);
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use super::frames::Watch;
 use crate::factory_caps;
 use crate::guard::child_props;
 use crate::guard::input::Input;
+use crate::metrics::{self, GuardStats};
 use crate::vpu::budget::{self, BudgetSettings, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, GuardKind, Inputs, Outcome, Reason};
 use crate::vpu::ledger::Slot;
@@ -165,6 +166,10 @@ pub struct VpuGuardEnc {
     deferring: AtomicBool,
     sinkpad: OnceLock<gst::GhostPad>,
     srcpad: OnceLock<gst::GhostPad>,
+    /// Every decision since creation: the `stats` property and the metrics.
+    /// A leaf lock, held only to record or clone.
+    stats: Mutex<GuardStats>,
+    metrics: OnceLock<metrics::Handle>,
 }
 
 #[glib::object_subclass]
@@ -282,6 +287,14 @@ impl ObjectImpl for VpuGuardEnc {
                     )
                     .read_only()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "What the last decision saw and counts since the element was created: \
+                         decisions, switches, frames replayed and lost (the metrics' values)",
+                    )
+                    .read_only()
+                    .build(),
             ];
             let budget = properties::budget_param_specs(GuardKind::Encoder);
             children.into_iter().chain(budget).chain(rest).collect()
@@ -328,6 +341,13 @@ impl ObjectImpl for VpuGuardEnc {
             "failover-encoder" => settings.failover_encoder.to_value(),
             "failover-properties" => settings.failover_properties.to_value(),
             "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
+            "stats" => {
+                drop(settings);
+                let stats = self.stats.lock().clone();
+                stats
+                    .to_structure("vpuguardenc-stats", "encoder")
+                    .to_value()
+            }
             name => {
                 drop(settings);
                 let state = self.state.lock();
@@ -354,6 +374,10 @@ impl ObjectImpl for VpuGuardEnc {
         obj.add_pad(&srcpad).unwrap();
         self.sinkpad.set(sinkpad).unwrap();
         self.srcpad.set(srcpad).unwrap();
+        let handle = metrics::publish(&*obj, |obj| {
+            metrics::Sample::Encoder(obj.imp().stats.lock().clone())
+        });
+        let _ = self.metrics.set(handle);
     }
 }
 

@@ -229,7 +229,15 @@ impl VpuGuardDec {
 
     /// Posts the `vpuguarddec-decision` message for the chain now in place;
     /// `frames_lost` is what the switch that led to it could not recover.
-    pub(super) fn post_decision(&self, settings: &Settings, reason: Reason, frames_lost: u64) {
+    /// `switch` tells what a mid-stream switch did with the access units in
+    /// flight; None for the stream's first decision.
+    pub(super) fn post_decision(
+        &self,
+        settings: &Settings,
+        reason: Reason,
+        switch: Option<metrics::Switch>,
+    ) {
+        let frames_lost = switch.map_or(0, |s| s.lost);
         let (decoder, hardware, seen, switches) = {
             let state = self.state.lock();
             let state = state.as_ref().expect("posted after a chain was built");
@@ -249,6 +257,15 @@ impl VpuGuardDec {
             seen.sessions,
             settings.budget.max_sessions,
         );
+        self.stats.lock().record(metrics::Decision {
+            factory: decoder.clone(),
+            hardware,
+            reason: reason.as_str(),
+            sessions: seen.sessions,
+            max_sessions: settings.budget.max_sessions,
+            pixel_rate: 0,
+            switch,
+        });
         let structure = gst::Structure::builder("vpuguarddec-decision")
             .field("decoder", decoder)
             .field("hardware", hardware)

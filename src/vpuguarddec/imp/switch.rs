@@ -84,7 +84,14 @@ impl VpuGuardDec {
                 ]
             );
         }
-        self.post_decision(&a.settings, a.reason, a.lost);
+        self.post_decision(
+            &a.settings,
+            a.reason,
+            Some(metrics::Switch {
+                replayed: a.units as u64,
+                lost: a.lost,
+            }),
+        );
         self.notify_chain_properties();
     }
 

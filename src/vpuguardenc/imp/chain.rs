@@ -287,6 +287,18 @@ impl VpuGuardEnc {
             seen.stream_pixel_rate,
             settings.budget.max_pixel_rate
         );
+        self.stats.lock().record(metrics::Decision {
+            factory: encoder.clone(),
+            hardware,
+            reason: reason.as_str(),
+            sessions: seen.sessions,
+            max_sessions: settings.budget.max_sessions,
+            pixel_rate: seen.pixel_rate,
+            switch: switch.map(|r| metrics::Switch {
+                replayed: r.replayed,
+                lost: r.lost,
+            }),
+        });
         let report = switch.cloned().unwrap_or_default();
         let mut structure = gst::Structure::builder("vpuguardenc-decision")
             .field("encoder", encoder)

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MPL-2.0
+//! One tracer's outputs: the HTTP endpoint and the periodic textfile, each
+//! on its own thread, and the last textfile write at exit. They run until
+//! the process exits: GStreamer keeps no reference to a hook-less tracer.
+
+use parking_lot::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Once, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::encode::{self, Format};
+use super::params::Params;
+use super::textfile::Textfile;
+use super::{CAT, http, registry};
+
+/// The exporters of the process's tracers.
+static RUNNING: Mutex<Vec<Exporter>> = Mutex::new(Vec::new());
+
+/// Starts what `params` asks for, for the rest of the process.
+pub fn start_for_process(params: &Params) {
+    let exporter = Exporter::start(params);
+    RUNNING.lock().push(exporter);
+}
+
+/// Textfiles to write once more when the process exits: GStreamer
+/// finalizes tracers only in gst_deinit(), which most programs never call.
+static AT_EXIT: Mutex<Vec<Weak<Textfile>>> = Mutex::new(Vec::new());
+
+extern "C" fn write_at_exit() {
+    let targets: Vec<Arc<Textfile>> = AT_EXIT.lock().iter().filter_map(Weak::upgrade).collect();
+    for target in targets {
+        write_now(&target);
+    }
+}
+
+fn write_now(target: &Textfile) {
+    target.write(&encode::encode(&registry::collect(), Format::Prometheus));
+}
+
+/// Writes the textfile every interval until this is dropped.
+struct Writer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(target: Arc<Textfile>, interval: gst::ClockTime) -> std::io::Result<Writer> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let writing = target;
+        let every = Duration::from_nanos(interval.nseconds());
+        let thread = std::thread::Builder::new()
+            .name("edgeguard-metrics-textfile".into())
+            .spawn(move || {
+                write_now(&writing);
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    write_now(&writing);
+                }
+            })?;
+        Ok(Writer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Held for the process: dropping it would stop the threads.
+#[derive(Default)]
+struct Exporter {
+    _http: Option<http::Server>,
+    _writer: Option<Writer>,
+}
+
+impl Exporter {
+    /// Starts what `params` asks for. A failure is one WARNING naming the
+    /// address or path; the rest of the exporter, and the pipelines, go on.
+    fn start(params: &Params) -> Exporter {
+        let mut exporter = Exporter::default();
+        if let Some(address) = &params.address {
+            match http::Server::start(address) {
+                Ok(server) => exporter._http = Some(server),
+                Err(why) => gst::warning!(CAT, "{why}: metrics are not served over HTTP"),
+            }
+        }
+        if let Some(path) = &params.textfile {
+            let target = Arc::new(Textfile::new(path.clone()));
+            register_at_exit(&target);
+            match Writer::start(target, params.interval) {
+                Ok(writer) => exporter._writer = Some(writer),
+                Err(err) => gst::warning!(
+                    CAT,
+                    "cannot start the textfile writer for {}: {err}",
+                    path.display()
+                ),
+            }
+        }
+        exporter
+    }
+}
+
+fn register_at_exit(target: &Arc<Textfile>) {
+    static REGISTERED: Once = Once::new();
+    let mut targets = AT_EXIT.lock();
+    targets.retain(|t| t.strong_count() > 0);
+    targets.push(Arc::downgrade(target));
+    drop(targets);
+    // SAFETY: registers a plain extern "C" fn with no arguments.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(write_at_exit);
+    });
+}
