@@ -1,0 +1,594 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `edgeguard-metrics` tracer, enabled as users enable it: each scenario
+//! runs in a child process started with GST_TRACERS, loading the debug cdylib
+//! through GST_PLUGIN_PATH (`cargo build --lib` first; make test does). The
+//! parent scrapes it, runs promtool and a real Prometheus on loopback.
+
+mod common;
+
+use gst::prelude::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A bound for hangs, not a performance expectation.
+const HANG: Duration = Duration::from_secs(120);
+const CHILD: &str = "EDGEGUARD_METRICS_CHILD";
+const RIG: &str = "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+                   vpuguardenc name=enc ! vpuguarddec name=dec ! \
+                   delaybuffer name=delay delay=200000000 ! leakcheck name=leaks ! fakesink";
+
+// ---------------------------------------------------------------- helpers
+
+fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstedgeguard.so").exists(),
+        "{} is missing: `cargo build --lib` first (make test does)",
+        dir.join("libgstedgeguard.so").display()
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET: (head, body).
+fn http_get(address: &str, path: &str, accept: Option<&str>) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(HANG))?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{accept}Connection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((head.to_string(), body.to_string()))
+}
+
+fn scrape(address: &str) -> String {
+    let (head, body) = http_get(address, "/metrics", None).unwrap();
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    body
+}
+
+/// Series lines of an exposition, comments left out.
+fn series(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// Families in an exposition, from its TYPE lines.
+fn families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn promtool_check(text: &str) -> Result<(), String> {
+    let mut promtool = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/promtool runs (make deps installs Debian's prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A child process of this test binary running `scenario`; killed if the
+/// test fails before it exits.
+struct Scenario {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    registry: PathBuf,
+}
+
+fn lines_of(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Scenario {
+    fn start(scenario: &str, tracers: &str, env: &[(&str, &str)]) -> Scenario {
+        let registry = std::env::temp_dir().join(format!(
+            "edgeguard-registry-metrics-{scenario}-{}.bin",
+            std::process::id()
+        ));
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(CHILD, scenario)
+            .env("GST_TRACERS", tracers)
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .env("GST_REGISTRY", &registry)
+            .env("GST_DEBUG_NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdin = child.stdin.take();
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        Scenario {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            registry,
+        }
+    }
+
+    /// Waits for a stdout line with `word` (libtest may print before it on
+    /// the same line); returns the line from `word` on.
+    fn expect(&self, word: &str) -> String {
+        loop {
+            match self.stdout.recv_timeout(HANG) {
+                Ok(line) if line.contains(word) => {
+                    return line[line.find(word).unwrap()..].to_string();
+                }
+                Ok(_) => continue,
+                Err(_) => panic!("the child never said {word}: {}", self.drain_stderr()),
+            }
+        }
+    }
+
+    fn drain_stderr(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Tells the child to finish (closes its stdin) and returns its stderr.
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let mut stderr: Vec<String> = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(HANG) {
+            stderr.push(line);
+        }
+        let stderr = stderr.join("\n");
+        assert!(status.success(), "child failed: {stderr}");
+        stderr
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.registry);
+    }
+}
+
+fn tracers(address: Option<&str>, textfile: Option<&Path>, interval: &str) -> String {
+    let mut params = vec![format!("interval={interval}")];
+    if let Some(a) = address {
+        params.push(format!("address={a}"));
+    }
+    if let Some(t) = textfile {
+        params.push(format!("textfile={}", t.display()));
+    }
+    format!("edgeguard-metrics({})", params.join(","))
+}
+
+// ---------------------------------------------------------------- children
+
+/// Not a test on its own: the program each scenario runs, in a child process
+/// with GST_TRACERS set (see `Scenario`).
+#[test]
+fn child_entry() {
+    let Ok(scenario) = std::env::var(CHILD) else {
+        return;
+    };
+    gst::init().unwrap();
+    match scenario.as_str() {
+        "rig" => child_rig(),
+        "cycles" => child_cycles(),
+        "eos" => child_eos(),
+        other => panic!("no scenario {other}"),
+    }
+    // Stay until the parent is done with this process.
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+}
+
+fn launch(description: &str, name: &str) -> gst::Pipeline {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline.set_property("name", name);
+    pipeline
+}
+
+/// The rig plays until the parent closes stdin; READY once both guards decided.
+fn child_rig() {
+    let pipeline = launch(RIG, "rig");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |log| {
+        !log.named("vpuguardenc-decision").is_empty()
+            && !log.named("vpuguarddec-decision").is_empty()
+    });
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    println!("READY");
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// 200 pipelines, each with new element names, run to EOS and dropped: the
+/// series of each are there while it lives and gone after.
+fn child_cycles() {
+    let address = std::env::var("EDGEGUARD_METRICS_ADDRESS").unwrap();
+    let mut per_pipeline = None;
+    for i in 0..200 {
+        let pipeline = launch(
+            &format!(
+                "videotestsrc num-buffers=2 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
+                 vpuguardenc name=enc{i} ! vpuguarddec name=dec{i} ! delaybuffer name=delay{i} ! \
+                 leakcheck name=leaks{i} ! fakesink"
+            ),
+            &format!("cycle{i}"),
+        );
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let log = common::collect_bus(&pipeline, HANG, |_| false);
+        assert!(log.eos, "cycle {i}: {:?}", log.errors);
+        let text = scrape(&address);
+        let live = series(&text).len();
+        assert!(
+            text.contains(&format!("element=\"leaks{i}\"")),
+            "cycle {i}: {text}"
+        );
+        assert_eq!(*per_pipeline.get_or_insert(live), live, "cycle {i}: {text}");
+        pipeline.set_state(gst::State::Null).unwrap();
+        drop(pipeline);
+        // Elements are finalized when their last reference goes, which a
+        // worker thread may hold a moment longer.
+        assert!(
+            common::poll_until(HANG, || series(&scrape(&address)).is_empty()),
+            "cycle {i}: series left: {}",
+            scrape(&address)
+        );
+    }
+    println!("CYCLES {}", per_pipeline.unwrap());
+}
+
+/// A pipeline through all three kinds of elements runs to EOS.
+fn child_eos() {
+    let pipeline = launch(
+        "videotestsrc num-buffers=30 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
+         vpuguardenc name=enc ! delaybuffer name=delay ! leakcheck name=leaks ! fakesink",
+        "eos",
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("EOS");
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn endpoint_and_textfile_pass_promtool() {
+    let dir = common::temp_dir("metrics-promtool");
+    let textfile = dir.join("edgeguard.prom");
+    let address = format!("127.0.0.1:{}", free_port());
+    let rig = Scenario::start("rig", &tracers(Some(&address), Some(&textfile), "0.2"), &[]);
+    rig.expect("READY");
+    let body = scrape(&address);
+    assert_eq!(families(&body).len(), 22, "{body}");
+    assert!(
+        body.contains("edgeguard_encoder_decisions_total{pipeline=\"rig\",element=\"enc\""),
+        "{body}"
+    );
+    promtool_check(&body).unwrap_or_else(|e| panic!("promtool on the endpoint: {e}\n{body}"));
+
+    let (head, open) = http_get(
+        &address,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    )
+    .unwrap();
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    let (head, _) = http_get(&address, "/", None).unwrap();
+    assert!(head.contains(" 404 "), "{head}");
+
+    // The textfile, once a write after the decisions has landed.
+    let mut text = String::new();
+    assert!(common::poll_until(HANG, || {
+        text = std::fs::read_to_string(&textfile).unwrap_or_default();
+        text.contains("element=\"dec\"")
+    }));
+    promtool_check(&text).unwrap_or_else(|e| panic!("promtool on the textfile: {e}\n{text}"));
+    rig.finish();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn textfile_readers_never_see_a_partial_file() {
+    let dir = common::temp_dir("metrics-textfile-race");
+    let textfile = dir.join("edgeguard.prom");
+    // A write every millisecond while the rig runs.
+    let rig = Scenario::start("rig", &tracers(None, Some(&textfile), "0.001"), &[]);
+    rig.expect("READY");
+    // A write that sampled the rig before its decisions may land after READY.
+    assert!(common::poll_until(HANG, || {
+        families(&std::fs::read_to_string(&textfile).unwrap_or_default()).len() == 22
+    }));
+    let mut whole = 0;
+    let mut previous = String::new();
+    let mut changes = 0;
+    while changes < 200 {
+        let text = std::fs::read_to_string(&textfile).unwrap();
+        // Every read is a complete exposition of the rig: all its families,
+        // the last series line whole.
+        assert_eq!(families(&text).len(), 22, "partial file:\n{text}");
+        assert!(text.ends_with('\n'), "partial file:\n{text}");
+        whole += 1;
+        if text != previous {
+            changes += 1;
+            previous = text;
+        }
+    }
+    assert!(whole >= changes);
+    rig.finish();
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn series_stay_flat_over_200_pipeline_cycles() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let cycles = Scenario::start(
+        "cycles",
+        &tracers(Some(&address), None, "10"),
+        &[("EDGEGUARD_METRICS_ADDRESS", address.as_str())],
+    );
+    let line = cycles.expect("CYCLES");
+    // Four elements' series per pipeline, the same in every cycle.
+    let per_pipeline: usize = line["CYCLES ".len()..].parse().unwrap();
+    assert!(per_pipeline >= 4 * 3, "{line}");
+    cycles.finish();
+}
+
+#[test]
+fn an_address_in_use_and_an_unwritable_textfile_warn_once_each() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    // Not creatable, even by root.
+    let textfile = Path::new("/proc/edgeguard-metrics-test/edgeguard.prom");
+    let run = Scenario::start(
+        "eos",
+        &tracers(Some(&address), Some(textfile), "0.05"),
+        &[("GST_DEBUG", "edgeguard-metrics:5")],
+    );
+    run.expect("EOS");
+    // Let the writer fail a few more times: still one WARNING.
+    let mut failures = 0;
+    let mut stderr = Vec::new();
+    while failures < 5 {
+        let line = run
+            .stderr
+            .recv_timeout(HANG)
+            .expect("the textfile writer goes on");
+        if line.contains("cannot write textfile") {
+            failures += 1;
+        }
+        stderr.push(line);
+    }
+    stderr.push(run.finish());
+    let stderr = stderr.join("\n");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("edgeguard-metrics"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings.iter().any(|w| w.contains(&address)),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&textfile.display().to_string())),
+        "{warnings:#?}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_the_exporter_serves() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let rig = Scenario::start("rig", &tracers(Some(&address), None, "10"), &[]);
+    rig.expect("READY");
+    let served = families(&scrape(&address));
+    rig.finish();
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-edgeguard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 6, "{exprs:?}");
+    for expr in &exprs {
+        let names = metric_names_in(expr);
+        assert!(!names.is_empty(), "{expr} names no edgeguard metric");
+        for name in names {
+            assert!(
+                served.contains(&name),
+                "{expr}: {name} is not served ({served:?})"
+            );
+        }
+    }
+}
+
+fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => (),
+    }
+}
+
+/// The `edgeguard_*` identifiers of a PromQL expression.
+fn metric_names_in(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("edgeguard_"))
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------- Prometheus
+
+/// Debian's Prometheus on loopback, in a private directory; killed on drop.
+struct Prometheus {
+    child: Child,
+    address: String,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: &str) -> Prometheus {
+        let binary = Path::new("/usr/bin/prometheus");
+        assert!(
+            binary.exists(),
+            "/usr/bin/prometheus is missing: make deps installs Debian's prometheus"
+        );
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: edgeguard\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let address = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Prometheus { child, address }
+    }
+
+    /// The instant vector `query` answers now, or None while Prometheus is
+    /// not up yet.
+    fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
+        let (head, body) =
+            http_get(&self.address, &format!("/api/v1/query?query={query}"), None).ok()?;
+        if !head.contains(" 200 ") {
+            return None;
+        }
+        let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
+        answer["data"]["result"].as_array().cloned()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_rig() {
+    let dir = common::temp_dir("metrics-prometheus");
+    let address = format!("127.0.0.1:{}", free_port());
+    let rig = Scenario::start("rig", &tracers(Some(&address), None, "10"), &[]);
+    rig.expect("READY");
+    let prometheus = Prometheus::start(&dir, &address);
+    for (query, element) in [
+        ("edgeguard_encoder_decisions_total", "enc"),
+        ("edgeguard_delay_level_seconds", "delay"),
+        ("edgeguard_leak_findings", "leaks"),
+    ] {
+        let mut answer = Vec::new();
+        let found = common::poll_until(HANG, || {
+            answer = prometheus.query(query).unwrap_or_default();
+            let there = answer.iter().any(|series| {
+                series["metric"]["pipeline"] == "rig" && series["metric"]["element"] == element
+            });
+            if !there {
+                // Prometheus scrapes once a second: no need to ask more often.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            there
+        });
+        assert!(
+            found,
+            "Prometheus has no {query} for rig/{element}: {answer:?}"
+        );
+    }
+    drop(prometheus);
+    rig.finish();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
