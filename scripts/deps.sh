@@ -21,6 +21,7 @@ packages=(
     python3-gst-1.0
     gir1.2-gst-rtsp-server-1.0
     valgrind
+    prometheus
 )
 
 # The native architecture's package; an Architecture: all one has no qualifier.
