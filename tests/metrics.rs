@@ -257,6 +257,15 @@ fn child_rig() {
             && !log.named("vpuguarddec-decision").is_empty()
     });
     assert!(log.errors.is_empty(), "{:?}", log.errors);
+    // What an application without the tracer reads, for the parent to
+    // compare with what the tracer serves.
+    for name in ["enc", "dec", "leaks"] {
+        let stats = pipeline
+            .by_name(name)
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        println!("STATS {stats}");
+    }
     println!("READY");
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
@@ -318,13 +327,19 @@ fn child_eos() {
 
 #[test]
 fn endpoint_and_textfile_pass_promtool() {
+    gst::init().unwrap();
     let dir = common::temp_dir("metrics-promtool");
     let textfile = dir.join("edgeguard.prom");
     let address = format!("127.0.0.1:{}", free_port());
     let rig = Scenario::start("rig", &tracers(Some(&address), Some(&textfile), "0.2"), &[]);
+    let stats: Vec<gst::Structure> = ["vpuguardenc-stats", "vpuguarddec-stats", "leakcheck-stats"]
+        .iter()
+        .map(|name| rig.expect(name).parse().unwrap())
+        .collect();
     rig.expect("READY");
     let body = scrape(&address);
     assert_eq!(families(&body).len(), 22, "{body}");
+    stats_match_the_series(&stats, &body);
     assert!(
         body.contains("edgeguard_encoder_decisions_total{pipeline=\"rig\",element=\"enc\""),
         "{body}"
@@ -354,6 +369,50 @@ fn endpoint_and_textfile_pass_promtool() {
     promtool_check(&text).unwrap_or_else(|e| panic!("promtool on the textfile: {e}\n{text}"));
     rig.finish();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The value of the one series of `metric` whose labels contain `labels`.
+fn value(body: &str, metric: &str, labels: &str) -> f64 {
+    let found: Vec<f64> = series(body)
+        .into_iter()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{metric} {labels}: {body}");
+    found[0]
+}
+
+fn stats_match_the_series(stats: &[gst::Structure], body: &str) {
+    for (s, element, noun) in [(&stats[0], "enc", "encoder"), (&stats[1], "dec", "decoder")] {
+        let at = format!("element=\"{element}\"");
+        let field = |name: &str| s.get::<u64>(name).unwrap() as f64;
+        assert_eq!(field("decisions"), 1.0, "{s}");
+        let labels = format!(
+            "{at},{noun}=\"{}\",hardware=\"{}\"",
+            s.get::<&str>(noun).unwrap(),
+            s.get::<bool>("hardware").unwrap()
+        );
+        let decisions = value(body, &format!("edgeguard_{noun}_decisions_total"), &labels);
+        assert_eq!(decisions, field("decisions"));
+        let sessions = value(body, "edgeguard_vpu_sessions", &at);
+        assert_eq!(sessions, f64::from(s.get::<u32>("sessions").unwrap()));
+        let max = value(body, "edgeguard_vpu_max_sessions", &at);
+        assert_eq!(max, f64::from(s.get::<u32>("max-sessions").unwrap()));
+        for (metric, name) in [("switches", "switches"), ("frames_lost", "frames-lost")] {
+            let total = value(body, &format!("edgeguard_{noun}_{metric}_total"), &at);
+            assert_eq!(total, field(name), "{metric}");
+        }
+    }
+    let leaks = &stats[2];
+    let findings = leaks.get::<gst::Structure>("findings").unwrap();
+    assert_eq!(findings.n_fields(), 7, "{leaks}");
+    for (kind, count) in findings.iter() {
+        let labels = format!("element=\"leaks\",kind=\"{kind}\"");
+        let served = value(body, "edgeguard_leak_findings", &labels);
+        assert_eq!(served, count.get::<u64>().unwrap() as f64, "{kind}");
+    }
+    let cycles = value(body, "edgeguard_leak_cycles_total", "element=\"leaks\"");
+    assert_eq!(cycles, leaks.get::<u64>("cycles").unwrap() as f64);
 }
 
 #[test]
