@@ -160,24 +160,12 @@ fn four_threads_cycling(dir: &Path, cycles: usize) {
     });
 }
 
-/// Where the debug cdylib is, for programs that load the plugin as users do.
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libgstedgeguard.so").exists(),
-        "{} is missing: `cargo build --lib` first (make test does)",
-        dir.join("libgstedgeguard.so").display()
-    );
-    dir
-}
-
 fn plugin_env(cmd: &mut Command, name: &str) -> PathBuf {
     let registry = std::env::temp_dir().join(format!(
         "edgeguard-registry-{name}-{}.bin",
         std::process::id()
     ));
-    cmd.env("GST_PLUGIN_PATH", plugin_dir())
+    cmd.env("GST_PLUGIN_PATH", common::plugin_dir())
         .env("GST_REGISTRY", &registry)
         .env_remove("GST_TRACERS");
     registry

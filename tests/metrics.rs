@@ -23,17 +23,6 @@ const RIG: &str = "videotestsrc is-live=true ! video/x-raw,width=64,height=48,fr
 
 // ---------------------------------------------------------------- helpers
 
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libgstedgeguard.so").exists(),
-        "{} is missing: `cargo build --lib` first (make test does)",
-        dir.join("libgstedgeguard.so").display()
-    );
-    dir
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -143,7 +132,7 @@ impl Scenario {
             .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
             .env(CHILD, scenario)
             .env("GST_TRACERS", tracers)
-            .env("GST_PLUGIN_PATH", plugin_dir())
+            .env("GST_PLUGIN_PATH", common::plugin_dir())
             .env("GST_REGISTRY", &registry)
             .env("GST_DEBUG_NO_COLOR", "1")
             .stdin(Stdio::piped())

@@ -410,10 +410,10 @@ fn a_failover_past_a_full_window_counts_what_it_could_not_recover() {
     let pts = common::record_pts(&pipeline.by_name("out").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
-    let lost = pipeline
-        .by_name("guard")
-        .unwrap()
-        .property::<u64>("frames-lost");
+    let guard = pipeline.by_name("guard").unwrap();
+    let lost = guard.property::<u64>("frames-lost");
+    let stats = guard.property::<gst::Structure>("stats");
+    drop(guard);
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
     let pts = pts.lock().unwrap().clone();
@@ -428,6 +428,10 @@ fn a_failover_past_a_full_window_counts_what_it_could_not_recover() {
     let d = decisions(&log);
     assert_eq!(d[1].reason, "hw-failed-mid-stream");
     assert!(d[1].frames_lost > 0 && d[1].frames_lost <= lost, "{d:?}");
+    // The stats (and the metrics) count the switch and what it lost.
+    assert_eq!(stats.get::<u64>("decisions").unwrap(), 2, "{stats}");
+    assert_eq!(stats.get::<u64>("switches").unwrap(), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("frames-lost").unwrap(), d[1].frames_lost);
     vpu.remove();
     let _ = std::fs::remove_dir_all(&dir);
 }

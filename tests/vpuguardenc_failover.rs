@@ -56,6 +56,8 @@ struct Recording {
     /// Every CAPS event that left the guard.
     caps: Vec<gst::Caps>,
     switches: u32,
+    /// The guard's `stats` at EOS.
+    stats: gst::Structure,
     file: PathBuf,
 }
 
@@ -107,6 +109,7 @@ fn record_with(
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
     let switches = guard.property::<u32>("switches");
+    let stats = guard.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
     let out = out.lock().unwrap().clone();
     let at_decisions = at_decisions.lock().unwrap().clone();
@@ -117,6 +120,7 @@ fn record_with(
         at_decisions,
         caps,
         switches,
+        stats,
         file,
     }
 }
@@ -333,6 +337,14 @@ fn failover_mid_stream(double: &str, software: &str, codec: &'static str) {
     assert_eq!(switch.get::<u32>("switches").unwrap(), 1);
     assert!(!switch.get::<bool>("hardware").unwrap());
     assert_eq!(rec.switches, 1);
+    // The stats (and the metrics) count both decisions and the switch.
+    let stats = &rec.stats;
+    assert_eq!(stats.get::<u64>("decisions").unwrap(), 2, "{stats}");
+    assert_eq!(stats.get::<u64>("switches").unwrap(), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("frames-replayed").unwrap(), replayed);
+    assert_eq!(stats.get::<u64>("frames-lost").unwrap(), 0);
+    assert_eq!(stats.get::<&str>("encoder").unwrap(), software);
+    assert!(!stats.get::<bool>("hardware").unwrap());
     assert!(
         rec.log
             .warnings

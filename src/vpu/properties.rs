@@ -118,6 +118,19 @@ pub fn reclaim_interval_spec(kind: GuardKind) -> glib::ParamSpec {
         .build()
 }
 
+/// The read-only `stats` structure: every decision since the guard was created.
+pub fn stats_spec(kind: GuardKind) -> glib::ParamSpec {
+    let noun = kind.noun();
+    glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+        .nick("Statistics")
+        .blurb(&format!(
+            "What the last decision saw and counts since the element was created: decisions, \
+             {noun} switches, frames replayed to and lost at them (the metrics' values)"
+        ))
+        .read_only()
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

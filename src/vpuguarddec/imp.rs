@@ -230,14 +230,7 @@ impl ObjectImpl for VpuGuardDec {
                     )
                     .read_only()
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb(
-                        "What the last decision saw and counts since the element was created: \
-                         decisions, switches, frames replayed and lost (the metrics' values)",
-                    )
-                    .read_only()
-                    .build(),
+                properties::stats_spec(GuardKind::Decoder),
             ];
             let budget = properties::budget_param_specs(GuardKind::Decoder);
             children.into_iter().chain(budget).chain(rest).collect()

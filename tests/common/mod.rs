@@ -38,6 +38,19 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Where the debug cdylib is, for programs that load the plugin as users do
+/// (through GST_PLUGIN_PATH).
+pub fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstedgeguard.so").exists(),
+        "{} is missing: `cargo build --lib` first (make test does)",
+        dir.join("libgstedgeguard.so").display()
+    );
+    dir
+}
+
 /// Calls `done` every millisecond until it says yes (true) or `timeout`
 /// passes (false): for state that another thread changes.
 pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
