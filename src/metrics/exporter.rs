@@ -4,9 +4,7 @@
 //! the process exits: GStreamer keeps no reference to a hook-less tracer.
 
 use parking_lot::Mutex;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Once, Weak};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::encode::{self, Format};
@@ -38,46 +36,24 @@ fn write_now(target: &Textfile) {
     target.write(&encode::encode(&registry::collect(), Format::Prometheus));
 }
 
-/// Writes the textfile every interval until this is dropped.
-struct Writer {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+/// Writes the textfile now and every `interval` after, for the process.
+fn start_writer(target: Arc<Textfile>, interval: gst::ClockTime) -> std::io::Result<()> {
+    let every = Duration::from_nanos(interval.nseconds());
+    std::thread::Builder::new()
+        .name("edgeguard-metrics-textfile".into())
+        .spawn(move || {
+            loop {
+                write_now(&target);
+                std::thread::sleep(every);
+            }
+        })?;
+    Ok(())
 }
 
-impl Writer {
-    fn start(target: Arc<Textfile>, interval: gst::ClockTime) -> std::io::Result<Writer> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let writing = target;
-        let every = Duration::from_nanos(interval.nseconds());
-        let thread = std::thread::Builder::new()
-            .name("edgeguard-metrics-textfile".into())
-            .spawn(move || {
-                write_now(&writing);
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    write_now(&writing);
-                }
-            })?;
-        Ok(Writer {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Held for the process: dropping it would stop the threads.
+/// Held for the process: dropping it would stop the server.
 #[derive(Default)]
 struct Exporter {
     _http: Option<http::Server>,
-    _writer: Option<Writer>,
 }
 
 impl Exporter {
@@ -94,13 +70,12 @@ impl Exporter {
         if let Some(path) = &params.textfile {
             let target = Arc::new(Textfile::new(path.clone()));
             register_at_exit(&target);
-            match Writer::start(target, params.interval) {
-                Ok(writer) => exporter._writer = Some(writer),
-                Err(err) => gst::warning!(
+            if let Err(err) = start_writer(target, params.interval) {
+                gst::warning!(
                     CAT,
                     "cannot start the textfile writer for {}: {err}",
                     path.display()
-                ),
+                );
             }
         }
         exporter
