@@ -221,6 +221,7 @@ fn child_entry() {
         "rig" => child_rig(),
         "cycles" => child_cycles(),
         "eos" => child_eos(),
+        "exit" => child_exit(),
         other => panic!("no scenario {other}"),
     }
     // Stay until the parent is done with this process.
@@ -310,6 +311,25 @@ fn child_eos() {
     assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
     pipeline.set_state(gst::State::Null).unwrap();
     println!("EOS");
+}
+
+/// Exits with a pipeline alive at EOS, once the tracer's first textfile
+/// write (of no element yet) is there: what is in the file after the exit,
+/// the exit handler wrote.
+fn child_exit() {
+    let textfile = PathBuf::from(std::env::var("EDGEGUARD_METRICS_TEXTFILE").unwrap());
+    assert!(common::poll_until(HANG, || textfile.exists()));
+    let pipeline = launch(
+        "videotestsrc num-buffers=3 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
+         vpuguardenc name=enc ! delaybuffer name=delay ! leakcheck name=leaks ! fakesink",
+        "exiting",
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    assert!(log.eos, "{:?}", log.errors);
+    assert!(series(&std::fs::read_to_string(&textfile).unwrap()).is_empty());
+    // As many programs end: without taking the pipeline down.
+    std::process::exit(0);
 }
 
 // ---------------------------------------------------------------- tests
@@ -434,6 +454,27 @@ fn textfile_readers_never_see_a_partial_file() {
     rig.finish();
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_textfile_is_written_at_exit() {
+    let dir = common::temp_dir("metrics-exit");
+    let textfile = dir.join("edgeguard.prom");
+    let path = textfile.display().to_string();
+    // No periodic write after the first within the test's life.
+    let run = Scenario::start(
+        "exit",
+        &tracers(None, Some(&textfile), "3600"),
+        &[("EDGEGUARD_METRICS_TEXTFILE", path.as_str())],
+    );
+    run.finish();
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    for element in ["enc", "delay", "leaks"] {
+        let labels = format!("pipeline=\"exiting\",element=\"{element}\"");
+        assert!(text.contains(&labels), "no {labels} in\n{text}");
+    }
+    promtool_check(&text).unwrap_or_else(|e| panic!("promtool on the textfile: {e}\n{text}"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
