@@ -8,20 +8,24 @@
 use parking_lot::Mutex;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::CAT;
 
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    // Unique per write: two tracers given the same path (or another
+    // process) never write into each other's temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}-{}.tmp",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let written = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(contents))
@@ -32,8 +36,8 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     written
 }
 
-/// One textfile target: writes are serialized (the periodic writer and the
-/// exit handler share the temporary name) and the first failure is warned.
+/// One textfile target: writes are serialized, so the last one started (the
+/// exit handler's) is the one left, and the first failure is warned.
 #[derive(Debug)]
 pub struct Textfile {
     path: PathBuf,
