@@ -28,7 +28,7 @@ static AT_EXIT: Mutex<Vec<Weak<Textfile>>> = Mutex::new(Vec::new());
 extern "C" fn write_at_exit() {
     let targets: Vec<Arc<Textfile>> = AT_EXIT.lock().iter().filter_map(Weak::upgrade).collect();
     for target in targets {
-        write_now(&target);
+        target.write_last(&encode::encode(&registry::collect(), Format::Prometheus));
     }
 }
 

@@ -36,12 +36,13 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     written
 }
 
-/// One textfile target: writes are serialized, so the last one started (the
-/// exit handler's) is the one left, and the first failure is warned.
+/// One textfile target: writes are serialized, none follows the last one
+/// (the exit handler's), and the first failure is warned.
 #[derive(Debug)]
 pub struct Textfile {
     path: PathBuf,
-    writing: Mutex<()>,
+    /// True once the last write is done.
+    closed: Mutex<bool>,
     warned: AtomicBool,
 }
 
@@ -49,7 +50,7 @@ impl Textfile {
     pub fn new(path: PathBuf) -> Self {
         Textfile {
             path,
-            writing: Mutex::new(()),
+            closed: Mutex::new(false),
             warned: AtomicBool::new(false),
         }
     }
@@ -57,8 +58,22 @@ impl Textfile {
     /// Writes `contents`; a failure is one WARNING for the life of the
     /// target (a full disk must not flood the log every interval).
     pub fn write(&self, contents: &str) -> bool {
+        self.write_unless_closed(contents, false)
+    }
+
+    /// Writes `contents` as the last time: a write the process's end cut
+    /// short would leave its temporary file behind.
+    pub fn write_last(&self, contents: &str) -> bool {
+        self.write_unless_closed(contents, true)
+    }
+
+    fn write_unless_closed(&self, contents: &str, close: bool) -> bool {
         let result = {
-            let _writing = self.writing.lock();
+            let mut closed = self.closed.lock();
+            if *closed {
+                return false;
+            }
+            *closed = close;
             write_atomically(&self.path, contents.as_bytes())
         };
         match result {
@@ -147,6 +162,20 @@ mod tests {
         assert!(is_whole(&whole));
         assert!(!is_whole(&whole[..whole.len() / 2]));
         assert!(!is_whole(""));
+    }
+
+    #[test]
+    fn nothing_is_written_after_the_last_write() {
+        let dir = temp_dir("last");
+        let target = Textfile::new(dir.join("x.prom"));
+        assert!(target.write("a 1\n"));
+        assert!(target.write_last("a 2\n"));
+        assert!(!target.write("a 3\n"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("x.prom")).unwrap(),
+            "a 2\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
