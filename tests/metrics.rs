@@ -238,6 +238,19 @@ fn launch(description: &str, name: &str) -> gst::Pipeline {
     pipeline
 }
 
+/// `description` as pipeline `name`, played to EOS without an error.
+fn played_to_eos(description: &str, name: &str) -> gst::Pipeline {
+    let pipeline = launch(description, name);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    assert!(log.eos && log.errors.is_empty(), "{name}: {:?}", log.errors);
+    pipeline
+}
+
+/// 16x16 frames through vpuguardenc, delaybuffer and leakcheck.
+const SMALL: &str = "videotestsrc num-buffers=3 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
+                     vpuguardenc name=enc ! delaybuffer name=delay ! leakcheck name=leaks ! fakesink";
+
 /// The rig plays until the parent closes stdin; READY once both guards decided.
 fn child_rig() {
     let pipeline = launch(RIG, "rig");
@@ -268,7 +281,7 @@ fn child_cycles() {
     let address = std::env::var("EDGEGUARD_METRICS_ADDRESS").unwrap();
     let mut per_pipeline = None;
     for i in 0..200 {
-        let pipeline = launch(
+        let pipeline = played_to_eos(
             &format!(
                 "videotestsrc num-buffers=2 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
                  vpuguardenc name=enc{i} ! vpuguarddec name=dec{i} ! delaybuffer name=delay{i} ! \
@@ -276,9 +289,6 @@ fn child_cycles() {
             ),
             &format!("cycle{i}"),
         );
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let log = common::collect_bus(&pipeline, HANG, |_| false);
-        assert!(log.eos, "cycle {i}: {:?}", log.errors);
         let text = scrape(&address);
         let live = series(&text).len();
         assert!(
@@ -301,14 +311,7 @@ fn child_cycles() {
 
 /// A pipeline through all three kinds of elements runs to EOS.
 fn child_eos() {
-    let pipeline = launch(
-        "videotestsrc num-buffers=30 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
-         vpuguardenc name=enc ! delaybuffer name=delay ! leakcheck name=leaks ! fakesink",
-        "eos",
-    );
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let log = common::collect_bus(&pipeline, HANG, |_| false);
-    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    let pipeline = played_to_eos(SMALL, "eos");
     pipeline.set_state(gst::State::Null).unwrap();
     println!("EOS");
 }
@@ -319,14 +322,7 @@ fn child_eos() {
 fn child_exit() {
     let textfile = PathBuf::from(std::env::var("EDGEGUARD_METRICS_TEXTFILE").unwrap());
     assert!(common::poll_until(HANG, || textfile.exists()));
-    let pipeline = launch(
-        "videotestsrc num-buffers=3 ! video/x-raw,width=16,height=16,framerate=30/1 ! \
-         vpuguardenc name=enc ! delaybuffer name=delay ! leakcheck name=leaks ! fakesink",
-        "exiting",
-    );
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let log = common::collect_bus(&pipeline, HANG, |_| false);
-    assert!(log.eos, "{:?}", log.errors);
+    let _pipeline = played_to_eos(SMALL, "exiting");
     assert!(series(&std::fs::read_to_string(&textfile).unwrap()).is_empty());
     // As many programs end: without taking the pipeline down.
     std::process::exit(0);
