@@ -36,6 +36,7 @@ mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use bench::cpu_time;
 use common::fake_mpp::FACTORY_NAME as FAKE_H265;
 use common::fake_mpp_dec::FACTORY_NAME as FAKE_DEC;
 use common::vpu::Vpu;
@@ -82,18 +83,6 @@ fn encoder_guard(vpu: &Vpu, double_props: &str) -> String {
 /// A vpuguarddec named `out` on the decoder double.
 fn decoder_guard(vpu: &Vpu, double_props: &str) -> String {
     vpu.decoder_guard(&on_output_thread(double_props), "name=out")
-}
-
-/// CPU time of this process so far, every thread's, user and system.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
-        usage
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// One buffer leaving the element named `out`: when (wall and CPU time), and
