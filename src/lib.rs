@@ -5,6 +5,7 @@
 
 use gst::glib;
 
+mod atomic_file;
 mod delaybuffer;
 mod factory_caps;
 mod guard;

@@ -276,15 +276,7 @@ pub fn write_report_file(path: Option<&std::path::Path>, report: &Report) {
     let Some(path) = path else {
         return;
     };
-    // Two judgements of a pipeline may publish at once: each its own file.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(format!(".{}-{write}.partial", std::process::id()));
-    let written =
-        std::fs::write(&partial, report.to_json()).and_then(|()| std::fs::rename(&partial, path));
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&partial);
+    if let Err(err) = crate::atomic_file::write(path, report.to_json().as_bytes()) {
         gst::error!(CAT, "report-file {}: {err}", path.display());
     }
 }

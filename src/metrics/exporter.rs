@@ -21,8 +21,9 @@ pub fn start_for_process(params: &Params) {
     RUNNING.lock().push(exporter);
 }
 
-/// Textfiles to write once more when the process exits: GStreamer
-/// finalizes tracers only in gst_deinit(), which most programs never call.
+/// Textfiles to write once more when the process exits: the tracer itself
+/// is gone at once (GStreamer keeps no reference to a hook-less tracer), so
+/// nothing of it is finalized at the end.
 static AT_EXIT: Mutex<Vec<Weak<Textfile>>> = Mutex::new(Vec::new());
 
 extern "C" fn write_at_exit() {

@@ -1,40 +1,15 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The textfile for node_exporter's textfile collector, replaced atomically:
-//! written to a temporary file in the same directory (same filesystem, so the
-//! rename is atomic), then renamed over the target. A reader sees the old
-//! file or the new one, never a part. The temporary name does not end in
-//! `.prom`, so the collector never reads it.
+//! The textfile for node_exporter's textfile collector, replaced atomically
+//! (`atomic_file`): a reader sees the old file or the new one, never a part,
+//! and the temporary name does not end in `.prom`, so the collector never
+//! reads it.
 
 use parking_lot::Mutex;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::CAT;
-
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    // Unique per write: two tracers given the same path (or another
-    // process) never write into each other's temporary file.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        WRITES.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(contents))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
+use crate::atomic_file;
 
 /// One textfile target: writes are serialized, none follows the last one
 /// (the exit handler's), and the first failure is warned.
@@ -74,8 +49,14 @@ impl Textfile {
                 return false;
             }
             *closed = close;
-            write_atomically(&self.path, contents.as_bytes())
+            atomic_file::write(&self.path, contents.as_bytes())
         };
+        if close {
+            // At exit GStreamer may be deinitialized already (gst-launch-1.0
+            // calls gst_deinit()), its debug categories freed with it: the
+            // last write logs nothing.
+            return result.is_ok();
+        }
         match result {
             Ok(()) => true,
             Err(err) if !self.warned.swap(true, Ordering::Relaxed) => {
@@ -98,8 +79,6 @@ impl Textfile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =
@@ -107,61 +86,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    /// Contents of very different sizes, each ending in a marker line that
-    /// names its size: a partial file lacks or contradicts it.
-    fn contents(i: usize) -> String {
-        let lines = 1 + (i * 7919) % 400;
-        let body = "edgeguard_test{pipeline=\"p\",element=\"e\"} 1\n".repeat(lines);
-        format!("{body}# END {}\n", body.len())
-    }
-
-    fn is_whole(text: &str) -> bool {
-        let Some(body) = text.strip_suffix('\n') else {
-            return false;
-        };
-        let Some((body, marker)) = body.rsplit_once("# END ") else {
-            return false;
-        };
-        marker.parse::<usize>() == Ok(body.len())
-    }
-
-    #[test]
-    fn a_reader_racing_10000_writes_never_sees_a_partial_file() {
-        let dir = temp_dir("race");
-        let path = dir.join("edgeguard.prom");
-        write_atomically(&path, contents(0).as_bytes()).unwrap();
-        let done = Arc::new(AtomicBool::new(false));
-        let reads = Arc::new(AtomicUsize::new(0));
-        let reader = {
-            let (path, done, reads) = (path.clone(), done.clone(), reads.clone());
-            std::thread::spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    assert!(is_whole(&text), "partial file of {} bytes", text.len());
-                    reads.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        };
-        for i in 0..10_000 {
-            write_atomically(&path, contents(i).as_bytes()).unwrap();
-        }
-        done.store(true, Ordering::Relaxed);
-        reader.join().unwrap();
-        assert!(reads.load(Ordering::Relaxed) > 0);
-        // Only the target is left: no temporary file behind.
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
-        assert_eq!(names.len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_marker_check_sees_a_torn_file() {
-        let whole = contents(3);
-        assert!(is_whole(&whole));
-        assert!(!is_whole(&whole[..whole.len() / 2]));
-        assert!(!is_whole(""));
     }
 
     #[test]
@@ -179,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_target_fails_and_leaves_nothing() {
+    fn an_unwritable_target_fails_and_warns_once() {
         gst::init().unwrap();
         let target = Textfile::new(PathBuf::from("/proc/edgeguard-test/x.prom"));
         assert!(!target.write("x 1\n"));
