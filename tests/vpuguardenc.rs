@@ -138,9 +138,17 @@ fn caps_renegotiated_mid_stream_keep_the_hardware_encoder() {
             .static_pad("src")
             .unwrap(),
     );
+    let guard = pipeline.by_name("guard").unwrap();
+    let hardware_now = || {
+        let stats = guard.property::<gst::Structure>("stats");
+        stats.get::<bool>("hardware").unwrap()
+    };
     pipeline.set_state(gst::State::Playing).unwrap();
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    // The hardware chain is working until the stream stops, not after.
+    assert!(hardware_now());
     pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!hardware_now());
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");
     assert_eq!(decision(&log).encoder, FAKE_HW);
     // One session for the whole stream, closed at NULL.

@@ -126,8 +126,8 @@ impl GuardFamilies {
                 .get_or_create(&labels(l, &extra))
                 .inc_by(*count);
         }
-        if let Some(last) = &stats.last {
-            let now = if last.hardware { 1.0 } else { 0.0 };
+        if stats.last.is_some() {
+            let now = if stats.hardware_now() { 1.0 } else { 0.0 };
             self.hardware.get_or_create(&set).set(now);
         }
         self.switches.get_or_create(&set).inc_by(stats.switches);

@@ -40,6 +40,9 @@ pub struct GuardStats {
     pub switches: u64,
     pub frames_replayed: u64,
     pub frames_lost: u64,
+    /// A chain of the last decision is in the bin: false once the stream
+    /// stopped, so "hardware now" does not outlive the session.
+    pub running: bool,
 }
 
 impl GuardStats {
@@ -52,6 +55,17 @@ impl GuardStats {
             self.frames_lost += switch.lost;
         }
         self.last = Some(decision);
+        self.running = true;
+    }
+
+    /// The stream stopped and its chain is gone.
+    pub fn stopped(&mut self) {
+        self.running = false;
+    }
+
+    /// Whether the child working now is the hardware one.
+    pub fn hardware_now(&self) -> bool {
+        self.running && self.last.as_ref().is_some_and(|d| d.hardware)
     }
 
     /// The `stats` property: `name` is "vpuguardenc-stats" or "vpuguarddec-stats",
@@ -60,7 +74,7 @@ impl GuardStats {
         let last = self.last.as_ref();
         let mut s = gst::Structure::builder(name)
             .field(noun, last.map_or("", |d| d.factory.as_str()))
-            .field("hardware", last.is_some_and(|d| d.hardware))
+            .field("hardware", self.hardware_now())
             .field("sessions", last.map_or(0, |d| d.sessions))
             .field("max-sessions", last.map_or(0, |d| d.max_sessions))
             .field("decisions", self.decisions.values().sum::<u64>())

@@ -409,6 +409,7 @@ impl ElementImpl for VpuGuardDec {
         ) {
             // The children are READY now: release them so the next stream decides anew.
             self.teardown();
+            self.stats.lock().stopped();
         }
         result
     }

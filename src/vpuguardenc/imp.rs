@@ -457,6 +457,7 @@ impl ElementImpl for VpuGuardEnc {
             // The children are READY now: release them so the next stream decides anew.
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull => {
                 self.teardown();
+                self.stats.lock().stopped();
             }
             _ => (),
         }
