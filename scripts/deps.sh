@@ -50,5 +50,19 @@ fi
 
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# prometheus is wanted for its binaries only (the metrics tests run their own
+# on loopback): a policy-rc.d that denies every start keeps its package from
+# starting a server on :9090 for the rest of the run, as Debian's own images
+# do for every service.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 0755 "$policy"
+    trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+# On a systemd machine the unit is still enabled for the next boot.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+    "${sudo[@]}" systemctl disable --quiet prometheus || true
+fi

@@ -542,11 +542,8 @@ fn the_dashboard_queries_only_metrics_the_exporter_serves() {
     let served = families(&scrape(&address));
     rig.finish();
 
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-edgeguard.json");
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut exprs = Vec::new();
-    collect_exprs(&dashboard, &mut exprs);
+    collect_exprs(&dashboard(), &mut exprs);
     assert!(exprs.len() >= 6, "{exprs:?}");
     for expr in &exprs {
         let names = metric_names_in(expr);
@@ -558,6 +555,34 @@ fn the_dashboard_queries_only_metrics_the_exporter_serves() {
             );
         }
     }
+}
+
+fn dashboard() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-edgeguard.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Every panel's query and the selector of the `pipeline` variable, as
+/// Grafana sends them with the variable set to `pipeline`.
+fn dashboard_queries(pipeline: &str) -> Vec<String> {
+    let dashboard = dashboard();
+    let mut queries = Vec::new();
+    collect_exprs(&dashboard, &mut queries);
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        let query = variable["query"]["query"].as_str().unwrap();
+        let selector = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(", pipeline)"))
+            .unwrap_or_else(|| panic!("{query} is not label_values(<selector>, pipeline)"));
+        queries.push(selector.to_string());
+    }
+    queries
+        .iter()
+        .map(|q| {
+            q.replace("$pipeline", pipeline)
+                .replace("$__rate_interval", "1m")
+        })
+        .collect()
 }
 
 fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
@@ -627,14 +652,29 @@ impl Prometheus {
     /// The instant vector `query` answers now, or None while Prometheus is
     /// not up yet.
     fn query(&self, query: &str) -> Option<Vec<serde_json::Value>> {
-        let (head, body) =
-            http_get(&self.address, &format!("/api/v1/query?query={query}"), None).ok()?;
+        let (head, body) = http_get(
+            &self.address,
+            &format!("/api/v1/query?query={}", url_encoded(query)),
+            None,
+        )
+        .ok()?;
         if !head.contains(" 200 ") {
             return None;
         }
         let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
         answer["data"]["result"].as_array().cloned()
     }
+}
+
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Drop for Prometheus {
@@ -671,6 +711,26 @@ fn prometheus_scrapes_the_rig() {
         assert!(
             found,
             "Prometheus has no {query} for rig/{element}: {answer:?}"
+        );
+    }
+    // Every panel of the dashboard, and its pipeline variable, shows the rig
+    // (a panel summed over every label shows it without a pipeline label).
+    for query in dashboard_queries("rig") {
+        let mut answer = Vec::new();
+        let shown = common::poll_until(HANG, || {
+            answer = prometheus.query(&query).unwrap_or_default();
+            let there = answer.iter().any(|series| {
+                let pipeline = &series["metric"]["pipeline"];
+                pipeline.is_null() || pipeline == "rig"
+            });
+            if !there {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            there
+        });
+        assert!(
+            shown,
+            "the dashboard's {query} shows nothing of the rig: {answer:?}"
         );
     }
     drop(prometheus);
