@@ -58,16 +58,19 @@ impl Finding {
         "vpu-session",
     ];
 
+    /// The kind's name, from `KINDS`: the metrics export every kind, found
+    /// or not, so the two lists cannot drift apart.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Finding::NotNull { .. } => "not-null",
-            Finding::RemovedAboveNull { .. } => "removed-above-null",
-            Finding::StillAlive { .. } => "still-alive",
-            Finding::StateChange { .. } => "state-change",
-            Finding::DeviceHandle { .. } => "device-handle",
-            Finding::Growth { .. } => "growth",
-            Finding::VpuSession { .. } => "vpu-session",
-        }
+        let index = match self {
+            Finding::NotNull { .. } => 0,
+            Finding::RemovedAboveNull { .. } => 1,
+            Finding::StillAlive { .. } => 2,
+            Finding::StateChange { .. } => 3,
+            Finding::DeviceHandle { .. } => 4,
+            Finding::Growth { .. } => 5,
+            Finding::VpuSession { .. } => 6,
+        };
+        Self::KINDS[index]
     }
 
     pub fn element(&self) -> Option<&ElementId> {
