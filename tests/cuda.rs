@@ -152,3 +152,70 @@ fn live_seven_second_delay_holds_210_cuda_frames() {
     assert!(most_held >= 209, "held at most {most_held} frames");
     println!("live 1080p, 7 s delay: up to {most_held} CUDA frames held at once");
 }
+
+/// Makes every pool proposed to `pad`'s peer hold exactly 8 buffers, so that
+/// the CUDA pool upstream cannot grow for the delay (as a camera's cannot).
+fn answer_fixed_pools_of_8(pad: &gst::Pad) {
+    pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+        // After the query was answered (the PULL call of a query probe).
+        if !info.mask.contains(gst::PadProbeType::PULL) {
+            return gst::PadProbeReturn::Ok;
+        }
+        let Some(gst::QueryViewMut::Allocation(q)) = info.query_mut().map(|q| q.view_mut()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let pools: Vec<_> = q.allocation_pools().collect();
+        for i in (0..pools.len()).rev() {
+            q.remove_nth_allocation_pool(i as u32);
+        }
+        let size = pools.first().map_or(1920 * 1080 * 3 / 2, |p| p.1);
+        q.add_allocation_pool(None::<&gst::BufferPool>, size, 8, 8);
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// short-pool=copy on a fixed pool of 8 CUDA buffers, live, 3 s delay: the
+/// oldest held frames are copied by the CUDA allocator (device to device),
+/// so the copies stay CUDA memory and the real-time branch never starves.
+#[test]
+#[ignore = "needs an NVIDIA GPU and GStreamer's nvcodec plugin (cudaupload)"]
+fn short_cuda_pool_copies_stay_cuda_memory() {
+    common::init();
+    const LIVE_FRAMES: usize = 150;
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers={LIVE_FRAMES} ! \
+           video/x-raw,format=NV12,width=1280,height=720,framerate=30/1 ! \
+         cudaupload ! video/x-raw(memory:CUDAMemory) ! tee name=t \
+         t. ! queue ! fakesink name=realtime sync=true \
+         t. ! delaybuffer name=delay delay=3000000000 ! fakesink name=delayed sync=true"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let tee = pipeline.by_name("t").unwrap();
+    answer_fixed_pools_of_8(&tee.static_pad("sink").unwrap());
+    let uploaded = record_memories(&tee.static_pad("sink").unwrap());
+    let delay = pipeline.by_name("delay").unwrap();
+    let delayed_memories = record_memories(&delay.static_pad("src").unwrap());
+    let realtime = common::record_pts(&pipeline.by_name("realtime").unwrap());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, Duration::from_secs(60), |_| false);
+    let stats: gst::Structure = delay.property("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("delaybuffer stats: {stats:?}");
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    assert!(log.warnings.is_empty(), "{:#?}", log.warnings);
+    assert_eq!(realtime.lock().unwrap().len(), LIVE_FRAMES);
+    let copied = stats.get::<u64>("copied").unwrap();
+    assert!(copied > 0, "{stats:?}");
+    let uploaded = uploaded.lock().unwrap();
+    let delayed_memories = delayed_memories.lock().unwrap();
+    assert_eq!(delayed_memories.len(), LIVE_FRAMES);
+    assert!(delayed_memories.values().all(|(_, is_cuda)| *is_cuda));
+    let copies = delayed_memories
+        .iter()
+        .filter(|(pts, memory)| uploaded.get(pts) != Some(memory))
+        .count();
+    assert_eq!(copies as u64, copied);
+    println!("fixed CUDA pool of 8, 3 s delay: {copied} frames copied, all in CUDA memory");
+}

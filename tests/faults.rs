@@ -129,6 +129,7 @@ fn flushing_seeks_while_seven_seconds_are_held_lose_and_repeat_nothing() {
 /// camera with a few capture buffers: the pool runs dry while the delay fills.
 /// delaybuffer says what upstream needs, held frames still leave on schedule
 /// (which gives the pool its buffers back), and every frame gets through.
+/// With `short-pool=wait`: the default copies instead (tests/delaybuffer_short_pool.rs).
 #[test]
 fn exhausted_upstream_pool_warns_and_every_frame_gets_through_on_time() {
     run_exhausted_pool(|_| ());
@@ -180,7 +181,7 @@ fn run_exhausted_pool(prepare: impl FnOnce(&gst::Pipeline)) {
     let pipeline = pipeline(&format!(
         "appsrc name=camera is-live=true format=time do-timestamp=true ! tee name=t \
          t. ! queue ! fakesink name=realtime sync=true \
-         t. ! delaybuffer name=delay delay={} stall-timeout=500000000 ! fakesink name=delayed sync=true",
+         t. ! delaybuffer name=delay delay={} stall-timeout=500000000 short-pool=wait ! fakesink name=delayed sync=true",
         delay.nseconds()
     ));
     prepare(&pipeline);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
 use gst::glib;
-use gst::glib::translate::ToGlibPtr;
+use gst::glib::translate::{FromGlibPtrNone, ToGlibPtr};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::Leaky;
 use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
 use super::ring::{Bounds, Item, Ring};
+use super::short_pool;
+use super::{Leaky, ShortPool};
 use crate::metrics::{self, DelayStats};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -30,6 +31,7 @@ const DEFAULT_MAX_SIZE_BYTES: u64 = 0;
 const DEFAULT_MAX_SIZE_TIME: u64 = 0;
 const DEFAULT_LEAKY: Leaky = Leaky::No;
 const DEFAULT_STALL_TIMEOUT: gst::ClockTime = gst::ClockTime::SECOND;
+const DEFAULT_SHORT_POOL: ShortPool = ShortPool::Copy;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -37,6 +39,7 @@ struct Settings {
     bounds: Bounds,
     leaky: Leaky,
     stall_timeout: gst::ClockTime,
+    short_pool: ShortPool,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             },
             leaky: DEFAULT_LEAKY,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            short_pool: DEFAULT_SHORT_POOL,
         }
     }
 }
@@ -92,9 +96,14 @@ struct Shared {
     /// The starvation WARNING was posted for this stream.
     starvation_warned: bool,
     framerate: Option<gst::Fraction>,
+    /// The pools input buffers came from, with how many of their buffers
+    /// may be held as references (`None`: the pool grows, or copying failed).
+    pools: Vec<(gst::BufferPool, Option<u32>)>,
     received: u64,
     pushed: u64,
     dropped: u64,
+    copied: u64,
+    copied_bytes: u64,
 }
 
 impl Shared {
@@ -119,9 +128,12 @@ impl Shared {
             release_through: None,
             starvation_warned: false,
             framerate: None,
+            pools: Vec::new(),
             received: 0,
             pushed: 0,
             dropped: 0,
+            copied: 0,
+            copied_bytes: 0,
         }
     }
 
@@ -148,6 +160,13 @@ impl Shared {
     fn is_live(&self) -> bool {
         self.live == Some(true)
     }
+}
+
+/// The pool `buffer` was acquired from, as an address (0: none).
+fn pool_of(buffer: &gst::BufferRef) -> usize {
+    // SAFETY: a buffer's pool field is set when it leaves its pool and stays
+    // until it returns, which cannot happen while it is referenced here.
+    unsafe { (*buffer.as_ptr()).pool as usize }
 }
 
 /// Monotonic nanoseconds, for stall detection when the pipeline is not live.
@@ -299,6 +318,16 @@ impl ObjectImpl for DelayBuffer {
                     .default_value(DEFAULT_STALL_TIMEOUT.nseconds())
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("short-pool", DEFAULT_SHORT_POOL)
+                    .nick("Short pool")
+                    .blurb(
+                        "What to do with held buffers from a pool that cannot grow enough to \
+                         spare them (nvarguscamerasrc, fixed V4L2 queues, decoder surfaces): \
+                         copy the oldest into memory of delaybuffer's own, so the source never \
+                         waits, or wait (hold references only, and warn when input stops)",
+                    )
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("current-level-buffers")
                     .nick("Current level (buffers)")
                     .blurb("Buffers held now")
@@ -324,7 +353,10 @@ impl ObjectImpl for DelayBuffer {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Levels and the received, pushed and dropped counts")
+                    .blurb(
+                        "Levels, the received, pushed and dropped counts, and the buffers \
+                         (copied) and bytes (copied-bytes) copied out of short pools",
+                    )
                     .read_only()
                     .build(),
             ]
@@ -363,6 +395,7 @@ impl ObjectImpl for DelayBuffer {
                         "max-size-bytes" => settings.bounds.bytes = value.get().unwrap(),
                         "max-size-time" => settings.bounds.time = value.get().unwrap(),
                         "leaky" => settings.leaky = value.get().unwrap(),
+                        "short-pool" => settings.short_pool = value.get().unwrap(),
                         _ => unreachable!(),
                     }
                     // Room may have appeared for a blocked upstream.
@@ -383,11 +416,13 @@ impl ObjectImpl for DelayBuffer {
             "max-size-bytes" => s.settings.bounds.bytes.to_value(),
             "max-size-time" => s.settings.bounds.time.to_value(),
             "leaky" => s.settings.leaky.to_value(),
+            "short-pool" => s.settings.short_pool.to_value(),
             "current-level-buffers" => s.ring.buffers().to_value(),
             "current-level-bytes" => s.ring.bytes().to_value(),
             "current-level-time" => s.ring.span().to_value(),
             "dropped" => s.dropped.to_value(),
             "stats" => {
+                let copied_bytes = s.copied_bytes;
                 drop(s);
                 let stats = self.stats();
                 gst::Structure::builder("delaybuffer-stats")
@@ -397,6 +432,8 @@ impl ObjectImpl for DelayBuffer {
                     .field("received", stats.received)
                     .field("pushed", stats.pushed)
                     .field("dropped", stats.dropped)
+                    .field("copied", stats.copied)
+                    .field("copied-bytes", copied_bytes)
                     .build()
                     .to_value()
             }
@@ -471,7 +508,7 @@ impl DelayBuffer {
             received: s.received,
             pushed: s.pushed,
             dropped: s.dropped,
-            copied: 0,
+            copied: s.copied,
         }
     }
 
@@ -598,10 +635,109 @@ impl DelayBuffer {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut evicted = Vec::new();
+        let short = self.short_pool_of(&buffer);
         let result = self.hold(buffer, &mut evicted);
+        if let (Ok(_), Some(short)) = (result, short) {
+            self.copy_oldest(short, &mut evicted);
+        }
         // After the lock: the last reference may return a buffer to its pool.
         drop(evicted);
         result
+    }
+
+    /// The pool of `buffer` and how many of its buffers may be held, when it
+    /// cannot grow enough and `short-pool=copy`. Its config is read once,
+    /// outside the lock.
+    fn short_pool_of(&self, buffer: &gst::BufferRef) -> Option<(usize, u32)> {
+        let key = pool_of(buffer);
+        if key == 0 {
+            return None;
+        }
+        {
+            let s = self.lock();
+            if s.settings.short_pool != ShortPool::Copy {
+                return None;
+            }
+            if let Some((_, allowed)) = s.pools.iter().find(|(p, _)| p.as_ptr() as usize == key) {
+                return allowed.map(|n| (key, n));
+            }
+        }
+        // SAFETY: the buffer holds a reference to its pool (see pool_of).
+        let pool = unsafe { gst::BufferPool::from_glib_none(key as *mut gst::ffi::GstBufferPool) };
+        let max = pool.config().params().map_or(0, |(_, _, _, max)| max);
+        let allowed = short_pool::references_allowed(max);
+        gst::info!(
+            CAT,
+            imp = self,
+            "input from {pool:?} (max-buffers {max}): {}",
+            allowed.map_or_else(
+                || "held as references".to_string(),
+                |n| format!("at most {n} held as references, older ones copied")
+            )
+        );
+        self.lock().pools.push((pool, allowed));
+        allowed.map(|n| (key, n))
+    }
+
+    /// Replaces the held references from the short pool `pool` beyond the
+    /// `allowed` newest by copies, so that the oldest go back to the source.
+    /// Each memory is copied by its own allocator (gst_memory_copy: device to
+    /// device for CUDA memory), never through a map of the held buffer, which
+    /// a tee shares; the lock is released while copying.
+    fn copy_oldest(&self, (pool, allowed): (usize, u32), released: &mut Vec<gst::Buffer>) {
+        let originals: Vec<gst::Buffer> = self
+            .lock()
+            .ring
+            .buffers_newest_first()
+            .filter(|b| pool_of(b) == pool)
+            .skip(allowed as usize)
+            .cloned()
+            .collect();
+        if originals.is_empty() {
+            return;
+        }
+        let copies: Vec<_> = originals.iter().map(|b| b.copy_deep()).collect();
+        let mut failed = None;
+        let mut s = self.lock();
+        for (original, copy) in originals.iter().zip(copies) {
+            let copy = match copy {
+                Ok(copy) => copy,
+                Err(err) => {
+                    failed = Some(err);
+                    continue;
+                }
+            };
+            match s
+                .ring
+                .replace_buffer(|b| b.as_ptr() == original.as_ptr(), copy)
+            {
+                Ok(held) => {
+                    s.copied += 1;
+                    s.copied_bytes += held.size() as u64;
+                    released.push(held);
+                }
+                // Gone meanwhile (pushed, dropped or flushed): no need.
+                Err(copy) => released.push(copy),
+            }
+        }
+        if failed.is_some()
+            && let Some(entry) = s
+                .pools
+                .iter_mut()
+                .find(|(p, _)| p.as_ptr() as usize == pool)
+        {
+            // Hold references from now on: the stall WARNING tells the rest.
+            entry.1 = None;
+        }
+        drop(s);
+        released.extend(originals);
+        if let Some(err) = failed {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "cannot copy from a short pool, holding references: {err}"
+            );
+        }
     }
 
     /// Puts `buffer` in the ring once there is room, blocking upstream

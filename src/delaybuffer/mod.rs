@@ -11,6 +11,7 @@ mod flow;
 mod imp;
 mod latency;
 mod ring;
+mod short_pool;
 
 /// What to do when a `max-size-*` bound is hit.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
@@ -27,12 +28,31 @@ pub enum Leaky {
     Downstream = 2,
 }
 
+/// What to do with held buffers whose pool cannot spare them.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstDelayBufferShortPool")]
+pub enum ShortPool {
+    #[default]
+    #[enum_value(
+        name = "Copy the oldest held buffers of a pool that cannot grow, so the source never waits",
+        nick = "copy"
+    )]
+    Copy = 0,
+    #[enum_value(
+        name = "Hold references only: the source waits for its buffers, and delaybuffer warns",
+        nick = "wait"
+    )]
+    Wait = 1,
+}
+
 glib::wrapper! {
     pub struct DelayBuffer(ObjectSubclass<imp::DelayBuffer>) @extends gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     Leaky::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    ShortPool::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "delaybuffer",

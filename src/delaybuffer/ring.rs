@@ -124,6 +124,27 @@ impl<B, E> Ring<B, E> {
             || (bounds.time != 0 && running_time.saturating_sub(first) > bounds.time)
     }
 
+    /// The held buffers, newest first.
+    pub fn buffers_newest_first(&self) -> impl Iterator<Item = &B> + '_ {
+        self.items.iter().rev().filter_map(|i| match i {
+            Item::Buffer { buffer, .. } => Some(buffer),
+            Item::Event(_) => None,
+        })
+    }
+
+    /// Puts `with` in the place of the held buffer that `is` picks, and
+    /// returns the one replaced; `Err(with)` when none is held (any more).
+    pub fn replace_buffer(&mut self, is: impl Fn(&B) -> bool, with: B) -> Result<B, B> {
+        let held = self.items.iter_mut().find_map(|i| match i {
+            Item::Buffer { buffer, .. } if is(buffer) => Some(buffer),
+            _ => None,
+        });
+        match held {
+            Some(buffer) => Ok(std::mem::replace(buffer, with)),
+            None => Err(with),
+        }
+    }
+
     /// Removes the oldest buffer, keeping the events around it in order, and
     /// returns it.
     pub fn remove_oldest_buffer(&mut self) -> Option<B> {
@@ -235,5 +256,22 @@ mod tests {
         r.push_buffer(4, 0, 10);
         assert_eq!(r.clear(), (vec!["c"], vec![4]));
         assert_eq!((r.buffers(), r.bytes(), r.span()), (0, 0, 0));
+    }
+
+    #[test]
+    fn replacing_a_buffer_keeps_its_place_and_the_levels() {
+        let mut r = R::default();
+        r.push_buffer(1, 0, 10);
+        r.push_event("a");
+        r.push_buffer(2, 10 * MS, 10);
+        assert_eq!(
+            r.buffers_newest_first().copied().collect::<Vec<_>>(),
+            [2, 1]
+        );
+        assert_eq!(r.replace_buffer(|b| *b == 1, 11), Ok(1));
+        assert_eq!(r.replace_buffer(|b| *b == 1, 12), Err(12));
+        assert_eq!((r.buffers(), r.bytes(), r.span()), (2, 20, 10 * MS));
+        assert!(matches!(r.pop(), Some(Item::Buffer { buffer: 11, .. })));
+        assert!(matches!(r.pop(), Some(Item::Event("a"))));
     }
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! A system-memory allocator that counts how often its memory is mapped, to
-//! prove that an element passes memory on without ever looking inside it.
+//! prove that an element passes memory on without ever looking inside it, and
+//! how often it is copied by its own copy function (as CUDA or DMABuf
+//! allocators copy without a CPU map).
 
 use gst::glib;
 use gst::glib::translate::*;
@@ -26,6 +28,11 @@ impl CountingAllocator {
         self.imp().maps.load(Ordering::SeqCst)
     }
 
+    /// How many times memory of this allocator was copied by it.
+    pub fn copies(&self) -> usize {
+        self.imp().copies.load(Ordering::SeqCst)
+    }
+
     pub fn memory(&self, size: usize) -> gst::Memory {
         self.alloc(size, None).unwrap()
     }
@@ -47,6 +54,7 @@ mod imp {
     #[derive(Default)]
     pub struct CountingAllocator {
         pub(super) maps: AtomicUsize,
+        pub(super) copies: AtomicUsize,
     }
 
     impl ObjectImpl for CountingAllocator {}
@@ -105,6 +113,7 @@ mod imp {
                 // No sharing: a share attempt fails (returns NULL) instead of
                 // silently working, which the tests would also notice.
                 (*allocator).mem_share = Some(mem_share);
+                (*allocator).mem_copy = Some(mem_copy);
             }
         }
     }
@@ -120,6 +129,34 @@ mod imp {
                 counting.imp().maps.fetch_add(1, Ordering::SeqCst);
             }
             (*(memory as *mut CountedMemory)).data as glib::ffi::gpointer
+        }
+    }
+
+    /// Copies without mapping, so that a map count of 0 proves a copy came here.
+    unsafe extern "C" fn mem_copy(
+        memory: *mut gst::ffi::GstMemory,
+        offset: isize,
+        size: isize,
+    ) -> *mut gst::ffi::GstMemory {
+        unsafe {
+            let allocator: Borrowed<gst::Allocator> = from_glib_borrow((*memory).allocator);
+            let counting = allocator
+                .downcast_ref::<super::CountingAllocator>()
+                .unwrap();
+            counting.imp().copies.fetch_add(1, Ordering::SeqCst);
+            let offset = (*memory).offset + offset as usize;
+            let size = if size < 0 {
+                (*memory).size + (*memory).offset - offset
+            } else {
+                size as usize
+            };
+            let copy = counting.memory(size).into_glib_ptr();
+            ptr::copy_nonoverlapping(
+                (*(memory as *mut CountedMemory)).data.add(offset),
+                (*(copy as *mut CountedMemory)).data,
+                size,
+            );
+            copy
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod counting_allocator;
 pub mod fake_mpp;
 pub mod fake_mpp_dec;
+pub mod fixed_pool_src;
 pub mod vpu;
 
 // The examples' own measuring helpers, shared rather than copied.
