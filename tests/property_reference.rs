@@ -150,31 +150,24 @@ fn reference() -> String {
             )
             .unwrap();
         }
-        writeln!(
-            md,
-            "\n| property | type | default | range / values | access | description |"
-        )
-        .unwrap();
-        writeln!(md, "|---|---|---|---|---|---|").unwrap();
-        let mut pspecs: Vec<_> = element
-            .list_properties()
-            .iter()
-            .filter(|p| p.owner_type() == element.type_())
-            .cloned()
-            .collect();
-        pspecs.sort_by_key(|p| p.name().to_string());
-        for p in pspecs {
+        property_table(&mut md, element.type_(), &element.list_properties());
+        // Request pads of their own type (delaybuffer's taps) have properties too.
+        for template in element.pad_template_list() {
+            let gtype = template.gtype();
+            if gtype == gst::Pad::static_type() || !gtype.is_a(gst::Pad::static_type()) {
+                continue;
+            }
+            let pad = glib::Object::builder_with_type(gtype)
+                .property("direction", template.direction())
+                .build();
             writeln!(
                 md,
-                "| `{}` | {} | {} | {} | {} | {} |",
-                p.name(),
-                p.value_type().name(),
-                default(&p),
-                range(&p),
-                access(&p),
-                p.blurb().unwrap_or_default().replace('|', "\\|")
+                "\nPad properties of `{}` ({}):",
+                template.name_template(),
+                gtype.name()
             )
             .unwrap();
+            property_table(&mut md, gtype, &pad.list_properties());
         }
         let signals = own_signals(element.type_());
         for (title, action) in [("Action signals", true), ("Signals", false)] {
@@ -190,6 +183,35 @@ fn reference() -> String {
         let _ = element.set_state(gst::State::Null);
     }
     md
+}
+
+/// The table of the properties `owner` itself defines.
+fn property_table(md: &mut String, owner: glib::Type, properties: &[glib::ParamSpec]) {
+    writeln!(
+        md,
+        "\n| property | type | default | range / values | access | description |"
+    )
+    .unwrap();
+    writeln!(md, "|---|---|---|---|---|---|").unwrap();
+    let mut pspecs: Vec<_> = properties
+        .iter()
+        .filter(|p| p.owner_type() == owner)
+        .cloned()
+        .collect();
+    pspecs.sort_by_key(|p| p.name().to_string());
+    for p in pspecs {
+        writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            p.name(),
+            p.value_type().name(),
+            default(&p),
+            range(&p),
+            access(&p),
+            p.blurb().unwrap_or_default().replace('|', "\\|")
+        )
+        .unwrap();
+    }
 }
 
 #[test]

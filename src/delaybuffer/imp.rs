@@ -14,6 +14,11 @@ use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
 use super::ring::{Bounds, Item, Ring};
 use super::short_pool;
+use super::tap::Tap;
+use super::tap_pad::TapPad;
+use super::window::Window;
+
+mod taps;
 use super::{Leaky, ShortPool};
 use crate::metrics::{self, DelayStats};
 
@@ -32,6 +37,7 @@ const DEFAULT_MAX_SIZE_TIME: u64 = 0;
 const DEFAULT_LEAKY: Leaky = Leaky::No;
 const DEFAULT_STALL_TIMEOUT: gst::ClockTime = gst::ClockTime::SECOND;
 const DEFAULT_SHORT_POOL: ShortPool = ShortPool::Copy;
+const DEFAULT_WINDOW: gst::ClockTime = gst::ClockTime::ZERO;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -40,6 +46,8 @@ struct Settings {
     leaky: Leaky,
     stall_timeout: gst::ClockTime,
     short_pool: ShortPool,
+    /// Running time the taps' window holds, at least their largest delay.
+    window: gst::ClockTime,
 }
 
 impl Default for Settings {
@@ -54,6 +62,7 @@ impl Default for Settings {
             leaky: DEFAULT_LEAKY,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             short_pool: DEFAULT_SHORT_POOL,
+            window: DEFAULT_WINDOW,
         }
     }
 }
@@ -104,6 +113,16 @@ struct Shared {
     dropped: u64,
     copied: u64,
     copied_bytes: u64,
+    /// What the taps read, fed only while there are taps.
+    window: Window<gst::Buffer, gst::Event>,
+    /// The sticky events that left the window, by type: they are still in
+    /// force for a tap starting at its front.
+    window_sticky: Vec<gst::Event>,
+    /// An EOS is in the window (not live: everything before it may leave).
+    window_eos: bool,
+    taps: Vec<Tap>,
+    /// Taps requested so far, to name the next one.
+    taps_requested: u32,
 }
 
 impl Shared {
@@ -134,6 +153,11 @@ impl Shared {
             dropped: 0,
             copied: 0,
             copied_bytes: 0,
+            window: Window::default(),
+            window_sticky: Vec::new(),
+            window_eos: false,
+            taps: Vec::new(),
+            taps_requested: 0,
         }
     }
 
@@ -167,6 +191,23 @@ fn pool_of(buffer: &gst::BufferRef) -> usize {
     // SAFETY: a buffer's pool field is set when it leaves its pool and stays
     // until it returns, which cannot happen while it is referenced here.
     unsafe { (*buffer.as_ptr()).pool as usize }
+}
+
+/// The buffers of `pool` that the ring and the window hold, newest first,
+/// each once.
+fn held_from_pool(s: &Shared, pool: usize) -> Vec<gst::Buffer> {
+    let mut held: Vec<(&gst::Buffer, u64)> = s
+        .ring
+        .buffers_newest_first()
+        .chain(s.window.buffers_newest_first())
+        .filter(|(b, _)| pool_of(b) == pool)
+        .collect();
+    held.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+    let mut seen = std::collections::HashSet::new();
+    held.into_iter()
+        .filter(|(b, _)| seen.insert(b.as_ptr()))
+        .map(|(b, _)| b.clone())
+        .collect()
 }
 
 /// Monotonic nanoseconds, for stall detection when the pipeline is not live.
@@ -328,6 +369,16 @@ impl ObjectImpl for DelayBuffer {
                     )
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("window")
+                    .nick("Window")
+                    .blurb(
+                        "Running time held for the tap_%u pads, in ns, at most one hour: \
+                         how far back a tap can move (0 = the largest tap delay; never less)",
+                    )
+                    .maximum(MAX_DELAY)
+                    .default_value(DEFAULT_WINDOW.nseconds())
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("current-level-buffers")
                     .nick("Current level (buffers)")
                     .blurb("Buffers held now")
@@ -354,8 +405,9 @@ impl ObjectImpl for DelayBuffer {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "Levels, the received, pushed and dropped counts, and the buffers \
-                         (copied) and bytes (copied-bytes) copied out of short pools",
+                        "Levels, the received, pushed and dropped counts, the buffers \
+                         (copied) and bytes (copied-bytes) copied out of short pools, and the \
+                         buffers held for the taps (window-buffers)",
                     )
                     .read_only()
                     .build(),
@@ -380,6 +432,10 @@ impl ObjectImpl for DelayBuffer {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         match pspec.name() {
             "delay" => self.set_delay(gst::ClockTime::from_nseconds(value.get().unwrap())),
+            "window" => {
+                let mut s = self.lock();
+                s.settings.window = gst::ClockTime::from_nseconds(value.get().unwrap());
+            }
             "stall-timeout" => {
                 let mut s = self.lock();
                 s.settings.stall_timeout = gst::ClockTime::from_nseconds(value.get().unwrap());
@@ -417,12 +473,14 @@ impl ObjectImpl for DelayBuffer {
             "max-size-time" => s.settings.bounds.time.to_value(),
             "leaky" => s.settings.leaky.to_value(),
             "short-pool" => s.settings.short_pool.to_value(),
+            "window" => s.settings.window.nseconds().to_value(),
             "current-level-buffers" => s.ring.buffers().to_value(),
             "current-level-bytes" => s.ring.bytes().to_value(),
             "current-level-time" => s.ring.span().to_value(),
             "dropped" => s.dropped.to_value(),
             "stats" => {
                 let copied_bytes = s.copied_bytes;
+                let window_buffers = s.window.buffers() as u64;
                 drop(s);
                 let stats = self.stats();
                 gst::Structure::builder("delaybuffer-stats")
@@ -434,6 +492,7 @@ impl ObjectImpl for DelayBuffer {
                     .field("dropped", stats.dropped)
                     .field("copied", stats.copied)
                     .field("copied-bytes", copied_bytes)
+                    .field("window-buffers", window_buffers)
                     .build()
                     .to_value()
             }
@@ -470,9 +529,40 @@ impl ElementImpl for DelayBuffer {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let any = gst::Caps::new_any();
-            crate::pad_templates::always_sink_and_src(&any, &any)
+            let mut templates = crate::pad_templates::always_sink_and_src(&any, &any);
+            templates.push(
+                gst::PadTemplate::with_gtype(
+                    "tap_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Request,
+                    &any,
+                    TapPad::static_type(),
+                )
+                .expect("a static pad template is valid"),
+            );
+            templates
         });
         PAD_TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let pad = self.request_tap(templ, name);
+        if let Err(err) = self.obj().add_pad(&pad) {
+            gst::warning!(CAT, imp = self, "cannot add {pad:?}: {err}");
+            self.release_tap(&pad);
+            return None;
+        }
+        gst::info!(CAT, imp = self, "{} requested", pad.name());
+        Some(pad)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        self.release_tap(pad);
     }
 
     fn change_state(
@@ -543,6 +633,7 @@ impl DelayBuffer {
             let old = std::mem::replace(&mut s.clock, clock.flatten());
             // A clock wait was for a base time that no longer holds.
             s.cancel_clock_wait();
+            Self::cancel_tap_clock_waits(&mut s);
             self.changed.notify_all();
             old
         };
@@ -635,13 +726,15 @@ impl DelayBuffer {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut evicted = Vec::new();
+        let mut left_window = Vec::new();
         let short = self.short_pool_of(&buffer);
-        let result = self.hold(buffer, &mut evicted);
+        let result = self.hold(buffer, &mut evicted, &mut left_window);
         if let (Ok(_), Some(short)) = (result, short) {
             self.copy_oldest(short, &mut evicted);
         }
         // After the lock: the last reference may return a buffer to its pool.
         drop(evicted);
+        drop(left_window);
         result
     }
 
@@ -685,13 +778,9 @@ impl DelayBuffer {
     /// device for CUDA memory), never through a map of the held buffer, which
     /// a tee shares; the lock is released while copying.
     fn copy_oldest(&self, (pool, allowed): (usize, u32), released: &mut Vec<gst::Buffer>) {
-        let originals: Vec<gst::Buffer> = self
-            .lock()
-            .ring
-            .buffers_newest_first()
-            .filter(|b| pool_of(b) == pool)
+        let originals: Vec<gst::Buffer> = held_from_pool(&self.lock(), pool)
+            .into_iter()
             .skip(allowed as usize)
-            .cloned()
             .collect();
         if originals.is_empty() {
             return;
@@ -707,18 +796,18 @@ impl DelayBuffer {
                     continue;
                 }
             };
-            match s
-                .ring
-                .replace_buffer(|b| b.as_ptr() == original.as_ptr(), copy)
-            {
-                Ok(held) => {
-                    s.copied += 1;
-                    s.copied_bytes += held.size() as u64;
-                    released.push(held);
-                }
-                // Gone meanwhile (pushed, dropped or flushed): no need.
-                Err(copy) => released.push(copy),
+            // The ring of `src` and the taps' window may both hold it.
+            let is_original = |b: &gst::Buffer| b.as_ptr() == original.as_ptr();
+            let in_window = s.window.replace_buffer(is_original, copy.clone());
+            let in_ring = s.ring.replace_buffer(is_original, copy);
+            let replaced: Vec<_> = [in_window, in_ring].into_iter().collect();
+            if replaced.iter().any(Result::is_ok) {
+                s.copied += 1;
+                s.copied_bytes += original.size() as u64;
             }
+            // The originals, or the copies no longer needed (the original
+            // left meanwhile: pushed, dropped or flushed).
+            released.extend(replaced.into_iter().map(|r| r.unwrap_or_else(|c| c)));
         }
         if failed.is_some()
             && let Some(entry) = s
@@ -746,13 +835,21 @@ impl DelayBuffer {
         &self,
         buffer: gst::Buffer,
         evicted: &mut Vec<gst::Buffer>,
+        left_window: &mut Vec<Item<gst::Buffer, gst::Event>>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut s = self.lock();
-        s.accepting()?;
+        // An unlinked `src` never stops the taps.
+        let to_src = match s.accepting() {
+            Ok(_) => true,
+            Err(gst::FlowError::NotLinked) if !s.taps.is_empty() => false,
+            Err(err) => return Err(err),
+        };
         if s.live.is_none() {
             let live = MutexGuard::unlocked(&mut s, || self.query_live());
             // A flush may have started meanwhile: this buffer is from before it.
-            s.accepting()?;
+            if s.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
             s.live.get_or_insert(live);
         }
         let live = s.is_live();
@@ -766,6 +863,34 @@ impl DelayBuffer {
             .or(s.last_running_time)
             .unwrap_or(0);
         let size = buffer.size() as u64;
+        s.received += 1;
+        if !s.taps.is_empty() {
+            let item = Item::Buffer {
+                buffer: buffer.clone(),
+                running_time,
+                size,
+            };
+            left_window.extend(self.feed_window(&mut s, item));
+        }
+        if !to_src {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        self.hold_in_ring(&mut s, buffer, running_time, evicted)
+    }
+
+    /// Puts `buffer` in the ring of `src` once there is room, blocking
+    /// upstream (leaky=no) or evicting the oldest buffers into `evicted`.
+    fn hold_in_ring(
+        &self,
+        s: &mut MutexGuard<'_, Shared>,
+        buffer: gst::Buffer,
+        running_time: u64,
+        evicted: &mut Vec<gst::Buffer>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        s.accepting()?;
+        let size = buffer.size() as u64;
+        let live = s.is_live();
+        let now = if live { s.running_time_now() } else { None };
         // The settings are read afresh on every turn: a property change while
         // upstream is blocked takes effect at once.
         let mut overrun_reported = false;
@@ -785,14 +910,14 @@ impl DelayBuffer {
                 // A handler may raise a bound or make delaybuffer leaky: look
                 // again before blocking.
                 overrun_reported = true;
-                MutexGuard::unlocked(&mut s, || {
+                MutexGuard::unlocked(s, || {
                     self.obj().emit_by_name::<()>("overrun", &[]);
                 });
                 s.accepting()?;
                 continue;
             }
             gst::log!(CAT, imp = self, "full: blocking upstream");
-            self.changed.wait(&mut s);
+            self.changed.wait(s);
             s.accepting()?;
         }
         gst::trace!(
@@ -803,7 +928,6 @@ impl DelayBuffer {
         );
         let was_empty = s.ring.front().is_none();
         s.ring.push_buffer(buffer, running_time, size);
-        s.received += 1;
         s.last_running_time = Some(running_time);
         // Arrival times for stall detection: the clock's when live.
         s.last_arrival = if live { now } else { Some(monotonic_ns()) };
@@ -826,15 +950,17 @@ impl DelayBuffer {
         gst::log!(CAT, obj = pad, "event {:?}", event);
         match event.view() {
             gst::EventView::FlushStart(_) => {
-                let forwarded = self.srcpad.push_event(event);
+                let forwarded = self.srcpad.push_event(event.clone());
                 self.set_flushing(true);
                 // Waits for the task's current push to return.
                 let _ = self.srcpad.pause_task();
+                self.flush_taps(&event, true);
                 return forwarded;
             }
             gst::EventView::FlushStop(_) => {
-                let forwarded = self.srcpad.push_event(event);
+                let forwarded = self.srcpad.push_event(event.clone());
                 self.set_flushing(false);
+                self.flush_taps(&event, false);
                 if !self.resume_task()
                     && let Err(err) = self.start_task()
                 {
@@ -851,6 +977,18 @@ impl DelayBuffer {
         let mut s = self.lock();
         if s.flushing {
             return false;
+        }
+        if s.flow == Err(gst::FlowError::NotLinked) && !s.taps.is_empty() {
+            // An unlinked `src` never stops the taps: they get the event,
+            // `src` the sticky ones for when it is linked again.
+            let sticky = event.is_sticky() && event.type_() != gst::EventType::Eos;
+            if sticky {
+                s.ring.push_event(event.clone());
+            }
+            let left = self.feed_window(&mut s, Item::Event(event));
+            drop(s);
+            drop(left);
+            return true;
         }
         if let Err(err) = s.flow
             && (!event.is_sticky() || event.type_() == gst::EventType::Eos)
@@ -892,9 +1030,15 @@ impl DelayBuffer {
             gst::EventView::Eos(_) => s.eos_held = true,
             _ => (),
         }
+        let left = if s.taps.is_empty() {
+            Vec::new()
+        } else {
+            self.feed_window(&mut s, Item::Event(event.clone()))
+        };
         s.ring.push_event(event);
         self.changed.notify_all();
         drop(s);
+        drop(left);
         if latency_changed {
             self.post_latency();
         }
@@ -917,11 +1061,7 @@ impl DelayBuffer {
                 // The QoS timestamp is in our shifted output running time;
                 // upstream's is `delay` earlier.
                 let shift = self.lock().out_shift.unwrap_or(0);
-                let event = event.make_mut();
-                let offset = event
-                    .running_time_offset()
-                    .saturating_sub(i64::try_from(shift).unwrap_or(i64::MAX));
-                event.set_running_time_offset(offset);
+                unshift_qos(&mut event, shift);
             }
             _ => (),
         }
@@ -1060,8 +1200,24 @@ impl DelayBuffer {
             let held = if flushing {
                 s.flushes += 1;
                 s.cancel_clock_wait();
-                s.ring.clear()
+                Self::cancel_tap_clock_waits(&mut s);
+                let (mut events, mut buffers) = s.ring.clear();
+                // The taps' window: its stream-start and caps still hold after
+                // the flush, its segment does not.
+                for item in s.window.clear() {
+                    match item {
+                        Item::Event(e) => {
+                            taps::keep_sticky(&mut s.window_sticky, &e);
+                            events.push(e);
+                        }
+                        Item::Buffer { buffer, .. } => buffers.push(buffer),
+                    }
+                }
+                s.window_sticky
+                    .retain(|e| e.type_() != gst::EventType::Segment);
+                (events, buffers)
             } else {
+                s.window_eos = false;
                 s.segment = gst::FormattedSegment::new();
                 s.out_segment = None;
                 s.out_shift = None;
@@ -1104,6 +1260,12 @@ impl DelayBuffer {
                 let mut fresh = Shared::new(s.settings);
                 // A GAP of the stream before still in flight must see a change.
                 fresh.flushes = s.flushes;
+                // The taps outlive a stream: they start at the fresh window's start.
+                fresh.taps = std::mem::take(&mut s.taps);
+                fresh.taps_requested = s.taps_requested;
+                for tap in &mut fresh.taps {
+                    tap.restart(0);
+                }
                 std::mem::replace(&mut *s, fresh)
             };
             drop(old);
@@ -1123,14 +1285,7 @@ impl DelayBuffer {
     /// only restarts it and never calls the destroy notify of the new closure
     /// it is given, so each flush leaked one boxed closure (found by valgrind).
     fn resume_task(&self) -> bool {
-        let pad: *mut gst::ffi::GstPad = self.srcpad.to_glib_none().0;
-        let _lock = self.srcpad.object_lock();
-        // SAFETY: the pad outlives this call, and its task field is read and
-        // the task's state set under the pad's object lock, as GStreamer does.
-        unsafe {
-            let task = (*pad).task;
-            !task.is_null() && gst::ffi::gst_task_set_state(task, gst::ffi::GST_TASK_STARTED) != 0
-        }
+        resume_pad_task(&self.srcpad)
     }
 
     fn start_task(&self) -> Result<(), glib::BoolError> {
@@ -1425,7 +1580,9 @@ impl DelayBuffer {
             s.flow = Err(err);
             // Upstream may be blocked on a full ring: let it see the error.
             self.changed.notify_all();
-            s.eos_held
+            // An unlinked `src` beside taps is one unlinked branch of many,
+            // as with tee allow-not-linked: the taps carry the stream.
+            s.eos_held && (s.taps.is_empty() || err != gst::FlowError::NotLinked)
         };
         // Like queue: EOS was already taken from upstream, so the error must
         // be reported here, and downstream still gets its EOS.
@@ -1442,6 +1599,28 @@ impl DelayBuffer {
             ("Internal data stream error."),
             ["streaming stopped, reason {err:?}"]
         );
+    }
+}
+
+/// Moves a QoS event from a delayed output's running time into upstream's,
+/// `shift` earlier.
+fn unshift_qos(event: &mut gst::Event, shift: u64) {
+    let event = event.make_mut();
+    let offset = event
+        .running_time_offset()
+        .saturating_sub(i64::try_from(shift).unwrap_or(i64::MAX));
+    event.set_running_time_offset(offset);
+}
+
+/// Restarts `pad`'s paused task, if it has one (see `DelayBuffer::resume_task`).
+fn resume_pad_task(pad: &gst::Pad) -> bool {
+    let raw: *mut gst::ffi::GstPad = pad.to_glib_none().0;
+    let _lock = pad.object_lock();
+    // SAFETY: the pad outlives this call, and its task field is read and
+    // the task's state set under the pad's object lock, as GStreamer does.
+    unsafe {
+        let task = (*raw).task;
+        !task.is_null() && gst::ffi::gst_task_set_state(task, gst::ffi::GST_TASK_STARTED) != 0
     }
 }
 

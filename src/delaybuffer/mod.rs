@@ -12,6 +12,9 @@ mod imp;
 mod latency;
 mod ring;
 mod short_pool;
+mod tap;
+mod tap_pad;
+mod window;
 
 /// What to do when a `max-size-*` bound is hit.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]

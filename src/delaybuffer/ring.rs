@@ -124,12 +124,9 @@ impl<B, E> Ring<B, E> {
             || (bounds.time != 0 && running_time.saturating_sub(first) > bounds.time)
     }
 
-    /// The held buffers, newest first.
-    pub fn buffers_newest_first(&self) -> impl Iterator<Item = &B> + '_ {
-        self.items.iter().rev().filter_map(|i| match i {
-            Item::Buffer { buffer, .. } => Some(buffer),
-            Item::Event(_) => None,
-        })
+    /// The held buffers with their running times, newest first.
+    pub fn buffers_newest_first(&self) -> impl Iterator<Item = (&B, RunningTime)> + '_ {
+        newest_first(&self.items)
     }
 
     /// Puts `with` in the place of the held buffer that `is` picks, and
@@ -184,6 +181,20 @@ impl<B, E> Ring<B, E> {
         self.items = kept;
         removed
     }
+}
+
+/// The buffers among `items` with their running times, newest first.
+pub fn newest_first<B, E>(
+    items: &VecDeque<Item<B, E>>,
+) -> impl Iterator<Item = (&B, RunningTime)> + '_ {
+    items.iter().rev().filter_map(|i| match i {
+        Item::Buffer {
+            buffer,
+            running_time,
+            ..
+        } => Some((buffer, *running_time)),
+        Item::Event(_) => None,
+    })
 }
 
 #[cfg(test)]
@@ -264,10 +275,8 @@ mod tests {
         r.push_buffer(1, 0, 10);
         r.push_event("a");
         r.push_buffer(2, 10 * MS, 10);
-        assert_eq!(
-            r.buffers_newest_first().copied().collect::<Vec<_>>(),
-            [2, 1]
-        );
+        let newest: Vec<_> = r.buffers_newest_first().map(|(b, t)| (*b, t)).collect();
+        assert_eq!(newest, [(2, 10 * MS), (1, 0)]);
         assert_eq!(r.replace_buffer(|b| *b == 1, 11), Ok(1));
         assert_eq!(r.replace_buffer(|b| *b == 1, 12), Err(12));
         assert_eq!((r.buffers(), r.bytes(), r.span()), (2, 20, 10 * MS));

@@ -1,0 +1,553 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The taps: request pads `tap_%u` reading the one held window, each from
+//! its own thread, `delay` behind, never blocking the input or each other.
+//! Like the rest of the element, nothing here calls into GStreamer with the
+//! lock held: what a tap sends is gathered under it and pushed after.
+
+use super::*;
+use crate::delaybuffer::tap::{Tap, TapSnapshot};
+use crate::delaybuffer::tap_pad::{DEFAULT_TAP_ACTIVE, DEFAULT_TAP_DELAY, TapPad};
+use crate::delaybuffer::window::Seq;
+use gst::glib::translate::IntoGlib;
+
+/// Live, how much older than the window a tap that reads too slowly (or is
+/// blocked downstream) may fall before it loses what it missed: the window
+/// never grows past this for it, and input never waits.
+const WINDOW_SLACK: u64 = gst::ClockTime::SECOND.nseconds();
+
+/// What a tap sends next, gathered under the lock.
+#[derive(Default)]
+struct Send {
+    events: Vec<gst::Event>,
+    buffer: Option<gst::Buffer>,
+}
+
+fn tap_index(s: &Shared, pad: &gst::Pad) -> Option<usize> {
+    s.taps.iter().position(|t| &t.pad == pad)
+}
+
+/// A buffer encoded video can be decoded from.
+fn is_keyframe(buffer: &gst::Buffer) -> bool {
+    !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+}
+
+/// The running time taps measure their delay back from: the clock's when
+/// live and playing, else the newest input.
+fn now(s: &Shared) -> Option<u64> {
+    if s.is_live() {
+        s.running_time_now().or(s.window.newest())
+    } else {
+        s.window.newest()
+    }
+}
+
+/// The sticky events in force at `cursor`, in the order they must go out.
+fn sticky_at(s: &Shared, cursor: Seq) -> Vec<gst::Event> {
+    let mut sticky = s.window_sticky.clone();
+    for event in s.window.events_before(cursor) {
+        keep_sticky(&mut sticky, event);
+    }
+    sticky.sort_by_key(|e| e.type_().into_glib());
+    sticky
+}
+
+/// Keeps `event` in `sticky` in place of one of its type, if it is sticky
+/// and not an EOS (which ends the stream, and is sent in order only).
+pub(super) fn keep_sticky(sticky: &mut Vec<gst::Event>, event: &gst::Event) {
+    if !event.is_sticky() || event.type_() == gst::EventType::Eos {
+        return;
+    }
+    sticky.retain(|e| e.type_() != event.type_());
+    sticky.push(event.clone());
+}
+
+impl DelayBuffer {
+    pub(super) fn request_tap(&self, templ: &gst::PadTemplate, name: Option<&str>) -> gst::Pad {
+        let name = name.map_or_else(
+            || {
+                let mut s = self.lock();
+                s.taps_requested += 1;
+                format!("tap_{}", s.taps_requested - 1)
+            },
+            str::to_string,
+        );
+        let pad = gst::PadBuilder::<TapPad>::from_template(templ)
+            .name(name)
+            .activatemode_function(|pad, parent, mode, active| {
+                DelayBuffer::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::loggable_error!(CAT, "panic in activatemode")),
+                    |this| this.tap_activate(pad.upcast_ref(), mode, active),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                DelayBuffer::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.tap_src_event(pad.upcast_ref(), event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                DelayBuffer::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.tap_src_query(pad.upcast_ref(), query),
+                )
+            })
+            .flags(gst::PadFlags::PROXY_CAPS)
+            .build()
+            .upcast::<gst::Pad>();
+        self.lock()
+            .taps
+            .push(Tap::new(pad.clone(), DEFAULT_TAP_DELAY, DEFAULT_TAP_ACTIVE));
+        pad
+    }
+
+    pub(super) fn release_tap(&self, pad: &gst::Pad) {
+        let _ = pad.set_active(false);
+        let tap = {
+            let mut s = self.lock();
+            let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
+            self.changed.notify_all();
+            tap
+        };
+        drop(tap);
+        let _ = self.obj().remove_pad(pad);
+    }
+
+    pub(in crate::delaybuffer) fn tap_snapshot(&self, pad: &gst::Pad) -> Option<TapSnapshot> {
+        let s = self.lock();
+        tap_index(&s, pad).map(|i| s.taps[i].snapshot())
+    }
+
+    /// Moves the tap to `delay` behind: back (a replay, running time going
+    /// on without a jump) or forward (skipping, counted).
+    pub(in crate::delaybuffer) fn set_tap_delay(&self, pad: &gst::Pad, delay: gst::ClockTime) {
+        let old = {
+            let mut s = self.lock();
+            let Some(i) = tap_index(&s, pad) else { return };
+            let old = std::mem::replace(&mut s.taps[i].delay, delay);
+            if old != delay && s.taps[i].active && s.taps[i].out_segment.is_some() {
+                self.move_tap(&mut s, i);
+            }
+            self.changed.notify_all();
+            old
+        };
+        gst::info!(CAT, obj = pad, "tap delay changed from {old} to {delay}");
+        self.post_latency();
+    }
+
+    /// Turned on, the tap starts `delay` back in the window (pre-record).
+    pub(in crate::delaybuffer) fn set_tap_active(&self, pad: &gst::Pad, active: bool) {
+        let mut s = self.lock();
+        let Some(i) = tap_index(&s, pad) else { return };
+        let was = std::mem::replace(&mut s.taps[i].active, active);
+        if active && !was {
+            self.move_tap(&mut s, i);
+        }
+        s.taps[i].cancel_clock_wait();
+        self.changed.notify_all();
+        drop(s);
+        gst::info!(CAT, obj = pad, "tap active: {active}");
+    }
+
+    /// Puts tap `i` `delay` before now in the window, on a keyframe.
+    fn move_tap(&self, s: &mut Shared, i: usize) {
+        let Some(now) = now(s) else { return };
+        let target = now.saturating_sub(s.taps[i].delay.nseconds());
+        let landing = s.window.landing(target, is_keyframe);
+        let skipped = s.window.buffers_between(s.taps[i].cursor, landing);
+        gst::debug!(
+            CAT,
+            obj = s.taps[i].pad,
+            "moving from {} to {landing} (target running time {target}), skipping {skipped}",
+            s.taps[i].cursor
+        );
+        s.taps[i].move_to(landing, skipped);
+    }
+
+    /// Puts what came in into the window when there are taps, and returns
+    /// what left it, for the caller to drop unlocked.
+    pub(super) fn feed_window(
+        &self,
+        s: &mut Shared,
+        item: Item<gst::Buffer, gst::Event>,
+    ) -> Vec<Item<gst::Buffer, gst::Event>> {
+        if s.taps.is_empty() {
+            return Vec::new();
+        }
+        match item {
+            Item::Buffer {
+                buffer,
+                running_time,
+                size,
+            } => s.window.push_buffer(buffer, running_time, size),
+            Item::Event(event) => {
+                if event.type_() == gst::EventType::Eos {
+                    s.window_eos = true;
+                }
+                s.window.push_event(event);
+            }
+        }
+        let removed = self.trim_window(s);
+        self.changed.notify_all();
+        removed
+    }
+
+    /// Drops from the window what no tap needs any more, counting what a
+    /// tap too far behind loses.
+    fn trim_window(&self, s: &mut Shared) -> Vec<Item<gst::Buffer, gst::Event>> {
+        let length = self.window_length(s);
+        let pinned = s
+            .taps
+            .iter()
+            .filter(|t| t.reading())
+            .map(|t| t.cursor)
+            .min();
+        // Not live, input comes as fast as upstream makes it: running time
+        // says nothing about a reader being slow, and nothing is dropped.
+        let slack = if s.is_live() { WINDOW_SLACK } else { u64::MAX };
+        let start = s.window.start();
+        let removed = s.window.trim(length, slack, pinned, is_keyframe);
+        for (offset, item) in removed.iter().enumerate() {
+            let seq = start + offset as Seq;
+            match item {
+                Item::Event(event) => keep_sticky(&mut s.window_sticky, event),
+                Item::Buffer { .. } => {
+                    for tap in s.taps.iter_mut().filter(|t| t.reading() && t.cursor <= seq) {
+                        tap.dropped += 1;
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    /// The running time the window holds: `window`, at least the largest
+    /// tap delay (inactive taps included: they may be turned on).
+    fn window_length(&self, s: &Shared) -> u64 {
+        let largest = s.taps.iter().map(|t| t.delay).max().unwrap_or_default();
+        s.settings.window.max(largest).nseconds()
+    }
+
+    pub(super) fn tap_pads(&self) -> Vec<gst::Pad> {
+        self.lock().taps.iter().map(|t| t.pad.clone()).collect()
+    }
+
+    /// A flush reached the taps: each forwards it (with its seqnum) and its
+    /// task stops or restarts at the end of the emptied window.
+    pub(super) fn flush_taps(&self, event: &gst::Event, start: bool) {
+        for pad in self.tap_pads() {
+            let _ = pad.push_event(event.clone());
+            {
+                let mut s = self.lock();
+                let end = s.window.end();
+                if let Some(i) = tap_index(&s, &pad) {
+                    let tap = &mut s.taps[i];
+                    tap.flushing = start;
+                    tap.cancel_clock_wait();
+                    if !start {
+                        tap.restart(end);
+                    }
+                }
+                self.changed.notify_all();
+            }
+            if start {
+                let _ = pad.pause_task();
+            } else if !resume_pad_task(&pad)
+                && let Err(err) = self.start_tap_task(&pad)
+            {
+                gst::error!(CAT, obj = pad, "cannot restart the task: {err}");
+            }
+        }
+    }
+
+    fn tap_activate(
+        &self,
+        pad: &gst::Pad,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if mode != gst::PadMode::Push {
+            return Err(gst::loggable_error!(CAT, "only push mode is supported"));
+        }
+        {
+            let mut s = self.lock();
+            let end = s.window.end();
+            if let Some(i) = tap_index(&s, pad) {
+                let tap = &mut s.taps[i];
+                tap.flushing = !active;
+                tap.cancel_clock_wait();
+                tap.restart(end);
+            }
+            self.changed.notify_all();
+        }
+        if active {
+            self.start_tap_task(pad)
+                .map_err(|e| gst::loggable_error!(CAT, "cannot start the task: {e}"))
+        } else {
+            pad.stop_task()
+                .map_err(|e| gst::loggable_error!(CAT, "cannot stop the task: {e}"))
+        }
+    }
+
+    fn start_tap_task(&self, pad: &gst::Pad) -> Result<(), glib::BoolError> {
+        // Weak references: the task must keep neither alive.
+        let weak = self.obj().downgrade();
+        let weak_pad = pad.downgrade();
+        pad.start_task(move || {
+            let Some(pad) = weak_pad.upgrade() else {
+                return;
+            };
+            match weak.upgrade() {
+                Some(obj) => obj.imp().tap_loop(&pad),
+                None => {
+                    let _ = pad.pause_task();
+                }
+            }
+        })
+    }
+
+    /// One step of a tap's task: send the next item once it is due.
+    fn tap_loop(&self, pad: &gst::Pad) {
+        let Some(send) = self.next_for_tap(pad) else {
+            let _ = pad.pause_task();
+            return;
+        };
+        for event in send.events {
+            let eos = event.type_() == gst::EventType::Eos;
+            pad.push_event(event);
+            if eos {
+                self.tap_flow(pad, Err(gst::FlowError::Eos));
+            }
+        }
+        if let Some(buffer) = send.buffer {
+            let result = pad.push(buffer);
+            self.tap_flow(pad, result);
+        }
+    }
+
+    /// Waits until tap `pad` has something to send; `None` when it stops.
+    fn next_for_tap(&self, pad: &gst::Pad) -> Option<Send> {
+        let mut s = self.lock();
+        loop {
+            let i = tap_index(&s, pad)?;
+            if s.taps[i].flushing {
+                return None;
+            }
+            if !s.taps[i].reading() {
+                self.changed.wait(&mut s);
+                continue;
+            }
+            // Fallen out of the window (counted when trimmed): go on from its start.
+            let start = s.window.start();
+            let tap = &mut s.taps[i];
+            tap.cursor = tap.cursor.max(start);
+            let cursor = tap.cursor;
+            let running_time = match s.window.get(cursor) {
+                None => {
+                    self.changed.wait(&mut s);
+                    continue;
+                }
+                Some(Item::Event(event)) => {
+                    let event = event.clone();
+                    s.taps[i].cursor += 1;
+                    return Some(self.tap_event_out(&mut s, i, event));
+                }
+                Some(Item::Buffer { running_time, .. }) => *running_time,
+            };
+            if self.tap_due(&mut s, i, running_time) {
+                let Some(Item::Buffer { buffer, .. }) = s.window.get(cursor) else {
+                    continue;
+                };
+                let buffer = buffer.clone();
+                let mut send = self.tap_header(&mut s, i);
+                let tap = &mut s.taps[i];
+                tap.cursor += 1;
+                tap.pushed += 1;
+                send.buffer = Some(buffer);
+                return Some(send);
+            }
+        }
+    }
+
+    /// The sticky events a tap must send before its next buffer: all of them
+    /// after a move, the SEGMENT again when its delay changed.
+    fn tap_header(&self, s: &mut Shared, i: usize) -> Send {
+        let mut send = Send::default();
+        let delay = s.taps[i].delay;
+        if s.taps[i].resend_sticky {
+            for event in sticky_at(s, s.taps[i].cursor) {
+                if event.type_() == gst::EventType::Segment {
+                    send.events.push(shifted_segment(&event, delay.nseconds()));
+                    s.taps[i].out_segment = Some(event);
+                } else {
+                    send.events.push(event);
+                }
+            }
+            s.taps[i].resend_sticky = false;
+            s.taps[i].out_shift = Some(delay);
+        } else if s.taps[i].out_shift != Some(delay) {
+            s.taps[i].out_shift = Some(delay);
+            if let Some(segment) = &s.taps[i].out_segment {
+                send.events.push(shifted_segment(segment, delay.nseconds()));
+            }
+        }
+        send
+    }
+
+    /// An event of the window, as tap `i` sends it.
+    fn tap_event_out(&self, s: &mut Shared, i: usize, event: gst::Event) -> Send {
+        let tap = &mut s.taps[i];
+        let event = if event.type_() == gst::EventType::Segment {
+            tap.out_segment = Some(event.clone());
+            tap.out_shift = Some(tap.delay);
+            // The segment is sent here, in order: no need to send it again.
+            tap.resend_sticky = false;
+            shifted_segment(&event, tap.delay.nseconds())
+        } else {
+            event
+        };
+        Send {
+            events: vec![event],
+            buffer: None,
+        }
+    }
+
+    /// Whether tap `i`'s next buffer, at `running_time`, is due; if not,
+    /// waits (for the clock, new input or a change) and says no.
+    fn tap_due(&self, s: &mut MutexGuard<'_, Shared>, i: usize, running_time: u64) -> bool {
+        let due = flow::due(running_time, s.taps[i].delay.nseconds());
+        let live = s.is_live();
+        let now = match (live, s.playing) {
+            (true, true) => s.running_time_now(),
+            (true, false) => Some(0),
+            (false, _) => s.window.newest(),
+        };
+        let ready = match now {
+            // PLAYING without a clock: nothing to wait on.
+            None => live && s.playing,
+            Some(now) => (!live || s.playing) && now >= due,
+        };
+        if ready || (!live && s.window_eos) {
+            return true;
+        }
+        if !s.taps[i].gap_sent {
+            self.send_tap_gap(s, i, running_time);
+            return false;
+        }
+        if live && s.playing {
+            self.wait_tap_clock(s, i, due);
+        } else {
+            self.changed.wait(s);
+        }
+        false
+    }
+
+    /// Sends the tap's sticky events and a GAP at its first buffer, for
+    /// downstream to preroll on while the delay fills (as `src` does).
+    fn send_tap_gap(&self, s: &mut MutexGuard<'_, Shared>, i: usize, running_time: u64) {
+        s.taps[i].gap_sent = true;
+        let mut send = self.tap_header(s, i);
+        let pts = s.taps[i].out_segment.as_ref().and_then(|event| {
+            let gst::EventView::Segment(e) = event.view() else {
+                return None;
+            };
+            e.segment()
+                .downcast_ref::<gst::ClockTime>()?
+                .position_from_running_time(gst::ClockTime::from_nseconds(running_time))
+        });
+        if let Some(pts) = pts {
+            send.events.push(gst::event::Gap::builder(pts).build());
+        }
+        let pad = s.taps[i].pad.clone();
+        MutexGuard::unlocked(s, || {
+            for event in send.events {
+                pad.push_event(event);
+            }
+        });
+    }
+
+    /// Sleeps on the pipeline clock until running time `due`, or until a
+    /// change unschedules the wait.
+    fn wait_tap_clock(&self, s: &mut MutexGuard<'_, Shared>, i: usize, due: u64) {
+        let Some((clock, base)) = &s.clock else {
+            return;
+        };
+        let target = gst::ClockTime::from_nseconds(flow::clock_time(*base, due));
+        let id = clock.new_single_shot_id(target);
+        s.taps[i].clock_id = Some(id.clone());
+        let pad = s.taps[i].pad.clone();
+        MutexGuard::unlocked(s, || {
+            let _ = id.wait();
+        });
+        if let Some(i) = tap_index(s, &pad) {
+            s.taps[i].clock_id = None;
+        }
+    }
+
+    /// Records what downstream of a tap returned: an error stops that tap
+    /// only (until a RECONFIGURE or a flush).
+    fn tap_flow(&self, pad: &gst::Pad, result: Result<gst::FlowSuccess, gst::FlowError>) {
+        let Err(err) = result else { return };
+        let mut s = self.lock();
+        if let Some(i) = tap_index(&s, pad)
+            && !s.taps[i].flushing
+        {
+            gst::debug!(
+                CAT,
+                obj = pad,
+                "downstream returned {err:?}, pausing this tap"
+            );
+            s.taps[i].flow = Err(err);
+        }
+    }
+
+    fn tap_src_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
+        match event.type_() {
+            gst::EventType::Reconfigure => self.tap_relinked(pad),
+            gst::EventType::Qos => {
+                // Into upstream's running time, as on `src`.
+                let shift = self.tap_snapshot(pad).map_or(0, |t| t.delay.nseconds());
+                unshift_qos(&mut event, shift);
+            }
+            _ => (),
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Linked again after NOT_LINKED: the tap goes on `delay` behind now,
+    /// dropping (counted) what fell due meanwhile.
+    fn tap_relinked(&self, pad: &gst::Pad) {
+        let mut s = self.lock();
+        let Some(i) = tap_index(&s, pad) else { return };
+        if s.taps[i].flushing || s.taps[i].flow != Err(gst::FlowError::NotLinked) {
+            return;
+        }
+        s.taps[i].flow = Ok(gst::FlowSuccess::Ok);
+        self.move_tap(&mut s, i);
+        self.changed.notify_all();
+    }
+
+    /// Like `src`, a tap adds no latency; and since it never blocks input
+    /// (it drops what it cannot keep up with), upstream's maximum becomes
+    /// unbounded.
+    fn tap_src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        let gst::QueryViewMut::Latency(q) = query.view_mut() else {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        };
+        if !self.sinkpad.peer_query(q.query_mut()) {
+            return false;
+        }
+        let (live, min, _) = q.result();
+        q.set(live, min, gst::ClockTime::NONE);
+        true
+    }
+
+    /// Cancels every tap's clock wait (the base time changed, or PAUSED).
+    pub(super) fn cancel_tap_clock_waits(s: &mut Shared) {
+        for tap in &mut s.taps {
+            tap.cancel_clock_wait();
+        }
+    }
+}

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MPL-2.0
+//! One tap's state: where it reads in the window, how far behind it runs,
+//! what it sent downstream and what it counted.
+
+use super::window::Seq;
+
+pub struct Tap {
+    pub pad: gst::Pad,
+    pub delay: gst::ClockTime,
+    pub active: bool,
+    /// The next item of the window it sends.
+    pub cursor: Seq,
+    pub flushing: bool,
+    /// The last result of pushing downstream; an error stops only this tap.
+    pub flow: Result<gst::FlowSuccess, gst::FlowError>,
+    /// The last SEGMENT sent, before the delay was added to it.
+    pub out_segment: Option<gst::Event>,
+    /// The delay added to `out_segment` when it was sent.
+    pub out_shift: Option<gst::ClockTime>,
+    /// After a move: the sticky events in force at the cursor go out first.
+    pub resend_sticky: bool,
+    /// Whether the GAP that lets downstream preroll while filling was sent.
+    pub gap_sent: bool,
+    pub clock_id: Option<gst::SingleShotClockId>,
+    pub pushed: u64,
+    pub dropped: u64,
+}
+
+/// What the pad properties show of a tap.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TapSnapshot {
+    pub delay: gst::ClockTime,
+    pub active: bool,
+    pub pushed: u64,
+    pub dropped: u64,
+}
+
+impl Tap {
+    pub fn new(pad: gst::Pad, delay: gst::ClockTime, active: bool) -> Self {
+        Tap {
+            pad,
+            delay,
+            active,
+            cursor: 0,
+            flushing: true,
+            flow: Ok(gst::FlowSuccess::Ok),
+            out_segment: None,
+            out_shift: None,
+            resend_sticky: true,
+            gap_sent: false,
+            clock_id: None,
+            pushed: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn snapshot(&self) -> TapSnapshot {
+        TapSnapshot {
+            delay: self.delay,
+            active: self.active,
+            pushed: self.pushed,
+            dropped: self.dropped,
+        }
+    }
+
+    /// Whether it reads the window now, so that what it has not read yet is
+    /// kept for it (within the slack).
+    pub fn reading(&self) -> bool {
+        self.active && !self.flushing && self.flow.is_ok()
+    }
+
+    pub fn cancel_clock_wait(&mut self) {
+        if let Some(id) = self.clock_id.take() {
+            id.unschedule();
+        }
+    }
+
+    /// Starts a new stream (after a flush, or activation) at `cursor`.
+    pub fn restart(&mut self, cursor: Seq) {
+        self.cursor = cursor;
+        self.flow = Ok(gst::FlowSuccess::Ok);
+        self.out_segment = None;
+        self.out_shift = None;
+        self.resend_sticky = true;
+        self.gap_sent = false;
+    }
+
+    /// Moves to `to` (a replay when it is behind the cursor), counting the
+    /// `skipped` buffers of a move forward as dropped.
+    pub fn move_to(&mut self, to: Seq, skipped: u64) {
+        self.dropped += skipped;
+        self.cursor = to;
+        // The caps and segment in force there go out again first.
+        self.resend_sticky = true;
+        self.cancel_clock_wait();
+    }
+}

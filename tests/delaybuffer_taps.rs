@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: MPL-2.0
+//! delaybuffer's request pads `tap_%u`: several delays of one held window,
+//! moving a tap (instant replay), pre-record on encoded video, and taps that
+//! are not linked.
+
+mod common;
+
+use gst::prelude::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MS: gst::ClockTime = gst::ClockTime::MSECOND;
+const SECOND: gst::ClockTime = gst::ClockTime::SECOND;
+/// A hang fails the test after this long.
+const HANG: Duration = Duration::from_secs(90);
+
+fn launch(description: &str) -> gst::Pipeline {
+    common::init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// Requests a tap of `delaybuffer` with `delay` and links it to `sink`
+/// (added to `pipeline`).
+fn tap_into(
+    pipeline: &gst::Pipeline,
+    delaybuffer: &gst::Element,
+    delay: gst::ClockTime,
+    sink: &gst::Element,
+) -> gst::Pad {
+    let tap = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    tap.set_property("delay", delay.nseconds());
+    pipeline.add(sink).unwrap();
+    tap.link(&sink.static_pad("sink").unwrap()).unwrap();
+    tap
+}
+
+fn sync_sink() -> gst::Element {
+    gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .build()
+        .unwrap()
+}
+
+fn raw_source(frames: u32) -> String {
+    format!(
+        "videotestsrc is-live=true num-buffers={frames} ! \
+         video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1"
+    )
+}
+
+fn run_to_eos(pipeline: &gst::Pipeline) -> common::BusLog {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    log
+}
+
+fn stat(pad: &gst::Pad, field: &str) -> u64 {
+    pad.property::<gst::Structure>("stats")
+        .get::<u64>(field)
+        .unwrap()
+}
+
+#[test]
+fn three_taps_of_one_window_each_get_every_frame_at_their_own_lag() {
+    let frames = 90;
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! fakesink name=main sync=true",
+        raw_source(frames)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let main = common::record_arrivals(&pipeline.by_name("main").unwrap());
+    let delays = [gst::ClockTime::ZERO, 2 * SECOND, 5 * SECOND];
+    let taps: Vec<_> = delays
+        .iter()
+        .map(|delay| {
+            let sink = sync_sink();
+            let arrivals = common::record_arrivals(&sink);
+            let pad = tap_into(&pipeline, &delaybuffer, *delay, &sink);
+            (pad, arrivals, *delay)
+        })
+        .collect();
+    let log = run_to_eos(&pipeline);
+    assert!(log.warnings.is_empty(), "{:#?}", log.warnings);
+    let main = main.lock().unwrap();
+    assert_eq!(main.len(), frames as usize);
+    for (pad, arrivals, delay) in &taps {
+        let got = arrivals.lock().unwrap();
+        assert_eq!(got.len(), frames as usize, "{} lost frames", pad.name());
+        for (m, t) in main.iter().zip(got.iter()) {
+            assert_eq!(m.pts, t.pts);
+            assert_eq!(t.due, m.due + *delay, "{}: {t:?}", pad.name());
+            assert!(t.arrived >= t.due, "{} left early: {t:?}", pad.name());
+        }
+        assert_eq!(stat(pad, "pushed"), frames as u64);
+        assert_eq!(stat(pad, "dropped"), 0);
+    }
+    // One window for the three: each frame is held once, not per tap.
+    let stats: gst::Structure = delaybuffer.property("stats");
+    assert!(stats.get::<u64>("window-buffers").unwrap() <= frames as u64);
+}
+
+#[test]
+fn a_tap_moved_from_zero_to_five_seconds_replays_without_losing_anything() {
+    let frames = 360; // 12 s
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 window=5000000000 ! fakesink name=main sync=true",
+        raw_source(frames)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let main = common::record_pts(&pipeline.by_name("main").unwrap());
+    let sink = sync_sink();
+    let arrivals = common::record_arrivals(&sink);
+    let tap = tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &sink);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(
+        common::poll_until(HANG, || pipeline
+            .current_running_time()
+            .is_some_and(|t| t >= 6 * SECOND)),
+        "never reached 6 s"
+    );
+    tap.set_property("delay", (5 * SECOND).nseconds());
+    let moved_at = pipeline.current_running_time().unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+
+    let got = arrivals.lock().unwrap();
+    let pts: Vec<_> = got.iter().map(|a| a.pts).collect();
+    let jumps: Vec<_> = pts.windows(2).filter(|w| w[1] < w[0]).collect();
+    assert_eq!(jumps.len(), 1, "one jump back: {jumps:?}");
+    let at = pts.windows(2).position(|w| w[1] < w[0]).unwrap() + 1;
+    // Back 5 s from the move, on the frame at or before that.
+    let frame = gst::ClockTime::from_nseconds(33_333_334);
+    let target = moved_at - 5 * SECOND;
+    assert!(
+        pts[at] <= target && pts[at] + 2 * frame >= target,
+        "moved at {moved_at}, replay from {}",
+        pts[at]
+    );
+    // In order, every frame, to the end.
+    let expected = main.lock().unwrap().clone();
+    assert_eq!(expected.len(), frames as usize);
+    assert_eq!(pts[..at], expected[..at]);
+    let from = expected.iter().position(|p| *p == pts[at]).unwrap();
+    assert_eq!(pts[at..], expected[from..]);
+    // Running time at the sink never went back, and after the jump the tap
+    // runs 5 s behind.
+    assert!(
+        got.windows(2).all(|w| w[1].due >= w[0].due),
+        "running time went back"
+    );
+    for a in &got[at + 1..] {
+        if a.pts >= target + SECOND {
+            assert_eq!(a.due, a.pts + 5 * SECOND, "{a:?}");
+        }
+    }
+    assert_eq!(stat(&tap, "dropped"), 0);
+}
+
+#[test]
+fn lowering_a_tap_delay_skips_ahead_and_counts_what_it_skipped() {
+    let frames = 120;
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! fakesink name=main sync=true",
+        raw_source(frames)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let main = common::record_pts(&pipeline.by_name("main").unwrap());
+    let sink = sync_sink();
+    let arrivals = common::record_arrivals(&sink);
+    let tap = tap_into(&pipeline, &delaybuffer, 2 * SECOND, &sink);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(common::poll_until(HANG, || stat(&tap, "pushed") >= 15));
+    tap.set_property("delay", 0u64);
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let got = arrivals.lock().unwrap();
+    let pts: Vec<_> = got.iter().map(|a| a.pts).collect();
+    assert!(pts.windows(2).all(|w| w[1] > w[0]), "never back");
+    let dropped = stat(&tap, "dropped");
+    assert!(dropped > 30, "skipped {dropped}");
+    assert_eq!(got.len() as u64 + dropped, frames as u64);
+    assert_eq!(
+        got.last().unwrap().pts,
+        *main.lock().unwrap().last().unwrap()
+    );
+}
+
+/// Frames 100 ms apart; which tap got what.
+fn non_live_taps(src_linked: bool) -> (u64, Vec<u64>) {
+    let pipeline = launch(&format!(
+        "videotestsrc num-buffers=50 ! video/x-raw,format=GRAY8,width=64,height=48,framerate=10/1 ! \
+         delaybuffer name=d delay=500000000 {}",
+        if src_linked {
+            "! fakesink name=main"
+        } else {
+            ""
+        }
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let linked = tap_into(
+        &pipeline,
+        &delaybuffer,
+        SECOND,
+        &gst::ElementFactory::make("fakesink").build().unwrap(),
+    );
+    // Requested and never linked.
+    let unlinked = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    run_to_eos(&pipeline);
+    let stats: gst::Structure = delaybuffer.property("stats");
+    (
+        stats.get::<u64>("pushed").unwrap(),
+        vec![stat(&linked, "pushed"), stat(&unlinked, "pushed")],
+    )
+}
+
+#[test]
+fn an_unlinked_tap_or_src_never_stops_the_others() {
+    let (pushed, taps) = non_live_taps(true);
+    assert_eq!(pushed, 50);
+    assert_eq!(taps[0], 50);
+    assert!(taps[1] <= 1, "{taps:?}");
+    // `src` unlinked: the tap still gets everything.
+    let (_, taps) = non_live_taps(false);
+    assert_eq!(taps[0], 50);
+}
+
+/// Pre-record: a tap turned on with a 3 s delay writes what came 3 s before,
+/// from a keyframe, into a file that decodes cleanly.
+#[test]
+fn pre_record_starts_on_a_keyframe_up_to_three_seconds_and_a_gop_back() {
+    let dir = common::temp_dir("prerecord");
+    let file = dir.join("event.mkv");
+    let pipeline = launch(
+        "videotestsrc is-live=true num-buffers=240 pattern=ball ! \
+           video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+         x264enc key-int-max=30 bframes=0 tune=zerolatency speed-preset=ultrafast ! \
+         h264parse config-interval=-1 ! delaybuffer name=d delay=0 ! fakesink sync=true",
+    );
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let record = gst::parse::bin_from_description(
+        &format!(
+            "h264parse ! matroskamux ! filesink async=false location={}",
+            file.display()
+        ),
+        true,
+    )
+    .unwrap();
+    let tap = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    tap.set_property("active", false);
+    tap.set_property("delay", (3 * SECOND).nseconds());
+    pipeline.add(&record).unwrap();
+    tap.link(&record.static_pad("sink").unwrap()).unwrap();
+    // The input running time of the first recorded frame (x264enc's pts
+    // start at 1000 h), and whether it is a keyframe.
+    let first: Arc<Mutex<Option<(gst::ClockTime, bool)>>> = Arc::default();
+    let f = first.clone();
+    tap.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let buffer = info.buffer().unwrap();
+        let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+        let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+        let running_time = segment.to_running_time(buffer.pts().unwrap()).unwrap();
+        f.lock().unwrap().get_or_insert((
+            running_time - 3 * SECOND,
+            !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        ));
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(common::poll_until(HANG, || pipeline
+        .current_running_time()
+        .is_some_and(|t| t >= 5 * SECOND)));
+    assert_eq!(stat(&tap, "pushed"), 0, "an inactive tap sends nothing");
+    tap.set_property("active", true);
+    let activated_at = pipeline.current_running_time().unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+
+    let (start, keyframe) = first.lock().unwrap().expect("the tap recorded");
+    assert!(keyframe, "the recording starts on a delta frame");
+    let target = activated_at - 3 * SECOND;
+    assert!(
+        start <= target && start + SECOND + 50 * MS >= target,
+        "activated at {activated_at}: first frame at running time {start}"
+    );
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs (make deps installs it)");
+    assert!(out.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.is_empty(), "ffmpeg: {said}");
+    let (codec, frames) = common::probe_video(&file);
+    assert_eq!(codec, "h264");
+    assert!(frames >= 150, "{frames} frames recorded");
+}
