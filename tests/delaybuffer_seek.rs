@@ -96,6 +96,12 @@ fn a_flushing_seek_in_paused_is_followed_by_its_segment_and_eos_every_time() {
     for (what, element, runs) in [
         ("queue", "queue", 4),
         ("delaybuffer", "delaybuffer delay=500000000", 16),
+        // A tap, beside `src`, behaves the same.
+        (
+            "a delaybuffer tap",
+            "delaybuffer name=d delay=500000000 ! fakesink sync=true d.tap_0",
+            8,
+        ),
     ] {
         for run in 0..runs {
             let (seqnum, seen) = seek_in_paused(&format!(

@@ -307,3 +307,98 @@ fn pre_record_starts_on_a_keyframe_up_to_three_seconds_and_a_gop_back() {
     assert_eq!(codec, "h264");
     assert!(frames >= 150, "{frames} frames recorded");
 }
+
+/// PAUSED for 3 s while a tap's 2 s delay fills (a queue behind it, so that
+/// the tap's own thread is what is tested): it sends nothing, nothing warns,
+/// and after PLAYING every frame leaves `delay` after its running time.
+#[test]
+fn paused_while_a_tap_fills_releases_nothing() {
+    let delay = 2 * SECOND;
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! queue max-size-time=300000000 ! fakesink name=main sync=true",
+        raw_source(75)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let main = common::record_pts(&pipeline.by_name("main").unwrap());
+    let queue = gst::ElementFactory::make("queue").build().unwrap();
+    let sink = sync_sink();
+    let arrivals = common::record_arrivals(&sink);
+    let tap = tap_into(&pipeline, &delaybuffer, delay, &queue);
+    pipeline.add(&sink).unwrap();
+    queue.link(&sink).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(common::poll_until(HANG, || pipeline
+        .current_running_time()
+        .is_some_and(|t| t >= 500 * MS)));
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+    assert!(result.is_ok(), "{result:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stat(&tap, "pushed"), 0, "released while PAUSED");
+    let log = run_to_eos(&pipeline);
+    assert!(log.warnings.is_empty(), "{:#?}", log.warnings);
+    let main = main.lock().unwrap();
+    let got = arrivals.lock().unwrap();
+    assert_eq!(got.iter().map(|a| a.pts).collect::<Vec<_>>(), *main);
+    for a in got.iter() {
+        assert_eq!(a.due, a.pts + delay, "{a:?}");
+        assert!(a.arrived >= a.due, "left early: {a:?}");
+    }
+}
+
+/// A tap unlinked (between two pushes) and linked again: the others go on,
+/// and once linked again it goes on `delay` behind, dropping (counted) what
+/// fell due meanwhile instead of sending it late.
+#[test]
+fn a_tap_unlinked_and_relinked_goes_on_delay_behind() {
+    let delay = 300 * MS;
+    let frames = 120;
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! fakesink name=main sync=true",
+        raw_source(frames)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let main = common::record_pts(&pipeline.by_name("main").unwrap());
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .property("async", false)
+        .build()
+        .unwrap();
+    let arrivals = common::record_arrivals(&sink);
+    let tap = tap_into(&pipeline, &delaybuffer, delay, &sink);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let at = |t: gst::ClockTime| {
+        assert!(common::poll_until(HANG, || pipeline
+            .current_running_time()
+            .is_some_and(|now| now >= t)));
+    };
+    at(SECOND);
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let sinkpad = sink.static_pad("sink").unwrap();
+    tap.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+        pad.unlink(&sinkpad).unwrap();
+        let _ = done_tx.send(());
+        gst::PadProbeReturn::Remove
+    });
+    done.recv_timeout(HANG).expect("the tap never went idle");
+    let unlinked_at = pipeline.current_running_time().unwrap();
+    at(unlinked_at + SECOND);
+    tap.link(&sink.static_pad("sink").unwrap()).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+
+    assert_eq!(main.lock().unwrap().len(), frames as usize);
+    let got = arrivals.lock().unwrap();
+    assert!(got.windows(2).all(|w| w[1].pts > w[0].pts), "in order");
+    for a in got.iter() {
+        assert_eq!(a.due, a.pts + delay, "{a:?}");
+    }
+    // It missed what came while unlinked, counted, and got the end.
+    assert!((got.len() as u64) < frames as u64);
+    assert!(stat(&tap, "dropped") > 0);
+    assert_eq!(
+        got.last().unwrap().pts,
+        *main.lock().unwrap().last().unwrap()
+    );
+}

@@ -69,6 +69,12 @@ impl Tap {
         self.active && !self.flushing && self.flow.is_ok()
     }
 
+    /// Whether what leaves the window unread is lost to it (and counted):
+    /// also while downstream refuses (not linked), not while it is off.
+    pub fn misses(&self) -> bool {
+        self.active && !self.flushing
+    }
+
     pub fn cancel_clock_wait(&mut self) {
         if let Some(id) = self.clock_id.take() {
             id.unschedule();

@@ -214,7 +214,7 @@ impl DelayBuffer {
             match item {
                 Item::Event(event) => keep_sticky(&mut s.window_sticky, event),
                 Item::Buffer { .. } => {
-                    for tap in s.taps.iter_mut().filter(|t| t.reading() && t.cursor <= seq) {
+                    for tap in s.taps.iter_mut().filter(|t| t.misses() && t.cursor <= seq) {
                         tap.dropped += 1;
                     }
                 }
