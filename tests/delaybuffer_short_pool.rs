@@ -34,20 +34,34 @@ struct Run {
     log: common::BusLog,
 }
 
+/// The delayed branch: a 3 s delaybuffer `delay` with `short_pool` into the
+/// fakesink `delayed`.
+fn delayed_by_src(short_pool: &str) -> String {
+    format!(
+        "delaybuffer name=delay delay={} short-pool={short_pool} ! fakesink name=delayed sync=true",
+        DELAY.nseconds()
+    )
+}
+
 /// `frames` frames from the fixed pool source (memory of `allocator`) through
-/// a tee into a live branch and a 3 s delaybuffer with `short_pool`.
-fn run(short_pool: &str, frames: u64, allocator: Option<&gst::Allocator>) -> Run {
+/// a tee into a live branch and `branch` (see `delayed_by_src`), after
+/// `prepare` had the pipeline.
+fn run(
+    branch: &str,
+    frames: u64,
+    allocator: Option<&gst::Allocator>,
+    prepare: impl FnOnce(&gst::Pipeline),
+) -> Run {
     common::init();
     let pipeline = gst::parse::launch(&format!(
         "appsrc name=src is-live=true format=time caps={} ! tee name=t \
-         t. ! queue ! fakesink name=realtime sync=true \
-         t. ! delaybuffer name=delay delay={} short-pool={short_pool} ! fakesink name=delayed sync=true",
+         t. ! queue ! fakesink name=realtime sync=true t. ! {branch}",
         caps().to_string().replace(' ', ""),
-        DELAY.nseconds()
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
+    prepare(&pipeline);
     let realtime = common::record_arrivals(&pipeline.by_name("realtime").unwrap());
     let delayed = common::record_arrivals(&pipeline.by_name("delayed").unwrap());
     let appsrc = pipeline
@@ -78,11 +92,10 @@ fn count(stats: &gst::Structure, field: &str) -> u64 {
     stats.get::<u64>(field).unwrap()
 }
 
-#[test]
-fn short_pool_copy_keeps_both_branches_whole_and_the_source_never_waits() {
-    let frames = 300;
-    let allocator = CountingAllocator::default();
-    let run = run("copy", frames, Some(allocator.upcast_ref()));
+/// Both branches got all `frames`, the delayed one exactly 3 s late, the
+/// source never waited longer than a frame, nothing warned, and copies
+/// were made.
+fn assert_whole_and_never_waiting(run: &Run, frames: u64) {
     assert!(run.log.eos && run.log.errors.is_empty(), "{:#?}", run.log);
     assert!(run.log.warnings.is_empty(), "{:#?}", run.log.warnings);
     let frame = SECOND / fixed_pool_src::FPS;
@@ -99,6 +112,20 @@ fn short_pool_copy_keeps_both_branches_whole_and_the_source_never_waits() {
         assert_eq!(d.due, r.due + DELAY, "{r:?} {d:?}");
         assert!(d.arrived >= d.due, "left early: {d:?}");
     }
+    assert!(count(&run.stats, "copied") > 0, "{:?}", run.stats);
+}
+
+#[test]
+fn short_pool_copy_keeps_both_branches_whole_and_the_source_never_waits() {
+    let frames = 300;
+    let allocator = CountingAllocator::default();
+    let run = run(
+        &delayed_by_src("copy"),
+        frames,
+        Some(allocator.upcast_ref()),
+        |_| (),
+    );
+    assert_whole_and_never_waiting(&run, frames);
     // Copied, but only what the pool could not spare, and by the memory's
     // own allocator: nothing was mapped.
     let copied = count(&run.stats, "copied");
@@ -111,7 +138,7 @@ fn short_pool_copy_keeps_both_branches_whole_and_the_source_never_waits() {
 #[test]
 fn short_pool_wait_starves_the_source_and_warns() {
     let frames = 150;
-    let run = run("wait", frames, None);
+    let run = run(&delayed_by_src("wait"), frames, None, |_| ());
     assert!(run.log.eos && run.log.errors.is_empty(), "{:#?}", run.log);
     assert!(
         run.log
@@ -152,4 +179,26 @@ fn short_pool_copy_leaves_pools_that_grew_alone() {
     );
     assert_eq!(count(&stats, "pushed"), 45);
     assert_eq!(count(&stats, "copied"), 0);
+}
+
+/// The same source read by a tap 3 s behind (the window holds what `src`
+/// would): the tap's window gets copies too, so the source never waits.
+#[test]
+fn short_pool_copy_feeds_a_tap_without_starving_the_source() {
+    let frames = 150;
+    let run = run(
+        "delaybuffer name=delay delay=0 ! fakesink sync=true \
+         delay.tap_0 ! fakesink name=delayed sync=true",
+        frames,
+        None,
+        |pipeline| {
+            let tap = pipeline
+                .by_name("delay")
+                .unwrap()
+                .static_pad("tap_0")
+                .unwrap();
+            tap.set_property("delay", DELAY.nseconds());
+        },
+    );
+    assert_whole_and_never_waiting(&run, frames);
 }

@@ -871,11 +871,18 @@ impl DelayBuffer {
                 size,
             };
             left_window.extend(self.feed_window(&mut s, item));
+            if !s.is_live() {
+                self.wait_for_slow_taps(&mut s, left_window)?;
+            }
         }
         if !to_src {
             return Ok(gst::FlowSuccess::Ok);
         }
-        self.hold_in_ring(&mut s, buffer, running_time, evicted)
+        match self.hold_in_ring(&mut s, buffer, running_time, evicted) {
+            // `src` found unlinked meanwhile: the taps took the buffer.
+            Err(gst::FlowError::NotLinked) if !s.taps.is_empty() => Ok(gst::FlowSuccess::Ok),
+            result => result,
+        }
     }
 
     /// Puts `buffer` in the ring of `src` once there is room, blocking
@@ -1572,6 +1579,7 @@ impl DelayBuffer {
     fn handle_flow(&self, result: Result<gst::FlowSuccess, gst::FlowError>) {
         let Err(err) = result else { return };
         gst::debug!(CAT, imp = self, "downstream returned {err:?}, pausing");
+        let mut unlinked = Vec::new();
         let eos_held = {
             let mut s = self.lock();
             if s.flushing {
@@ -1580,10 +1588,17 @@ impl DelayBuffer {
             s.flow = Err(err);
             // Upstream may be blocked on a full ring: let it see the error.
             self.changed.notify_all();
-            // An unlinked `src` beside taps is one unlinked branch of many,
-            // as with tee allow-not-linked: the taps carry the stream.
-            s.eos_held && (s.taps.is_empty() || err != gst::FlowError::NotLinked)
+            let beside_taps = err == gst::FlowError::NotLinked && !s.taps.is_empty();
+            if beside_taps {
+                // An unlinked `src` beside taps is one unlinked branch of
+                // many, as with tee allow-not-linked: the taps carry the
+                // stream, and `src` holds nothing until it is linked again.
+                unlinked = s.ring.remove_older_than(u64::MAX);
+                s.dropped += unlinked.len() as u64;
+            }
+            s.eos_held && !beside_taps
         };
+        drop(unlinked);
         // Like queue: EOS was already taken from upstream, so the error must
         // be reported here, and downstream still gets its EOS.
         if eos_held && is_fatal_or_not_linked(err) {

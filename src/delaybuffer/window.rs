@@ -76,6 +76,17 @@ impl<B, E> Window<B, E> {
             .count()
     }
 
+    /// The running time of the first buffer at or after `seq`.
+    pub fn running_time_from(&self, seq: Seq) -> Option<RunningTime> {
+        let start = usize::try_from(seq.saturating_sub(self.first)).ok()?;
+        self.items
+            .range(start.min(self.items.len())..)
+            .find_map(|i| match i {
+                Item::Buffer { running_time, .. } => Some(*running_time),
+                Item::Event(_) => None,
+            })
+    }
+
     /// The events held before `seq`, oldest first.
     pub fn events_before(&self, seq: Seq) -> impl Iterator<Item = &E> + '_ {
         let end = usize::try_from(seq.saturating_sub(self.first))
@@ -281,6 +292,9 @@ mod tests {
         w.push_event("eos");
         assert_eq!(w.buffers_between(0, 5), 4);
         assert_eq!(w.buffers_between(2, 4), 2);
+        assert_eq!(w.running_time_from(0), Some(0));
+        assert_eq!(w.running_time_from(3), Some(2 * S));
+        assert_eq!(w.running_time_from(5), None);
         assert_eq!(w.events_before(3).copied().collect::<Vec<_>>(), ["caps"]);
         assert_eq!(
             w.events_before(100).copied().collect::<Vec<_>>(),

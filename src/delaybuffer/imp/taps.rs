@@ -15,6 +15,11 @@ use gst::glib::translate::IntoGlib;
 /// never grows past this for it, and input never waits.
 const WINDOW_SLACK: u64 = gst::ClockTime::SECOND.nseconds();
 
+/// Not live, how far past the window the slowest tap may fall before the
+/// input waits for it (as a tee waits for its slowest branch): the window
+/// then holds at most this much more than its length.
+const NON_LIVE_SLACK: u64 = 100 * gst::ClockTime::MSECOND.nseconds();
+
 /// What a tap sends next, gathered under the lock.
 #[derive(Default)]
 struct Send {
@@ -223,6 +228,38 @@ impl DelayBuffer {
         removed
     }
 
+    /// Not live: blocks the input while a tap that reads is more than
+    /// `NON_LIVE_SLACK` past the window, instead of letting the window grow
+    /// (what it would send then is due, so it advances unless its own
+    /// downstream blocks: backpressure, as through a tee).
+    pub(super) fn wait_for_slow_taps(
+        &self,
+        s: &mut MutexGuard<'_, Shared>,
+        left: &mut Vec<Item<gst::Buffer, gst::Event>>,
+    ) -> Result<(), gst::FlowError> {
+        loop {
+            if s.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            let Some(newest) = s.window.newest() else {
+                return Ok(());
+            };
+            let limit = newest.saturating_sub(self.window_length(s).saturating_add(NON_LIVE_SLACK));
+            let behind = s
+                .taps
+                .iter()
+                .filter(|t| t.reading())
+                .filter_map(|t| s.window.running_time_from(t.cursor))
+                .any(|t| t < limit);
+            if !behind {
+                return Ok(());
+            }
+            gst::log!(CAT, imp = self, "a tap is behind: input waits");
+            self.changed.wait(s);
+            left.extend(self.trim_window(s));
+        }
+    }
+
     /// The running time the window holds: `window`, at least the largest
     /// tap delay (inactive taps included: they may be turned on).
     fn window_length(&self, s: &Shared) -> u64 {
@@ -366,6 +403,10 @@ impl DelayBuffer {
                 tap.cursor += 1;
                 tap.pushed += 1;
                 send.buffer = Some(buffer);
+                if !s.is_live() {
+                    // The input may wait for this tap (wait_for_slow_taps).
+                    self.changed.notify_all();
+                }
                 return Some(send);
             }
         }
@@ -500,6 +541,8 @@ impl DelayBuffer {
                 "downstream returned {err:?}, pausing this tap"
             );
             s.taps[i].flow = Err(err);
+            // The input no longer waits for it.
+            self.changed.notify_all();
         }
     }
 
