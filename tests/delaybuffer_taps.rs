@@ -402,3 +402,27 @@ fn a_tap_unlinked_and_relinked_goes_on_delay_behind() {
         *main.lock().unwrap().last().unwrap()
     );
 }
+
+/// Each tap answers LATENCY for itself: upstream's minimum (its delay is a
+/// running-time shift, not latency), and no maximum (it never blocks input).
+#[test]
+fn a_tap_answers_latency_without_its_delay() {
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! fakesink sync=true",
+        raw_source(30)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let tap = tap_into(&pipeline, &delaybuffer, 5 * SECOND, &sync_sink());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(common::poll_until(HANG, || stat(&tap, "pushed") > 0
+        || pipeline
+            .current_running_time()
+            .is_some_and(|t| t >= 500 * MS)));
+    let mut query = gst::query::Latency::new();
+    assert!(tap.query(&mut query));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (live, min, max) = query.result();
+    assert!(live);
+    assert!(min < SECOND, "min latency {min} includes the delay");
+    assert_eq!(max, gst::ClockTime::NONE);
+}

@@ -56,6 +56,7 @@ glib::wrapper! {
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     Leaky::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     ShortPool::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    tap_pad::TapPad::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "delaybuffer",
