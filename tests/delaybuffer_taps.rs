@@ -426,3 +426,22 @@ fn a_tap_answers_latency_without_its_delay() {
     assert!(min < SECOND, "min latency {min} includes the delay");
     assert_eq!(max, gst::ClockTime::NONE);
 }
+
+/// A tap never turned on still gets the stream's EOS, so the pipeline ends.
+#[test]
+fn an_inactive_tap_ends_with_the_stream() {
+    let pipeline = launch(
+        "videotestsrc num-buffers=30 ! video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=0 window=1000000000 ! fakesink",
+    );
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    // It never prerolls (an inactive tap sends no buffer): async=false.
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("async", false)
+        .build()
+        .unwrap();
+    let tap = tap_into(&pipeline, &delaybuffer, SECOND, &sink);
+    tap.set_property("active", false);
+    run_to_eos(&pipeline);
+    assert_eq!(stat(&tap, "pushed"), 0);
+}

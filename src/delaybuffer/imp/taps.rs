@@ -372,6 +372,9 @@ impl DelayBuffer {
             if s.taps[i].flushing {
                 return None;
             }
+            if let Some(send) = self.end_inactive_tap(&mut s, i) {
+                return Some(send);
+            }
             if !s.taps[i].reading() {
                 self.changed.wait(&mut s);
                 continue;
@@ -410,6 +413,30 @@ impl DelayBuffer {
                 return Some(send);
             }
         }
+    }
+
+    /// An inactive tap still ends with the stream: once the input's EOS is
+    /// in the window, it sends the sticky events in force and that EOS, so
+    /// that the pipeline can end without the tap ever having been on.
+    fn end_inactive_tap(&self, s: &mut Shared, i: usize) -> Option<Send> {
+        let tap = &s.taps[i];
+        if tap.active || !s.window_eos || tap.flow.is_err() {
+            return None;
+        }
+        let end = s.window.end();
+        let eos = s
+            .window
+            .events_before(end)
+            .filter(|e| e.type_() == gst::EventType::Eos)
+            .last()?
+            .clone();
+        s.taps[i].cursor = end;
+        s.taps[i].resend_sticky = true;
+        let mut send = self.tap_header(s, i);
+        send.events.push(eos);
+        // Sent once: tap_loop records the EOS as this tap's flow.
+        s.taps[i].flow = Err(gst::FlowError::Eos);
+        Some(send)
     }
 
     /// The sticky events a tap must send before its next buffer: all of them
