@@ -148,10 +148,12 @@ fn soak_all_three_elements_stay_flat() {
 fn soak_delay_line_memory_stays_flat() {
     let dir = common::temp_dir("soak-memory");
     let cycles = cycles();
-    // 450 KiB frames: one frame or buffer kept per cycle would be far above the bound.
+    // 450 KiB frames: one frame or buffer kept per cycle would be far above the
+    // bound. Two taps read the delay line's window too.
     let f = soak(
         "videotestsrc num-buffers=10 ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 ! tee name=t \
-         t. ! queue ! fakesink t. ! delaybuffer delay=100000000 ! fakesink \
+         t. ! queue ! fakesink t. ! delaybuffer name=d delay=100000000 ! fakesink \
+         d.tap_0 ! fakesink d.tap_1 ! fakesink \
          leakcheck name=check grace=0 report-file={report}",
         cycles,
         &dir,
