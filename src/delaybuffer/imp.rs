@@ -505,7 +505,12 @@ impl ObjectImpl for DelayBuffer {
         let obj = self.obj();
         obj.add_pad(&self.sinkpad).unwrap();
         obj.add_pad(&self.srcpad).unwrap();
-        let handle = metrics::publish(&*obj, |obj| metrics::Sample::Delay(vec![obj.imp().stats()]));
+        let handle = metrics::publish(&*obj, |obj| {
+            let imp = obj.imp();
+            let mut pads = vec![imp.stats()];
+            pads.extend(imp.tap_stats());
+            metrics::Sample::Delay(pads)
+        });
         let _ = self.metrics.set(handle);
     }
 }
@@ -585,7 +590,7 @@ impl ElementImpl for DelayBuffer {
 }
 
 impl DelayBuffer {
-    /// The `stats` property's values and the metrics' (one src pad today).
+    /// The `stats` property's values and the metrics' for `src`.
     fn stats(&self) -> DelayStats {
         let pad = self.srcpad.name().to_string();
         let s = self.lock();

@@ -98,6 +98,16 @@ impl<B, E> Window<B, E> {
         })
     }
 
+    /// How many bytes the buffers in `from..to` hold.
+    pub fn bytes_between(&self, from: Seq, to: Seq) -> u64 {
+        (from.max(self.first)..to.min(self.end()))
+            .filter_map(|seq| match self.get(seq) {
+                Some(Item::Buffer { size, .. }) => Some(*size),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// How many buffers lie in `from..to`.
     pub fn buffers_between(&self, from: Seq, to: Seq) -> u64 {
         (from.max(self.first)..to.min(self.end()))
@@ -292,6 +302,7 @@ mod tests {
         w.push_event("eos");
         assert_eq!(w.buffers_between(0, 5), 4);
         assert_eq!(w.buffers_between(2, 4), 2);
+        assert_eq!(w.bytes_between(2, 4), 20);
         assert_eq!(w.running_time_from(0), Some(0));
         assert_eq!(w.running_time_from(3), Some(2 * S));
         assert_eq!(w.running_time_from(5), None);

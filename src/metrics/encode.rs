@@ -217,7 +217,7 @@ impl DelayFamilies {
             copied: counter(
                 registry,
                 "edgeguard_delay_copied",
-                "Buffers whose data delaybuffer copied (zero: it holds references)",
+                "Buffers whose data delaybuffer copied (only from source pools that cannot grow)",
             ),
         }
     }

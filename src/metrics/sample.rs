@@ -101,8 +101,9 @@ pub struct DelayStats {
     pub received: u64,
     pub pushed: u64,
     pub dropped: u64,
-    /// Buffers whose data was copied: zero by design (delaybuffer holds
-    /// references), exported so a dashboard shows the zero-copy claim holds.
+    /// Buffers whose data was copied: only those of a source pool that
+    /// cannot grow (short-pool=copy), zero otherwise; exported so a dashboard
+    /// shows the zero-copy claim holds where pools can grow.
     pub copied: u64,
 }
 

@@ -120,6 +120,32 @@ impl DelayBuffer {
         let _ = self.obj().remove_pad(pad);
     }
 
+    /// The metrics' values of each tap: what the window holds ahead of it,
+    /// and its own counts (copies are counted on `src`, element-wide).
+    pub(super) fn tap_stats(&self) -> Vec<DelayStats> {
+        let s = self.lock();
+        let end = s.window.end();
+        let newest = s.window.newest().unwrap_or(0);
+        s.taps
+            .iter()
+            .map(|tap| {
+                let oldest = s.window.running_time_from(tap.cursor).unwrap_or(newest);
+                DelayStats {
+                    pad: tap.pad.name().to_string(),
+                    delay: tap.delay,
+                    level_time: gst::ClockTime::from_nseconds(newest.saturating_sub(oldest)),
+                    level_buffers: u32::try_from(s.window.buffers_between(tap.cursor, end))
+                        .unwrap_or(u32::MAX),
+                    level_bytes: s.window.bytes_between(tap.cursor, end),
+                    received: s.received,
+                    pushed: tap.pushed,
+                    dropped: tap.dropped,
+                    copied: 0,
+                }
+            })
+            .collect()
+    }
+
     pub(in crate::delaybuffer) fn tap_snapshot(&self, pad: &gst::Pad) -> Option<TapSnapshot> {
         let s = self.lock();
         tap_index(&s, pad).map(|i| s.taps[i].snapshot())
