@@ -1015,6 +1015,7 @@ impl DelayBuffer {
             return false;
         }
         let mut latency_changed = false;
+        let mut old_pools = Vec::new();
         match event.view() {
             gst::EventView::Segment(e) => match e.segment().downcast_ref::<gst::ClockTime>() {
                 Some(segment) => s.segment = segment.clone(),
@@ -1038,6 +1039,9 @@ impl DelayBuffer {
                     && s.settings.bounds.buffers != 0
                     && s.settings.leaky == Leaky::No;
                 s.framerate = framerate;
+                // New caps usually come with new pools: the old ones are
+                // looked up no more, and are let go.
+                old_pools = std::mem::take(&mut s.pools);
             }
             gst::EventView::Eos(_) => s.eos_held = true,
             _ => (),
@@ -1051,6 +1055,7 @@ impl DelayBuffer {
         self.changed.notify_all();
         drop(s);
         drop(left);
+        drop(old_pools);
         if latency_changed {
             self.post_latency();
         }
