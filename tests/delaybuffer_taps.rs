@@ -448,3 +448,19 @@ fn an_inactive_tap_ends_with_the_stream() {
     run_to_eos(&pipeline);
     assert_eq!(stat(&tap, "pushed"), 0);
 }
+
+#[test]
+fn taps_are_named_after_the_template_without_clashing() {
+    common::init();
+    let delaybuffer = gst::ElementFactory::make("delaybuffer").build().unwrap();
+    let named = delaybuffer.request_pad_simple("tap_1").unwrap();
+    let first = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    let second = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    assert_eq!(
+        [named.name(), first.name(), second.name()],
+        ["tap_1", "tap_0", "tap_2"]
+    );
+    delaybuffer.release_request_pad(&first);
+    assert!(delaybuffer.static_pad("tap_0").is_none());
+    assert_eq!(stat(&second, "pushed"), 0);
+}

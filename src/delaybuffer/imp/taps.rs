@@ -68,14 +68,7 @@ pub(super) fn keep_sticky(sticky: &mut Vec<gst::Event>, event: &gst::Event) {
 
 impl DelayBuffer {
     pub(super) fn request_tap(&self, templ: &gst::PadTemplate, name: Option<&str>) -> gst::Pad {
-        let name = name.map_or_else(
-            || {
-                let mut s = self.lock();
-                s.taps_requested += 1;
-                format!("tap_{}", s.taps_requested - 1)
-            },
-            str::to_string,
-        );
+        let name = name.map_or_else(|| self.next_tap_name(), str::to_string);
         let pad = gst::PadBuilder::<TapPad>::from_template(templ)
             .name(name)
             .activatemode_function(|pad, parent, mode, active| {
@@ -106,6 +99,21 @@ impl DelayBuffer {
             .taps
             .push(Tap::new(pad.clone(), DEFAULT_TAP_DELAY, DEFAULT_TAP_ACTIVE));
         pad
+    }
+
+    /// `tap_N` with the next N not taken (an application may have asked for
+    /// a name of its own, `tap_5`, before).
+    fn next_tap_name(&self) -> String {
+        loop {
+            let name = {
+                let mut s = self.lock();
+                s.taps_requested += 1;
+                format!("tap_{}", s.taps_requested - 1)
+            };
+            if self.obj().static_pad(&name).is_none() {
+                return name;
+            }
+        }
     }
 
     pub(super) fn release_tap(&self, pad: &gst::Pad) {
