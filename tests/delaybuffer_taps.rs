@@ -464,3 +464,67 @@ fn taps_are_named_after_the_template_without_clashing() {
     assert!(delaybuffer.static_pad("tap_0").is_none());
     assert_eq!(stat(&second, "pushed"), 0);
 }
+
+/// Not live, a leaky tap whose downstream blocks holds back neither the
+/// input nor `src`: `src` gets the whole stream while the tap is blocked,
+/// and the tap counts what left the window unread. (With `leaky=no` the
+/// input waits for the tap, as a tee waits for its slowest branch: this
+/// test then hangs until its bound.)
+#[test]
+fn a_leaky_tap_blocked_downstream_holds_back_nothing() {
+    let pipeline = launch(
+        "videotestsrc num-buffers=100 ! video/x-raw,format=GRAY8,width=64,height=48,framerate=10/1 ! \
+         delaybuffer name=d delay=0 window=1000000000 ! fakesink name=main sync=false",
+    );
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    // Not prerolling on its blocked buffer: the pipeline plays without it.
+    let slow = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .unwrap();
+    let tap = tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &slow);
+    tap.set_property_from_str("leaky", "downstream");
+    // The tap's downstream takes its first buffer and then nothing.
+    let blocked = slow
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(
+            gst::PadProbeType::BLOCK | gst::PadProbeType::BUFFER,
+            |_, _| gst::PadProbeReturn::Ok,
+        )
+        .unwrap();
+    let (main_ended, ended) = std::sync::mpsc::channel();
+    let main_buffers = Arc::new(Mutex::new(0u64));
+    let counted = main_buffers.clone();
+    pipeline
+        .by_name("main")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(_)) => *counted.lock().unwrap() += 1,
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
+                        let _ = main_ended.send(());
+                    }
+                    _ => (),
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    ended
+        .recv_timeout(HANG)
+        .expect("src never ended while the leaky tap was blocked");
+    assert_eq!(*main_buffers.lock().unwrap(), 100);
+    slow.static_pad("sink").unwrap().remove_probe(blocked);
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let dropped = stat(&tap, "dropped");
+    assert!(dropped > 0, "the blocked tap lost nothing");
+    assert_eq!(stat(&tap, "pushed") + dropped, 100);
+}

@@ -2,12 +2,17 @@
 //! One tap's state: where it reads in the window, how far behind it runs,
 //! what it sent downstream and what it counted.
 
+use super::Leaky;
 use super::window::Seq;
 
 pub struct Tap {
     pub pad: gst::Pad,
     pub delay: gst::ClockTime,
     pub active: bool,
+    /// `no`: what it has not read is kept for it (live: up to a second past
+    /// the window; not live: the input waits for it). `downstream`: it never
+    /// holds the window or the input, and loses what leaves unread.
+    pub leaky: Leaky,
     /// The next item of the window it sends.
     pub cursor: Seq,
     pub flushing: bool,
@@ -31,6 +36,7 @@ pub struct Tap {
 pub struct TapSnapshot {
     pub delay: gst::ClockTime,
     pub active: bool,
+    pub leaky: Leaky,
     pub pushed: u64,
     pub dropped: u64,
 }
@@ -41,6 +47,7 @@ impl Tap {
             pad,
             delay,
             active,
+            leaky: Leaky::No,
             cursor: 0,
             flushing: true,
             flow: Ok(gst::FlowSuccess::Ok),
@@ -58,6 +65,7 @@ impl Tap {
         TapSnapshot {
             delay: self.delay,
             active: self.active,
+            leaky: self.leaky,
             pushed: self.pushed,
             dropped: self.dropped,
         }
@@ -67,6 +75,12 @@ impl Tap {
     /// kept for it (within the slack).
     pub fn reading(&self) -> bool {
         self.active && !self.flushing && self.flow.is_ok()
+    }
+
+    /// Whether the window keeps what it has not read yet, and (not live)
+    /// the input waits for it: a leaky tap holds nothing back.
+    pub fn holds_window(&self) -> bool {
+        self.reading() && self.leaky == Leaky::No
     }
 
     /// Whether what leaves the window unread is lost to it (and counted):

@@ -9,6 +9,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use std::sync::LazyLock;
 
+use super::Leaky;
 use super::flow::MAX_DELAY;
 
 glib::wrapper! {
@@ -62,6 +63,17 @@ mod imp {
                         .default_value(DEFAULT_TAP_ACTIVE)
                         .mutable_playing()
                         .build(),
+                    glib::ParamSpecEnum::builder_with_default("leaky", Leaky::No)
+                        .nick("Leaky")
+                        .blurb(
+                            "What this tap costs when it falls behind: no = what it has not \
+                             read is kept for it (live: up to 1 s past the window; not live: \
+                             the input waits for it, as a tee waits for its slowest branch); \
+                             downstream = it holds back nothing and loses what leaves the \
+                             window unread (counted in dropped)",
+                        )
+                        .mutable_playing()
+                        .build(),
                     glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                         .nick("Statistics")
                         .blurb("The tap's delay, pushed and dropped counts")
@@ -84,6 +96,7 @@ mod imp {
                     .imp()
                     .set_tap_delay(pad, gst::ClockTime::from_nseconds(value.get().unwrap())),
                 "active" => element.imp().set_tap_active(pad, value.get().unwrap()),
+                "leaky" => element.imp().set_tap_leaky(pad, value.get().unwrap()),
                 _ => unreachable!(),
             }
         }
@@ -99,6 +112,7 @@ mod imp {
                     .nseconds()
                     .to_value(),
                 "active" => tap.map_or(DEFAULT_TAP_ACTIVE, |t| t.active).to_value(),
+                "leaky" => tap.map_or(Leaky::No, |t| t.leaky).to_value(),
                 "stats" => {
                     let t = tap.unwrap_or_default();
                     gst::Structure::builder("delaybuffer-tap-stats")

@@ -176,6 +176,16 @@ impl DelayBuffer {
         self.post_latency();
     }
 
+    /// A leaky tap stops holding the window and the input at once.
+    pub(in crate::delaybuffer) fn set_tap_leaky(&self, pad: &gst::Pad, leaky: Leaky) {
+        let mut s = self.lock();
+        let Some(i) = tap_index(&s, pad) else { return };
+        s.taps[i].leaky = leaky;
+        self.changed.notify_all();
+        drop(s);
+        gst::info!(CAT, obj = pad, "tap leaky: {leaky:?}");
+    }
+
     /// Turned on, the tap starts `delay` back in the window (pre-record).
     pub(in crate::delaybuffer) fn set_tap_active(&self, pad: &gst::Pad, active: bool) {
         let mut s = self.lock();
@@ -240,7 +250,7 @@ impl DelayBuffer {
         let pinned = s
             .taps
             .iter()
-            .filter(|t| t.reading())
+            .filter(|t| t.holds_window())
             .map(|t| t.cursor)
             .min();
         // Not live, input comes as fast as upstream makes it: running time
@@ -282,7 +292,7 @@ impl DelayBuffer {
             let behind = s
                 .taps
                 .iter()
-                .filter(|t| t.reading())
+                .filter(|t| t.holds_window())
                 .filter_map(|t| s.window.running_time_from(t.cursor))
                 .any(|t| t < limit);
             if !behind {
