@@ -19,7 +19,8 @@ const HANG: Duration = Duration::from_secs(120);
 const CHILD: &str = "EDGEGUARD_METRICS_CHILD";
 const RIG: &str = "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=30/1 ! \
                    vpuguardenc name=enc ! vpuguarddec name=dec ! \
-                   delaybuffer name=delay delay=200000000 ! leakcheck name=leaks ! fakesink";
+                   delaybuffer name=delay delay=200000000 ! leakcheck name=leaks ! fakesink \
+                   delay.tap_0 ! fakesink";
 
 // ---------------------------------------------------------------- helpers
 
@@ -418,6 +419,12 @@ fn stats_match_the_series(stats: &[gst::Structure], body: &str) {
     }
     let cycles = value(body, "edgeguard_leak_cycles_total", "element=\"leaks\"");
     assert_eq!(cycles, leaks.get::<u64>("cycles").unwrap() as f64);
+    // delaybuffer: each tap's series beside src's, at their own delays.
+    for (pad, delay) in [("src", 0.2), ("tap_0", 0.0)] {
+        let labels = format!("element=\"delay\",pad=\"{pad}\"");
+        assert_eq!(value(body, "edgeguard_delay_seconds", &labels), delay);
+        value(body, "edgeguard_delay_copied_total", &labels);
+    }
 }
 
 #[test]
