@@ -17,6 +17,7 @@ const DELAY: gst::ClockTime = gst::ClockTime::from_seconds(3);
 const HANG: Duration = Duration::from_secs(90);
 
 fn caps() -> gst::Caps {
+    common::init();
     gst::Caps::builder("video/x-raw")
         .field("format", "I420")
         .field("width", 64)
@@ -52,11 +53,21 @@ fn run(
     allocator: Option<&gst::Allocator>,
     prepare: impl FnOnce(&gst::Pipeline),
 ) -> Run {
+    run_with_caps(&caps(), branch, frames, allocator, prepare)
+}
+
+/// `run` with the source's `caps`.
+fn run_with_caps(
+    caps: &gst::Caps,
+    branch: &str,
+    frames: u64,
+    allocator: Option<&gst::Allocator>,
+    prepare: impl FnOnce(&gst::Pipeline),
+) -> Run {
     common::init();
     let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src is-live=true format=time caps={} ! tee name=t \
+        "appsrc name=src is-live=true format=time caps=\"{caps}\" ! tee name=t \
          t. ! queue ! fakesink name=realtime sync=true t. ! {branch}",
-        caps().to_string().replace(' ', ""),
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -69,7 +80,7 @@ fn run(
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
-    let mut source = FixedPoolSource::new(&caps(), allocator);
+    let mut source = FixedPoolSource::new(caps, allocator);
     // Live: it goes to PLAYING at once, and completes with the first frame.
     pipeline.set_state(gst::State::Playing).unwrap();
     source.start(&pipeline, appsrc, frames);
@@ -154,6 +165,37 @@ fn short_pool_wait_starves_the_source_and_warns() {
     assert!(run.source.lost > 0, "{:?}", run.source);
     assert!((run.realtime.len() as u64) < frames);
     assert_eq!(count(&run.stats, "copied"), 0);
+}
+
+/// NVMM-like memory (a caps feature GStreamer has no right copy for: its
+/// default copy would copy what a map shows, a descriptor) is never copied:
+/// it is held as references, and the starvation WARNING says what to raise.
+#[test]
+fn short_pool_copy_holds_memory_gstreamer_cannot_copy_as_references() {
+    let frames = 150;
+    let allocator = CountingAllocator::default();
+    let mut nvmm = caps();
+    nvmm.get_mut()
+        .unwrap()
+        .set_features_simple(Some(gst::CapsFeatures::new(["memory:NVMM"])));
+    let run = run_with_caps(
+        &nvmm,
+        &delayed_by_src("copy"),
+        frames,
+        Some(allocator.upcast_ref()),
+        |_| (),
+    );
+    assert!(run.log.eos && run.log.errors.is_empty(), "{:#?}", run.log);
+    assert_eq!(count(&run.stats, "copied"), 0, "{:?}", run.stats);
+    assert_eq!(allocator.copies(), 0);
+    assert!(
+        run.log
+            .warnings
+            .iter()
+            .any(|w| w.contains("other branches of a tee")),
+        "{:#?}",
+        run.log.warnings
+    );
 }
 
 /// videotestsrc's pool grows on the ALLOCATION answer: its buffers stay

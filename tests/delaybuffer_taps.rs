@@ -528,3 +528,56 @@ fn a_leaky_tap_blocked_downstream_holds_back_nothing() {
     assert!(dropped > 0, "the blocked tap lost nothing");
     assert_eq!(stat(&tap, "pushed") + dropped, 100);
 }
+
+/// A tap requested while the stream runs starts with the stream-start, caps
+/// and segment in force, as a tee's new branch does (a buffer before them
+/// is a GStreamer critical, fatal here).
+#[test]
+fn a_tap_requested_while_playing_starts_with_the_streams_sticky_events() {
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! fakesink sync=true",
+        raw_source(90)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let pushed = || {
+        delaybuffer
+            .property::<gst::Structure>("stats")
+            .get::<u64>("pushed")
+            .unwrap()
+    };
+    assert!(common::poll_until(HANG, || pushed() >= 15), "no stream");
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("async", false)
+        .build()
+        .unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let what = match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => "buffer".to_string(),
+                Some(gst::PadProbeData::Event(e)) => e.type_().name().to_string(),
+                _ => return gst::PadProbeReturn::Ok,
+            };
+            s.lock().unwrap().push(what);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.add(&sink).unwrap();
+    let tap = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    tap.link(&sink.static_pad("sink").unwrap()).unwrap();
+    sink.sync_state_with_parent().unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let seen = seen.lock().unwrap().clone();
+    let first_buffer = seen.iter().position(|w| w == "buffer").expect("no buffer");
+    assert_eq!(
+        seen[..first_buffer],
+        ["stream-start", "caps", "segment"],
+        "{seen:?}"
+    );
+    assert!(stat(&tap, "pushed") > 0);
+}

@@ -67,6 +67,9 @@ impl Default for Settings {
     }
 }
 
+/// Whether the latency changed, and the pools let go, after a stream event.
+type Noted = (bool, Vec<(gst::BufferPool, Option<u32>)>);
+
 /// What the sink (upstream) thread, the src task and the property setters
 /// share. The settings live here too, so that every wait re-reads them under
 /// the lock it waits with.
@@ -108,6 +111,9 @@ struct Shared {
     /// The pools input buffers came from, with how many of their buffers
     /// may be held as references (`None`: the pool grows, or copying failed).
     pools: Vec<(gst::BufferPool, Option<u32>)>,
+    /// Whether the stream's memory is one `short-pool=copy` may copy (see
+    /// `short_pool::copyable`): otherwise its buffers are held as references.
+    copyable: bool,
     received: u64,
     pushed: u64,
     dropped: u64,
@@ -148,6 +154,7 @@ impl Shared {
             starvation_warned: false,
             framerate: None,
             pools: Vec::new(),
+            copyable: true,
             received: 0,
             pushed: 0,
             dropped: 0,
@@ -753,7 +760,7 @@ impl DelayBuffer {
         }
         {
             let s = self.lock();
-            if s.settings.short_pool != ShortPool::Copy {
+            if s.settings.short_pool != ShortPool::Copy || !s.copyable {
                 return None;
             }
             if let Some((_, allowed)) = s.pools.iter().find(|(p, _)| p.as_ptr() as usize == key) {
@@ -990,6 +997,20 @@ impl DelayBuffer {
         if s.flushing {
             return false;
         }
+        // Before anything else: what a SEGMENT or CAPS changes holds for
+        // the taps too, whether `src` is linked or not.
+        let (latency_changed, old_pools) = match self.note_stream_event(&mut s, &event) {
+            Ok(noted) => noted,
+            Err(format) => {
+                drop(s);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("delaybuffer needs TIME segments, got {format:?}")
+                );
+                return false;
+            }
+        };
         if s.flow == Err(gst::FlowError::NotLinked) && !s.taps.is_empty() {
             // An unlinked `src` never stops the taps: they get the event,
             // `src` the sticky ones for when it is linked again.
@@ -1000,6 +1021,10 @@ impl DelayBuffer {
             let left = self.feed_window(&mut s, Item::Event(event));
             drop(s);
             drop(left);
+            drop(old_pools);
+            if latency_changed {
+                self.post_latency();
+            }
             return true;
         }
         if let Err(err) = s.flow
@@ -1014,43 +1039,12 @@ impl DelayBuffer {
             }
             return false;
         }
-        let mut latency_changed = false;
-        let mut old_pools = Vec::new();
-        match event.view() {
-            gst::EventView::Segment(e) => match e.segment().downcast_ref::<gst::ClockTime>() {
-                Some(segment) => s.segment = segment.clone(),
-                None => {
-                    drop(s);
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Format,
-                        (
-                            "delaybuffer needs TIME segments, got {:?}",
-                            e.segment().format()
-                        )
-                    );
-                    return false;
-                }
-            },
-            gst::EventView::Caps(c) => {
-                let framerate = allocation::framerate(c.caps());
-                // The framerate turns max-size-buffers into latency.
-                latency_changed = framerate != s.framerate
-                    && s.settings.bounds.buffers != 0
-                    && s.settings.leaky == Leaky::No;
-                s.framerate = framerate;
-                // New caps usually come with new pools: the old ones are
-                // looked up no more, and are let go.
-                old_pools = std::mem::take(&mut s.pools);
-            }
-            gst::EventView::Eos(_) => s.eos_held = true,
-            _ => (),
+        if event.type_() == gst::EventType::Eos {
+            s.eos_held = true;
         }
-        let left = if s.taps.is_empty() {
-            Vec::new()
-        } else {
-            self.feed_window(&mut s, Item::Event(event.clone()))
-        };
+        // With no tap, the window only keeps the sticky events for one
+        // requested later.
+        let left = self.feed_window(&mut s, Item::Event(event.clone()));
         s.ring.push_event(event);
         self.changed.notify_all();
         drop(s);
@@ -1060,6 +1054,42 @@ impl DelayBuffer {
             self.post_latency();
         }
         true
+    }
+
+    /// What a SEGMENT or CAPS changes in the element's own state: the input
+    /// timeline, the framerate, the pools looked up for short-pool. Returns
+    /// whether the latency changed and the pools let go (for the caller to
+    /// drop unlocked); the format of a segment not in TIME as an error.
+    fn note_stream_event(&self, s: &mut Shared, event: &gst::Event) -> Result<Noted, gst::Format> {
+        match event.view() {
+            gst::EventView::Segment(e) => match e.segment().downcast_ref::<gst::ClockTime>() {
+                Some(segment) => s.segment = segment.clone(),
+                None => return Err(e.segment().format()),
+            },
+            gst::EventView::Caps(c) => {
+                let framerate = allocation::framerate(c.caps());
+                // The framerate turns max-size-buffers into latency.
+                let latency_changed = framerate != s.framerate
+                    && s.settings.bounds.buffers != 0
+                    && s.settings.leaky == Leaky::No;
+                s.framerate = framerate;
+                s.copyable = short_pool::copyable(c.caps());
+                if !s.copyable && s.settings.short_pool == ShortPool::Copy {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "short-pool=copy: GStreamer cannot copy the memory of {} without a CPU map \
+                         of what may be a descriptor: held as references",
+                        c.caps()
+                    );
+                }
+                // New caps usually come with new pools: the old ones are
+                // looked up no more, and are let go.
+                return Ok((latency_changed, std::mem::take(&mut s.pools)));
+            }
+            _ => (),
+        }
+        Ok((false, Vec::new()))
     }
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {

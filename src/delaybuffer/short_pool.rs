@@ -19,9 +19,39 @@ pub fn references_allowed(max_buffers: u32) -> Option<u32> {
     Some((max_buffers / 4).max(max_buffers.saturating_sub(PIPELINE_RESERVE)))
 }
 
+/// Whether GStreamer copies the memory of `caps` right: system memory (a
+/// CPU copy of the pixels) and CUDA memory (device to device, by its own
+/// allocator). NVMM's allocator has no copy of its own, and the default one
+/// maps and copies what the map shows: the NvBufSurface descriptor, still
+/// pointing at the camera's surface. DMABuf would come back as system
+/// memory under DMABuf caps. Any other memory is held as references.
+pub fn copyable(caps: &gst::CapsRef) -> bool {
+    caps.features(0).is_none_or(|features| {
+        features
+            .iter()
+            .filter(|f| f.starts_with("memory:"))
+            .all(|f| f == "memory:SystemMemory" || f == "memory:CUDAMemory")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_memory_gstreamer_copies_right_is_copied() {
+        gst::init().unwrap();
+        let copyable = |caps: &str| copyable(&caps.parse::<gst::Caps>().unwrap());
+        assert!(copyable("video/x-raw,format=I420"));
+        assert!(copyable("video/x-raw(memory:SystemMemory),format=I420"));
+        assert!(copyable("video/x-raw(memory:CUDAMemory),format=NV12"));
+        assert!(copyable(
+            "video/x-raw(memory:SystemMemory, meta:GstVideoOverlayComposition)"
+        ));
+        assert!(!copyable("video/x-raw(memory:NVMM),format=NV12"));
+        assert!(!copyable("video/x-raw(memory:DMABuf),format=DMA_DRM"));
+        assert!(!copyable("video/x-raw(memory:VAMemory),format=NV12"));
+    }
 
     #[test]
     fn pools_that_grow_are_never_short() {

@@ -118,13 +118,25 @@ impl DelayBuffer {
 
     pub(super) fn release_tap(&self, pad: &gst::Pad) {
         let _ = pad.set_active(false);
-        let tap = {
+        let (tap, left) = {
             let mut s = self.lock();
             let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
+            // The last tap gone, nothing reads the window: let it go, keeping
+            // its sticky events for a tap requested later.
+            let mut left = Vec::new();
+            if s.taps.is_empty() {
+                for item in s.window.clear() {
+                    if let Item::Event(event) = &item {
+                        keep_sticky(&mut s.window_sticky, event);
+                    }
+                    left.push(item);
+                }
+            }
             self.changed.notify_all();
-            tap
+            (tap, left)
         };
         drop(tap);
+        drop(left);
         let _ = self.obj().remove_pad(pad);
     }
 
@@ -223,6 +235,11 @@ impl DelayBuffer {
         item: Item<gst::Buffer, gst::Event>,
     ) -> Vec<Item<gst::Buffer, gst::Event>> {
         if s.taps.is_empty() {
+            // A tap requested later starts with the stream-start, caps and
+            // segment in force, like a tee's new branch.
+            if let Item::Event(event) = &item {
+                keep_sticky(&mut s.window_sticky, event);
+            }
             return Vec::new();
         }
         match item {
