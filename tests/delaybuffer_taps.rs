@@ -581,3 +581,55 @@ fn a_tap_requested_while_playing_starts_with_the_streams_sticky_events() {
     );
     assert!(stat(&tap, "pushed") > 0);
 }
+
+/// On H.264 (a keyframe a second) a move lands on the keyframe before its
+/// target, up to a GOP early: the tap's running time still goes on from
+/// now, never back (a synced sink would drop the early frames as late).
+/// Lowering the delay a little, where the keyframe before the new target
+/// lies behind what the tap already sent, sends nothing again.
+#[test]
+fn moves_on_encoded_video_neither_pull_running_time_back_nor_send_frames_twice() {
+    let pipeline = launch(
+        "videotestsrc is-live=true num-buffers=300 ! \
+           video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! \
+         x264enc key-int-max=30 bframes=0 tune=zerolatency speed-preset=ultrafast ! \
+         h264parse ! delaybuffer name=d delay=0 window=4000000000 ! fakesink sync=true",
+    );
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let sink = sync_sink();
+    let arrivals = common::record_arrivals(&sink);
+    let tap = tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &sink);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let reached = |t: gst::ClockTime| {
+        common::poll_until(HANG, || {
+            pipeline.current_running_time().is_some_and(|now| now >= t)
+        })
+    };
+    assert!(reached(4 * SECOND), "never reached 4 s");
+    let replayed_from = arrivals.lock().unwrap().len();
+    tap.set_property("delay", (2500 * MS).nseconds());
+    // Now about 3 s behind (2.5 s, and 0.5 s landed early): at 7.5 s the
+    // tap is mid-GOP at 4.5 s, and the keyframe before the new target
+    // (4.7 s) is the one at 4 s, behind it.
+    assert!(reached(7500 * MS), "never reached 7.5 s");
+    let lowered_from = arrivals.lock().unwrap().len();
+    tap.set_property("delay", (2800 * MS).nseconds());
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+
+    let got = arrivals.lock().unwrap();
+    assert!(
+        got.windows(2).all(|w| w[1].due >= w[0].due),
+        "running time went back: {:?}",
+        got.windows(2).find(|w| w[1].due < w[0].due)
+    );
+    let pts: Vec<_> = got.iter().map(|a| a.pts).collect();
+    let back: Vec<_> = (1..pts.len()).filter(|&i| pts[i] <= pts[i - 1]).collect();
+    // One jump back, the replay; none after lowering the delay.
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(
+        back[0] >= replayed_from && back[0] < lowered_from,
+        "{back:?}"
+    );
+}

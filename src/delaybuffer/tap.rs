@@ -18,6 +18,12 @@ pub struct Tap {
     pub flushing: bool,
     /// The last result of pushing downstream; an error stops only this tap.
     pub flow: Result<gst::FlowSuccess, gst::FlowError>,
+    /// What its last move added to `delay` so that the running time it
+    /// sends never goes back (a keyframe before the target was landed on).
+    pub landed_early: gst::ClockTime,
+    /// The output running time (input running time + shift) of the last
+    /// buffer it sent in this stream.
+    pub last_out: Option<u64>,
     /// The last SEGMENT sent, before the delay was added to it.
     pub out_segment: Option<gst::Event>,
     /// The delay added to `out_segment` when it was sent.
@@ -35,6 +41,7 @@ pub struct Tap {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TapSnapshot {
     pub delay: gst::ClockTime,
+    pub shift: gst::ClockTime,
     pub active: bool,
     pub leaky: Leaky,
     pub pushed: u64,
@@ -48,6 +55,8 @@ impl Tap {
             delay,
             active,
             leaky: Leaky::No,
+            landed_early: gst::ClockTime::ZERO,
+            last_out: None,
             cursor: 0,
             flushing: true,
             flow: Ok(gst::FlowSuccess::Ok),
@@ -64,6 +73,7 @@ impl Tap {
     pub fn snapshot(&self) -> TapSnapshot {
         TapSnapshot {
             delay: self.delay,
+            shift: self.shift(),
             active: self.active,
             leaky: self.leaky,
             pushed: self.pushed,
@@ -95,9 +105,17 @@ impl Tap {
         }
     }
 
+    /// What its running time is shifted by: its delay, and what its last
+    /// move landed early.
+    pub fn shift(&self) -> gst::ClockTime {
+        self.delay + self.landed_early
+    }
+
     /// Starts a new stream (after a flush, or activation) at `cursor`.
     pub fn restart(&mut self, cursor: Seq) {
         self.cursor = cursor;
+        self.landed_early = gst::ClockTime::ZERO;
+        self.last_out = None;
         self.flow = Ok(gst::FlowSuccess::Ok);
         self.out_segment = None;
         self.out_shift = None;
@@ -105,11 +123,17 @@ impl Tap {
         self.gap_sent = false;
     }
 
-    /// Moves to `to` (a replay when it is behind the cursor), counting the
-    /// `skipped` buffers of a move forward as dropped.
-    pub fn move_to(&mut self, to: Seq, skipped: u64) {
+    /// Moves to `to`, whose input running time is `landed` (a replay when it
+    /// is behind the cursor), counting the `skipped` buffers of a move
+    /// forward as dropped. Landed on a keyframe before its target, the tap
+    /// shifts its output by what it takes for the running time it sends not
+    /// to go back: none when the landing is due after the last one sent.
+    pub fn move_to(&mut self, to: Seq, landed: u64, skipped: u64) {
         self.dropped += skipped;
         self.cursor = to;
+        let due = landed.saturating_add(self.delay.nseconds());
+        let behind = self.last_out.map_or(0, |last| last.saturating_sub(due));
+        self.landed_early = gst::ClockTime::from_nseconds(behind);
         // The caps and segment in force there go out again first.
         self.resend_sticky = true;
         self.cancel_clock_wait();

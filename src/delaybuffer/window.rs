@@ -143,6 +143,20 @@ impl<B, E> Window<B, E> {
         }
     }
 
+    /// The first buffer at or after `from` that `is_key` accepts.
+    pub fn first_key_from(&self, from: Seq, is_key: impl Fn(&B) -> bool) -> Option<Seq> {
+        let start = usize::try_from(from.saturating_sub(self.first)).ok()?;
+        self.items
+            .range(start.min(self.items.len())..)
+            .enumerate()
+            .find_map(|(offset, item)| match item {
+                Item::Buffer { buffer, .. } if is_key(buffer) => {
+                    Some(self.first + (start + offset) as Seq)
+                }
+                _ => None,
+            })
+    }
+
     /// Removes the oldest items that are over `length` older than the newest
     /// buffer, before the last keyframe (`is_key`) that is at least that old
     /// (a reader moved `length` back lands there), and before `pinned` (the
@@ -228,6 +242,18 @@ mod tests {
             w.push_buffer((i, i % gop == 0), u64::from(i) * S, 10);
         }
         w
+    }
+
+    #[test]
+    fn the_first_keyframe_from_a_place_is_found_at_or_after_it() {
+        // Seq 0 is the caps event; frame i is at seq i + 1, keyframes every 4.
+        let w = frames(10, 4);
+        let key = |(_, k): &(u32, bool)| *k;
+        assert_eq!(w.first_key_from(0, key), Some(1));
+        assert_eq!(w.first_key_from(2, key), Some(5));
+        assert_eq!(w.first_key_from(5, key), Some(5));
+        assert_eq!(w.first_key_from(10, key), None);
+        assert_eq!(w.first_key_from(99, key), None);
     }
 
     #[test]

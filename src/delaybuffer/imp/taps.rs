@@ -216,15 +216,29 @@ impl DelayBuffer {
     fn move_tap(&self, s: &mut Shared, i: usize) {
         let Some(now) = now(s) else { return };
         let target = now.saturating_sub(s.taps[i].delay.nseconds());
-        let landing = s.window.landing(target, is_keyframe);
-        let skipped = s.window.buffers_between(s.taps[i].cursor, landing);
+        let cursor = s.taps[i].cursor;
+        let mut landing = s.window.landing(target, is_keyframe);
+        let forward = s
+            .window
+            .running_time_from(cursor)
+            .is_some_and(|at| target > at);
+        if forward && landing < cursor {
+            // The keyframe before the target is behind what the tap already
+            // sent: landing there would send frames again. The next one on.
+            match s.window.first_key_from(cursor, is_keyframe) {
+                Some(key) => landing = key,
+                None => return,
+            }
+        }
+        let landed = s.window.running_time_from(landing).unwrap_or(target);
+        let skipped = s.window.buffers_between(cursor, landing);
         gst::debug!(
             CAT,
             obj = s.taps[i].pad,
             "moving from {} to {landing} (target running time {target}), skipping {skipped}",
             s.taps[i].cursor
         );
-        s.taps[i].move_to(landing, skipped);
+        s.taps[i].move_to(landing, landed, skipped);
     }
 
     /// Puts what came in into the window when there are taps, and returns
@@ -466,6 +480,7 @@ impl DelayBuffer {
                 let tap = &mut s.taps[i];
                 tap.cursor += 1;
                 tap.pushed += 1;
+                tap.last_out = Some(running_time + tap.shift().nseconds());
                 send.buffer = Some(buffer);
                 if !s.is_live() {
                     // The input may wait for this tap (wait_for_slow_taps).
@@ -504,7 +519,7 @@ impl DelayBuffer {
     /// after a move, the SEGMENT again when its delay changed.
     fn tap_header(&self, s: &mut Shared, i: usize) -> Send {
         let mut send = Send::default();
-        let delay = s.taps[i].delay;
+        let delay = s.taps[i].shift();
         if s.taps[i].resend_sticky {
             for event in sticky_at(s, s.taps[i].cursor) {
                 if event.type_() == gst::EventType::Segment {
@@ -530,10 +545,10 @@ impl DelayBuffer {
         let tap = &mut s.taps[i];
         let event = if event.type_() == gst::EventType::Segment {
             tap.out_segment = Some(event.clone());
-            tap.out_shift = Some(tap.delay);
+            tap.out_shift = Some(tap.shift());
             // The segment is sent here, in order: no need to send it again.
             tap.resend_sticky = false;
-            shifted_segment(&event, tap.delay.nseconds())
+            shifted_segment(&event, tap.shift().nseconds())
         } else {
             event
         };
@@ -546,7 +561,7 @@ impl DelayBuffer {
     /// Whether tap `i`'s next buffer, at `running_time`, is due; if not,
     /// waits (for the clock, new input or a change) and says no.
     fn tap_due(&self, s: &mut MutexGuard<'_, Shared>, i: usize, running_time: u64) -> bool {
-        let due = flow::due(running_time, s.taps[i].delay.nseconds());
+        let due = flow::due(running_time, s.taps[i].shift().nseconds());
         let live = s.is_live();
         let now = match (live, s.playing) {
             (true, true) => s.running_time_now(),
@@ -639,7 +654,7 @@ impl DelayBuffer {
             gst::EventType::Reconfigure => self.tap_relinked(pad),
             gst::EventType::Qos => {
                 // Into upstream's running time, as on `src`.
-                let shift = self.tap_snapshot(pad).map_or(0, |t| t.delay.nseconds());
+                let shift = self.tap_snapshot(pad).map_or(0, |t| t.shift.nseconds());
                 unshift_qos(&mut event, shift);
             }
             _ => (),
