@@ -633,3 +633,37 @@ fn moves_on_encoded_video_neither_pull_running_time_back_nor_send_frames_twice()
         "{back:?}"
     );
 }
+
+/// A tap whose downstream fails (here a probe answering NOT_NEGOTIATED from
+/// the fifth buffer on, as a decoder refusing a format would) stops with an
+/// ERROR on the bus, as a queue's task does: the tap runs on its own thread,
+/// so nobody upstream would hear of it otherwise.
+#[test]
+fn a_tap_whose_downstream_fails_is_an_error_on_the_bus() {
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0 ! fakesink",
+        raw_source(30)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 4 {
+                return gst::PadProbeReturn::Ok;
+            }
+            info.data = None;
+            info.flow_res = Err(gst::FlowError::NotNegotiated);
+            gst::PadProbeReturn::Handled
+        });
+    tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &sink);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |log| !log.errors.is_empty());
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    assert!(
+        log.errors[0].contains("tap_0") && log.errors[0].contains("NotNegotiated"),
+        "{log:#?}"
+    );
+}

@@ -631,21 +631,35 @@ impl DelayBuffer {
     }
 
     /// Records what downstream of a tap returned: an error stops that tap
-    /// only (until a RECONFIGURE or a flush).
+    /// only (until a RECONFIGURE or a flush). A fatal one (not negotiated,
+    /// an error) is posted, as a source's task posts it, and the tap's
+    /// downstream gets its EOS: nobody upstream hears of a tap's result.
     fn tap_flow(&self, pad: &gst::Pad, result: Result<gst::FlowSuccess, gst::FlowError>) {
         let Err(err) = result else { return };
-        let mut s = self.lock();
-        if let Some(i) = tap_index(&s, pad)
-            && !s.taps[i].flushing
-        {
-            gst::debug!(
-                CAT,
-                obj = pad,
-                "downstream returned {err:?}, pausing this tap"
+        let stopped = {
+            let mut s = self.lock();
+            let stopped = tap_index(&s, pad).filter(|&i| !s.taps[i].flushing);
+            if let Some(i) = stopped {
+                gst::debug!(
+                    CAT,
+                    obj = pad,
+                    "downstream returned {err:?}, pausing this tap"
+                );
+                s.taps[i].flow = Err(err);
+                // The input no longer waits for it.
+                self.changed.notify_all();
+            }
+            stopped.is_some()
+        };
+        // Unlinked taps are allowed (a RECONFIGURE resumes them).
+        if stopped && is_fatal_or_not_linked(err) && err != gst::FlowError::NotLinked {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error."),
+                ["streaming stopped on {}, reason {err:?}", pad.name()]
             );
-            s.taps[i].flow = Err(err);
-            // The input no longer waits for it.
-            self.changed.notify_all();
+            pad.push_event(gst::event::Eos::new());
         }
     }
 
