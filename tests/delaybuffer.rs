@@ -484,13 +484,19 @@ fn caps_change_reaches_downstream_before_the_new_buffers() {
     assert_eq!(from_first_buffer, vec!["buffer", "caps 8", "buffer"]);
 }
 
-/// A downstream pad that proposes one growable pool and one fixed pool of 4.
-fn allocation_answer(delay: gst::ClockTime, downstream_answers: bool) -> Vec<(bool, u32, u32)> {
+/// A downstream pad that proposes one growable pool and one fixed pool of 4;
+/// `prepare` has the element first.
+fn allocation_answer(
+    delay: gst::ClockTime,
+    downstream_answers: bool,
+    prepare: impl FnOnce(&gst::Element),
+) -> Vec<(bool, u32, u32)> {
     common::init();
     let element = gst::ElementFactory::make("delaybuffer")
         .property("delay", delay.nseconds())
         .build()
         .unwrap();
+    prepare(&element);
     let peer = gst::Pad::builder(gst::PadDirection::Sink)
         .query_function(move |_, _, query| match query.view_mut() {
             gst::QueryViewMut::Allocation(q) if downstream_answers => {
@@ -519,7 +525,20 @@ use std::str::FromStr;
 fn allocation_raises_min_buffers_and_drops_fixed_pools() {
     // 2 s at 30 fps: 60 frames + 2.
     assert_eq!(
-        allocation_answer(2 * gst::ClockTime::SECOND, true),
+        allocation_answer(2 * gst::ClockTime::SECOND, true, |_| ()),
+        vec![(true, 2 + 62, 0)]
+    );
+}
+
+#[test]
+fn allocation_asks_for_the_taps_window_too() {
+    // src without delay, a tap 2 s behind: the window holds 2 s.
+    let with_a_tap = |element: &gst::Element| {
+        let tap = element.request_pad_simple("tap_%u").unwrap();
+        tap.set_property("delay", (2 * gst::ClockTime::SECOND).nseconds());
+    };
+    assert_eq!(
+        allocation_answer(gst::ClockTime::ZERO, true, with_a_tap),
         vec![(true, 2 + 62, 0)]
     );
 }
@@ -527,7 +546,7 @@ fn allocation_raises_min_buffers_and_drops_fixed_pools() {
 #[test]
 fn allocation_without_a_downstream_answer_is_a_pool_less_minimum() {
     assert_eq!(
-        allocation_answer(gst::ClockTime::SECOND, false),
+        allocation_answer(gst::ClockTime::SECOND, false, |_| ()),
         vec![(false, 32, 0)]
     );
 }

@@ -111,6 +111,9 @@ struct Shared {
     /// The pools input buffers came from, with how many of their buffers
     /// may be held as references (`None`: the pool grows, or copying failed).
     pools: Vec<(gst::BufferPool, Option<u32>)>,
+    /// The running time held (ns) that the last ALLOCATION answer asked
+    /// upstream pools to hold: a longer hold asks again (RECONFIGURE).
+    allocated_for: u64,
     /// Whether the stream's memory is one `short-pool=copy` may copy (see
     /// `short_pool::copyable`): otherwise its buffers are held as references.
     copyable: bool,
@@ -155,6 +158,7 @@ impl Shared {
             framerate: None,
             pools: Vec::new(),
             copyable: true,
+            allocated_for: 0,
             received: 0,
             pushed: 0,
             dropped: 0,
@@ -442,6 +446,8 @@ impl ObjectImpl for DelayBuffer {
             "window" => {
                 let mut s = self.lock();
                 s.settings.window = gst::ClockTime::from_nseconds(value.get().unwrap());
+                drop(s);
+                self.reallocate_if_holding_more();
             }
             "stall-timeout" => {
                 let mut s = self.lock();
@@ -566,10 +572,12 @@ impl ElementImpl for DelayBuffer {
         let pad = self.request_tap(templ, name);
         if let Err(err) = self.obj().add_pad(&pad) {
             gst::warning!(CAT, imp = self, "cannot add {pad:?}: {err}");
-            self.release_tap(&pad);
+            // Never added: nothing to deactivate or remove.
+            drop(self.forget_tap(&pad));
             return None;
         }
         gst::info!(CAT, imp = self, "{} requested", pad.name());
+        self.reallocate_if_holding_more();
         Some(pad)
     }
 
@@ -1185,8 +1193,10 @@ impl DelayBuffer {
         let (caps, _) = query.get_owned();
         let framerate = caps.as_deref().and_then(allocation::framerate);
         let (delay, max_buffers) = {
-            let s = self.lock();
-            (s.settings.delay.nseconds(), s.settings.bounds.buffers)
+            let mut s = self.lock();
+            let held = self.held_length(&s);
+            s.allocated_for = held;
+            (held, s.settings.bounds.buffers)
         };
         let extra = match allocation::extra_buffers(delay, framerate, max_buffers) {
             Extra::Buffers(n) => n,

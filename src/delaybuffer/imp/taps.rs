@@ -118,7 +118,19 @@ impl DelayBuffer {
 
     pub(super) fn release_tap(&self, pad: &gst::Pad) {
         let _ = pad.set_active(false);
-        let (tap, left) = {
+        let (tap, left) = self.forget_tap(pad);
+        drop(tap);
+        drop(left);
+        let _ = self.obj().remove_pad(pad);
+    }
+
+    /// Takes the tap of `pad` out of the element: the tap, and what the
+    /// window held if it was the last one, for the caller to drop unlocked.
+    pub(super) fn forget_tap(
+        &self,
+        pad: &gst::Pad,
+    ) -> (Option<Tap>, Vec<Item<gst::Buffer, gst::Event>>) {
+        {
             let mut s = self.lock();
             let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
             // The last tap gone, nothing reads the window: let it go, keeping
@@ -134,10 +146,7 @@ impl DelayBuffer {
             }
             self.changed.notify_all();
             (tap, left)
-        };
-        drop(tap);
-        drop(left);
-        let _ = self.obj().remove_pad(pad);
+        }
     }
 
     /// The metrics' values of each tap: what the window holds ahead of it,
@@ -185,7 +194,7 @@ impl DelayBuffer {
             old
         };
         gst::info!(CAT, obj = pad, "tap delay changed from {old} to {delay}");
-        self.post_latency();
+        self.reallocate_if_holding_more();
     }
 
     /// A leaky tap stops holding the window and the input at once.
@@ -332,6 +341,34 @@ impl DelayBuffer {
             gst::log!(CAT, imp = self, "a tap is behind: input waits");
             self.changed.wait(s);
             left.extend(self.trim_window(s));
+        }
+    }
+
+    /// The running time held for the outputs: `src`'s delay and, with
+    /// taps, their window. Upstream pools are asked for that many buffers.
+    pub(super) fn held_length(&self, s: &Shared) -> u64 {
+        let delay = s.settings.delay.nseconds();
+        match s.taps.is_empty() {
+            true => delay,
+            false => delay.max(self.window_length(s)),
+        }
+    }
+
+    /// Asks upstream to negotiate its allocation again (a RECONFIGURE) when
+    /// more is held now than its pools were asked for: a source that can
+    /// grow its pool then does, and nothing needs copying.
+    pub(super) fn reallocate_if_holding_more(&self) {
+        let more = {
+            let s = self.lock();
+            s.allocated_for != 0 && self.held_length(&s) > s.allocated_for
+        };
+        if more {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "holding more than allocated for: reconfigure"
+            );
+            self.sinkpad.push_event(gst::event::Reconfigure::new());
         }
     }
 
