@@ -2,11 +2,16 @@
 //! One tap's state: where it reads in the window, how far behind it runs,
 //! what it sent downstream and what it counted.
 
+use gst::prelude::*;
+
 use super::Leaky;
 use super::window::Seq;
 
 pub struct Tap {
     pub pad: gst::Pad,
+    /// The pad's name, read once: the element's lock is never held while
+    /// taking the pad's own object lock.
+    pub name: String,
     pub delay: gst::ClockTime,
     pub active: bool,
     /// `no`: what it has not read is kept for it (live: up to a second past
@@ -51,6 +56,7 @@ pub struct TapSnapshot {
 impl Tap {
     pub fn new(pad: gst::Pad, delay: gst::ClockTime, active: bool) -> Self {
         Tap {
+            name: pad.name().to_string(),
             pad,
             delay,
             active,

@@ -95,9 +95,8 @@ impl DelayBuffer {
             .flags(gst::PadFlags::PROXY_CAPS)
             .build()
             .upcast::<gst::Pad>();
-        self.lock()
-            .taps
-            .push(Tap::new(pad.clone(), DEFAULT_TAP_DELAY, DEFAULT_TAP_ACTIVE));
+        let tap = Tap::new(pad.clone(), DEFAULT_TAP_DELAY, DEFAULT_TAP_ACTIVE);
+        self.lock().taps.push(tap);
         pad
     }
 
@@ -160,7 +159,7 @@ impl DelayBuffer {
             .map(|tap| {
                 let oldest = s.window.running_time_from(tap.cursor).unwrap_or(newest);
                 DelayStats {
-                    pad: tap.pad.name().to_string(),
+                    pad: tap.name.clone(),
                     delay: tap.delay,
                     level_time: gst::ClockTime::from_nseconds(newest.saturating_sub(oldest)),
                     level_buffers: u32::try_from(s.window.buffers_between(tap.cursor, end))
@@ -491,11 +490,17 @@ impl DelayBuffer {
                 self.changed.wait(&mut s);
                 continue;
             }
-            // Fallen out of the window (counted when trimmed): go on from its start.
+            // Fallen out of the window (counted when trimmed): go on from
+            // its first keyframe, so that encoded video decodes from there,
+            // after the sticky events in force there.
             let start = s.window.start();
-            let tap = &mut s.taps[i];
-            tap.cursor = tap.cursor.max(start);
-            let cursor = tap.cursor;
+            if s.taps[i].cursor < start {
+                let resume = s.window.first_key_from(start, is_keyframe);
+                let tap = &mut s.taps[i];
+                tap.cursor = resume.unwrap_or(start);
+                tap.resend_sticky = true;
+            }
+            let cursor = s.taps[i].cursor;
             let running_time = match s.window.get(cursor) {
                 None => {
                     self.changed.wait(&mut s);
