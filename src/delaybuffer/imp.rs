@@ -798,10 +798,10 @@ impl DelayBuffer {
     /// device for CUDA memory), never through a map of the held buffer, which
     /// a tee shares; the lock is released while copying.
     fn copy_oldest(&self, (pool, allowed): (usize, u32), released: &mut Vec<gst::Buffer>) {
-        let originals: Vec<gst::Buffer> = held_from_pool(&self.lock(), pool)
-            .into_iter()
-            .skip(allowed as usize)
-            .collect();
+        let held = held_from_pool(&self.lock(), pool);
+        // The newest ones stay references; their clones are dropped here,
+        // with the lock released.
+        let originals: Vec<gst::Buffer> = held.into_iter().skip(allowed as usize).collect();
         if originals.is_empty() {
             return;
         }
