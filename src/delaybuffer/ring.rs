@@ -132,14 +132,7 @@ impl<B, E> Ring<B, E> {
     /// Puts `with` in the place of the held buffer that `is` picks, and
     /// returns the one replaced; `Err(with)` when none is held (any more).
     pub fn replace_buffer(&mut self, is: impl Fn(&B) -> bool, with: B) -> Result<B, B> {
-        let held = self.items.iter_mut().find_map(|i| match i {
-            Item::Buffer { buffer, .. } if is(buffer) => Some(buffer),
-            _ => None,
-        });
-        match held {
-            Some(buffer) => Ok(std::mem::replace(buffer, with)),
-            None => Err(with),
-        }
+        replace_buffer(&mut self.items, is, with)
     }
 
     /// Removes the oldest buffer, keeping the events around it in order, and
@@ -184,6 +177,24 @@ impl<B, E> Ring<B, E> {
 }
 
 /// The buffers among `items` with their running times, newest first.
+/// Puts `with` in the place of the held buffer that `is` picks (the ring's
+/// and the window's alike), and returns the one replaced; `Err(with)` when
+/// none is held.
+pub fn replace_buffer<B, E>(
+    items: &mut VecDeque<Item<B, E>>,
+    is: impl Fn(&B) -> bool,
+    with: B,
+) -> Result<B, B> {
+    let held = items.iter_mut().find_map(|i| match i {
+        Item::Buffer { buffer, .. } if is(buffer) => Some(buffer),
+        _ => None,
+    });
+    match held {
+        Some(buffer) => Ok(std::mem::replace(buffer, with)),
+        None => Err(with),
+    }
+}
+
 pub fn newest_first<B, E>(
     items: &VecDeque<Item<B, E>>,
 ) -> impl Iterator<Item = (&B, RunningTime)> + '_ {

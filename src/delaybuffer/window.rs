@@ -211,14 +211,7 @@ impl<B, E> Window<B, E> {
     /// Puts `with` in the place of the held buffer that `is` picks, and
     /// returns the one replaced; `Err(with)` when none is held.
     pub fn replace_buffer(&mut self, is: impl Fn(&B) -> bool, with: B) -> Result<B, B> {
-        let held = self.items.iter_mut().find_map(|i| match i {
-            Item::Buffer { buffer, .. } if is(buffer) => Some(buffer),
-            _ => None,
-        });
-        match held {
-            Some(buffer) => Ok(std::mem::replace(buffer, with)),
-            None => Err(with),
-        }
+        ring::replace_buffer(&mut self.items, is, with)
     }
 }
 
