@@ -10,9 +10,12 @@ if [ ${#targets[@]} -eq 0 ]; then
     # Every element through real pipelines; the soak for 10 cycles. The
     # examples and multi-process tests spawn children, which run natively.
     # Of the failover tests, the non-live ones: a live stream that valgrind
-    # slows tenfold would only test valgrind.
+    # slows tenfold would only test valgrind. Of the taps and short pools,
+    # the ones whose threads start, stop, fail and release without timing.
     targets=(delaybuffer faults leakcheck vpuguardenc vpuguarddec soak
-        vpuguardenc_failover:draining,failover_properties)
+        vpuguardenc_failover:draining,failover_properties
+        delaybuffer_taps:leaky,downstream_fails,unlinked_tap_or_src,inactive_tap,named,requested_while
+        delaybuffer_short_pool:cannot_copy,leaves_pools)
 fi
 
 command -v valgrind >/dev/null || { echo "memcheck: valgrind missing (make deps installs it)"; exit 1; }

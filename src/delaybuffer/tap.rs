@@ -21,6 +21,9 @@ pub struct Tap {
     /// The next item of the window it sends.
     pub cursor: Seq,
     pub flushing: bool,
+    /// Its pad is deactivated (released, or the element left PAUSED): a
+    /// FLUSH_STOP meanwhile does not start its task again.
+    pub deactivated: bool,
     /// The last result of pushing downstream; an error stops only this tap.
     pub flow: Result<gst::FlowSuccess, gst::FlowError>,
     /// What its last move added to `delay` so that the running time it
@@ -65,6 +68,7 @@ impl Tap {
             last_out: None,
             cursor: 0,
             flushing: true,
+            deactivated: true,
             flow: Ok(gst::FlowSuccess::Ok),
             out_segment: None,
             out_shift: None,

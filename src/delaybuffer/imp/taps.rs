@@ -387,22 +387,28 @@ impl DelayBuffer {
     pub(super) fn flush_taps(&self, event: &gst::Event, start: bool) {
         for pad in self.tap_pads() {
             let _ = pad.push_event(event.clone());
-            {
+            let resume = {
                 let mut s = self.lock();
                 let end = s.window.end();
-                if let Some(i) = tap_index(&s, &pad) {
-                    let tap = &mut s.taps[i];
-                    tap.flushing = start;
-                    tap.cancel_clock_wait();
-                    if !start {
-                        tap.restart(end);
+                let resume = match tap_index(&s, &pad) {
+                    Some(i) if !s.taps[i].deactivated => {
+                        let tap = &mut s.taps[i];
+                        tap.flushing = start;
+                        tap.cancel_clock_wait();
+                        if !start {
+                            tap.restart(end);
+                        }
+                        !start
                     }
-                }
+                    _ => false,
+                };
                 self.changed.notify_all();
-            }
+                resume
+            };
             if start {
                 let _ = pad.pause_task();
-            } else if !resume_pad_task(&pad)
+            } else if resume
+                && !resume_pad_task(&pad)
                 && let Err(err) = self.start_tap_task(&pad)
             {
                 gst::error!(CAT, obj = pad, "cannot restart the task: {err}");
@@ -425,6 +431,7 @@ impl DelayBuffer {
             if let Some(i) = tap_index(&s, pad) {
                 let tap = &mut s.taps[i];
                 tap.flushing = !active;
+                tap.deactivated = !active;
                 tap.cancel_clock_wait();
                 tap.restart(end);
             }
