@@ -115,6 +115,22 @@ fn cuda_memory_is_delayed_without_a_copy() {
     );
 }
 
+/// A live NV12 camera of `frames` frames at `size`, uploaded to CUDA memory,
+/// into a tee: `realtime` in real time, `delayed` behind the delaybuffer
+/// `delay` (with `properties`).
+fn live_cuda_tee(frames: usize, (width, height): (u32, u32), properties: &str) -> gst::Pipeline {
+    gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers={frames} ! \
+           video/x-raw,format=NV12,width={width},height={height},framerate=30/1 ! \
+         cudaupload ! video/x-raw(memory:CUDAMemory) ! tee name=t \
+         t. ! queue ! fakesink name=realtime sync=true \
+         t. ! delaybuffer name=delay {properties} ! fakesink name=delayed sync=true"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap()
+}
+
 /// The issue's case on a GPU: a live 1080p camera, one branch in real time and
 /// one 7 s late, every frame in CUDA memory. cudaupload's pool takes the
 /// ALLOCATION answer (7 s x 30 fps + 2 more buffers), so 210 frames are held
@@ -124,16 +140,7 @@ fn cuda_memory_is_delayed_without_a_copy() {
 fn live_seven_second_delay_holds_210_cuda_frames() {
     common::init();
     const LIVE_FRAMES: usize = 240;
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true num-buffers={LIVE_FRAMES} ! \
-           video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1 ! \
-         cudaupload ! video/x-raw(memory:CUDAMemory) ! tee name=t \
-         t. ! queue ! fakesink name=realtime sync=true \
-         t. ! delaybuffer name=delay delay=7000000000 ! fakesink name=delayed sync=true"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = live_cuda_tee(LIVE_FRAMES, (1920, 1080), "delay=7000000000");
     let delay = pipeline.by_name("delay").unwrap();
     let delayed_memories = record_memories(&delay.static_pad("src").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -182,16 +189,7 @@ fn answer_fixed_pools_of_8(pad: &gst::Pad) {
 fn short_cuda_pool_copies_stay_cuda_memory() {
     common::init();
     const LIVE_FRAMES: usize = 150;
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true num-buffers={LIVE_FRAMES} ! \
-           video/x-raw,format=NV12,width=1280,height=720,framerate=30/1 ! \
-         cudaupload ! video/x-raw(memory:CUDAMemory) ! tee name=t \
-         t. ! queue ! fakesink name=realtime sync=true \
-         t. ! delaybuffer name=delay delay=3000000000 ! fakesink name=delayed sync=true"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = live_cuda_tee(LIVE_FRAMES, (1280, 720), "delay=3000000000");
     let tee = pipeline.by_name("t").unwrap();
     answer_fixed_pools_of_8(&tee.static_pad("sink").unwrap());
     let uploaded = record_memories(&tee.static_pad("sink").unwrap());

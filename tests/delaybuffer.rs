@@ -1132,11 +1132,7 @@ struct LateSink {
 impl LateSink {
     fn link(pipeline: &gst::Pipeline, delay: &gst::Element) -> LateSink {
         // async=false: it joins a playing pipeline without a preroll.
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .property("async", false)
-            .build()
-            .unwrap();
+        let sink = common::fakesink(true, false);
         let arrivals = common::record_arrivals(&sink);
         pipeline.add(&sink).unwrap();
         sink.sync_state_with_parent().unwrap();

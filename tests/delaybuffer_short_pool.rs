@@ -99,6 +99,18 @@ fn run_with_caps(
     }
 }
 
+/// The starvation WARNING came, saying that the tee's other branches starve.
+fn assert_starvation_warned(run: &Run) {
+    assert!(
+        run.log
+            .warnings
+            .iter()
+            .any(|w| w.contains("other branches of a tee")),
+        "{:#?}",
+        run.log.warnings
+    );
+}
+
 fn count(stats: &gst::Structure, field: &str) -> u64 {
     stats.get::<u64>(field).unwrap()
 }
@@ -154,14 +166,7 @@ fn short_pool_wait_starves_the_source_and_warns() {
     let frames = 150;
     let run = run(&delayed_by_src("wait"), frames, None, |_| ());
     assert!(run.log.eos && run.log.errors.is_empty(), "{:#?}", run.log);
-    assert!(
-        run.log
-            .warnings
-            .iter()
-            .any(|w| w.contains("other branches of a tee")),
-        "{:#?}",
-        run.log.warnings
-    );
+    assert_starvation_warned(&run);
     // Eight references held for the 3 s delay: the source waits for one to
     // come back, and the live branch loses the frames meanwhile.
     assert!(run.source.longest_wait > SECOND, "{:?}", run.source);
@@ -191,14 +196,7 @@ fn short_pool_copy_holds_memory_gstreamer_cannot_copy_as_references() {
     assert!(run.log.eos && run.log.errors.is_empty(), "{:#?}", run.log);
     assert_eq!(count(&run.stats, "copied"), 0, "{:?}", run.stats);
     assert_eq!(allocator.copies(), 0);
-    assert!(
-        run.log
-            .warnings
-            .iter()
-            .any(|w| w.contains("other branches of a tee")),
-        "{:#?}",
-        run.log.warnings
-    );
+    assert_starvation_warned(&run);
 }
 
 /// videotestsrc's pool grows on the ALLOCATION answer: its buffers stay

@@ -37,18 +37,22 @@ fn tap_into(
     tap
 }
 
-fn sync_sink() -> gst::Element {
-    gst::ElementFactory::make("fakesink")
-        .property("sync", true)
-        .build()
-        .unwrap()
-}
-
 fn raw_source(frames: u32) -> String {
     format!(
         "videotestsrc is-live=true num-buffers={frames} ! \
          video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1"
     )
+}
+
+/// `frames` of `raw_source` into a delaybuffer `d` (delay 0) followed by
+/// `rest` (its other properties and what `src` feeds); the pipeline and `d`.
+fn raw_delay_line(frames: u32, rest: &str) -> (gst::Pipeline, gst::Element) {
+    let pipeline = launch(&format!(
+        "{} ! delaybuffer name=d delay=0{rest}",
+        raw_source(frames)
+    ));
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    (pipeline, delaybuffer)
 }
 
 fn run_to_eos(pipeline: &gst::Pipeline) -> common::BusLog {
@@ -68,17 +72,13 @@ fn stat(pad: &gst::Pad, field: &str) -> u64 {
 #[test]
 fn three_taps_of_one_window_each_get_every_frame_at_their_own_lag() {
     let frames = 90;
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! fakesink name=main sync=true",
-        raw_source(frames)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) = raw_delay_line(frames, " ! fakesink name=main sync=true");
     let main = common::record_arrivals(&pipeline.by_name("main").unwrap());
     let delays = [gst::ClockTime::ZERO, 2 * SECOND, 5 * SECOND];
     let taps: Vec<_> = delays
         .iter()
         .map(|delay| {
-            let sink = sync_sink();
+            let sink = common::fakesink(true, true);
             let arrivals = common::record_arrivals(&sink);
             let pad = tap_into(&pipeline, &delaybuffer, *delay, &sink);
             (pad, arrivals, *delay)
@@ -118,13 +118,10 @@ fn three_taps_of_one_window_each_get_every_frame_at_their_own_lag() {
 #[test]
 fn a_tap_moved_from_zero_to_five_seconds_replays_without_losing_anything() {
     let frames = 360; // 12 s
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 window=5000000000 ! fakesink name=main sync=true",
-        raw_source(frames)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) =
+        raw_delay_line(frames, " window=5000000000 ! fakesink name=main sync=true");
     let main = common::record_pts(&pipeline.by_name("main").unwrap());
-    let sink = sync_sink();
+    let sink = common::fakesink(true, true);
     let arrivals = common::record_arrivals(&sink);
     let tap = tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &sink);
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -178,13 +175,9 @@ fn a_tap_moved_from_zero_to_five_seconds_replays_without_losing_anything() {
 #[test]
 fn lowering_a_tap_delay_skips_ahead_and_counts_what_it_skipped() {
     let frames = 120;
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! fakesink name=main sync=true",
-        raw_source(frames)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) = raw_delay_line(frames, " ! fakesink name=main sync=true");
     let main = common::record_pts(&pipeline.by_name("main").unwrap());
-    let sink = sync_sink();
+    let sink = common::fakesink(true, true);
     let arrivals = common::record_arrivals(&sink);
     let tap = tap_into(&pipeline, &delaybuffer, 2 * SECOND, &sink);
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -328,14 +321,13 @@ fn pre_record_starts_on_a_keyframe_up_to_three_seconds_and_a_gop_back() {
 #[test]
 fn paused_while_a_tap_fills_releases_nothing() {
     let delay = 2 * SECOND;
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! queue max-size-time=300000000 ! fakesink name=main sync=true",
-        raw_source(75)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) = raw_delay_line(
+        75,
+        " ! queue max-size-time=300000000 ! fakesink name=main sync=true",
+    );
     let main = common::record_pts(&pipeline.by_name("main").unwrap());
     let queue = gst::ElementFactory::make("queue").build().unwrap();
-    let sink = sync_sink();
+    let sink = common::fakesink(true, true);
     let arrivals = common::record_arrivals(&sink);
     let tap = tap_into(&pipeline, &delaybuffer, delay, &queue);
     pipeline.add(&sink).unwrap();
@@ -367,17 +359,9 @@ fn paused_while_a_tap_fills_releases_nothing() {
 fn a_tap_unlinked_and_relinked_goes_on_delay_behind() {
     let delay = 300 * MS;
     let frames = 120;
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! fakesink name=main sync=true",
-        raw_source(frames)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) = raw_delay_line(frames, " ! fakesink name=main sync=true");
     let main = common::record_pts(&pipeline.by_name("main").unwrap());
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", true)
-        .property("async", false)
-        .build()
-        .unwrap();
+    let sink = common::fakesink(true, false);
     let arrivals = common::record_arrivals(&sink);
     let tap = tap_into(&pipeline, &delaybuffer, delay, &sink);
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -421,12 +405,13 @@ fn a_tap_unlinked_and_relinked_goes_on_delay_behind() {
 /// running-time shift, not latency), and no maximum (it never blocks input).
 #[test]
 fn a_tap_answers_latency_without_its_delay() {
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! fakesink sync=true",
-        raw_source(30)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
-    let tap = tap_into(&pipeline, &delaybuffer, 5 * SECOND, &sync_sink());
+    let (pipeline, delaybuffer) = raw_delay_line(30, " ! fakesink sync=true");
+    let tap = tap_into(
+        &pipeline,
+        &delaybuffer,
+        5 * SECOND,
+        &common::fakesink(true, true),
+    );
     pipeline.set_state(gst::State::Playing).unwrap();
     assert!(common::poll_until(HANG, || stat(&tap, "pushed") > 0
         || pipeline
@@ -450,10 +435,7 @@ fn an_inactive_tap_ends_with_the_stream() {
     );
     let delaybuffer = pipeline.by_name("d").unwrap();
     // It never prerolls (an inactive tap sends no buffer): async=false.
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("async", false)
-        .build()
-        .unwrap();
+    let sink = common::fakesink(false, false);
     let tap = tap_into(&pipeline, &delaybuffer, SECOND, &sink);
     tap.set_property("active", false);
     run_to_eos(&pipeline);
@@ -489,11 +471,7 @@ fn a_leaky_tap_blocked_downstream_holds_back_nothing() {
     );
     let delaybuffer = pipeline.by_name("d").unwrap();
     // Not prerolling on its blocked buffer: the pipeline plays without it.
-    let slow = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .property("async", false)
-        .build()
-        .unwrap();
+    let slow = common::fakesink(false, false);
     let tap = tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &slow);
     tap.set_property_from_str("leaky", "downstream");
     // The tap's downstream takes its first buffer and then nothing.
@@ -545,11 +523,7 @@ fn a_leaky_tap_blocked_downstream_holds_back_nothing() {
 /// is a GStreamer critical, fatal here).
 #[test]
 fn a_tap_requested_while_playing_starts_with_the_streams_sticky_events() {
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! fakesink sync=true",
-        raw_source(90)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) = raw_delay_line(90, " ! fakesink sync=true");
     pipeline.set_state(gst::State::Playing).unwrap();
     let pushed = || {
         delaybuffer
@@ -558,10 +532,7 @@ fn a_tap_requested_while_playing_starts_with_the_streams_sticky_events() {
             .unwrap()
     };
     assert!(common::poll_until(HANG, || pushed() >= 15), "no stream");
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("async", false)
-        .build()
-        .unwrap();
+    let sink = common::fakesink(false, false);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let s = seen.clone();
     sink.static_pad("sink").unwrap().add_probe(
@@ -607,7 +578,7 @@ fn moves_on_encoded_video_neither_pull_running_time_back_nor_send_frames_twice()
          h264parse ! delaybuffer name=d delay=0 window=4000000000 ! fakesink sync=true",
     );
     let delaybuffer = pipeline.by_name("d").unwrap();
-    let sink = sync_sink();
+    let sink = common::fakesink(true, true);
     let arrivals = common::record_arrivals(&sink);
     let tap = tap_into(&pipeline, &delaybuffer, gst::ClockTime::ZERO, &sink);
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -651,11 +622,7 @@ fn moves_on_encoded_video_neither_pull_running_time_back_nor_send_frames_twice()
 /// so nobody upstream would hear of it otherwise.
 #[test]
 fn a_tap_whose_downstream_fails_is_an_error_on_the_bus() {
-    let pipeline = launch(&format!(
-        "{} ! delaybuffer name=d delay=0 ! fakesink",
-        raw_source(30)
-    ));
-    let delaybuffer = pipeline.by_name("d").unwrap();
+    let (pipeline, delaybuffer) = raw_delay_line(30, " ! fakesink");
     let sink = gst::ElementFactory::make("fakesink").build().unwrap();
     let seen = std::sync::atomic::AtomicU32::new(0);
     sink.static_pad("sink")

@@ -671,6 +671,26 @@ impl Prometheus {
         let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
         answer["data"]["result"].as_array().cloned()
     }
+
+    /// Asks `query` until a series of its answer has labels that `wanted`
+    /// accepts (bounded by HANG); the last answer when none came.
+    fn answer_until(
+        &self,
+        query: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<(), Vec<serde_json::Value>> {
+        let mut answer = Vec::new();
+        let found = common::poll_until(HANG, || {
+            answer = self.query(query).unwrap_or_default();
+            let there = answer.iter().any(|series| wanted(&series["metric"]));
+            if !there {
+                // Prometheus scrapes once a second: no need to ask more often.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            there
+        });
+        if found { Ok(()) } else { Err(answer) }
+    }
 }
 
 fn url_encoded(text: &str) -> String {
@@ -703,42 +723,21 @@ fn prometheus_scrapes_the_rig() {
         ("edgeguard_delay_level_seconds", "delay"),
         ("edgeguard_leak_findings", "leaks"),
     ] {
-        let mut answer = Vec::new();
-        let found = common::poll_until(HANG, || {
-            answer = prometheus.query(query).unwrap_or_default();
-            let there = answer.iter().any(|series| {
-                series["metric"]["pipeline"] == "rig" && series["metric"]["element"] == element
-            });
-            if !there {
-                // Prometheus scrapes once a second: no need to ask more often.
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            there
+        let answer = prometheus.answer_until(query, |metric| {
+            metric["pipeline"] == "rig" && metric["element"] == element
         });
-        assert!(
-            found,
-            "Prometheus has no {query} for rig/{element}: {answer:?}"
-        );
+        answer
+            .unwrap_or_else(|last| panic!("Prometheus has no {query} for rig/{element}: {last:?}"));
     }
     // Every panel of the dashboard, and its pipeline variable, shows the rig
     // (a panel summed over every label shows it without a pipeline label).
     for query in dashboard_queries("rig") {
-        let mut answer = Vec::new();
-        let shown = common::poll_until(HANG, || {
-            answer = prometheus.query(&query).unwrap_or_default();
-            let there = answer.iter().any(|series| {
-                let pipeline = &series["metric"]["pipeline"];
-                pipeline.is_null() || pipeline == "rig"
-            });
-            if !there {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            there
+        let answer = prometheus.answer_until(&query, |metric| {
+            metric["pipeline"].is_null() || metric["pipeline"] == "rig"
         });
-        assert!(
-            shown,
-            "the dashboard's {query} shows nothing of the rig: {answer:?}"
-        );
+        answer.unwrap_or_else(|last| {
+            panic!("the dashboard's {query} shows nothing of the rig: {last:?}")
+        });
     }
     drop(prometheus);
     rig.finish();

@@ -150,6 +150,17 @@ pub fn probe_video(path: &Path) -> (String, u64) {
     (stream.codec, stream.frames)
 }
 
+/// A fakesink, synchronised to the clock or not; `prerolls` false
+/// (async=false) for a branch that joins a playing pipeline or may never
+/// get a buffer, so the pipeline's state change does not wait for it.
+pub fn fakesink(sync: bool, prerolls: bool) -> gst::Element {
+    gst::ElementFactory::make("fakesink")
+        .property("sync", sync)
+        .property("async", prerolls)
+        .build()
+        .unwrap()
+}
+
 /// Records the pts of every buffer reaching `sink`, prerolled ones included
 /// (`record_arrivals` needs the clock, which a non-live pipeline gives only
 /// in PLAYING).
