@@ -1148,12 +1148,9 @@ impl DelayBuffer {
                 let (mut events, mut buffers) = s.ring.clear();
                 // The taps' window: its stream-start and caps still hold after
                 // the flush, its segment does not.
-                for item in s.window.clear() {
+                for item in taps::clear_window(&mut s) {
                     match item {
-                        Item::Event(e) => {
-                            taps::keep_sticky(&mut s.window_sticky, &e);
-                            events.push(e);
-                        }
+                        Item::Event(e) => events.push(e),
                         Item::Buffer { buffer, .. } => buffers.push(buffer),
                     }
                 }

@@ -56,6 +56,18 @@ fn sticky_at(s: &Shared, cursor: Seq) -> Vec<gst::Event> {
     sticky
 }
 
+/// Empties the window, keeping the sticky events it held for a tap that
+/// starts later; what it held, for the caller to drop unlocked.
+pub(super) fn clear_window(s: &mut Shared) -> Vec<Item<gst::Buffer, gst::Event>> {
+    let items = s.window.clear();
+    for item in &items {
+        if let Item::Event(event) = item {
+            keep_sticky(&mut s.window_sticky, event);
+        }
+    }
+    items
+}
+
 /// Keeps `event` in `sticky` in place of one of its type, if it is sticky
 /// and not an EOS (which ends the stream, and is sent in order only).
 pub(super) fn keep_sticky(sticky: &mut Vec<gst::Event>, event: &gst::Event) {
@@ -134,15 +146,10 @@ impl DelayBuffer {
             let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
             // The last tap gone, nothing reads the window: let it go, keeping
             // its sticky events for a tap requested later.
-            let mut left = Vec::new();
-            if s.taps.is_empty() {
-                for item in s.window.clear() {
-                    if let Item::Event(event) = &item {
-                        keep_sticky(&mut s.window_sticky, event);
-                    }
-                    left.push(item);
-                }
-            }
+            let left = match s.taps.is_empty() {
+                true => clear_window(&mut s),
+                false => Vec::new(),
+            };
             self.changed.notify_all();
             (tap, left)
         }
