@@ -28,8 +28,13 @@ static AT_EXIT: Mutex<Vec<Weak<Textfile>>> = Mutex::new(Vec::new());
 
 extern "C" fn write_at_exit() {
     let targets: Vec<Arc<Textfile>> = AT_EXIT.lock().iter().filter_map(Weak::upgrade).collect();
+    if targets.is_empty() {
+        return;
+    }
+    // One sample of the process for every textfile.
+    let text = encode::encode(&registry::collect(), Format::Prometheus);
     for target in targets {
-        target.write_last(&encode::encode(&registry::collect(), Format::Prometheus));
+        target.write_last(&text);
     }
 }
 
