@@ -50,10 +50,20 @@ fn decode(decoder: &str) -> Decoded {
 }
 
 fn decode_file(file: &std::path::Path, decoder: &str) -> Decoded {
+    decode_file_with(file, decoder, |_| {})
+}
+
+/// Decodes `file` to EOS after `prepare` had the pipeline, in NULL.
+fn decode_file_with(
+    file: &std::path::Path,
+    decoder: &str,
+    prepare: impl FnOnce(&gst::Pipeline),
+) -> Decoded {
     let pipeline = gst::parse::launch(&common::decode_pipeline(file, decoder))
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
+    prepare(&pipeline);
     let sink = pipeline.by_name("out").unwrap();
     let pts = common::record_pts(&sink);
     let formats = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -87,8 +97,8 @@ fn assert_every_frame_once(decoded: &Decoded, frames: usize) {
 }
 
 fn assert_clean(decoded: &Decoded) {
-    assert!(decoded.log.eos, "no EOS");
     assert!(decoded.log.errors.is_empty(), "{:?}", decoded.log.errors);
+    assert!(decoded.log.eos, "no EOS");
 }
 
 #[test]
@@ -157,6 +167,45 @@ fn a_hardware_decoder_that_fails_to_start_falls_back_without_an_error() {
         "{:?}",
         decoded.log.warnings
     );
+    assert!(vpu.slot_files().is_empty());
+    vpu.remove();
+}
+
+#[test]
+fn a_state_change_of_the_bin_while_its_chain_is_built_leaves_the_chain_to_the_guard() {
+    common::init();
+    // The application's thread changes the guard's state while the streaming
+    // thread builds the chain (the pipeline going to PLAYING, or revisiting
+    // the guard): here at once after the hardware decoder entered the bin,
+    // before the guard started it. A bin's state change sets its children;
+    // this child cannot start, and its failure must still be the guard's.
+    let vpu = Vpu::new("dec-bin-state", "");
+    let bin_changes = Arc::new(Mutex::new(Vec::new()));
+    let changes = bin_changes.clone();
+    let decoded = decode_file_with(
+        &common::h264_file(300, 30),
+        &vpu.decoder_guard(",hard-limit=0", ""),
+        move |pipeline| {
+            pipeline.connect_deep_element_added(move |_, bin, element| {
+                let factory = element.factory().map(|f| f.name().to_string());
+                if factory.as_deref() == Some(FAKE_DEC) {
+                    changes
+                        .lock()
+                        .unwrap()
+                        .push(bin.set_state(gst::State::Paused));
+                }
+            });
+        },
+    );
+    assert_clean(&decoded);
+    assert_every_frame_once(&decoded, 300);
+    let bin_changes = bin_changes.lock().unwrap().clone();
+    assert_eq!(bin_changes, vec![Ok(gst::StateChangeSuccess::Success)]);
+    let reasons: Vec<_> = decisions(&decoded.log)
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
+    assert_eq!(reasons, vec!["hw-start-failed"]);
     assert!(vpu.slot_files().is_empty());
     vpu.remove();
 }

@@ -10,6 +10,7 @@ use gst::prelude::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SAMPLE: &str = include_str!("data/sessions-summary.sample");
@@ -476,6 +477,42 @@ fn hardware_start_failure_falls_back_without_an_error() {
         log.warnings.iter().any(|w| w.contains("failed to start")),
         "{log:#?}"
     );
+    assert_eq!(vpu.sessions(), 0);
+    assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
+}
+
+#[test]
+fn a_state_change_of_the_bin_while_its_chain_is_built_leaves_the_chain_to_the_guard() {
+    common::init();
+    // The application's thread sets the guard's state at once after the
+    // hardware encoder entered the bin, before the guard started it (as the
+    // pipeline going to PLAYING does while the streaming thread decides). The
+    // encoder cannot start; its failure must still be the guard's.
+    let vpu = Vpu::new("bin-state", "");
+    let out = vpu.dir.join("out.mkv");
+    let pipeline = gst::parse::launch(&format!(
+        "{SOURCE} ! {} ! matroskamux ! filesink location={}",
+        vpu.guard_with_double(",hard-limit=0", ""),
+        out.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bin_changes = Arc::new(Mutex::new(Vec::new()));
+    let changes = bin_changes.clone();
+    pipeline.connect_deep_element_added(move |_, bin, element| {
+        if element.factory().is_some_and(|f| f.name() == FAKE_HW) {
+            changes
+                .lock()
+                .unwrap()
+                .push(bin.set_state(gst::State::Paused));
+        }
+    });
+    let log = common::run_pipeline_to_eos(&pipeline, TIMEOUT);
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let bin_changes = bin_changes.lock().unwrap().clone();
+    assert_eq!(bin_changes, vec![Ok(gst::StateChangeSuccess::Success)]);
+    assert_eq!(decision(&log).reason, "hw-start-failed");
     assert_eq!(vpu.sessions(), 0);
     assert_eq!(common::probe_video(&out), ("h264".to_string(), 30));
 }

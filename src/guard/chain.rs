@@ -5,15 +5,38 @@
 use gst::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Starts the chain's elements, downstream first so each has a running peer
-/// when it starts.
+/// Adds a new chain's elements to the bin with their states locked: the
+/// bin's own state changes, which the application makes from its thread
+/// while the streaming thread builds a chain (the pipeline going to PLAYING,
+/// a bin revisited when its parent's iteration resyncs), then leave them
+/// alone. Otherwise a child that cannot start fails in the application's
+/// state change, as that change's FAILURE and an ERROR posted before the
+/// guard watches the child, instead of in `start`, where the guard falls
+/// back.
+pub fn add(bin: &gst::Bin, elements: &[gst::Element]) -> Result<(), glib::BoolError> {
+    for element in elements {
+        element.set_locked_state(true);
+    }
+    bin.add_many(elements)
+}
+
+/// Starts the chain's elements (added by `add`), downstream first so each
+/// has a running peer when it starts, then hands them to the bin's state
+/// changes: unlocked, and synced again for a change of the bin's state made
+/// while they started.
 pub fn start(elements: &[gst::Element]) -> Result<(), String> {
+    elements.iter().rev().try_for_each(sync_with_parent)?;
     elements.iter().rev().try_for_each(|element| {
-        element
-            .sync_state_with_parent()
-            .map(|_| ())
-            .map_err(|_| format!("{} failed to change state", element.name()))
+        element.set_locked_state(false);
+        sync_with_parent(element)
     })
+}
+
+fn sync_with_parent(element: &gst::Element) -> Result<(), String> {
+    element
+        .sync_state_with_parent()
+        .map(|_| ())
+        .map_err(|_| format!("{} failed to change state", element.name()))
 }
 
 /// Makes the chain the one the ghost pads lead to. `rebuilding` is set

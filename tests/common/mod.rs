@@ -137,9 +137,14 @@ pub fn run_to_eos(description: &str, timeout: Duration) -> BusLog {
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
+    run_pipeline_to_eos(&pipeline, timeout)
+}
+
+/// Plays a pipeline in NULL to EOS or error, then sets it to NULL.
+pub fn run_pipeline_to_eos(pipeline: &gst::Pipeline, timeout: Duration) -> BusLog {
     // A failed state change shows up as an ERROR message on the bus.
     let _ = pipeline.set_state(gst::State::Playing);
-    let log = collect_bus(&pipeline, timeout, |_| false);
+    let log = collect_bus(pipeline, timeout, |_| false);
     pipeline.set_state(gst::State::Null).unwrap();
     log
 }

@@ -181,7 +181,7 @@ impl VpuGuardDec {
             elements.push(filter);
         }
         let obj = self.obj();
-        obj.add_many(&elements)
+        crate::guard::chain::add(obj.upcast_ref(), &elements)
             .map_err(|e| ChainError::Config(e.to_string()))?;
         if let Err(e) = gst::Element::link_many(&elements) {
             let _ = obj.remove_many(&elements);
