@@ -180,26 +180,21 @@ fn a_state_change_of_the_bin_while_its_chain_is_built_leaves_the_chain_to_the_gu
     // before the guard started it. A bin's state change sets its children;
     // this child cannot start, and its failure must still be the guard's.
     let vpu = Vpu::new("dec-bin-state", "");
-    let bin_changes = Arc::new(Mutex::new(Vec::new()));
-    let changes = bin_changes.clone();
+    let mut bin_changes = None;
     let decoded = decode_file_with(
         &common::h264_file(300, 30),
         &vpu.decoder_guard(",hard-limit=0", ""),
-        move |pipeline| {
-            pipeline.connect_deep_element_added(move |_, bin, element| {
-                let factory = element.factory().map(|f| f.name().to_string());
-                if factory.as_deref() == Some(FAKE_DEC) {
-                    changes
-                        .lock()
-                        .unwrap()
-                        .push(bin.set_state(gst::State::Paused));
-                }
-            });
+        |pipeline| {
+            bin_changes = Some(common::set_state_when_added(
+                pipeline,
+                FAKE_DEC,
+                gst::State::Paused,
+            ))
         },
     );
     assert_clean(&decoded);
     assert_every_frame_once(&decoded, 300);
-    let bin_changes = bin_changes.lock().unwrap().clone();
+    let bin_changes = bin_changes.unwrap().lock().unwrap().clone();
     assert_eq!(bin_changes, vec![Ok(gst::StateChangeSuccess::Success)]);
     let reasons: Vec<_> = decisions(&decoded.log)
         .into_iter()

@@ -10,7 +10,6 @@ use gst::prelude::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SAMPLE: &str = include_str!("data/sessions-summary.sample");
@@ -28,15 +27,25 @@ impl Vpu {
     /// Runs 30 frames through `guard` into `out.mkv` in this VPU's directory,
     /// to EOS or error.
     fn record(&self, guard: &str) -> (common::BusLog, PathBuf) {
+        self.record_with(guard, |_| {})
+    }
+
+    /// Like `record`, after `prepare` had the pipeline, in NULL.
+    fn record_with(
+        &self,
+        guard: &str,
+        prepare: impl FnOnce(&gst::Pipeline),
+    ) -> (common::BusLog, PathBuf) {
         let out = self.dir.join("out.mkv");
-        let log = common::run_to_eos(
-            &format!(
-                "{SOURCE} ! {guard} ! matroskamux ! filesink location={}",
-                out.display()
-            ),
-            TIMEOUT,
-        );
-        (log, out)
+        let pipeline = gst::parse::launch(&format!(
+            "{SOURCE} ! {guard} ! matroskamux ! filesink location={}",
+            out.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        prepare(&pipeline);
+        (common::run_pipeline_to_eos(&pipeline, TIMEOUT), out)
     }
 
     /// Like `guard`, with more properties for the double (",fail-on-first-buffer=true").
@@ -489,28 +498,16 @@ fn a_state_change_of_the_bin_while_its_chain_is_built_leaves_the_chain_to_the_gu
     // pipeline going to PLAYING does while the streaming thread decides). The
     // encoder cannot start; its failure must still be the guard's.
     let vpu = Vpu::new("bin-state", "");
-    let out = vpu.dir.join("out.mkv");
-    let pipeline = gst::parse::launch(&format!(
-        "{SOURCE} ! {} ! matroskamux ! filesink location={}",
-        vpu.guard_with_double(",hard-limit=0", ""),
-        out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let bin_changes = Arc::new(Mutex::new(Vec::new()));
-    let changes = bin_changes.clone();
-    pipeline.connect_deep_element_added(move |_, bin, element| {
-        if element.factory().is_some_and(|f| f.name() == FAKE_HW) {
-            changes
-                .lock()
-                .unwrap()
-                .push(bin.set_state(gst::State::Paused));
-        }
+    let mut bin_changes = None;
+    let (log, out) = vpu.record_with(&vpu.guard_with_double(",hard-limit=0", ""), |pipeline| {
+        bin_changes = Some(common::set_state_when_added(
+            pipeline,
+            FAKE_HW,
+            gst::State::Paused,
+        ))
     });
-    let log = common::run_pipeline_to_eos(&pipeline, TIMEOUT);
     assert!(log.eos && log.errors.is_empty(), "{log:#?}");
-    let bin_changes = bin_changes.lock().unwrap().clone();
+    let bin_changes = bin_changes.unwrap().lock().unwrap().clone();
     assert_eq!(bin_changes, vec![Ok(gst::StateChangeSuccess::Success)]);
     assert_eq!(decision(&log).reason, "hw-start-failed");
     assert_eq!(vpu.sessions(), 0);

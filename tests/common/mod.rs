@@ -140,6 +140,27 @@ pub fn run_to_eos(description: &str, timeout: Duration) -> BusLog {
     run_pipeline_to_eos(&pipeline, timeout)
 }
 
+/// What each state change made by `set_state_when_added` returned.
+pub type BinStateChanges = Arc<Mutex<Vec<Result<gst::StateChangeSuccess, gst::StateChangeError>>>>;
+
+/// Sets the bin that an element of `factory` enters to `state`, in the
+/// thread adding it, at once: an application's state change racing a chain
+/// that a streaming thread is building in that bin, at its worst moment.
+pub fn set_state_when_added(
+    pipeline: &gst::Pipeline,
+    factory: &'static str,
+    state: gst::State,
+) -> BinStateChanges {
+    let changes = BinStateChanges::default();
+    let record = changes.clone();
+    pipeline.connect_deep_element_added(move |_, bin, element| {
+        if element.factory().is_some_and(|f| f.name() == factory) {
+            record.lock().unwrap().push(bin.set_state(state));
+        }
+    });
+    changes
+}
+
 /// Plays a pipeline in NULL to EOS or error, then sets it to NULL.
 pub fn run_pipeline_to_eos(pipeline: &gst::Pipeline, timeout: Duration) -> BusLog {
     // A failed state change shows up as an ERROR message on the bus.
