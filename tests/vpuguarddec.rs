@@ -596,3 +596,90 @@ fn a_flushing_seek_on_the_failover_decision_delivers_the_seeked_segment() {
         vpu.remove();
     }
 }
+
+/// A flushing seek made inside a switch, after the old chain's units were
+/// taken for the replay (here from the bin's `element-removed`, in the
+/// streaming thread, as the retired software decoder leaves): those units are
+/// the old segment's, and none of them may be decoded after the flush. Tells
+/// apart a switch that samples the flush count before it replaces the chain
+/// (it sees this flush) from one that samples it after (it replays them).
+#[test]
+fn a_flushing_seek_while_the_old_chain_is_retired_replays_nothing_of_the_old_segment() {
+    common::init();
+    let listing = format!("{}{}", decoder_record(4242, 1), decoder_record(4243, 2));
+    let vpu = Vpu::new("dec-seek-in-switch", &listing);
+    let file = common::h264_file(90, 30);
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! matroskademux ! h264parse ! identity sync=true ! {} ! \
+         fakesink name=out",
+        file.display(),
+        vpu.decoder_guard("", "name=guard max-sessions=2 reclaim-interval=100000000")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let pts = Arc::new(Mutex::new(Vec::new()));
+    let p = pts.clone();
+    pipeline
+        .by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            p.lock()
+                .unwrap()
+                .push(info.buffer().unwrap().pts().unwrap());
+            gst::PadProbeReturn::Ok
+        });
+    // The other program closes a session as soon as the guard chose software.
+    let session_file = vpu.session_file.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if msg
+            .structure()
+            .is_some_and(|s| s.name() == "vpuguarddec-decision")
+        {
+            std::fs::write(&session_file, decoder_record(4242, 1)).unwrap();
+        }
+        gst::BusSyncReply::Pass
+    });
+    let seeked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = seeked.clone();
+    let weak = pipeline.downgrade();
+    pipeline
+        .by_name("guard")
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap()
+        .connect_element_removed(move |_, element| {
+            let software = element.factory().is_some_and(|f| f.name() == "avdec_h264");
+            if let Some(pipeline) = weak.upgrade().filter(|_| software)
+                && !s.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                pipeline
+                    .seek_simple(
+                        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                        2 * gst::ClockTime::SECOND,
+                    )
+                    .unwrap();
+            }
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    assert!(seeked.load(std::sync::atomic::Ordering::SeqCst), "no seek");
+    let reasons: Vec<_> = decisions(&log).into_iter().map(|d| d.reason).collect();
+    assert_eq!(reasons, ["over-budget", "reclaimed"]);
+    let pts = pts.lock().unwrap().clone();
+    // What came before the seek, then frames 60..90 once: nothing again.
+    assert!(
+        pts.windows(2).all(|w| w[0] < w[1]),
+        "PTS not strictly increasing: {pts:?}"
+    );
+    let after: Vec<_> = pts
+        .iter()
+        .filter(|t| **t >= 2 * gst::ClockTime::SECOND)
+        .collect();
+    assert_eq!(after.len(), 30, "{pts:?}");
+    vpu.remove();
+}

@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Ground shared by the guard bins (vpuguardenc, vpuguarddec) that is not
-//! the VPU budget: what arrives on their sink pads, how they follow the child
-//! chain working now, and how they tell a child's failure from downstream's.
+//! What the guard bins (vpuguardenc, vpuguarddec) share beside the VPU
+//! budget: what arrives on their sink pads, how they follow the child chain
+//! working now, and the switch, failover, reclaim, replay, EOS and teardown
+//! paths, written once over the `Kind` of guard.
 
 pub mod chain;
 pub mod child_props;
+pub mod core;
+pub mod eos;
+pub mod failover;
+pub mod frame;
 pub mod input;
+pub mod kind;
 pub mod mode;
 pub mod pads;
+pub mod reclaim;
+pub mod switch;
 pub mod watch;
 
 use gst::prelude::*;

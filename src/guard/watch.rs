@@ -9,15 +9,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// What a watch keeps of the chain's input, and how output settles it.
-pub trait Coverage: Send + 'static {
-    /// What settling releases: dropped after the window's lock, since the
-    /// last reference of an upstream buffer returns it to its pool.
-    type Released;
+use super::frame::{Frame, Replay};
+
+/// What a watch keeps of the chain's input (the guard's window), and how
+/// output settles it. What each call returns is released: dropped after the
+/// window's lock, since the last reference of an upstream buffer returns it
+/// to its pool.
+pub trait Coverage: Default + Send + 'static {
+    /// A frame given to the chain at this running time.
+    fn remember(&mut self, running_time: Option<u64>, frame: Frame) -> Vec<Frame>;
     /// An output buffer with this running time left the chain.
-    fn cover(&mut self, running_time: Option<u64>) -> Self::Released;
+    fn cover(&mut self, running_time: Option<u64>) -> Vec<Frame>;
     /// Nothing is pending any more: EOS came out, or a flush.
-    fn clear(&mut self) -> Self::Released;
+    fn clear(&mut self) -> Vec<Frame>;
+    /// What a replacement of the chain is fed; the window is empty after.
+    fn take_replay(&mut self) -> Replay<Frame>;
 }
 
 /// How long the watch keeps frames.
@@ -63,13 +69,7 @@ pub struct Progress {
 impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
     /// Watches the chain whose last element is `last`: its output covers
     /// what `window` holds.
-    pub fn new(
-        child: gst::Element,
-        hardware: bool,
-        keep: Keep,
-        last: &gst::Element,
-        window: W,
-    ) -> Arc<Self> {
+    pub fn new(child: gst::Element, hardware: bool, keep: Keep, last: &gst::Element) -> Arc<Self> {
         let watch = Arc::new(ChainWatch {
             child,
             hardware,
@@ -81,7 +81,7 @@ impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
             wakes: AtomicU64::new(0),
             failure: Mutex::new(None),
             changed: Condvar::new(),
-            window: Mutex::new(window),
+            window: Mutex::new(W::default()),
         });
         let weak = Arc::downgrade(&watch);
         last.static_pad("src").unwrap().add_probe(
@@ -196,6 +196,11 @@ impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
     fn covered_all(&self) {
         let released = self.window.lock().clear();
         drop(released);
+    }
+
+    /// Takes what a replacement of this chain is fed.
+    pub fn take_replay(&self) -> Replay<Frame> {
+        self.window.lock().take_replay()
     }
 
     /// Runs `f` on the window, with its lock held: `f` must not call into

@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use crate::guard::frame::Replay;
+
 /// Units kept at most: 20 s at 30 fps, more than the longest GOP cameras
 /// are set to. Past it the oldest unit is let go; a replacement cannot start
 /// before the next keyframe then, and what it cannot decode is counted lost.
@@ -33,22 +35,10 @@ pub struct GopWindow<T> {
     lost: u64,
 }
 
-/// What a replacement decoder is fed.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Replay<T> {
-    /// From a keyframe on, in decode order.
-    pub units: Vec<T>,
-    /// Output of the replacement at or before this running time was output
-    /// already: it is dropped.
-    pub output_until: Option<u64>,
-    /// Frames no decoder will output: let go from a full window, or before
-    /// the first keyframe kept.
-    pub lost: u64,
-    /// No keyframe was kept: the replacement must wait for the next one.
-    pub needs_keyframe: bool,
-    /// Units before the first keyframe kept: no use to the replacement,
-    /// dropped by the caller outside its lock.
-    pub released: Vec<T>,
+impl<T> Default for GopWindow<T> {
+    fn default() -> Self {
+        GopWindow::new(DEFAULT_CAPACITY)
+    }
 }
 
 impl<T> GopWindow<T> {

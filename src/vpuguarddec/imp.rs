@@ -4,27 +4,27 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{LazyLock, OnceLock};
 
 use super::Mode;
 use super::candidates;
-use super::units::Watch;
+use super::gop_window::GopWindow;
 use crate::factory_caps;
 use crate::guard::child_props;
+use crate::guard::core::{self as guard_core, Core, count_vpu, monotonic_now};
+use crate::guard::frame::Frame;
 use crate::guard::input::Input;
-use crate::metrics::{self, GuardStats};
-use crate::vpu::budget::{self, BudgetSettings, Held, Patience, VpuCount};
+use crate::guard::kind::{Candidates, ChainError, DecideError, Seen};
+use crate::metrics;
+use crate::vpu::budget::{BudgetSettings, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, Budget, GuardKind, Inputs, Outcome, Reason};
 use crate::vpu::ledger::Slot;
 use crate::vpu::listing::SessionKind;
 use crate::vpu::properties;
-use crate::vpu::reclaim::ReclaimSchedule;
 
 mod chain;
-mod switch;
-
-use chain::ChainError;
+mod kind;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -39,7 +39,7 @@ const DEFAULT_SW_DECODER: &str = "auto";
 const DEFAULT_MODE: Mode = Mode::Auto;
 
 #[derive(Debug, Clone)]
-struct Settings {
+pub struct Settings {
     hw_decoder: String,
     sw_decoder: String,
     budget: BudgetSettings,
@@ -74,80 +74,12 @@ impl Settings {
     }
 }
 
-/// What the decision saw of the VPU, for the decision message and the
-/// read-only properties.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    sessions: u32,
-    /// The listing that was read; empty when none was.
-    session_file: String,
-}
-
-/// The decoder chain built for the current stream; None until the first CAPS
-/// event and again after the bin went back to READY.
-struct State {
-    /// In stream order: [parser,] decoder [, videoconvert, capsfilter].
-    elements: Vec<gst::Element>,
-    factory: String,
-    hardware: bool,
-    seen: Seen,
-    /// Held from the hardware child's start until it is back in NULL.
-    slot: Option<Slot>,
-    /// Decoder changes in this stream (failover, reclaim).
-    switches: u32,
-    /// Frames no decoder could output, over the stream's switches.
-    frames_lost: u64,
-    /// A switch found no keyframe to start from: access units are dropped
-    /// (and counted lost) until the next one.
-    awaiting_keyframe: bool,
-    reclaim: ReclaimSchedule,
-    /// A switch made off the streaming thread, to be told once the stream
-    /// lock is released.
-    untold: Option<switch::Announcement>,
-}
-
-/// The chain decoding now and a replacement while it starts.
-#[derive(Default)]
-struct Watches {
-    current: Option<Arc<Watch>>,
-    starting: Option<Arc<Watch>>,
-}
-
-/// Why no chain came out of a decision.
-enum DecideError {
-    /// Posted as an ERROR.
-    Failed(gst::ErrorMessage),
-    /// The element is going to READY: give up quietly.
-    Stopping,
-}
-
-// Three mutexes (parking_lot), never two held at once: `settings` (only
-// cloned out), `state` and `watches`. Nothing calls into GStreamer with one
-// of them held; what may hold an element's last reference is dropped after.
+// The settings, and the state the guard core keeps (its lock rules are in
+// guard::core): `settings` is only cloned out, never held with the core's.
 #[derive(Default)]
 pub struct VpuGuardDec {
     settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
-    watches: Mutex<Watches>,
-    /// Downstream returned an error: a flow error the child passes on then
-    /// is not the child's own failure.
-    downstream_error: AtomicBool,
-    warned_unreadable: AtomicBool,
-    /// Set from PAUSED->READY until the next READY->PAUSED: a streaming
-    /// thread waiting for the decision lock gives up.
-    stopping: AtomicBool,
-    /// Set while a chain is linked to the ghost pads.
-    rebuilding: AtomicBool,
-    /// FLUSH_STOPs seen: a switch that saw one happen drops what it held.
-    flushes: AtomicU64,
-    /// Set while a failover runs off the streaming thread, holding the
-    /// stream lock: its announcement waits until the lock is released.
-    deferring: AtomicBool,
-    sinkpad: OnceLock<gst::GhostPad>,
-    srcpad: OnceLock<gst::GhostPad>,
-    /// Every decision since creation: the `stats` property and the metrics.
-    /// A leaf lock, held only to record or clone.
-    stats: Mutex<GuardStats>,
+    core: Core<GopWindow<Frame>>,
     metrics: OnceLock<metrics::Handle>,
 }
 
@@ -271,14 +203,14 @@ impl ObjectImpl for VpuGuardDec {
             "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
             "stats" => {
                 drop(settings);
-                let stats = self.stats.lock().clone();
+                let stats = self.core.stats.lock().clone();
                 stats
                     .to_structure("vpuguarddec-stats", "decoder")
                     .to_value()
             }
             name => {
                 drop(settings);
-                let state = self.state.lock();
+                let state = self.core.state.lock();
                 match name {
                     "active-decoder" => state
                         .as_ref()
@@ -300,10 +232,10 @@ impl ObjectImpl for VpuGuardDec {
         let (sinkpad, srcpad) = crate::guard::pads::ghost_pads::<Self>(obj.upcast_ref());
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
-        self.sinkpad.set(sinkpad).unwrap();
-        self.srcpad.set(srcpad).unwrap();
+        self.core.sinkpad.set(sinkpad).unwrap();
+        self.core.srcpad.set(srcpad).unwrap();
         let handle = metrics::publish(&*obj, |obj| {
-            metrics::Sample::Decoder(obj.imp().stats.lock().clone())
+            metrics::Sample::Decoder(obj.imp().core.stats.lock().clone())
         });
         let _ = self.metrics.set(handle);
     }
@@ -323,7 +255,7 @@ impl crate::guard::pads::GuardPads for VpuGuardDec {
         pad: &gst::GhostPad,
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        VpuGuardDec::sink_chain(self, pad, input)
+        crate::guard::failover::sink_chain(self, pad, input)
     }
 
     fn src_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
@@ -331,11 +263,11 @@ impl crate::guard::pads::GuardPads for VpuGuardDec {
     }
 
     fn rebuilding(&self) -> bool {
-        self.rebuilding.load(Ordering::SeqCst)
+        self.core.rebuilding.load(Ordering::SeqCst)
     }
 
     fn downstream_failed(&self) {
-        self.downstream_error.store(true, Ordering::SeqCst);
+        self.core.downstream_error.store(true, Ordering::SeqCst);
     }
 }
 
@@ -388,28 +320,15 @@ impl ElementImpl for VpuGuardDec {
                 gst::StateChangeError
             })?;
         }
-        match transition {
-            gst::StateChange::ReadyToPaused => {
-                self.stopping.store(false, Ordering::SeqCst);
-                self.downstream_error.store(false, Ordering::SeqCst);
-            }
-            gst::StateChange::PausedToReady => {
-                self.stopping.store(true, Ordering::SeqCst);
-                // An EOS waiting for the chain to drain gives up.
-                if let Some(watch) = self.current_watch() {
-                    watch.wake();
-                }
-            }
-            _ => (),
-        }
+        self.core.state_changing(transition);
         let result = self.parent_change_state(transition);
         if matches!(
             transition,
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
         ) {
             // The children are READY now: release them so the next stream decides anew.
-            self.teardown();
-            self.stats.lock().stopped();
+            guard_core::teardown(self);
+            self.core.stats.lock().stopped();
         }
         result
     }
@@ -421,15 +340,16 @@ impl BinImpl for VpuGuardDec {
             return self.parent_handle_message(message);
         }
         let watches = {
-            let watches = self.watches.lock();
+            let watches = self.core.watches.lock();
             [watches.current.clone(), watches.starting.clone()]
         };
-        let downstream_failed = self.downstream_error.load(Ordering::SeqCst);
+        let downstream_failed = self.core.downstream_error.load(Ordering::SeqCst);
         if let Some(what) = crate::guard::watch::claim_failure(&message, watches, downstream_failed)
         {
             gst::warning!(CAT, imp = self, "hardware decoder failed: {what}");
             // Replaced at once, not when the next access unit arrives.
-            self.obj().call_async(|obj| obj.imp().fail_over_now());
+            self.obj()
+                .call_async(|obj| crate::guard::switch::fail_over_now(obj.imp()));
             return;
         }
         // Anything else goes out as the child posted it: its source, debug
@@ -438,23 +358,9 @@ impl BinImpl for VpuGuardDec {
     }
 }
 
-/// The decoders a decision chooses from, and what downstream takes.
-struct Candidates {
-    /// The hardware decoder, when installed and taking the input caps.
-    hw: Option<gst::ElementFactory>,
-    sw: Option<gst::ElementFactory>,
-    downstream_takes_hw: bool,
-    downstream_takes_sw: bool,
-    downstream: gst::Caps,
-}
-
 impl VpuGuardDec {
-    fn sinkpad(&self) -> &gst::GhostPad {
-        self.sinkpad.get().unwrap()
-    }
-
     fn srcpad(&self) -> &gst::GhostPad {
-        self.srcpad.get().unwrap()
+        self.core.srcpad()
     }
 
     /// Settings errors are reported when the element starts, not mid-stream.
@@ -492,25 +398,17 @@ impl VpuGuardDec {
 
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
         match event.type_() {
-            gst::EventType::Eos => return self.sink_eos(pad, event),
+            gst::EventType::Eos => return crate::guard::eos::sink_eos(self, pad, event),
             gst::EventType::FlushStart => {
                 let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
-                if let Some(watch) = self.current_watch() {
-                    watch.wake();
-                }
+                self.core.flush_started();
                 return forwarded;
             }
-            gst::EventType::FlushStop => {
-                self.flushes.fetch_add(1, Ordering::SeqCst);
-                self.downstream_error.store(false, Ordering::SeqCst);
-                if let Some(watch) = self.current_watch() {
-                    watch.flushed();
-                }
-            }
+            gst::EventType::FlushStop => self.core.flush_stopped(),
             _ => (),
         }
         if let gst::EventView::Caps(caps) = event.view()
-            && self.state.lock().is_none()
+            && self.core.state.lock().is_none()
         {
             match self.decide_and_build(caps.caps()) {
                 Ok(()) => (),
@@ -603,7 +501,7 @@ impl VpuGuardDec {
             candidates.hw.is_some(),
             candidates.downstream_takes_hw,
         ) {
-            self.count_vpu(&settings, Patience::LockTimeout)?
+            count_vpu(self, &settings, Patience::LockTimeout)?
         } else {
             VpuCount::not_consulted()
         };
@@ -619,10 +517,7 @@ impl VpuGuardDec {
         };
         let outcome = decision::decide(&inputs);
         gst::info!(CAT, imp = self, "decision for {:?}: {:?}", inputs, outcome);
-        let seen = Seen {
-            sessions: inputs.load().sessions,
-            session_file: count.session_file_string(),
-        };
+        let seen = Seen::of(&inputs, count.session_file_string());
         self.carry_out(&settings, &candidates, caps, outcome, count.held, seen)
             .map_err(DecideError::Failed)
     }
@@ -664,27 +559,6 @@ impl VpuGuardDec {
         Ok(candidates)
     }
 
-    /// Counts the VPU under the decision lock (waiting as `patience` says),
-    /// saying on the bus what the count met.
-    fn count_vpu(&self, settings: &Settings, patience: Patience) -> Result<VpuCount, DecideError> {
-        let count = budget::count(&settings.budget, patience, || {
-            self.stopping.load(Ordering::SeqCst)
-        })
-        .map_err(|err| match err.to_error_message() {
-            Some(message) => DecideError::Failed(message),
-            None => DecideError::Stopping,
-        })?;
-        if let Some(warning) = &count.warning {
-            crate::guard::post_count_warning(
-                self.obj().upcast_ref(),
-                GuardKind::Decoder,
-                warning,
-                &self.warned_unreadable,
-            );
-        }
-        Ok(count)
-    }
-
     /// Builds the chain the decision chose. `held` is the decision lock,
     /// held until a hardware child has started.
     fn carry_out(
@@ -717,8 +591,8 @@ impl VpuGuardDec {
                     .as_ref()
                     .expect("decided for an installed decoder");
                 self.build_chain(settings, sw, caps, None, &seen)
-                    .map_err(|e| e.into_message(sw))?;
-                self.post_decision(settings, reason, None);
+                    .map_err(|e| e.into_message(GuardKind::Decoder, sw))?;
+                guard_core::post_decision(self, settings, reason, None);
                 return Ok(());
             }
             Outcome::Hardware(reason) => (reason, held.expect("hardware needs the decision lock")),
@@ -745,13 +619,13 @@ impl VpuGuardDec {
         drop(held);
         match built {
             Ok(()) => {
-                self.post_decision(settings, reason, None);
+                guard_core::post_decision(self, settings, reason, None);
                 Ok(())
             }
             Err(ChainError::Start(why)) if settings.mode != Mode::Hardware => {
                 self.software_after_start_failure(settings, candidates, caps, &seen, &why)
             }
-            Err(err) => Err(err.into_message(hw)),
+            Err(err) => Err(err.into_message(GuardKind::Decoder, hw)),
         }
     }
 
@@ -785,11 +659,11 @@ impl VpuGuardDec {
             ["{}", why]
         );
         self.build_chain(settings, sw, caps, None, seen)
-            .map_err(|e| e.into_message(sw))?;
-        if let Some(state) = self.state.lock().as_mut() {
-            state.reclaim.hardware_failed(chain::monotonic_now());
-        }
-        self.post_decision(settings, Reason::HwStartFailed, None);
+            .map_err(|e| e.into_message(GuardKind::Decoder, sw))?;
+        let now = monotonic_now();
+        self.core
+            .with_state(|state| state.reclaim.hardware_failed(now));
+        guard_core::post_decision(self, settings, Reason::HwStartFailed, None);
         Ok(())
     }
 }

@@ -4,28 +4,29 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::{LazyLock, OnceLock};
 
 use super::Mode;
 use super::codec::Codec;
-use super::frames::Watch;
+use super::window::Window;
 use crate::factory_caps;
 use crate::guard::child_props;
+use crate::guard::core::{self as guard_core, Core, count_vpu, monotonic_now};
+use crate::guard::frame::Frame;
 use crate::guard::input::Input;
-use crate::metrics::{self, GuardStats};
-use crate::vpu::budget::{self, BudgetSettings, Held, Patience, VpuCount};
+use crate::guard::kind::{Candidates, ChainError, DecideError, Seen};
+use crate::metrics;
+use crate::vpu::budget::{BudgetSettings, Held, Patience, VpuCount};
 use crate::vpu::decision::{self, GuardKind, Inputs, Outcome, Reason};
 use crate::vpu::ledger::Slot;
 use crate::vpu::listing::SessionKind;
 use crate::vpu::properties;
-use crate::vpu::reclaim::ReclaimSchedule;
 
 mod chain;
-mod switch;
+mod kind;
 
-use chain::{SwitchReport, failover_factory};
+use chain::failover_factory;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -46,7 +47,7 @@ const DEFAULT_FAILOVER_ENCODER: &str = "auto";
 const DEFAULT_RECLAIM_INTERVAL: gst::ClockTime = gst::ClockTime::ZERO;
 
 #[derive(Debug, Clone)]
-struct Settings {
+pub struct Settings {
     hw_encoder: String,
     sw_encoder: String,
     budget: BudgetSettings,
@@ -78,97 +79,12 @@ impl Default for Settings {
     }
 }
 
-/// What the decision saw of the VPU, for the decision message and the
-/// read-only properties.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    sessions: u32,
-    pixel_rate: u64,
-    stream_pixel_rate: u64,
-    /// The listing that was read; empty when none was.
-    session_file: String,
-}
-
-/// The encoder chain built for the current stream; None until the first CAPS
-/// event and again after the bin went back to READY.
-struct State {
-    /// In stream order: [videoconvert,] encoder, parser [, capsfilter].
-    elements: Vec<gst::Element>,
-    factory: String,
-    hardware: bool,
-    codec: Codec,
-    seen: Seen,
-    caps: gst::Caps,
-    /// Held from the hardware child's start until it is back in NULL.
-    slot: Option<Slot>,
-    /// Encoder changes in this stream (failover, reclaim).
-    switches: u32,
-    reclaim: ReclaimSchedule,
-    /// A switch made off the streaming thread, to be told once the stream
-    /// lock is released.
-    untold: Option<switch::Announcement>,
-}
-
-/// Why no chain came out of a decision.
-enum DecideError {
-    /// Posted as an ERROR.
-    Failed(gst::ErrorMessage),
-    /// The element is going to READY: give up quietly.
-    Stopping,
-}
-
-impl From<gst::ErrorMessage> for DecideError {
-    fn from(err: gst::ErrorMessage) -> Self {
-        DecideError::Failed(err)
-    }
-}
-
-/// Why a chain could not be built.
-enum ChainError {
-    /// The settings are wrong: no other encoder would fix it.
-    Config(String),
-    /// The encoder failed to start: another encoder may work.
-    Start(String),
-}
-
-/// The chain encoding now and a replacement while it starts.
-#[derive(Default)]
-struct Watches {
-    /// The chain encoding now, while the guard follows it.
-    current: Option<Arc<Watch>>,
-    /// A replacement chain while it starts: its errors are the guard's too.
-    starting: Option<Arc<Watch>>,
-}
-
-// Three mutexes (parking_lot), never two held at once: `settings` (only
-// cloned out), `state` and `watches`. Nothing calls into GStreamer with one
-// of them held, and what may hold the last reference of an element (a state,
-// a watch) is dropped after its lock.
+// The settings, and the state the guard core keeps (its lock rules are in
+// guard::core): `settings` is only cloned out, never held with the core's.
 #[derive(Default)]
 pub struct VpuGuardEnc {
     settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
-    watches: Mutex<Watches>,
-    /// Downstream returned an error: a flow error the child passes on then
-    /// is not the child's own failure.
-    downstream_error: AtomicBool,
-    warned_unreadable: AtomicBool,
-    /// Set from PAUSED->READY until the next READY->PAUSED: a streaming
-    /// thread waiting for the decision lock gives up, so the state change
-    /// (which takes the stream lock that thread holds) is not held up.
-    stopping: AtomicBool,
-    /// Set while the chain is built in the streaming thread.
-    rebuilding: AtomicBool,
-    /// FLUSH_STOPs seen: a switch that saw one happen drops what it held.
-    flushes: AtomicU64,
-    /// Set while a failover runs off the streaming thread, holding the
-    /// stream lock: its announcement waits until the lock is released.
-    deferring: AtomicBool,
-    sinkpad: OnceLock<gst::GhostPad>,
-    srcpad: OnceLock<gst::GhostPad>,
-    /// Every decision since creation: the `stats` property and the metrics.
-    /// A leaf lock, held only to record or clone.
-    stats: Mutex<GuardStats>,
+    core: Core<Window<Frame>>,
     metrics: OnceLock<metrics::Handle>,
 }
 
@@ -336,14 +252,14 @@ impl ObjectImpl for VpuGuardEnc {
             "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
             "stats" => {
                 drop(settings);
-                let stats = self.stats.lock().clone();
+                let stats = self.core.stats.lock().clone();
                 stats
                     .to_structure("vpuguardenc-stats", "encoder")
                     .to_value()
             }
             name => {
                 drop(settings);
-                let state = self.state.lock();
+                let state = self.core.state.lock();
                 match name {
                     "active-encoder" => state
                         .as_ref()
@@ -365,10 +281,10 @@ impl ObjectImpl for VpuGuardEnc {
         let (sinkpad, srcpad) = crate::guard::pads::ghost_pads::<Self>(obj.upcast_ref());
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
-        self.sinkpad.set(sinkpad).unwrap();
-        self.srcpad.set(srcpad).unwrap();
+        self.core.sinkpad.set(sinkpad).unwrap();
+        self.core.srcpad.set(srcpad).unwrap();
         let handle = metrics::publish(&*obj, |obj| {
-            metrics::Sample::Encoder(obj.imp().stats.lock().clone())
+            metrics::Sample::Encoder(obj.imp().core.stats.lock().clone())
         });
         let _ = self.metrics.set(handle);
     }
@@ -388,15 +304,15 @@ impl crate::guard::pads::GuardPads for VpuGuardEnc {
         pad: &gst::GhostPad,
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        VpuGuardEnc::sink_chain(self, pad, input)
+        crate::guard::failover::sink_chain(self, pad, input)
     }
 
     fn rebuilding(&self) -> bool {
-        self.rebuilding.load(Ordering::SeqCst)
+        self.core.rebuilding.load(Ordering::SeqCst)
     }
 
     fn downstream_failed(&self) {
-        self.downstream_error.store(true, Ordering::SeqCst);
+        self.core.downstream_error.store(true, Ordering::SeqCst);
     }
 }
 
@@ -438,26 +354,13 @@ impl ElementImpl for VpuGuardEnc {
                 gst::StateChangeError
             })?;
         }
-        match transition {
-            gst::StateChange::ReadyToPaused => {
-                self.stopping.store(false, Ordering::SeqCst);
-                self.downstream_error.store(false, Ordering::SeqCst);
-            }
-            gst::StateChange::PausedToReady => {
-                self.stopping.store(true, Ordering::SeqCst);
-                // An EOS waiting for the chain to drain gives up.
-                if let Some(watch) = self.current_watch() {
-                    watch.wake();
-                }
-            }
-            _ => (),
-        }
+        self.core.state_changing(transition);
         let result = self.parent_change_state(transition);
         match transition {
             // The children are READY now: release them so the next stream decides anew.
             gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull => {
-                self.teardown();
-                self.stats.lock().stopped();
+                guard_core::teardown(self);
+                self.core.stats.lock().stopped();
             }
             _ => (),
         }
@@ -471,15 +374,16 @@ impl BinImpl for VpuGuardEnc {
             return self.parent_handle_message(message);
         }
         let watches = {
-            let watches = self.watches.lock();
+            let watches = self.core.watches.lock();
             [watches.current.clone(), watches.starting.clone()]
         };
-        let downstream_failed = self.downstream_error.load(Ordering::SeqCst);
+        let downstream_failed = self.core.downstream_error.load(Ordering::SeqCst);
         if let Some(what) = crate::guard::watch::claim_failure(&message, watches, downstream_failed)
         {
             gst::warning!(CAT, imp = self, "hardware encoder failed: {what}");
             // Replaced at once, not when the next frame arrives.
-            self.obj().call_async(|obj| obj.imp().fail_over_now());
+            self.obj()
+                .call_async(|obj| crate::guard::switch::fail_over_now(obj.imp()));
             return;
         }
         // Anything else goes out as the child posted it: its source, debug
@@ -488,20 +392,10 @@ impl BinImpl for VpuGuardEnc {
     }
 }
 
-/// The encoders a decision chooses from, and what downstream takes.
-struct Candidates {
-    /// The hardware encoder, when installed and producing H.264 or H.265.
-    hw: Option<gst::ElementFactory>,
-    sw: Option<gst::ElementFactory>,
-    downstream_takes_hw: bool,
-    downstream_takes_sw: bool,
-    downstream: gst::Caps,
-}
-
 /// The stream's load on an encoder: width x height x frames per second.
 /// A variable frame rate (0/1) counts at its max-framerate, else at
 /// FALLBACK_FPS.
-fn stream_pixel_rate(caps: &gst::CapsRef) -> u64 {
+pub(super) fn stream_pixel_rate(caps: &gst::CapsRef) -> u64 {
     let Some(s) = caps.structure(0) else { return 0 };
     let dimension = |name| {
         s.get::<i32>(name)
@@ -520,12 +414,8 @@ fn stream_pixel_rate(caps: &gst::CapsRef) -> u64 {
 }
 
 impl VpuGuardEnc {
-    fn sinkpad(&self) -> &gst::GhostPad {
-        self.sinkpad.get().unwrap()
-    }
-
     fn srcpad(&self) -> &gst::GhostPad {
-        self.srcpad.get().unwrap()
+        self.core.srcpad()
     }
 
     /// Settings errors are reported when the element starts, not mid-stream.
@@ -572,29 +462,18 @@ impl VpuGuardEnc {
 
     fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
         match event.type_() {
-            gst::EventType::Eos => return self.sink_eos(pad, event),
+            gst::EventType::Eos => return crate::guard::eos::sink_eos(self, pad, event),
             gst::EventType::FlushStart => {
-                // An EOS waiting for the chain looks at the pad's flushing flag again.
                 let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
-                if let Some(watch) = self.current_watch() {
-                    watch.wake();
-                }
+                self.core.flush_started();
                 return forwarded;
             }
-            gst::EventType::FlushStop => {
-                // Nothing from before a flush is to be encoded again, and a
-                // downstream error is over.
-                self.flushes.fetch_add(1, Ordering::SeqCst);
-                self.downstream_error.store(false, Ordering::SeqCst);
-                if let Some(watch) = self.current_watch() {
-                    watch.flushed();
-                }
-            }
+            gst::EventType::FlushStop => self.core.flush_stopped(),
             _ => (),
         }
         if let gst::EventView::Caps(caps) = event.view() {
             let (needs_chain, old_caps) = {
-                let mut state = self.state.lock();
+                let mut state = self.core.state.lock();
                 match state.as_mut() {
                     // Renegotiation: the chain follows; a reclaim counts the new size.
                     Some(state) => (
@@ -670,7 +549,7 @@ impl VpuGuardEnc {
             candidates.hw.is_some(),
             candidates.downstream_takes_hw,
         ) {
-            self.count_vpu(&settings, Patience::LockTimeout)?
+            count_vpu(self, &settings, Patience::LockTimeout)?
         } else {
             VpuCount::not_consulted()
         };
@@ -686,12 +565,7 @@ impl VpuGuardEnc {
         };
         let outcome = decision::decide(&inputs);
         gst::info!(CAT, imp = self, "decision for {:?}: {:?}", inputs, outcome);
-        let seen = Seen {
-            sessions: inputs.load().sessions,
-            pixel_rate: inputs.load().pixel_rate,
-            stream_pixel_rate: inputs.stream_pixel_rate,
-            session_file: count.session_file_string(),
-        };
+        let seen = Seen::of(&inputs, count.session_file_string());
         self.carry_out(&settings, &candidates, caps, outcome, count.held, seen)
             .map_err(DecideError::Failed)
     }
@@ -729,27 +603,6 @@ impl VpuGuardEnc {
         Ok(candidates)
     }
 
-    /// Counts the VPU under the decision lock (waiting as `patience` says),
-    /// saying on the bus what the count met.
-    fn count_vpu(&self, settings: &Settings, patience: Patience) -> Result<VpuCount, DecideError> {
-        let count = budget::count(&settings.budget, patience, || {
-            self.stopping.load(Ordering::SeqCst)
-        })
-        .map_err(|err| match err.to_error_message() {
-            Some(message) => DecideError::Failed(message),
-            None => DecideError::Stopping,
-        })?;
-        if let Some(warning) = &count.warning {
-            crate::guard::post_count_warning(
-                self.obj().upcast_ref(),
-                GuardKind::Encoder,
-                warning,
-                &self.warned_unreadable,
-            );
-        }
-        Ok(count)
-    }
-
     /// Builds the chain the decision chose. `lock` is the decision lock, held
     /// until a hardware child has opened its session.
     fn carry_out(
@@ -778,7 +631,7 @@ impl VpuGuardEnc {
                     .as_ref()
                     .expect("decided for an installed encoder");
                 self.build_or_error(settings, sw, caps, None, &seen)?;
-                self.post_decision(settings, reason, None);
+                guard_core::post_decision(self, settings, reason, None);
                 Ok(())
             }
             Outcome::Hardware(reason) => {
@@ -808,7 +661,7 @@ impl VpuGuardEnc {
                 drop(held);
                 match built {
                     Ok(()) => {
-                        self.post_decision(settings, reason, None);
+                        guard_core::post_decision(self, settings, reason, None);
                         Ok(())
                     }
                     Err(ChainError::Config(msg)) => {
@@ -838,16 +691,7 @@ impl VpuGuardEnc {
         seen: &Seen,
     ) -> Result<(), gst::ErrorMessage> {
         self.build_chain(settings, factory, caps, slot, seen)
-            .map_err(|err| match err {
-                ChainError::Config(msg) => {
-                    gst::error_msg!(gst::LibraryError::Settings, ("{}", msg))
-                }
-                ChainError::Start(why) => gst::error_msg!(
-                    gst::LibraryError::Init,
-                    ("Encoder {} failed to start", factory.name()),
-                    ["{}", why]
-                ),
-            })
+            .map_err(|err| err.into_message(GuardKind::Encoder, factory))
     }
 
     fn software_after_hw_failure(
@@ -877,10 +721,10 @@ impl VpuGuardEnc {
             )
         })?;
         self.build_or_error(settings, &sw_factory, caps, None, seen)?;
-        if let Some(state) = self.state.lock().as_mut() {
-            state.reclaim.hardware_failed(chain::monotonic_now());
-        }
-        self.post_decision(settings, Reason::HwStartFailed, None);
+        let now = monotonic_now();
+        self.core
+            .with_state(|state| state.reclaim.hardware_failed(now));
+        guard_core::post_decision(self, settings, Reason::HwStartFailed, None);
         Ok(())
     }
 }

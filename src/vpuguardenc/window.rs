@@ -23,6 +23,12 @@ pub struct Window<T> {
     lost: u64,
 }
 
+impl<T> Default for Window<T> {
+    fn default() -> Self {
+        Window::new(DEFAULT_CAPACITY)
+    }
+}
+
 impl<T> Window<T> {
     pub fn new(capacity: usize) -> Self {
         Window {

@@ -4,70 +4,7 @@
 //! removing it, and telling the application what was chosen.
 
 use super::*;
-use crate::guard::watch::Keep;
-use crate::vpuguarddec::units;
-use std::time::Duration;
-
-/// Why a chain could not be built.
-pub(super) enum ChainError {
-    /// The settings are wrong: no other decoder would fix it.
-    Config(String),
-    /// The decoder failed to start: another decoder may work.
-    Start(String),
-}
-
-impl ChainError {
-    pub fn into_message(self, factory: &gst::ElementFactory) -> gst::ErrorMessage {
-        match self {
-            ChainError::Config(msg) => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
-            ChainError::Start(why) => gst::error_msg!(
-                gst::LibraryError::Init,
-                ("Decoder {} failed to start", factory.name()),
-                ["{}", why]
-            ),
-        }
-    }
-
-    pub fn why(self) -> String {
-        match self {
-            ChainError::Config(why) | ChainError::Start(why) => why,
-        }
-    }
-}
-
-/// A chain created and linked inside the bin, not yet linked to the ghost pads.
-pub(super) struct Chain {
-    pub elements: Vec<gst::Element>,
-    pub decoder: gst::Element,
-    pub factory: String,
-    pub hardware: bool,
-    /// Whether the chain may be replaced mid-stream (failover or reclaim).
-    pub switchable: bool,
-}
-
-impl Chain {
-    pub fn last(&self) -> &gst::Element {
-        self.elements.last().expect("a chain has a decoder")
-    }
-
-    /// A watch for the chain when the guard must follow it: a hardware one
-    /// always (it may fail over), a software one that may be reclaimed.
-    pub fn watch(&self) -> Option<Arc<Watch>> {
-        let keep = if self.switchable {
-            Keep::WholeStream
-        } else {
-            Keep::UntilFirstOutput
-        };
-        (self.hardware || self.switchable)
-            .then(|| units::watch(self.decoder.clone(), self.hardware, keep, self.last()))
-    }
-}
-
-/// Time on a monotonic clock, for the reclaim schedule.
-pub(super) fn monotonic_now() -> Duration {
-    static START: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
-    START.elapsed()
-}
+use crate::guard::kind::{Chain, Decided, Role};
 
 impl VpuGuardDec {
     /// Builds the stream's first chain, links it to the ghost pads and starts
@@ -80,71 +17,34 @@ impl VpuGuardDec {
         slot: Option<Slot>,
         seen: &Seen,
     ) -> Result<(), ChainError> {
-        let hardware = slot.is_some();
-        let chain = self.create_chain(settings, factory, caps, hardware, None)?;
-        self.attach_chain(&chain)?;
-        let watch = chain.watch();
-        let previous = std::mem::replace(&mut self.watches.lock().current, watch.clone());
-        drop(previous);
-        let new_state = Some(State {
-            elements: chain.elements.clone(),
-            factory: chain.factory.clone(),
-            hardware,
-            seen: seen.clone(),
-            slot,
-            switches: 0,
-            frames_lost: 0,
-            awaiting_keyframe: false,
-            untold: None,
-            reclaim: ReclaimSchedule::new(
-                Duration::from(settings.reclaim_interval),
-                monotonic_now(),
-            ),
-        });
-        let previous = std::mem::replace(&mut *self.state.lock(), new_state);
-        drop(previous);
-        let failure = self
-            .start_chain(&chain)
-            .and_then(|()| self.prime_chain(&chain, Some(caps)))
-            .err()
-            .or_else(|| watch.and_then(|w| w.failure()));
-        if let Some(why) = failure {
-            self.teardown();
-            return Err(ChainError::Start(why));
-        }
-        self.notify_chain_properties();
-        Ok(())
-    }
-
-    /// Primes the chain with the stream's sticky events (see
-    /// `guard::chain::prime`): mppvideodec refuses caps it cannot open MPP
-    /// for, without an ERROR.
-    pub(super) fn prime_chain(
-        &self,
-        chain: &Chain,
-        caps: Option<&gst::CapsRef>,
-    ) -> Result<(), String> {
-        crate::guard::chain::prime(self.sinkpad(), &chain.elements, caps)
+        let role = if slot.is_some() {
+            Role::Hardware
+        } else {
+            Role::Software
+        };
+        let chain = self.create_decoder_chain(settings, factory, caps, role, None)?;
+        guard_core::install_first(self, &chain, caps, slot, seen, settings.reclaim_interval)
     }
 
     /// Whether a chain may be replaced mid-stream: a hardware one by the
     /// software decoder (failover), a software one by the hardware decoder
     /// again (`reclaim-interval`).
-    pub(super) fn switchable(&self, settings: &Settings, hardware: bool) -> bool {
+    pub(super) fn may_switch(&self, settings: &Settings, hardware: bool) -> bool {
         hardware || (settings.mode == Mode::Auto && !settings.reclaim_interval.is_zero())
     }
 
     /// Creates `[parser !] decoder [! videoconvert ! capsfilter]` in the bin,
     /// linked, in NULL. `output` pins what the chain outputs (a replacement
     /// outputs what downstream negotiated with the chain it replaces).
-    pub(super) fn create_chain(
+    pub(super) fn create_decoder_chain(
         &self,
         settings: &Settings,
         factory: &gst::ElementFactory,
         caps: &gst::CapsRef,
-        hardware: bool,
+        role: Role,
         output: Option<&gst::Caps>,
     ) -> Result<Chain, ChainError> {
+        let hardware = role == Role::Hardware;
         let make = |name: &str| {
             gst::ElementFactory::make(name)
                 .build()
@@ -192,111 +92,32 @@ impl VpuGuardDec {
         }
         Ok(Chain {
             elements,
-            decoder,
+            child: decoder,
             factory: factory.name().to_string(),
-            hardware,
-            switchable: self.switchable(settings, hardware),
+            role,
+            switchable: self.may_switch(settings, hardware),
         })
     }
 
-    pub(super) fn start_chain(&self, chain: &Chain) -> Result<(), String> {
-        crate::guard::chain::start(&chain.elements)
-    }
-
-    /// Makes the chain the one the ghost pads lead to.
-    pub(super) fn attach_chain(&self, chain: &Chain) -> Result<(), ChainError> {
-        let (sinkpad, srcpad) = (self.sinkpad(), self.srcpad());
-        crate::guard::chain::attach(sinkpad, srcpad, &chain.elements, &self.rebuilding)
-            .map_err(ChainError::Config)
-    }
-
-    pub(super) fn remove_elements(&self, elements: &[gst::Element]) {
-        crate::guard::chain::remove(self.obj().upcast_ref(), elements);
-    }
-
-    pub(super) fn notify_chain_properties(&self) {
-        let obj = self.obj();
-        for name in [
-            "active-decoder",
-            "hardware",
-            "sessions",
-            "switches",
-            "frames-lost",
-        ] {
-            obj.notify(name);
-        }
-    }
-
-    /// Posts the `vpuguarddec-decision` message for the chain now in place;
-    /// `frames_lost` is what the switch that led to it could not recover.
-    /// `switch` tells what a mid-stream switch did with the access units in
-    /// flight; None for the stream's first decision.
-    pub(super) fn post_decision(
+    /// The `vpuguarddec-decision` message's structure; `frames-lost` is what
+    /// the switch that led to the chain could not recover.
+    pub(super) fn decision_structure(
         &self,
         settings: &Settings,
-        reason: Reason,
-        switch: Option<metrics::Switch>,
-    ) {
-        let frames_lost = switch.map_or(0, |s| s.lost);
-        let (decoder, hardware, seen, switches) = {
-            let state = self.state.lock();
-            let state = state.as_ref().expect("posted after a chain was built");
-            (
-                state.factory.clone(),
-                state.hardware,
-                state.seen.clone(),
-                state.switches,
-            )
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "chose {decoder} (hardware: {hardware}, reason: {}, sessions {} of {}, \
-             switch {switches}, {frames_lost} frames lost)",
-            reason.as_str(),
-            seen.sessions,
-            settings.budget.max_sessions,
-        );
-        self.stats.lock().record(metrics::Decision {
-            factory: decoder.clone(),
-            hardware,
-            reason: reason.as_str(),
-            sessions: seen.sessions,
-            max_sessions: settings.budget.max_sessions,
-            pixel_rate: 0,
-            switch,
-        });
-        let structure = gst::Structure::builder("vpuguarddec-decision")
-            .field("decoder", decoder)
-            .field("hardware", hardware)
-            .field("sessions", seen.sessions)
+        decided: &Decided,
+        switch: Option<&SwitchReport>,
+    ) -> gst::Structure {
+        gst::Structure::builder("vpuguarddec-decision")
+            .field("decoder", &decided.factory)
+            .field("hardware", decided.hardware)
+            .field("sessions", decided.seen.sessions)
             .field("max-sessions", settings.budget.max_sessions)
-            .field("session-file", seen.session_file)
-            .field("reason", reason.as_str())
-            .field("switches", switches)
-            .field("frames-lost", frames_lost)
-            .build();
-        let _ = self.obj().post_message(
-            gst::message::Element::builder(structure)
-                .src(&*self.obj())
-                .build(),
-        );
-    }
-
-    /// Stops and removes the chain, then releases its VPU slot.
-    pub(super) fn teardown(&self) {
-        let state = self.state.lock().take();
-        // Dropped outside the lock: it holds the decoder and access units.
-        let watch = self.watches.lock().current.take();
-        drop(watch);
-        if let Some(state) = state {
-            let _ = self.sinkpad().set_target(None::<&gst::Pad>);
-            let _ = self.srcpad().set_target(None::<&gst::Pad>);
-            self.remove_elements(&state.elements);
-            // Only now, with the decoder in NULL, is its VPU session closed.
-            drop(state.slot);
-            gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
-        }
-        crate::guard::chain::remove_all(self.obj().upcast_ref());
+            .field("session-file", &decided.seen.session_file)
+            .field("reason", decided.reason.as_str())
+            .field("switches", decided.switches)
+            .field("frames-lost", switch.map_or(0, |s| s.lost))
+            .build()
     }
 }
+
+use crate::guard::frame::SwitchReport;

@@ -4,56 +4,8 @@
 //! removing it, and telling the application what was chosen.
 
 use super::*;
-use crate::guard::watch::Keep;
-use crate::vpuguardenc::frames;
+use crate::guard::kind::{Chain, Decided, Role};
 use crate::vpuguardenc::stream_format;
-
-/// What an encoder is there for, which decides the properties it gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    Hardware,
-    Software,
-    /// A software encoder of the hardware encoder's codec, taking over mid-stream.
-    Failover,
-}
-
-/// A chain created and linked inside the bin, not yet linked to the ghost pads.
-pub(super) struct Chain {
-    pub elements: Vec<gst::Element>,
-    pub encoder: gst::Element,
-    pub factory: String,
-    pub role: Role,
-    /// Whether the chain may be replaced mid-stream (failover or reclaim).
-    pub switchable: bool,
-}
-
-impl Chain {
-    pub fn last(&self) -> &gst::Element {
-        self.elements
-            .last()
-            .expect("a chain has an encoder and a parser")
-    }
-
-    /// A watch for the chain, when the guard must follow it: a hardware child
-    /// until its first output at least, any chain that may be replaced
-    /// mid-stream for the whole stream.
-    pub fn watch(&self) -> Option<Arc<Watch>> {
-        let hardware = self.role == Role::Hardware;
-        let keep = if self.switchable {
-            Keep::WholeStream
-        } else {
-            Keep::UntilFirstOutput
-        };
-        (hardware || self.switchable)
-            .then(|| frames::watch(self.encoder.clone(), hardware, keep, self.last()))
-    }
-}
-
-/// Time on a monotonic clock, for the reclaim schedule.
-pub(super) fn monotonic_now() -> Duration {
-    static START: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
-    START.elapsed()
-}
 
 impl VpuGuardEnc {
     /// Builds the stream's first chain, links it to the ghost pads and starts
@@ -71,51 +23,32 @@ impl VpuGuardEnc {
         } else {
             Role::Software
         };
-        let codec = codec_of(factory)?;
-        let switchable = self.switchable(settings, role, codec);
-        // A chain that may be replaced outputs parameter sets in band: its
-        // replacement brings new ones.
-        let output = switchable
-            .then(|| stream_format::in_band_caps(codec, &self.srcpad().peer_query_caps(None)))
-            .flatten();
-        let chain =
-            self.create_chain(settings, factory, caps, role, switchable, output.as_ref())?;
-        self.attach_chain(&chain)?;
-        let watch = chain.watch();
-        let previous = std::mem::replace(&mut self.watches.lock().current, watch.clone());
-        drop(previous);
-        let reclaim =
-            ReclaimSchedule::new(Duration::from(settings.reclaim_interval), monotonic_now());
-        let new_state = Some(State {
-            elements: chain.elements.clone(),
-            factory: chain.factory.clone(),
-            hardware: role == Role::Hardware,
-            codec,
-            seen: seen.clone(),
-            caps: caps.to_owned(),
-            slot,
-            switches: 0,
-            reclaim,
-            untold: None,
-        });
-        let previous = std::mem::replace(&mut *self.state.lock(), new_state);
-        drop(previous);
-        let failure = self
-            .start_chain(&chain)
-            .err()
-            .or_else(|| watch.and_then(|w| w.failure()));
-        if let Some(why) = failure {
-            self.teardown();
-            return Err(ChainError::Start(why));
+        let chain = self.create_encoder_chain(settings, factory, caps, role, false)?;
+        guard_core::install_first(self, &chain, caps, slot, seen, settings.reclaim_interval)
+    }
+
+    /// What the chain outputs: for a `replacing` chain the stream format
+    /// downstream negotiated with the chain before (no codec or format
+    /// change); for a switchable chain parameter sets in band, since its
+    /// replacement brings new ones.
+    fn output_caps(&self, codec: Codec, switchable: bool, replacing: bool) -> Option<gst::Caps> {
+        let negotiated = self
+            .srcpad()
+            .current_caps()
+            .filter(|caps| replacing && codec.accepted_by(caps));
+        match negotiated {
+            Some(caps) => stream_format::pinned_caps(&caps),
+            None if switchable => {
+                stream_format::in_band_caps(codec, &self.srcpad().peer_query_caps(None))
+            }
+            None => None,
         }
-        self.notify_chain_properties();
-        Ok(())
     }
 
     /// Whether a chain of `role` and `codec` may be replaced mid-stream: a
     /// hardware one by the failover encoder, a software one of the hardware
     /// encoder's codec by the hardware encoder again (`reclaim-interval`).
-    pub(super) fn switchable(&self, settings: &Settings, role: Role, codec: Codec) -> bool {
+    pub(super) fn switchable_codec(&self, settings: &Settings, role: Role, codec: Codec) -> bool {
         match role {
             Role::Hardware => matches!(failover_factory(settings), Ok(Some(_))),
             Role::Software | Role::Failover => {
@@ -127,17 +60,19 @@ impl VpuGuardEnc {
     }
 
     /// Creates `[videoconvert !] encoder ! parser [! capsfilter]` in the bin,
-    /// linked, in NULL. `output` pins what the chain outputs.
-    pub(super) fn create_chain(
+    /// linked, in NULL; a `replacing` chain outputs what downstream has.
+    pub(super) fn create_encoder_chain(
         &self,
         settings: &Settings,
         factory: &gst::ElementFactory,
         caps: &gst::CapsRef,
         role: Role,
-        switchable: bool,
-        output: Option<&gst::Caps>,
+        replacing: bool,
     ) -> Result<Chain, ChainError> {
         let codec = codec_of(factory)?;
+        let switchable = self.switchable_codec(settings, role, codec);
+        let output = self.output_caps(codec, switchable, replacing);
+        let output = output.as_ref();
         let make = |name: &str| {
             gst::ElementFactory::make(name)
                 .build()
@@ -177,39 +112,11 @@ impl VpuGuardEnc {
         }
         Ok(Chain {
             elements,
-            encoder,
+            child: encoder,
             factory: factory.name().to_string(),
             role,
             switchable,
         })
-    }
-
-    pub(super) fn start_chain(&self, chain: &Chain) -> Result<(), String> {
-        crate::guard::chain::start(&chain.elements)
-    }
-
-    /// Makes the chain the one the ghost pads lead to.
-    pub(super) fn attach_chain(&self, chain: &Chain) -> Result<(), ChainError> {
-        let (sinkpad, srcpad) = (self.sinkpad(), self.srcpad());
-        crate::guard::chain::attach(sinkpad, srcpad, &chain.elements, &self.rebuilding)
-            .map_err(ChainError::Config)
-    }
-
-    pub(super) fn remove_elements(&self, elements: &[gst::Element]) {
-        crate::guard::chain::remove(self.obj().upcast_ref(), elements);
-    }
-
-    pub(super) fn notify_chain_properties(&self) {
-        let obj = self.obj();
-        for name in [
-            "active-encoder",
-            "hardware",
-            "sessions",
-            "pixel-rate",
-            "switches",
-        ] {
-            obj.notify(name);
-        }
     }
 
     fn configure_encoder(
@@ -258,102 +165,37 @@ impl VpuGuardEnc {
         Ok(())
     }
 
-    /// Posts the `vpuguardenc-decision` message for the chain now in place.
-    pub(super) fn post_decision(
+    /// The `vpuguardenc-decision` message's structure.
+    pub(super) fn decision_structure(
         &self,
         settings: &Settings,
-        reason: Reason,
+        decided: &Decided,
         switch: Option<&SwitchReport>,
-    ) {
-        let (encoder, hardware, seen, switches) = {
-            let state = self.state.lock();
-            let state = state.as_ref().expect("posted after a chain was built");
-            (
-                state.factory.clone(),
-                state.hardware,
-                state.seen.clone(),
-                state.switches,
-            )
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "chose {encoder} (hardware: {hardware}, reason: {}, sessions {} of {}, \
-             {} + {} px/s of {}, switch {switch:?})",
-            reason.as_str(),
-            seen.sessions,
-            settings.budget.max_sessions,
-            seen.pixel_rate,
-            seen.stream_pixel_rate,
-            settings.budget.max_pixel_rate
-        );
-        self.stats.lock().record(metrics::Decision {
-            factory: encoder.clone(),
-            hardware,
-            reason: reason.as_str(),
-            sessions: seen.sessions,
-            max_sessions: settings.budget.max_sessions,
-            pixel_rate: seen.pixel_rate,
-            switch: switch.map(|r| metrics::Switch {
-                replayed: r.replayed,
-                lost: r.lost,
-            }),
-        });
+    ) -> gst::Structure {
         let report = switch.cloned().unwrap_or_default();
+        let seen = &decided.seen;
         let mut structure = gst::Structure::builder("vpuguardenc-decision")
-            .field("encoder", encoder)
-            .field("hardware", hardware)
+            .field("encoder", &decided.factory)
+            .field("hardware", decided.hardware)
             .field("sessions", seen.sessions)
             .field("max-sessions", settings.budget.max_sessions)
             .field("pixel-rate", seen.pixel_rate)
             .field("stream-pixel-rate", seen.stream_pixel_rate)
             .field("max-pixel-rate", settings.budget.max_pixel_rate)
-            .field("session-file", seen.session_file)
-            .field("reason", reason.as_str())
-            .field("switches", switches)
+            .field("session-file", &seen.session_file)
+            .field("reason", decided.reason.as_str())
+            .field("switches", decided.switches)
             .field("frames-replayed", report.replayed)
             .field("frames-lost", report.lost)
             .build();
         if let Some(running_time) = report.first_running_time {
             structure.set("switch-running-time", running_time.nseconds());
         }
-        let _ = self.obj().post_message(
-            gst::message::Element::builder(structure)
-                .src(&*self.obj())
-                .build(),
-        );
-    }
-
-    /// Stops and removes the chain, then releases its VPU slot.
-    pub(super) fn teardown(&self) {
-        let state = self.state.lock().take();
-        // Dropped outside the lock: it holds the encoder and frames.
-        let watch = self.watches.lock().current.take();
-        drop(watch);
-        if let Some(state) = state {
-            let _ = self.sinkpad().set_target(None::<&gst::Pad>);
-            let _ = self.srcpad().set_target(None::<&gst::Pad>);
-            self.remove_elements(&state.elements);
-            // Only now, with the encoder in NULL, is its VPU session closed.
-            if let Some(slot) = state.slot {
-                gst::debug!(CAT, imp = self, "releasing slot {}", slot.path().display());
-            }
-            gst::debug!(CAT, imp = self, "removed the {} chain", state.factory);
-        }
-        crate::guard::chain::remove_all(self.obj().upcast_ref());
+        structure
     }
 }
 
-/// What a mid-stream switch did with the frames in flight.
-#[derive(Debug, Clone, Default)]
-pub(super) struct SwitchReport {
-    /// Frames the old encoder never output, sent to the new one.
-    pub replayed: u64,
-    /// Frames let go because the window was full: neither encoder had them.
-    pub lost: u64,
-    /// The running time of the first frame the new encoder got.
-    pub first_running_time: Option<gst::ClockTime>,
-}
+use crate::guard::frame::SwitchReport;
 
 fn codec_of(factory: &gst::ElementFactory) -> Result<Codec, ChainError> {
     Codec::of_factory(factory).ok_or_else(|| {
