@@ -510,19 +510,23 @@ fn a_session_freed_mid_stream_is_reclaimed_within_two_intervals() {
     assert_eq!(vpu.slots(), 0);
 }
 
-#[test]
-fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
-    let vpu = Vpu::new("reclaim-full", &full_listing());
-    let guard = reclaiming_guard(&vpu);
-    // When each reclaim check of this guard ran (the listing is read then).
+/// Records 90 frames through `guard` (named `name`), counting the reclaim
+/// checks it logs.
+fn count_reclaim_checks(
+    vpu: &Vpu,
+    guard: &str,
+    name: &str,
+    codec: &'static str,
+) -> (Recording, usize) {
     let checks = Arc::new(Mutex::new(Vec::new()));
     let c = checks.clone();
     common::init();
     // Only this function sees the debug lines: nothing is printed.
     gst::log::remove_default_log_function();
     gst::log::set_threshold_for_name("vpuguardenc", gst::DebugLevel::Debug);
+    let ours = name.to_string();
     let log_fn = gst::log::add_log_function(move |_, _, _, _, _, object, message| {
-        let ours = object.is_some_and(|o| o.to_string().contains("reclaim-full-guard"));
+        let ours = object.is_some_and(|o| o.to_string().contains(&ours));
         if ours
             && message
                 .get()
@@ -531,10 +535,19 @@ fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
             c.lock().unwrap().push(());
         }
     });
-    let guard = guard.replace("name=guard", "name=reclaim-full-guard");
-    let rec = record(&vpu, &guard, 90, "h265");
+    let guard = guard.replace("name=guard", &format!("name={name}"));
+    let rec = record(vpu, &guard, 90, codec);
     gst::log::remove_log_function(log_fn);
     gst::log::set_threshold_for_name("vpuguardenc", gst::DebugLevel::None);
+    let checks = checks.lock().unwrap().len();
+    (rec, checks)
+}
+
+#[test]
+fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
+    let vpu = Vpu::new("reclaim-full", &full_listing());
+    let guard = reclaiming_guard(&vpu);
+    let (rec, checks) = count_reclaim_checks(&vpu, &guard, "reclaim-full-guard", "h265");
     assert!(rec.log.eos && rec.log.errors.is_empty(), "{:#?}", rec.log);
     assert_eq!(
         reasons(&rec.log),
@@ -545,7 +558,30 @@ fn a_listing_that_stays_full_never_causes_a_switch_nor_a_tight_read_loop() {
     // 90 frames of a live 30 fps stream with a 0.5 s interval: about 6
     // checks. Reading on every frame (a tight loop) would be 90; the bound
     // leaves room for a machine that runs the stream three times late.
-    let checks = checks.lock().unwrap().len();
+    assert!((2..=18).contains(&checks), "{checks} checks");
+}
+
+/// A software encoder of another codec than the hardware one can never be
+/// reclaimed (downstream would see the codec change): the schedule is marked
+/// checked when it is due, before that test, so the guard looks once per
+/// interval, not on every frame from the first interval on.
+#[test]
+fn a_software_encoder_that_cannot_be_reclaimed_is_looked_at_once_per_interval() {
+    let vpu = Vpu::new("reclaim-other-codec", &full_listing());
+    let guard = vpu.guard(
+        FAKE_H265,
+        "",
+        &format!("sw-encoder=x264enc max-sessions=2 reclaim-interval={RECLAIM_INTERVAL_NS}"),
+    );
+    let (rec, checks) = count_reclaim_checks(&vpu, &guard, "reclaim-other-codec-guard", "h264");
+    assert!(rec.log.eos && rec.log.errors.is_empty(), "{:#?}", rec.log);
+    assert_eq!(
+        reasons(&rec.log),
+        vec![("x264enc".to_string(), "over-budget".to_string())]
+    );
+    assert_eq!(rec.switches, 0);
+    // As above: about 6 looks in 3 s of stream, 75 or more if every frame
+    // after the first interval looked.
     assert!((2..=18).contains(&checks), "{checks} checks");
 }
 
