@@ -42,6 +42,8 @@ struct Decoded {
     log: common::BusLog,
     pts: Vec<gst::ClockTime>,
     formats: Vec<String>,
+    /// SEGMENT events that reached the sink.
+    segments: usize,
 }
 
 /// Decodes the 300-frame GOP-30 file through `decoder` to EOS.
@@ -66,14 +68,21 @@ fn decode_file_with(
     prepare(&pipeline);
     let sink = pipeline.by_name("out").unwrap();
     let pts = common::record_pts(&sink);
-    let formats = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let f = formats.clone();
+    let formats = Arc::new(Mutex::new(Vec::new()));
+    let segments = Arc::new(Mutex::new(0));
+    let (f, s) = (formats.clone(), segments.clone());
     sink.static_pad("sink").unwrap().add_probe(
         gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
-            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-                let s = caps.caps().structure(0).unwrap();
-                f.lock().unwrap().push(s.get::<String>("format").unwrap());
+            match info.event().map(|e| e.view()) {
+                Some(gst::EventView::Caps(caps)) => {
+                    let structure = caps.caps().structure(0).unwrap();
+                    f.lock()
+                        .unwrap()
+                        .push(structure.get::<String>("format").unwrap());
+                }
+                Some(gst::EventView::Segment(_)) => *s.lock().unwrap() += 1,
+                _ => (),
             }
             gst::PadProbeReturn::Ok
         },
@@ -83,7 +92,13 @@ fn decode_file_with(
     pipeline.set_state(gst::State::Null).unwrap();
     let pts = pts.lock().unwrap().clone();
     let formats = formats.lock().unwrap().clone();
-    Decoded { log, pts, formats }
+    let segments = *segments.lock().unwrap();
+    Decoded {
+        log,
+        pts,
+        formats,
+        segments,
+    }
 }
 
 /// Every frame of the file once, in presentation order.
@@ -261,8 +276,10 @@ fn a_decoder_failing_mid_stream_on_its_own_thread_loses_and_repeats_nothing() {
         ("avdec_h264", false)
     );
     assert_eq!((d[1].switches, d[1].frames_lost), (1, 0));
-    // Downstream kept the format it negotiated.
+    // Downstream kept the format it negotiated, and the segment: running
+    // time goes on across the switch.
     assert_eq!(decoded.formats, vec!["NV12".to_string()]);
+    assert_eq!(decoded.segments, 1);
     assert!(vpu.slot_files().is_empty());
     assert_eq!(vpu.sessions(), 0);
     vpu.remove();
@@ -399,6 +416,7 @@ fn reclaims_the_hardware_decoder_once_the_budget_has_room() {
         log: rest,
         pts: pts.lock().unwrap().clone(),
         formats: Vec::new(),
+        segments: 0,
     };
     assert_every_frame_once(&decoded, 90);
     vpu.remove();

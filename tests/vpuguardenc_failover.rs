@@ -55,6 +55,8 @@ struct Recording {
     at_decisions: Vec<(String, usize, usize)>,
     /// Every CAPS event that left the guard.
     caps: Vec<gst::Caps>,
+    /// The type of every downstream event that left the guard.
+    events: Vec<gst::EventType>,
     switches: u32,
     /// The guard's `stats` at EOS.
     stats: gst::Structure,
@@ -94,12 +96,17 @@ fn record_with(
         .unwrap();
     let out = record_output(&guard, codec);
     let caps = Arc::new(Mutex::new(Vec::new()));
-    let c = caps.clone();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let (c, e) = (caps.clone(), events.clone());
     guard.static_pad("src").unwrap().add_probe(
         gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
-            if let Some(gst::EventView::Caps(e)) = info.event().map(|e| e.view()) {
-                c.lock().unwrap().push(e.caps_owned());
+            let Some(event) = info.event() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            e.lock().unwrap().push(event.type_());
+            if let gst::EventView::Caps(event) = event.view() {
+                c.lock().unwrap().push(event.caps_owned());
             }
             gst::PadProbeReturn::Ok
         },
@@ -114,11 +121,13 @@ fn record_with(
     let out = out.lock().unwrap().clone();
     let at_decisions = at_decisions.lock().unwrap().clone();
     let caps = caps.lock().unwrap().clone();
+    let events = events.lock().unwrap().clone();
     Recording {
         log,
         out,
         at_decisions,
         caps,
+        events,
         switches,
         stats,
         file,
@@ -296,6 +305,15 @@ fn assert_one_stream_of_every_frame(rec: &Recording, codec: &str, frames: usize)
 
 /// The buffer the new encoder started with, at the switch's `switch-running-time`:
 /// a keyframe carrying its parameter sets.
+/// Running time goes on across a switch: downstream sees one stream-start
+/// and one segment, as from the bare encoder (a second SEGMENT makes a
+/// decoder downstream start a new segment).
+fn assert_switch_invisible_in_the_stream(rec: &Recording) {
+    let count = |t| rec.events.iter().filter(|&&e| e == t).count();
+    assert_eq!(count(gst::EventType::StreamStart), 1, "{:?}", rec.events);
+    assert_eq!(count(gst::EventType::Segment), 1, "{:?}", rec.events);
+}
+
 fn assert_switch_starts_on_a_keyframe(rec: &Recording, switch: &gst::Structure, codec: &str) {
     let pts = gst::ClockTime::from_nseconds(switch.get::<u64>("switch-running-time").unwrap());
     let first = rec.out.iter().find(|o| o.pts == pts).unwrap_or_else(|| {
@@ -367,6 +385,7 @@ fn failover_mid_stream(double: &str, software: &str, codec: &'static str) {
         "repeated caps: {:#?}",
         rec.caps
     );
+    assert_switch_invisible_in_the_stream(&rec);
     // Frames before the switch came from the hardware encoder, the replayed
     // ones and the rest from software: the switch sits after frame 96.
     let switch_pts = switch.get::<u64>("switch-running-time").unwrap();
@@ -506,6 +525,7 @@ fn a_session_freed_mid_stream_is_reclaimed_within_two_intervals() {
         "freed at {freed}, switched at {switched}"
     );
     assert_switch_starts_on_a_keyframe(&rec, switch, "h265");
+    assert_switch_invisible_in_the_stream(&rec);
     assert_one_stream_of_every_frame(&rec, "h265", 240);
     assert_eq!(vpu.slots(), 0);
 }

@@ -15,6 +15,7 @@ pub mod kind;
 pub mod mode;
 pub mod pads;
 pub mod reclaim;
+pub mod stream_events;
 pub mod switch;
 pub mod watch;
 
@@ -72,27 +73,6 @@ pub fn is_same_or_inside(object: &gst::Object, ancestor: &gst::Object) -> bool {
         current = o.parent();
     }
     false
-}
-
-/// Keeps a replacement chain ending at `pad` from sending downstream caps
-/// equal to those it already has (`current`): an unchanged CAPS event at a
-/// switch would make downstream renegotiate for nothing. Stops looking at the
-/// first buffer.
-pub fn suppress_repeated_caps(pad: &gst::Pad, current: gst::Caps) {
-    pad.add_probe(
-        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
-        move |_, info| match &info.data {
-            Some(gst::PadProbeData::Event(event)) => match event.view() {
-                // Consumed (returning Drop for an event trips a NULL unref
-                // with gstreamer-rs).
-                gst::EventView::Caps(caps) if caps.caps() == current.as_ref() => {
-                    gst::PadProbeReturn::Handled
-                }
-                _ => gst::PadProbeReturn::Ok,
-            },
-            _ => gst::PadProbeReturn::Remove,
-        },
-    );
 }
 
 /// Factory name prefixes of hardware codecs: a guard never runs one outside

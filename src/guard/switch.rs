@@ -69,11 +69,9 @@ pub fn replace_chain<K: Kind>(
         chain: Some(chain),
     };
     // Before it starts: nothing the chain pushes while it starts and is
-    // primed may reach downstream as a CAPS event equal to the one it has.
-    if let Some(current) = core.srcpad().current_caps() {
-        let last = starting.chain().last().static_pad("src").unwrap();
-        super::suppress_repeated_caps(&last, current);
-    }
+    // primed may reach downstream as a stream event equal to the one it has.
+    let last = starting.chain().last().static_pad("src").unwrap();
+    super::stream_events::suppress_repeats(&last, core.srcpad());
     let watch = starting.chain().watch();
     core.set_starting(watch.clone());
     // Primed before it is linked: a FLUSH_STOP (a seek racing the switch)

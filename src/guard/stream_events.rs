@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A switch of child chains is invisible in the stream: a replacement chain
+//! does not repeat downstream the stream-start, caps and segment that
+//! downstream already has from the chain it replaces, as the bare codec
+//! would not send them either. Running time goes on across a switch, so a
+//! second SEGMENT would only make a decoder downstream start a new segment
+//! (whose first buffer gst-validate then expects to be DISCONT).
+//!
+//! An encoder's output segment is its own: x264enc and x265enc start it
+//! 1000 hours up, less the running time of their first frame, to leave room
+//! for DTS before PTS. The replacement's timestamps are therefore moved into
+//! the segment downstream has, by the constant difference between the two.
+
+use gst::prelude::*;
+use std::sync::Mutex;
+
+type TimeSegment = gst::FormattedSegment<gst::ClockTime>;
+
+/// What the probe on a replacement chain has seen.
+#[derive(Default)]
+struct Seen {
+    /// The chain output a buffer: its stream events are its own from now on.
+    output: bool,
+    /// Nanoseconds added to the chain's timestamps, which are in a segment
+    /// of its own, to put them in the segment downstream has.
+    shift: Option<i128>,
+}
+
+/// Drops each stream-start, caps or segment event leaving `chain_src` (a
+/// replacement chain's last pad) before its first buffer that tells
+/// downstream nothing new against what is in force on the guard's
+/// `guard_src`, and moves the chain's timestamps into the segment in force.
+/// Events that differ (caps that changed, a segment after a flush) go out.
+pub fn suppress_repeats(chain_src: &gst::Pad, guard_src: &gst::GhostPad) {
+    let guard_src = guard_src.downgrade();
+    let seen = Mutex::new(Seen::default());
+    chain_src.add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+                let shift = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.output = true;
+                    seen.shift
+                };
+                if let Some(shift) = shift.filter(|&s| s != 0) {
+                    shift_timestamps(buffer.make_mut(), shift);
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(gst::PadProbeData::Event(event)) = &info.data else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let in_force = guard_src
+                .upgrade()
+                .and_then(|pad| sticky_event_of_type(&pad, event.type_()));
+            let mut seen = seen.lock().unwrap();
+            let new_segment = matches!(
+                event.type_(),
+                gst::EventType::Segment | gst::EventType::FlushStop
+            );
+            if seen.output || event.type_() == gst::EventType::FlushStop {
+                if new_segment {
+                    // A segment that goes out (after a seek): the chain's
+                    // timestamps are in it.
+                    seen.shift = None;
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            match replaces(event, in_force.as_deref()) {
+                Some(shift) => {
+                    seen.shift = shift;
+                    // Handled, not Drop: dropping an event from a probe trips
+                    // a NULL unref with gstreamer-rs.
+                    gst::PadProbeReturn::Handled
+                }
+                None => gst::PadProbeReturn::Ok,
+            }
+        },
+    );
+}
+
+/// Whether `event` stands in for `in_force` (the sticky event of its type
+/// downstream has) and need not go out: Some, with the timestamp shift from
+/// a segment's to the one in force (None for other events), or None when
+/// `event` tells downstream something new.
+fn replaces(event: &gst::EventRef, in_force: Option<&gst::EventRef>) -> Option<Option<i128>> {
+    let in_force = in_force?;
+    match (event.view(), in_force.view()) {
+        (gst::EventView::StreamStart(new), gst::EventView::StreamStart(old)) => {
+            (new.stream_id() == old.stream_id() && new.group_id() == old.group_id()).then_some(None)
+        }
+        (gst::EventView::Caps(new), gst::EventView::Caps(old)) => {
+            (new.caps() == old.caps()).then_some(None)
+        }
+        (gst::EventView::Segment(new), gst::EventView::Segment(old)) => {
+            let new = new.segment().downcast_ref::<gst::ClockTime>()?;
+            let old = old.segment().downcast_ref::<gst::ClockTime>()?;
+            shift_between(new, old).map(Some)
+        }
+        _ => None,
+    }
+}
+
+/// The constant to add to a position in `from` to get the position of the
+/// same running time in `to`, when there is one: both at rate 1.0 and alike
+/// but for where they start.
+fn shift_between(from: &TimeSegment, to: &TimeSegment) -> Option<i128> {
+    let alike = from.rate() == 1.0
+        && to.rate() == 1.0
+        && from.applied_rate() == to.applied_rate()
+        && from.flags() == to.flags()
+        && from.stop().is_none()
+        && to.stop().is_none();
+    if !alike {
+        return None;
+    }
+    let ns = |t: Option<gst::ClockTime>| i128::from(t.map_or(0, gst::ClockTime::nseconds));
+    // At rate 1.0: running time = position - start - offset + base.
+    let origin = |s: &TimeSegment| ns(s.start()) + ns(s.offset()) - ns(s.base());
+    Some(origin(to) - origin(from))
+}
+
+fn shift_timestamps(buffer: &mut gst::BufferRef, shift: i128) {
+    let moved = |t: Option<gst::ClockTime>| {
+        t.and_then(|t| u64::try_from(i128::from(t.nseconds()) + shift).ok())
+            .map(gst::ClockTime::from_nseconds)
+    };
+    let (pts, dts) = (moved(buffer.pts()), moved(buffer.dts()));
+    buffer.set_pts(pts);
+    buffer.set_dts(dts);
+}
+
+fn sticky_event_of_type(pad: &gst::GhostPad, type_: gst::EventType) -> Option<gst::Event> {
+    let mut found = None;
+    pad.sticky_events_foreach(|event| {
+        if event.type_() == type_ {
+            found = Some(event.clone());
+            return std::ops::ControlFlow::Break(gst::EventForeachAction::Keep);
+        }
+        std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
+    });
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(start_ms: u64) -> TimeSegment {
+        let mut segment = TimeSegment::new();
+        segment.set_start(gst::ClockTime::from_mseconds(start_ms));
+        segment.set_position(gst::ClockTime::from_mseconds(start_ms));
+        segment
+    }
+
+    fn segment_event(start_ms: u64) -> gst::Event {
+        gst::event::Segment::new(&segment(start_ms))
+    }
+
+    #[test]
+    fn an_equal_segment_caps_or_stream_start_stands_in_for_the_one_in_force() {
+        gst::init().unwrap();
+        // Another seqnum, the same segment: no shift.
+        assert_eq!(
+            replaces(&segment_event(0), Some(&segment_event(0))),
+            Some(Some(0))
+        );
+        assert_eq!(replaces(&segment_event(0), None), None);
+        let caps = |w: i32| {
+            gst::event::Caps::new(&gst::Caps::builder("video/x-h265").field("width", w).build())
+        };
+        assert_eq!(replaces(&caps(320), Some(&caps(320))), Some(None));
+        assert_eq!(replaces(&caps(320), Some(&caps(640))), None);
+        let group = gst::GroupId::next();
+        let start = |id: &str| gst::event::StreamStart::builder(id).group_id(group).build();
+        assert_eq!(replaces(&start("a"), Some(&start("a"))), Some(None));
+        assert_eq!(replaces(&start("b"), Some(&start("a"))), None);
+        let eos = gst::event::Eos::new();
+        assert_eq!(replaces(&eos, Some(&gst::event::Eos::new())), None);
+    }
+
+    #[test]
+    fn an_encoders_own_segment_start_becomes_a_shift_that_keeps_running_time() {
+        gst::init().unwrap();
+        // The replacement started its segment 3.3 s lower than the first
+        // encoder did: the same running time sits 3.3 s higher downstream.
+        let (from, to) = (segment(1_000_000), segment(1_003_300));
+        let shift = shift_between(&from, &to).unwrap();
+        assert_eq!(shift, 3_300_000_000);
+        let position = gst::ClockTime::from_mseconds(1_005_000);
+        let moved = gst::ClockTime::from_nseconds((position.nseconds() as i128 + shift) as u64);
+        assert_eq!(
+            from.to_running_time(position),
+            to.to_running_time(moved),
+            "running time kept"
+        );
+    }
+
+    #[test]
+    fn segments_that_differ_in_more_than_their_start_go_out() {
+        gst::init().unwrap();
+        let mut faster = segment(0);
+        faster.set_rate(2.0);
+        assert_eq!(shift_between(&faster, &segment(0)), None);
+        let mut bounded = segment(0);
+        bounded.set_stop(gst::ClockTime::from_seconds(3));
+        assert_eq!(shift_between(&bounded, &segment(0)), None);
+    }
+
+    #[test]
+    fn timestamps_move_by_the_shift_and_dts_before_zero_is_dropped() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(gst::ClockTime::from_mseconds(100));
+            buffer.set_dts(gst::ClockTime::from_mseconds(40));
+            shift_timestamps(buffer, -50_000_000);
+        }
+        assert_eq!(buffer.pts(), Some(gst::ClockTime::from_mseconds(50)));
+        assert_eq!(buffer.dts(), None);
+    }
+}
