@@ -259,7 +259,18 @@ struct Core {
 }
 
 /// Finds the `Core` of the double that is a pad's parent.
-type CoreOf = fn(&gst::Object) -> &Core;
+/// The behaviour of the double that is a pad's parent. A free function, not
+/// one the pad functions capture: gst-validate calls a pad's functions with
+/// their data cleared, so they must capture nothing.
+fn core_of(obj: &gst::Object) -> &Core {
+    if let Some(h265) = obj.downcast_ref::<FakeMppH265Enc>() {
+        return &h265.imp().core;
+    }
+    &obj.downcast_ref::<FakeMppH264Enc>()
+        .expect("a fake MPP encoder")
+        .imp()
+        .core
+}
 
 impl Core {
     fn new(codec: &'static Codec) -> Self {
@@ -398,7 +409,7 @@ impl Core {
     /// Builds sink -> encoder -> capsfilter -> src (the capsfilter holds the
     /// encoder to the real element's byte-stream output: x264enc would
     /// otherwise pick avc for a downstream that takes both).
-    fn constructed(&self, obj: &gst::Bin, core_of: CoreOf) {
+    fn constructed(&self, obj: &gst::Bin) {
         let encoder = gst::ElementFactory::make(self.codec.encoder)
             .property_from_str("speed-preset", "ultrafast")
             .property_from_str("tune", "zerolatency")
@@ -416,7 +427,7 @@ impl Core {
             &encoder.static_pad("sink").unwrap(),
         )
         .unwrap()
-        .chain_function(move |pad, parent, buffer| {
+        .chain_function(|pad, parent, buffer| {
             let parent = parent.unwrap();
             let this = core_of(parent);
             let element = parent.downcast_ref::<gst::Element>().unwrap();
@@ -439,7 +450,7 @@ impl Core {
             }
             gst::ProxyPad::chain_default(pad, Some(parent), buffer)
         })
-        .event_function(move |pad, parent, event| {
+        .event_function(|pad, parent, event| {
             let parent = parent.unwrap();
             if let gst::EventView::Caps(caps) = event.view()
                 && !core_of(parent).open_at_caps_if_asked(parent, caps.caps())
@@ -618,7 +629,7 @@ macro_rules! fake_mpp_encoder {
             use super::*;
 
             pub struct $wrapper {
-                core: Core,
+                pub(super) core: Core,
             }
 
             impl Default for $wrapper {
@@ -627,10 +638,6 @@ macro_rules! fake_mpp_encoder {
                         core: Core::new(&$codec),
                     }
                 }
-            }
-
-            fn core_of(obj: &gst::Object) -> &Core {
-                &obj.downcast_ref::<super::$wrapper>().unwrap().imp().core
             }
 
             #[glib::object_subclass]
@@ -656,7 +663,7 @@ macro_rules! fake_mpp_encoder {
 
                 fn constructed(&self) {
                     self.parent_constructed();
-                    self.core.constructed(self.obj().upcast_ref(), core_of);
+                    self.core.constructed(self.obj().upcast_ref());
                 }
             }
 
