@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod child_props;
+pub mod children;
 pub mod core;
 pub mod eos;
 pub mod failover;

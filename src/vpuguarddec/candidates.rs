@@ -25,10 +25,10 @@ pub fn takes(factory: &gst::ElementFactory, caps: &gst::CapsRef) -> bool {
 }
 
 /// The software decoder for `caps`: `name`, or for `auto` the highest
-/// ranked software video decoder that takes them.
+/// ranked software video decoder that takes them; never a guard.
 pub fn software_decoder(name: &str, caps: &gst::CapsRef) -> Option<gst::ElementFactory> {
     if name != "auto" {
-        return gst::ElementFactory::find(name).filter(|f| takes(f, caps));
+        return crate::guard::children::find(name).filter(|f| takes(f, caps));
     }
     // Looking through the registry takes tens of milliseconds, once per
     // stream: the answer for the same caps is kept for the process (a rig's
@@ -62,7 +62,11 @@ fn best_software_decoder(caps: &gst::CapsRef) -> Option<gst::ElementFactory> {
         gst::Rank::MARGINAL,
     )
     .into_iter()
-    .filter(|f| !crate::guard::is_hardware(f) && takes(f, caps))
+    // A guard ranked up for autoplugging is the best ranked decoder of its
+    // codecs: chosen, it would choose itself again, without end.
+    .filter(|f| {
+        !crate::guard::children::is_guard(f) && !crate::guard::is_hardware(f) && takes(f, caps)
+    })
     .collect();
     decoders.sort_by(|a, b| {
         b.rank()
@@ -100,6 +104,17 @@ mod tests {
         assert_eq!(name(&caps("video/x-h264")).as_deref(), Some("avdec_h264"));
         assert_eq!(name(&caps("video/x-h265")).as_deref(), Some("avdec_h265"));
         assert_eq!(name(&gst::Caps::new_empty_simple("audio/x-opus")), None);
+    }
+
+    #[test]
+    fn auto_never_picks_a_guard_even_ranked_above_libav() {
+        crate::guard::children::init_for_tests();
+        let guard = gst::ElementFactory::find("vpuguarddec").unwrap();
+        guard.set_rank(gst::Rank::PRIMARY + 2);
+        let best = best_software_decoder(&caps("video/x-h264")).map(|f| f.name().to_string());
+        guard.set_rank(gst::Rank::NONE);
+        assert_eq!(best.as_deref(), Some("avdec_h264"));
+        assert!(software_decoder("vpuguarddec", &caps("video/x-h264")).is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::candidates;
 use super::gop_window::GopWindow;
 use crate::factory_caps;
 use crate::guard::child_props;
+use crate::guard::children;
 use crate::guard::core::{self as guard_core, Core, count_vpu, monotonic_now};
 use crate::guard::frame::Frame;
 use crate::guard::input::Input;
@@ -373,6 +374,8 @@ impl VpuGuardDec {
             .map_err(settings_error)?;
         child_props::parse_structure("sw-properties", &settings.sw_properties)
             .map_err(settings_error)?;
+        children::refuse_guard("hw-decoder", &settings.hw_decoder).map_err(settings_error)?;
+        children::refuse_guard("sw-decoder", &settings.sw_decoder).map_err(settings_error)?;
         let missing = |property: &str, name: &str| {
             gst::error_msg!(
                 gst::CoreError::MissingPlugin,
@@ -529,8 +532,9 @@ impl VpuGuardDec {
         settings: &Settings,
         caps: &gst::CapsRef,
     ) -> Result<Candidates, DecideError> {
-        let hw =
-            gst::ElementFactory::find(&settings.hw_decoder).filter(|f| candidates::takes(f, caps));
+        let hw = self
+            .hardware_decoder(settings)
+            .filter(|f| candidates::takes(f, caps));
         let sw = candidates::software_decoder(&settings.sw_decoder, caps);
         let downstream = self.srcpad().peer_query_caps(None);
         let takes = |f: &Option<gst::ElementFactory>| {
@@ -557,6 +561,11 @@ impl VpuGuardDec {
             )));
         }
         Ok(candidates)
+    }
+
+    /// The installed `hw-decoder` when it is no guard.
+    fn hardware_decoder(&self, settings: &Settings) -> Option<gst::ElementFactory> {
+        children::find(&settings.hw_decoder)
     }
 
     /// Builds the chain the decision chose. `held` is the decision lock,

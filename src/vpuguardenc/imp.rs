@@ -12,6 +12,7 @@ use super::codec::Codec;
 use super::window::Window;
 use crate::factory_caps;
 use crate::guard::child_props;
+use crate::guard::children;
 use crate::guard::core::{self as guard_core, Core, count_vpu, monotonic_now};
 use crate::guard::frame::Frame;
 use crate::guard::input::Input;
@@ -430,6 +431,13 @@ impl VpuGuardEnc {
             .map_err(settings_error)?;
         child_props::parse_structure("failover-properties", &settings.failover_properties)
             .map_err(settings_error)?;
+        for (property, name) in [
+            ("hw-encoder", &settings.hw_encoder),
+            ("sw-encoder", &settings.sw_encoder),
+            ("failover-encoder", &settings.failover_encoder),
+        ] {
+            children::refuse_guard(property, name).map_err(settings_error)?;
+        }
         if settings.mode != Mode::Software {
             failover_factory(&settings).map_err(settings_error)?;
         }
@@ -573,8 +581,7 @@ impl VpuGuardEnc {
     /// The installed encoders and which of their codecs downstream takes.
     fn candidates(&self, settings: &Settings) -> Result<Candidates, gst::ErrorMessage> {
         let usable = |name: &str| {
-            gst::ElementFactory::find(name)
-                .and_then(|f| Codec::of_factory(&f).map(|codec| (f, codec)))
+            children::find(name).and_then(|f| Codec::of_factory(&f).map(|codec| (f, codec)))
         };
         let hw = usable(&settings.hw_encoder);
         let sw = usable(&settings.sw_encoder);
@@ -711,7 +718,7 @@ impl VpuGuardEnc {
             ),
             ["{}", why]
         );
-        let sw_factory = gst::ElementFactory::find(&settings.sw_encoder).ok_or_else(|| {
+        let sw_factory = children::find(&settings.sw_encoder).ok_or_else(|| {
             gst::error_msg!(
                 gst::CoreError::MissingPlugin,
                 (

@@ -86,7 +86,7 @@ impl Kind for VpuGuardDec {
         settings: &Settings,
         caps: &gst::CapsRef,
     ) -> Option<gst::ElementFactory> {
-        gst::ElementFactory::find(&settings.hw_decoder).filter(|f| candidates::takes(f, caps))
+        crate::guard::children::find(&settings.hw_decoder).filter(|f| candidates::takes(f, caps))
     }
 
     /// Nothing: the replay starts on a keyframe, or the input is dropped

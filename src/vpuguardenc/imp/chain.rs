@@ -221,7 +221,7 @@ fn needs_converter(encoder: &gst::Element, caps: &gst::CapsRef) -> bool {
 
 /// The codec of the hardware encoder, when it is installed.
 pub(super) fn hw_codec(settings: &Settings) -> Option<Codec> {
-    gst::ElementFactory::find(&settings.hw_encoder).and_then(|f| Codec::of_factory(&f))
+    crate::guard::children::find(&settings.hw_encoder).and_then(|f| Codec::of_factory(&f))
 }
 
 /// The encoder that takes over from a failed hardware encoder, None for no
@@ -239,6 +239,7 @@ pub(super) fn failover_factory(settings: &Settings) -> Result<Option<gst::Elemen
         }
         name => name,
     };
+    crate::guard::children::refuse_guard("failover-encoder", name)?;
     let factory = gst::ElementFactory::find(name)
         .ok_or_else(|| format!("failover-encoder: no element '{name}' is installed"))?;
     if crate::guard::is_hardware(&factory) {

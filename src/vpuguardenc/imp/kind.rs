@@ -80,7 +80,9 @@ impl Kind for VpuGuardEnc {
                 .ok()
                 .flatten()
                 .map(|f| (f, Role::Failover)),
-            false => gst::ElementFactory::find(&settings.sw_encoder).map(|f| (f, Role::Software)),
+            false => {
+                crate::guard::children::find(&settings.sw_encoder).map(|f| (f, Role::Software))
+            }
         }
     }
 
@@ -89,7 +91,7 @@ impl Kind for VpuGuardEnc {
         settings: &Settings,
         _caps: &gst::CapsRef,
     ) -> Option<gst::ElementFactory> {
-        hw_codec(settings).and(gst::ElementFactory::find(&settings.hw_encoder))
+        hw_codec(settings).and(crate::guard::children::find(&settings.hw_encoder))
     }
 
     /// The replacement starts on a keyframe with its parameter sets; the
