@@ -393,8 +393,14 @@ impl VpuGuardDec {
             }
         }
         if settings.mode == Mode::Hardware {
-            gst::ElementFactory::find(&settings.hw_decoder)
+            let factory = gst::ElementFactory::find(&settings.hw_decoder)
                 .ok_or_else(|| missing("hw-decoder", &settings.hw_decoder))?;
+            if !factory.has_type(gst::ElementFactoryType::DECODER) {
+                return Err(settings_error(format!(
+                    "hw-decoder: '{}' is not a decoder",
+                    settings.hw_decoder
+                )));
+            }
         }
         Ok(())
     }
@@ -563,9 +569,10 @@ impl VpuGuardDec {
         Ok(candidates)
     }
 
-    /// The installed `hw-decoder` when it is no guard.
+    /// The installed `hw-decoder` when it is a decoder and no guard.
     fn hardware_decoder(&self, settings: &Settings) -> Option<gst::ElementFactory> {
         children::find(&settings.hw_decoder)
+            .filter(|f| f.has_type(gst::ElementFactoryType::DECODER))
     }
 
     /// Builds the chain the decision chose. `held` is the decision lock,

@@ -38,8 +38,12 @@ impl Codec {
     }
 
     /// The codec an encoder factory's src pad template announces, if it is one
-    /// of ours. Read from the registry: no element is created.
+    /// of ours. Read from the registry: no element is created. A parser
+    /// (h265parse) outputs the codec too but encodes nothing: not an encoder.
     pub fn of_factory(factory: &gst::ElementFactory) -> Option<Codec> {
+        if !factory.has_type(gst::ElementFactoryType::ENCODER) {
+            return None;
+        }
         factory
             .static_pad_templates()
             .iter()
@@ -70,6 +74,8 @@ mod tests {
         assert_eq!(find("x265enc"), Some(Codec::H265));
         // An encoder of another codec is not usable by the guard.
         assert_eq!(find("jpegenc"), None);
+        // Nor is a parser, which outputs the codec without encoding.
+        assert_eq!(find("h265parse"), None);
     }
 
     #[test]

@@ -450,6 +450,11 @@ impl VpuGuardEnc {
         // An element that makes neither codec cannot be the guard's encoder.
         let check_codec = |property: &str, name: &str| {
             let factory = gst::ElementFactory::find(name).ok_or_else(|| missing(property, name))?;
+            if !factory.has_type(gst::ElementFactoryType::ENCODER) {
+                return Err(settings_error(format!(
+                    "{property}: '{name}' is not an encoder"
+                )));
+            }
             match Codec::of_factory(&factory) {
                 Some(_) => Ok(()),
                 None => Err(settings_error(format!(
