@@ -569,8 +569,18 @@ impl VpuGuardDec {
         Ok(candidates)
     }
 
-    /// The installed `hw-decoder` when it is a decoder and no guard.
+    /// The installed `hw-decoder` when it is a decoder and no guard; in
+    /// `mode=auto` a missing one is said once per process.
     fn hardware_decoder(&self, settings: &Settings) -> Option<gst::ElementFactory> {
+        if settings.mode == Mode::Auto && gst::ElementFactory::find(&settings.hw_decoder).is_none()
+        {
+            crate::guard::missing::warn_once(
+                self.obj().upcast_ref(),
+                "hw-decoder",
+                &settings.hw_decoder,
+                "software decoder",
+            );
+        }
         children::find(&settings.hw_decoder)
             .filter(|f| f.has_type(gst::ElementFactoryType::DECODER))
     }

@@ -588,6 +588,15 @@ impl VpuGuardEnc {
         let usable = |name: &str| {
             children::find(name).and_then(|f| Codec::of_factory(&f).map(|codec| (f, codec)))
         };
+        if settings.mode == Mode::Auto && gst::ElementFactory::find(&settings.hw_encoder).is_none()
+        {
+            crate::guard::missing::warn_once(
+                self.obj().upcast_ref(),
+                "hw-encoder",
+                &settings.hw_encoder,
+                "software encoder",
+            );
+        }
         let hw = usable(&settings.hw_encoder);
         let sw = usable(&settings.sw_encoder);
         let downstream = self.srcpad().peer_query_caps(None);
