@@ -279,7 +279,12 @@ impl ElementImpl for VpuGuardDec {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
                 "VPU session guard decoder",
-                "Codec/Decoder/Video/Bin",
+                // "Hardware": playbin's force-sw-decoders (and decodebin's,
+                // uridecodebin's) leave out factories whose klass says so. A
+                // user asking for software decoding means no VPU at all, so
+                // the guard, which may choose the VPU, steps aside for the
+                // software decoder instead of being plugged and forced.
+                "Codec/Decoder/Video/Hardware/Bin",
                 "Decodes with the hardware decoder while the machine's VPU session budget \
                  has a free slot, with a software decoder otherwise; fails over mid-stream \
                  from the last keyframe",
