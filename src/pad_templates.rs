@@ -4,9 +4,18 @@
 
 /// An always `sink` and an always `src` template with the given caps.
 pub(crate) fn always_sink_and_src(sink: &gst::Caps, src: &gst::Caps) -> Vec<gst::PadTemplate> {
+    always_sink_and_named_src(sink, "src", src)
+}
+
+/// An always `sink` template and an always src template called `src_name`.
+pub(crate) fn always_sink_and_named_src(
+    sink: &gst::Caps,
+    src_name: &str,
+    src: &gst::Caps,
+) -> Vec<gst::PadTemplate> {
     [
         ("sink", gst::PadDirection::Sink, sink),
-        ("src", gst::PadDirection::Src, src),
+        (src_name, gst::PadDirection::Src, src),
     ]
     .into_iter()
     .map(|(name, direction, caps)| {

@@ -41,7 +41,7 @@ where
 }
 
 /// The always `sink` and `src` ghost pads of the guard `element`, from its
-/// templates.
+/// sink and src templates.
 pub fn ghost_pads<T>(element: &gst::Element) -> (gst::GhostPad, gst::GhostPad)
 where
     T: GuardPads,
@@ -83,7 +83,13 @@ where
             gst::Pad::event_default(pad, parent, event)
         })
         .build();
-    let srcpad = gst::GhostPad::builder_from_template(&element.pad_template("src").unwrap())
+    // Found by direction: vpuguardenc's src template has another name.
+    let src_template = element
+        .pad_template_list()
+        .into_iter()
+        .find(|t| t.direction() == gst::PadDirection::Src)
+        .expect("a guard has a src template");
+    let srcpad = gst::GhostPad::builder_from_template(&src_template)
         .name("src")
         .query_function(|pad, parent, query| {
             T::catch_panic_pad_function(parent, || false, |guard| guard.src_query(pad, query))

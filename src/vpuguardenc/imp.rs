@@ -37,6 +37,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// The name of the src pad's template (see `pad_templates`).
+const ENCODED_TEMPLATE: &str = "encoded";
 const DEFAULT_HW_ENCODER: &str = "mpph265enc";
 const DEFAULT_SW_ENCODER: &str = "x264enc";
 const DEFAULT_MODE: Mode = Mode::Auto;
@@ -340,7 +342,15 @@ impl ElementImpl for VpuGuardEnc {
                 .structure(gst::Structure::new_empty("video/x-h265"))
                 .structure(gst::Structure::new_empty("video/x-h264"))
                 .build();
-            crate::pad_templates::always_sink_and_src(&sink_caps, &src_caps)
+            // The src pad is still called `src`, but its template is not:
+            // encodebin (1.22 `_get_parser`) picks the parser after an encoder
+            // from the encoder's template named "src", which lists both
+            // codecs, so it plugged h264parse (the higher ranked) after the
+            // guard for an H.265 profile and failed to link. Without a "src"
+            // template it picks the parser of the profile's format. Factory
+            // filters (encodebin's choice of encoder) read templates by
+            // direction and still see both codecs.
+            crate::pad_templates::always_sink_and_named_src(&sink_caps, ENCODED_TEMPLATE, &src_caps)
         });
         PAD_TEMPLATES.as_ref()
     }
