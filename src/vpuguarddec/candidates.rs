@@ -19,9 +19,23 @@ pub fn output_caps(factory: &gst::ElementFactory) -> gst::Caps {
     caps
 }
 
-/// Whether the factory's sink template takes `caps`.
+/// Whether the factory's sink template takes `caps`, as they are or through
+/// the parser the chain puts in front of a decoder refusing their stream
+/// format: an MP4 file's avc H.264 for a hardware decoder of byte-stream
+/// only, as decodebin hands it over (h264parse passes avc through when the
+/// guard accepts it).
 pub fn takes(factory: &gst::ElementFactory, caps: &gst::CapsRef) -> bool {
     factory.can_sink_any_caps(caps)
+        || (parser_for(caps).is_some() && factory.can_sink_any_caps(&any_stream_format(caps)))
+}
+
+/// `caps` with the fields a parser converts left open.
+fn any_stream_format(caps: &gst::CapsRef) -> gst::Caps {
+    let mut open = caps.to_owned();
+    for structure in open.make_mut().iter_mut() {
+        structure.remove_fields(["stream-format", "alignment", "codec_data"]);
+    }
+    open
 }
 
 /// The software decoder for `caps`: `name`, or for `auto` the highest
@@ -123,6 +137,21 @@ mod tests {
         assert!(software_decoder("avdec_h264", &caps("video/x-h264")).is_some());
         assert!(software_decoder("avdec_h264", &caps("video/x-h265")).is_none());
         assert!(software_decoder("nosuchdecoder", &caps("video/x-h264")).is_none());
+    }
+
+    #[test]
+    fn a_parser_opens_the_stream_format_of_the_codec_only() {
+        gst::init().unwrap();
+        let byte_stream_only: gst::Caps = "video/x-h264, stream-format=byte-stream, alignment=au"
+            .parse()
+            .unwrap();
+        let avc: gst::Caps = "video/x-h264, stream-format=avc, alignment=au, parsed=true"
+            .parse()
+            .unwrap();
+        assert!(!byte_stream_only.can_intersect(&avc));
+        assert!(byte_stream_only.can_intersect(&any_stream_format(&avc)));
+        let hvc1: gst::Caps = "video/x-h265, stream-format=hvc1".parse().unwrap();
+        assert!(!byte_stream_only.can_intersect(&any_stream_format(&hvc1)));
     }
 
     #[test]
