@@ -89,47 +89,31 @@ fn missing_warnings(log: &common::BusLog, property: &str, factory: &str) -> usiz
 fn a_missing_hardware_child_in_auto_is_said_once_per_process() {
     common::init();
     let file = common::h264_file(30, 15);
+    let decode = |hw: &str| common::decode_pipeline(&file, &format!("vpuguarddec hw-decoder={hw}"));
+    let encode = |hw: &str| format!("{RAW} ! vpuguardenc hw-encoder={hw} ! fakesink");
     // Names no other test of this process uses: the warning is once per process.
-    let decode = |hw: &str| {
-        common::run_to_eos(
-            &common::decode_pipeline(&file, &format!("vpuguarddec hw-decoder={hw}")),
-            TIMEOUT,
-        )
-    };
-    let encode = |hw: &str| {
-        common::run_to_eos(
-            &format!("{RAW} ! vpuguardenc hw-encoder={hw} ! fakesink"),
-            TIMEOUT,
-        )
-    };
-    let first = decode("typo-mppvideodec");
-    assert!(first.eos && first.errors.is_empty(), "{:?}", first.errors);
-    assert_eq!(
-        missing_warnings(&first, "hw-decoder", "typo-mppvideodec"),
-        1,
-        "{:?}",
-        first.warnings
-    );
-    let again = decode("typo-mppvideodec");
-    assert_eq!(
-        missing_warnings(&again, "hw-decoder", "typo-mppvideodec"),
-        0,
-        "{:?}",
-        again.warnings
-    );
-    // Another factory, or the encoder's property, is said again, once.
-    let other = decode("typo-rkvdec");
-    assert_eq!(missing_warnings(&other, "hw-decoder", "typo-rkvdec"), 1);
-    let first = encode("typo-mpph264enc");
-    assert!(first.eos && first.errors.is_empty(), "{:?}", first.errors);
-    assert_eq!(
-        missing_warnings(&first, "hw-encoder", "typo-mpph264enc"),
-        1,
-        "{:?}",
-        first.warnings
-    );
-    let again = encode("typo-mpph264enc");
-    assert_eq!(missing_warnings(&again, "hw-encoder", "typo-mpph264enc"), 0);
+    for (property, pipeline, names) in [
+        (
+            "hw-decoder",
+            &decode as &dyn Fn(&str) -> String,
+            ["typo-mppvideodec", "typo-rkvdec"],
+        ),
+        (
+            "hw-encoder",
+            &encode,
+            ["typo-mpph264enc", "typo-mpph265enc"],
+        ),
+    ] {
+        for name in names {
+            let first = common::run_to_eos(&pipeline(name), TIMEOUT);
+            assert!(first.eos && first.errors.is_empty(), "{:?}", first.errors);
+            let told = missing_warnings(&first, property, name);
+            assert_eq!(told, 1, "{property}={name}: {:?}", first.warnings);
+            let again = common::run_to_eos(&pipeline(name), TIMEOUT);
+            let told = missing_warnings(&again, property, name);
+            assert_eq!(told, 0, "{property}={name} again: {:?}", again.warnings);
+        }
+    }
     // Software mode never looks for the hardware child: nothing to say.
     let software = common::run_to_eos(
         &format!("{RAW} ! vpuguardenc hw-encoder=typo-software-only mode=software ! fakesink"),

@@ -20,20 +20,21 @@ pub fn first_time(property: &str, factory: &str) -> bool {
     true
 }
 
-/// Posts a WARNING on `element` naming `property` and `factory`, once per
-/// process for the pair: every guard of a rig shares the same settings.
-pub fn warn_once(element: &gst::Element, property: &str, factory: &str, fallback: &str) {
-    if !first_time(property, factory) {
+/// When `factory` is not installed, posts a WARNING on `element` naming
+/// `property` and `factory`, once per process for the pair: every guard of
+/// a rig shares the same settings.
+pub fn warn_if_missing(element: &gst::Element, property: &str, factory: &str) {
+    if gst::ElementFactory::find(factory).is_some() || !first_time(property, factory) {
         return;
     }
     gst::element_warning!(
         element,
         gst::CoreError::MissingPlugin,
         (
-            "{}: no element '{}' is installed; using the {} (said once per process)",
+            "{}: no element '{}' is installed; using the software {} (said once per process)",
             property,
             factory,
-            fallback
+            property.trim_start_matches("hw-")
         )
     );
 }

@@ -577,13 +577,12 @@ impl VpuGuardDec {
     /// The installed `hw-decoder` when it is a decoder and no guard; in
     /// `mode=auto` a missing one is said once per process.
     fn hardware_decoder(&self, settings: &Settings) -> Option<gst::ElementFactory> {
-        if settings.mode == Mode::Auto && gst::ElementFactory::find(&settings.hw_decoder).is_none()
-        {
-            crate::guard::missing::warn_once(
-                self.obj().upcast_ref(),
+        if settings.mode == Mode::Auto {
+            let obj = self.obj();
+            crate::guard::missing::warn_if_missing(
+                obj.upcast_ref(),
                 "hw-decoder",
                 &settings.hw_decoder,
-                "software decoder",
             );
         }
         children::find(&settings.hw_decoder)

@@ -598,13 +598,12 @@ impl VpuGuardEnc {
         let usable = |name: &str| {
             children::find(name).and_then(|f| Codec::of_factory(&f).map(|codec| (f, codec)))
         };
-        if settings.mode == Mode::Auto && gst::ElementFactory::find(&settings.hw_encoder).is_none()
-        {
-            crate::guard::missing::warn_once(
-                self.obj().upcast_ref(),
+        if settings.mode == Mode::Auto {
+            let obj = self.obj();
+            crate::guard::missing::warn_if_missing(
+                obj.upcast_ref(),
                 "hw-encoder",
                 &settings.hw_encoder,
-                "software encoder",
             );
         }
         let hw = usable(&settings.hw_encoder);
