@@ -13,6 +13,7 @@ pub mod failover;
 pub mod frame;
 pub mod input;
 pub mod kind;
+pub mod live;
 pub mod missing;
 pub mod mode;
 pub mod pads;

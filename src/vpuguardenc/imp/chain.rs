@@ -82,7 +82,11 @@ impl VpuGuardEnc {
             .create()
             .build()
             .map_err(|e| ChainError::Config(format!("cannot create {}: {e}", factory.name())))?;
-        self.configure_encoder(settings, &encoder, role, switchable)
+        // Asked at each software choice: negotiation, failover.
+        let live_pixel_rate = (role != Role::Hardware
+            && crate::guard::live::upstream_is_live(self.core.sinkpad().upcast_ref()))
+        .then(|| stream_pixel_rate(caps));
+        self.configure_encoder(settings, &encoder, role, switchable, live_pixel_rate)
             .map_err(ChainError::Config)?;
         let parser = make(codec.parser())?;
 
@@ -125,6 +129,7 @@ impl VpuGuardEnc {
         encoder: &gst::Element,
         role: Role,
         switchable: bool,
+        live_pixel_rate: Option<u64>,
     ) -> Result<(), String> {
         let factory = encoder
             .factory()
@@ -151,13 +156,19 @@ impl VpuGuardEnc {
             Role::Software => ("sw-properties", &settings.sw_properties),
             Role::Failover => ("failover-properties", &settings.failover_properties),
         };
-        // A failover encoder takes over a stream with no B-frames; a software
-        // one that may be replaced must leave frames in input order too.
+        // On a live stream a software encoder keeps the latency class of the
+        // hardware one (no lookahead, no B-frames, a preset that keeps up).
+        // Otherwise a failover encoder takes over a stream with no B-frames,
+        // and a software one that may be replaced must leave frames in input
+        // order too.
         let needs_defaults = role == Role::Failover || (role == Role::Software && switchable);
-        let defaults = needs_defaults
-            .then(|| child_props::switchable_defaults(&factory))
-            .flatten();
-        for text in defaults.into_iter().chain([text.as_str()]) {
+        let defaults = match live_pixel_rate {
+            Some(pixel_rate) => crate::guard::live::encoder_defaults(&factory, pixel_rate),
+            None => needs_defaults
+                .then(|| child_props::switchable_defaults(&factory).map(str::to_string))
+                .flatten(),
+        };
+        for text in defaults.iter().map(String::as_str).chain([text.as_str()]) {
             if let Some(props) = child_props::parse_structure(origin, text)? {
                 child_props::apply_structure(encoder, origin, &props)?;
             }
