@@ -6,7 +6,11 @@
 //! tee whose other branch's `queue` holds 1 s, the tee blocks before that
 //! branch prerolls and the pipeline stalls. A hardware encoder outputs each
 //! frame at once, so a software child chosen on a live stream is set up as
-//! the low-latency encoder it replaces.
+//! the low-latency encoder it replaces. avdec_* decides by itself from the
+//! same LATENCY query, but a replacement decoder gets its caps before it is
+//! linked to the stream (`guard::chain::prime`), where the query fails and it
+//! takes the stream for a file: frame threading, one frame of latency per
+//! thread.
 
 use gst::prelude::*;
 
@@ -54,6 +58,24 @@ pub fn live_speed_preset(factory: &str, pixel_rate: u64) -> Option<&'static str>
 pub fn encoder_defaults(factory: &str, pixel_rate: u64) -> Option<String> {
     let preset = live_speed_preset(factory, pixel_rate)?;
     Some(format!("props,tune=zerolatency,speed-preset={preset}"))
+}
+
+/// The properties a software decoder gets on a live stream, before
+/// `sw-properties`: what avdec_* chooses by itself when it can see that the
+/// stream is live (slice threading adds no latency, frame threading a frame
+/// per thread; `normal` compliance accepts what a camera sends).
+pub fn decoder_defaults(factory: &str) -> Option<&'static str> {
+    factory
+        .starts_with("avdec_")
+        .then_some("props,thread-type=slice,std-compliance=normal")
+}
+
+/// The fields of `defaults` that `element` has: a property a version of the
+/// element lacks is no reason to refuse the stream.
+pub fn known_to(element: &gst::Element, defaults: &gst::Structure) -> gst::Structure {
+    let mut known = defaults.to_owned();
+    known.filter_map_in_place(|field, value| element.find_property(field.as_str()).map(|_| value));
+    known
 }
 
 #[cfg(test)]
@@ -115,5 +137,32 @@ mod tests {
             assert!(has_value(&encoder, "tune", "zerolatency"), "{factory}");
             assert!(has_value(&encoder, "speed-preset", preset), "{factory}");
         }
+    }
+
+    #[test]
+    fn decoder_defaults_are_for_libav_only_and_apply_to_it() {
+        gst::init().unwrap();
+        assert_eq!(decoder_defaults("fakemppvideodec"), None);
+        let decoder = gst::ElementFactory::make("avdec_h264").build().unwrap();
+        let text = decoder_defaults("avdec_h264").unwrap();
+        let props = crate::guard::child_props::parse_structure("sw-properties", text)
+            .unwrap()
+            .unwrap();
+        let props = known_to(&decoder, &props);
+        crate::guard::child_props::apply_structure(&decoder, "sw-properties", &props).unwrap();
+        assert!(has_value(&decoder, "thread-type", "slice"));
+    }
+
+    #[test]
+    fn fields_an_element_lacks_are_left_out() {
+        gst::init().unwrap();
+        let decoder = gst::ElementFactory::make("avdec_h264").build().unwrap();
+        let props = gst::Structure::builder("props")
+            .field("thread-type", "slice")
+            .field("no-such-property", 1)
+            .build();
+        let known = known_to(&decoder, &props);
+        assert!(known.has_field("thread-type"));
+        assert!(!known.has_field("no-such-property"));
     }
 }

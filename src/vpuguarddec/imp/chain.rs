@@ -59,6 +59,10 @@ impl VpuGuardDec {
         } else {
             ("sw-properties", &settings.sw_properties)
         };
+        if !hardware {
+            self.apply_live_defaults(&decoder)
+                .map_err(ChainError::Config)?;
+        }
         if let Some(props) =
             child_props::parse_structure(origin, text).map_err(ChainError::Config)?
         {
@@ -97,6 +101,24 @@ impl VpuGuardDec {
             role,
             switchable: self.may_switch(settings, hardware),
         })
+    }
+
+    /// On a live stream, what the software decoder would choose by itself if
+    /// it could see the stream is live when it gets its caps (a replacement
+    /// gets them before it is linked); `sw-properties` come after.
+    fn apply_live_defaults(&self, decoder: &gst::Element) -> Result<(), String> {
+        let factory = decoder.factory().map(|f| f.name()).unwrap_or_default();
+        let Some(text) = crate::guard::live::decoder_defaults(&factory) else {
+            return Ok(());
+        };
+        if !crate::guard::live::upstream_is_live(self.core.sinkpad().upcast_ref()) {
+            return Ok(());
+        }
+        let Some(defaults) = child_props::parse_structure("sw-properties", text)? else {
+            return Ok(());
+        };
+        let defaults = crate::guard::live::known_to(decoder, &defaults);
+        child_props::apply_structure(decoder, "sw-properties", &defaults)
     }
 
     /// The `vpuguarddec-decision` message's structure; `frames-lost` is what
