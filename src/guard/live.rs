@@ -78,6 +78,14 @@ pub fn known_to(element: &gst::Element, defaults: &gst::Structure) -> gst::Struc
     known
 }
 
+/// Asks the pipeline to recompute its latency: a switch of child changed the
+/// guard's. The application (gst-launch, a bus watch) answers LATENCY with
+/// `gst_bin_recalculate_latency`. The child's own LATENCY message came while
+/// it was primed, not yet linked, when the pipeline still saw the old child.
+pub fn post_latency_changed(guard: &gst::Element) {
+    let _ = guard.post_message(gst::message::Latency::builder().src(guard).build());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

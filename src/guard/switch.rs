@@ -268,7 +268,8 @@ fn replay<K: Kind>(
 }
 
 /// Tells the application of a switch: a WARNING when the old chain failed,
-/// the decision message, the read-only properties.
+/// the decision message, the read-only properties, and that the latency
+/// changed with the child.
 pub fn announce<K: Kind>(guard: &K, a: &Announcement) {
     let settings = guard.settings();
     if let Some(failure) = &a.failure {
@@ -276,6 +277,7 @@ pub fn announce<K: Kind>(guard: &K, a: &Announcement) {
     }
     core::post_decision(guard, &settings, a.reason, Some(&a.report));
     core::notify_chain_properties(guard);
+    super::live::post_latency_changed(&guard.element());
 }
 
 /// Replaces a chain whose failure was just recorded (on the child's own
