@@ -366,6 +366,12 @@ fn the_applications_sw_properties_win_over_the_live_defaults() {
     assert!(run.latency() > LIVE_LATENCY, "{}", run.latency());
     drop(run);
     vpu.remove();
+
+    // No tuning at all: x264enc's own default, named.
+    let (run, vpu) = live_on_software("x264enc", "sw-properties=\"props,tune=0\"");
+    assert!(is_default(&run.child("active-encoder"), "tune"));
+    drop(run);
+    vpu.remove();
 }
 
 #[test]

@@ -129,8 +129,9 @@ impl ObjectImpl for VpuGuardDec {
                 glib::ParamSpecString::builder("sw-properties")
                     .nick("Software decoder properties")
                     .blurb(
-                        "Properties for the software decoder as a GstStructure string, \
-                         e.g. \"props,max-threads=2\"",
+                        "Properties for the software decoder as a GstStructure string, applied \
+                         after its defaults on a live stream (avdec_*: thread-type=slice, \
+                         std-compliance=normal), e.g. \"props,max-threads=2\"",
                     )
                     .mutable_ready()
                     .build(),

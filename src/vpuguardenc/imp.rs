@@ -152,8 +152,9 @@ impl ObjectImpl for VpuGuardEnc {
                 glib::ParamSpecString::builder("sw-properties")
                     .nick("Software encoder properties")
                     .blurb(
-                        "Properties for the software encoder as a GstStructure string, \
-                         e.g. \"props,speed-preset=superfast,tune=zerolatency\"",
+                        "Properties for the software encoder as a GstStructure string, applied \
+                         after its defaults on a live stream (x264enc/x265enc: tune=zerolatency, \
+                         a speed-preset for the pixel rate), e.g. \"props,speed-preset=superfast\"",
                     )
                     .mutable_ready()
                     .build(),
