@@ -260,6 +260,23 @@ fn x265enc_chosen_on_a_live_stream_reports_a_hardware_encoders_latency() {
     software_chosen_on_a_live_stream_keeps_the_latency_low("x265enc");
 }
 
+/// Plays `description` until its guard (named `guard`) failed over mid-stream
+/// and 30 more frames reached the sink; the guard must have said that its
+/// latency changed.
+fn after_failover(description: &str) -> Run {
+    let mut since = None;
+    let run = play_until(description, |run| {
+        run.frames_after("hw-failed-mid-stream", 30, &mut since)
+    });
+    assert_eq!(run.reasons(), vec!["budget", "hw-failed-mid-stream"]);
+    assert!(
+        run.latency_posted_after("hw-failed-mid-stream", "guard"),
+        "no LATENCY from the guard after the switch: {:#?}",
+        run.said
+    );
+    run
+}
+
 #[test]
 fn a_failover_to_software_on_a_live_stream_keeps_the_latency_and_says_so() {
     let vpu = Vpu::new("live-failover", "");
@@ -269,17 +286,9 @@ fn a_failover_to_software_on_a_live_stream_keeps_the_latency_and_says_so() {
         ",output-thread=true,frames-in-flight=3,fail-after-buffers=30",
         "name=guard",
     );
-    let mut since = None;
-    let run = play_until(
-        &format!("{LIVE_SOURCE} ! {guard} ! fakesink name=sink sync=true"),
-        |run| run.frames_after("hw-failed-mid-stream", 30, &mut since),
-    );
-    assert_eq!(run.reasons(), vec!["budget", "hw-failed-mid-stream"]);
-    assert!(
-        run.latency_posted_after("hw-failed-mid-stream", "guard"),
-        "{:#?}",
-        run.said
-    );
+    let run = after_failover(&format!(
+        "{LIVE_SOURCE} ! {guard} ! fakesink name=sink sync=true"
+    ));
     let latency = run.latency();
     println!("after a failover to x264enc on a live 320x240@30 stream: pipeline latency {latency}");
     assert!(latency < LIVE_LATENCY, "{latency}");
@@ -383,20 +392,10 @@ fn a_software_decoder_taking_over_a_live_stream_keeps_its_latency() {
         ",output-thread=true,frames-in-flight=4,fail-after-buffers=30",
         "name=guard sw-properties=\"props,max-threads=8\"",
     );
-    let mut since = None;
-    let run = play_until(
-        &format!(
-            "{LIVE_SOURCE} ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! \
-             h264parse ! {guard} ! fakesink name=sink sync=true"
-        ),
-        |run| run.frames_after("hw-failed-mid-stream", 30, &mut since),
-    );
-    assert_eq!(run.reasons(), vec!["budget", "hw-failed-mid-stream"]);
-    assert!(
-        run.latency_posted_after("hw-failed-mid-stream", "guard"),
-        "{:#?}",
-        run.said
-    );
+    let run = after_failover(&format!(
+        "{LIVE_SOURCE} ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! \
+         h264parse ! {guard} ! fakesink name=sink sync=true"
+    ));
     let decoder = run.child("active-decoder");
     assert!(has_value(&decoder, "thread-type", "slice"));
     let latency = run.latency();

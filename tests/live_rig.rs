@@ -20,7 +20,7 @@ use gst::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -273,13 +273,7 @@ fn run_rig(run: usize) -> Result<Vec<Ended>, String> {
     let vpu = Vpu::new(&format!("live-rig-{run}"), "");
     let mut children: Vec<_> = (0..PROCESSES)
         .map(|i| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "child_process_entry",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+            common::child_process()
                 .env(CHILD_DIR, &vpu.dir)
                 .env(CHILD_INDEX, i.to_string())
                 .stdout(Stdio::piped())

@@ -275,3 +275,17 @@ pub fn decode_pipeline(file: &Path, decoder: &str) -> String {
         file.display()
     )
 }
+
+/// This test binary run again as a child process, running only its test
+/// `child_process_entry` (which does nothing unless the caller's environment
+/// variables say what the child is for).
+pub fn child_process() -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "--exact",
+        "child_process_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
