@@ -125,11 +125,15 @@ fn an_element_that_is_no_encoder_is_an_error_naming_the_property_and_the_element
     for (props, named) in [
         (
             "hw-encoder=identity mode=hardware",
-            "hw-encoder: 'identity' outputs neither H.264 nor H.265",
+            "hw-encoder: 'identity' is not an encoder",
         ),
         (
             "sw-encoder=identity",
-            "sw-encoder: 'identity' outputs neither H.264 nor H.265",
+            "sw-encoder: 'identity' is not an encoder",
+        ),
+        (
+            "sw-encoder=jpegenc",
+            "sw-encoder: 'jpegenc' outputs neither H.264 nor H.265",
         ),
     ] {
         let log = run_bounded(format!(
