@@ -85,6 +85,8 @@ pub struct Core<W> {
     pub deferring: AtomicBool,
     pub sinkpad: OnceLock<gst::GhostPad>,
     pub srcpad: OnceLock<gst::GhostPad>,
+    /// Keeps what leaves `srcpad` one stream across switches.
+    pub continuity: Arc<super::stream_events::Continuity>,
     /// Every decision since creation: the `stats` property and the metrics.
     /// A leaf lock, held only to record or clone.
     pub stats: Mutex<GuardStats>,
@@ -103,6 +105,7 @@ impl<W> Default for Core<W> {
             deferring: AtomicBool::new(false),
             sinkpad: OnceLock::new(),
             srcpad: OnceLock::new(),
+            continuity: Arc::default(),
             stats: Mutex::new(GuardStats::default()),
         }
     }
@@ -254,6 +257,7 @@ pub fn teardown<K: Kind>(guard: &K) {
         let _ = core.sinkpad().set_target(None::<&gst::Pad>);
         let _ = core.srcpad().set_target(None::<&gst::Pad>);
         super::chain::remove(&bin, &state.elements);
+        core.continuity.reset();
         // Only now, with the child in NULL, is its VPU session closed.
         drop(state.slot);
         gst::debug!(K::cat(), obj = bin, "removed the {} chain", state.factory);

@@ -10,74 +10,130 @@
 //! 1000 hours up, less the running time of their first frame, to leave room
 //! for DTS before PTS. The replacement's timestamps are therefore moved into
 //! the segment downstream has, by the constant difference between the two.
+//! This happens on the guard's src pad, so that everything inside the guard
+//! sees each chain's output in the chain's own segment.
 
 use gst::prelude::*;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 type TimeSegment = gst::FormattedSegment<gst::ClockTime>;
 
-/// What the probe on a replacement chain has seen.
+/// What the guard's src pad has seen of the chain feeding it.
 #[derive(Default)]
 struct Seen {
-    /// The chain output a buffer: its stream events are its own from now on.
-    output: bool,
+    /// A replacement chain was attached and has output no buffer yet: its
+    /// stream events may only repeat what downstream has.
+    replacing: bool,
     /// Nanoseconds added to the chain's timestamps, which are in a segment
     /// of its own, to put them in the segment downstream has.
     shift: Option<i128>,
 }
 
-/// Drops each stream-start, caps or segment event leaving `chain_src` (a
-/// replacement chain's last pad) before its first buffer that tells
-/// downstream nothing new against what is in force on the guard's
-/// `guard_src`, and moves the chain's timestamps into the segment in force.
-/// Events that differ (caps that changed, a segment after a flush) go out.
-pub fn suppress_repeats(chain_src: &gst::Pad, guard_src: &gst::GhostPad) {
-    let guard_src = guard_src.downgrade();
-    let seen = Mutex::new(Seen::default());
-    chain_src.add_probe(
-        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
-        move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
-                let shift = {
-                    let mut seen = seen.lock().unwrap();
-                    seen.output = true;
-                    seen.shift
-                };
-                if let Some(shift) = shift.filter(|&s| s != 0) {
+/// Keeps the stream leaving a guard one stream across switches of child
+/// chains. Its probe sits on the src ghost pad's internal pad, after every
+/// probe on the chains' own pads: those (the chain's watch, the decoder's
+/// replay filter) see the chain's timestamps in the chain's own segment.
+#[derive(Default)]
+pub struct Continuity {
+    seen: Mutex<Seen>,
+}
+
+impl Continuity {
+    pub fn install(self: &Arc<Self>, guard_src: &gst::GhostPad) {
+        let internal = guard_src
+            .internal()
+            .expect("a ghost pad has an internal pad");
+        let this = Arc::downgrade(self);
+        let guard_src = guard_src.downgrade();
+        internal.add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::BUFFER
+                | gst::PadProbeType::BUFFER_LIST,
+            move |_, info| match (this.upgrade(), guard_src.upgrade()) {
+                (Some(this), Some(guard_src)) => this.on_data(&guard_src, info),
+                _ => gst::PadProbeReturn::Remove,
+            },
+        );
+    }
+
+    /// A replacement chain is about to be linked in place of the one that
+    /// fed downstream until now.
+    pub fn expect_replacement(&self) {
+        *self.seen.lock().unwrap() = Seen {
+            replacing: true,
+            shift: None,
+        };
+    }
+
+    /// A new stream (the guard went back to READY): nothing to keep.
+    pub fn reset(&self) {
+        *self.seen.lock().unwrap() = Seen::default();
+    }
+
+    fn on_data(
+        &self,
+        guard_src: &gst::GhostPad,
+        info: &mut gst::PadProbeInfo,
+    ) -> gst::PadProbeReturn {
+        match &mut info.data {
+            Some(gst::PadProbeData::Buffer(buffer)) => {
+                if let Some(shift) = self.output_shift() {
                     shift_timestamps(buffer.make_mut(), shift);
                 }
-                return gst::PadProbeReturn::Ok;
             }
-            let Some(gst::PadProbeData::Event(event)) = &info.data else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let in_force = guard_src
-                .upgrade()
-                .and_then(|pad| sticky_event_of_type(&pad, event.type_()));
-            let mut seen = seen.lock().unwrap();
-            let new_segment = matches!(
-                event.type_(),
-                gst::EventType::Segment | gst::EventType::FlushStop
-            );
-            if seen.output || event.type_() == gst::EventType::FlushStop {
-                if new_segment {
-                    // A segment that goes out (after a seek): the chain's
-                    // timestamps are in it.
-                    seen.shift = None;
+            Some(gst::PadProbeData::BufferList(list)) => {
+                if let Some(shift) = self.output_shift() {
+                    list.make_mut().foreach_mut(|mut buffer, _| {
+                        shift_timestamps(buffer.make_mut(), shift);
+                        std::ops::ControlFlow::Continue(Some(buffer))
+                    });
                 }
-                return gst::PadProbeReturn::Ok;
             }
-            match replaces(event, in_force.as_deref()) {
-                Some(shift) => {
+            Some(gst::PadProbeData::Event(event)) => {
+                let in_force = sticky_event_of_type(guard_src, event.type_());
+                if self.stands_in(event, in_force.as_deref()) {
+                    // Handled, not Drop: dropping an event from a probe
+                    // trips a NULL unref with gstreamer-rs.
+                    return gst::PadProbeReturn::Handled;
+                }
+            }
+            _ => (),
+        }
+        gst::PadProbeReturn::Ok
+    }
+
+    /// The shift for a buffer leaving the chain, which ends its replacing.
+    fn output_shift(&self) -> Option<i128> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.replacing = false;
+        seen.shift.filter(|&shift| shift != 0)
+    }
+
+    /// Whether `event` from the chain stands in for `in_force` and is not to
+    /// go out; a segment that goes out (the first chain's, one after a seek)
+    /// is the chain's, with no shift.
+    fn stands_in(&self, event: &gst::EventRef, in_force: Option<&gst::EventRef>) -> bool {
+        let mut seen = self.seen.lock().unwrap();
+        let replaced = seen.replacing.then(|| replaces(event, in_force)).flatten();
+        match replaced {
+            Some(shift) => {
+                if event.type_() == gst::EventType::Segment {
                     seen.shift = shift;
-                    // Handled, not Drop: dropping an event from a probe trips
-                    // a NULL unref with gstreamer-rs.
-                    gst::PadProbeReturn::Handled
                 }
-                None => gst::PadProbeReturn::Ok,
+                true
             }
-        },
-    );
+            None => {
+                if matches!(
+                    event.type_(),
+                    gst::EventType::Segment | gst::EventType::FlushStop
+                ) {
+                    seen.shift = None;
+                    seen.replacing = false;
+                }
+                false
+            }
+        }
+    }
 }
 
 /// Whether `event` stands in for `in_force` (the sticky event of its type

@@ -68,10 +68,6 @@ pub fn replace_chain<K: Kind>(
         guard,
         chain: Some(chain),
     };
-    // Before it starts: nothing the chain pushes while it starts and is
-    // primed may reach downstream as a stream event equal to the one it has.
-    let last = starting.chain().last().static_pad("src").unwrap();
-    super::stream_events::suppress_repeats(&last, core.srcpad());
     let watch = starting.chain().watch();
     core.set_starting(watch.clone());
     // Primed before it is linked: a FLUSH_STOP (a seek racing the switch)
@@ -124,6 +120,9 @@ fn retire_old_chain<K: Kind>(guard: &K, chain: &Chain) -> Result<Replay<Frame>, 
     let old_watch = core.watches.lock().current.take();
     let replay = old_watch.as_deref().map(|w| w.take_replay());
     drop(old_watch);
+    // What the new chain sends until its first output may only repeat what
+    // downstream has: the switch is invisible in the stream.
+    core.continuity.expect_replacement();
     let attached = core.attach(chain);
     let bin = guard.element().downcast::<gst::Bin>().unwrap();
     let _ = bin.remove_many(&old_elements);

@@ -235,6 +235,7 @@ impl ObjectImpl for VpuGuardDec {
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
         self.core.sinkpad.set(sinkpad).unwrap();
+        self.core.continuity.install(&srcpad);
         self.core.srcpad.set(srcpad).unwrap();
         let handle = metrics::publish(&*obj, |obj| {
             metrics::Sample::Decoder(obj.imp().core.stats.lock().clone())

@@ -286,6 +286,7 @@ impl ObjectImpl for VpuGuardEnc {
         obj.add_pad(&sinkpad).unwrap();
         obj.add_pad(&srcpad).unwrap();
         self.core.sinkpad.set(sinkpad).unwrap();
+        self.core.continuity.install(&srcpad);
         self.core.srcpad.set(srcpad).unwrap();
         let handle = metrics::publish(&*obj, |obj| {
             metrics::Sample::Encoder(obj.imp().core.stats.lock().clone())
