@@ -781,3 +781,75 @@ fn a_flushing_seek_during_a_failover_delivers_the_seeked_segment_without_an_erro
         assert_eq!(pts, expected, "run {run}");
     }
 }
+
+#[test]
+fn a_failover_while_encoding_a_file_keeps_the_files_one_segment() {
+    common::init();
+    let vpu = Vpu::new("failover-file", "");
+    let guard = vpu.guard(
+        FAKE_H265,
+        ",output-thread=true,frames-in-flight=3,fail-after-buffers=100",
+        "",
+    );
+    // An MP4 file's segment has a stop, which each encoder moves with its start.
+    let file = vpu.dir.join("in.mp4");
+    let make = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=300 ! video/x-raw,format=I420,width=160,height=120,\
+         framerate=30/1 ! x264enc key-int-max=30 ! h264parse ! mp4mux ! filesink location={}",
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    make.set_state(gst::State::Playing).unwrap();
+    assert!(common::collect_bus(&make, TIMEOUT, |_| false).eos);
+    make.set_state(gst::State::Null).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! {guard} ! fakesink name=out",
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let segments = Arc::new(Mutex::new(Vec::new()));
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let (s, f) = (segments.clone(), frames.clone());
+    pipeline
+        .by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
+            move |pad, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Segment => {
+                        s.lock().unwrap().push(e.clone())
+                    }
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+                        let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+                        f.lock()
+                            .unwrap()
+                            .push(segment.to_running_time(b.pts()).unwrap());
+                    }
+                    _ => (),
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{:#?}", log);
+    assert_eq!(
+        reasons(&log).last().map(|(_, r)| r.as_str()),
+        Some("hw-failed-mid-stream")
+    );
+    let segments = segments.lock().unwrap();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    // Every frame once, in running time as the file has it.
+    let frames = frames.lock().unwrap();
+    assert_eq!(frames.len(), 300);
+    assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
+}

@@ -162,19 +162,19 @@ fn replaces(event: &gst::EventRef, in_force: Option<&gst::EventRef>) -> Option<O
 /// same running time in `to`, when there is one: both at rate 1.0 and alike
 /// but for where they start.
 fn shift_between(from: &TimeSegment, to: &TimeSegment) -> Option<i128> {
+    let ns = |t: Option<gst::ClockTime>| t.map(|t| i128::from(t.nseconds()));
+    // A file's segment ends: the same length after either start.
+    let span = |s: &TimeSegment| ns(s.stop()).map(|stop| stop - ns(s.start()).unwrap_or(0));
     let alike = from.rate() == 1.0
         && to.rate() == 1.0
         && from.applied_rate() == to.applied_rate()
         && from.flags() == to.flags()
-        && from.stop().is_none()
-        && to.stop().is_none();
-    if !alike {
-        return None;
-    }
-    let ns = |t: Option<gst::ClockTime>| i128::from(t.map_or(0, gst::ClockTime::nseconds));
-    // At rate 1.0: running time = position - start - offset + base.
-    let origin = |s: &TimeSegment| ns(s.start()) + ns(s.offset()) - ns(s.base());
-    Some(origin(to) - origin(from))
+        && from.time() == to.time()
+        && from.base() == to.base()
+        && from.offset() == to.offset()
+        && span(from) == span(to);
+    // At rate 1.0, running time = position - start - offset + base.
+    alike.then(|| ns(to.start()).unwrap_or(0) - ns(from.start()).unwrap_or(0))
 }
 
 fn shift_timestamps(buffer: &mut gst::BufferRef, shift: i128) {
@@ -259,9 +259,18 @@ mod tests {
         let mut faster = segment(0);
         faster.set_rate(2.0);
         assert_eq!(shift_between(&faster, &segment(0)), None);
-        let mut bounded = segment(0);
-        bounded.set_stop(gst::ClockTime::from_seconds(3));
-        assert_eq!(shift_between(&bounded, &segment(0)), None);
+        let bounded = |start_ms: u64, length_ms: u64| {
+            let mut bounded = segment(start_ms);
+            bounded.set_stop(gst::ClockTime::from_mseconds(start_ms + length_ms));
+            bounded
+        };
+        assert_eq!(shift_between(&bounded(0, 3000), &segment(0)), None);
+        assert_eq!(shift_between(&bounded(0, 3000), &bounded(0, 2000)), None);
+        // A file's 20 s, as two encoders start it.
+        assert_eq!(
+            shift_between(&bounded(1_000, 20_000), &bounded(4_300, 20_000)),
+            Some(3_300_000_000)
+        );
     }
 
     #[test]
