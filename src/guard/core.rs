@@ -245,6 +245,32 @@ pub fn install_first<K: Kind>(
     Ok(())
 }
 
+/// A state change of the guard bin around its parent's (`parent`): the
+/// settings checked at NULL->READY, the chain released once the children
+/// are READY, so the next stream decides anew.
+pub fn change_state<K: Kind>(
+    guard: &K,
+    transition: gst::StateChange,
+    parent: impl FnOnce(gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError>,
+) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    if transition == gst::StateChange::NullToReady {
+        super::validate::validate_settings(guard).map_err(|err| {
+            guard.element().post_error_message(err);
+            gst::StateChangeError
+        })?;
+    }
+    guard.core().state_changing(transition);
+    let result = parent(transition);
+    if matches!(
+        transition,
+        gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull
+    ) {
+        teardown(guard);
+        guard.core().stats.lock().stopped();
+    }
+    result
+}
+
 /// Stops and removes the chain, then releases its VPU slot.
 pub fn teardown<K: Kind>(guard: &K) {
     let core = guard.core();

@@ -35,12 +35,51 @@ pub trait Kind: Sized + Send + Sync + 'static {
     fn budget(settings: &Self::Settings) -> &BudgetSettings;
     /// The budget a decision of this kind is held to.
     fn decision_budget(settings: &Self::Settings) -> Budget;
+    /// How the guard may choose.
+    fn mode(settings: &Self::Settings) -> decision::Mode;
     fn hw_name(settings: &Self::Settings) -> &str;
+    fn sw_name(settings: &Self::Settings) -> &str;
+    fn reclaim_interval(settings: &Self::Settings) -> gst::ClockTime;
     /// The stream's load on this kind of child.
     fn stream_pixel_rate(caps: &gst::CapsRef) -> u64;
     /// Whether a flow error the chain returned (downstream not having
     /// returned it) is the child's own failure.
     fn own_flow_error(err: gst::FlowError) -> bool;
+
+    /// The properties holding a child's properties as a GstStructure string.
+    fn structure_properties(settings: &Self::Settings) -> Vec<(&'static str, &str)>;
+    /// The properties naming a child.
+    fn child_properties(settings: &Self::Settings) -> Vec<(&'static str, &str)>;
+    /// The checks of this kind's children, after the shared checks of
+    /// `validate::validate_settings`.
+    fn validate_children(&self, settings: &Self::Settings) -> Result<(), gst::ErrorMessage>;
+
+    /// The installed children the decision for `caps` chooses from, and
+    /// what downstream takes of them; an error when none can serve.
+    fn candidates(
+        &self,
+        settings: &Self::Settings,
+        caps: &gst::CapsRef,
+    ) -> Result<Candidates, gst::ErrorMessage>;
+    /// The software child that takes the stream when the hardware one the
+    /// decision chose failed to start (`why`); the ERROR when there is none.
+    fn start_failure_fallback(
+        &self,
+        settings: &Self::Settings,
+        candidates: &Candidates,
+        caps: &gst::CapsRef,
+        why: &str,
+    ) -> Result<gst::ElementFactory, gst::ErrorMessage>;
+    /// The ERROR's text when the decision chose no child (`why`).
+    fn no_choice_text(&self, why: &str) -> String;
+    /// The ERROR when the hardware child `hw` failed to start (`why`) in
+    /// `mode=hardware`.
+    fn hardware_start_error(
+        &self,
+        settings: &Self::Settings,
+        hw: &gst::ElementFactory,
+        why: &str,
+    ) -> gst::ErrorMessage;
 
     /// Creates the chain for `factory` in the bin, linked, in NULL. A
     /// `replacing` chain takes over a stream downstream has seen.

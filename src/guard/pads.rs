@@ -5,30 +5,45 @@
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use std::sync::atomic::Ordering;
 
 use super::input::Input;
+use super::kind::Kind;
+use crate::metrics;
+use crate::vpu::decision::GuardKind;
 
-/// What a guard bin's ghost pads call.
-pub trait GuardPads: ElementImpl
+/// What a guard bin's ghost pads call: the shared sink pad handling of
+/// the guard core, unless the kind says otherwise.
+pub trait GuardPads: ElementImpl + Kind
 where
     <Self as ObjectSubclass>::Type: IsA<gst::Element>,
 {
-    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool;
-    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool;
+    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
+        super::sink::sink_event(self, pad, event)
+    }
+    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
+        super::sink::sink_query(self, pad, query)
+    }
     fn sink_chain(
         &self,
         pad: &gst::GhostPad,
         input: Input,
-    ) -> Result<gst::FlowSuccess, gst::FlowError>;
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        super::failover::sink_chain(self, pad, input)
+    }
     /// A query on the src pad; by default what the chain answers.
     fn src_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
     /// Whether a chain is being linked to the ghost pads now.
-    fn rebuilding(&self) -> bool;
+    fn rebuilding(&self) -> bool {
+        self.core().rebuilding.load(Ordering::SeqCst)
+    }
     /// Downstream returned an error: a flow error the child passes on then
     /// is not the child's own failure.
-    fn downstream_failed(&self);
+    fn downstream_failed(&self) {
+        self.core().downstream_error.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The guard owning an internal (proxy) pad of one of its ghost pads.
@@ -120,4 +135,35 @@ where
         guard.imp().downstream_failed();
     }
     result
+}
+
+/// Adds the guard's ghost pads (made by `ghost_pads`) to it and its core,
+/// and publishes its decisions to the metrics; the handle keeps them
+/// published.
+pub fn construct<T>(guard: &T) -> metrics::Handle
+where
+    T: GuardPads,
+    <T as ObjectSubclass>::Type: IsA<gst::Element> + Send + Sync,
+{
+    let obj = guard.obj();
+    let (sinkpad, srcpad) = ghost_pads::<T>(obj.upcast_ref());
+    obj.add_pad(&sinkpad).unwrap();
+    obj.add_pad(&srcpad).unwrap();
+    guard.core().sinkpad.set(sinkpad).unwrap();
+    guard.core().continuity.install(&srcpad);
+    guard.core().srcpad.set(srcpad).unwrap();
+    metrics::publish(&*obj, sample::<T>)
+}
+
+/// What the metrics read of a guard: its decisions since creation.
+fn sample<T>(obj: &T::Type) -> metrics::Sample
+where
+    T: GuardPads,
+    <T as ObjectSubclass>::Type: IsA<gst::Element>,
+{
+    let stats = obj.imp().core().stats.lock().clone();
+    match T::GUARD {
+        GuardKind::Encoder => metrics::Sample::Encoder(stats),
+        GuardKind::Decoder => metrics::Sample::Decoder(stats),
+    }
 }

@@ -7,6 +7,8 @@
 //! while it is replaced.
 
 use gst::prelude::*;
+use gst::subclass::prelude::*;
+use std::sync::atomic::Ordering;
 
 use super::core::{self, State, monotonic_now};
 use super::frame::{Frame, Replay, SwitchReport};
@@ -203,7 +205,7 @@ pub fn complete_switch<K: Kind>(
         report,
         factory: factory.clone(),
     };
-    if core.deferring.load(std::sync::atomic::Ordering::SeqCst) {
+    if core.deferring.load(Ordering::SeqCst) {
         core.with_state(|state| state.untold = Some(announcement));
     } else {
         announce(guard, &announcement);
@@ -296,6 +298,38 @@ pub fn fail_over_now<K: Kind>(guard: &K) {
     if let Some(announcement) = untold {
         announce(guard, &announcement);
     }
+}
+
+/// A message posted inside the bin: an ERROR of a chain whose failures the
+/// guard handles is claimed (its chain is replaced at once, not when the
+/// next unit arrives) and None returned; anything else is returned to go
+/// out as the child posted it: its source, debug and details are what the
+/// application needs to act on.
+pub fn claim_error<K>(guard: &K, message: gst::Message) -> Option<gst::Message>
+where
+    K: Kind + ObjectSubclass,
+    K::Type: IsA<gst::Element>,
+{
+    if message.type_() != gst::MessageType::Error {
+        return Some(message);
+    }
+    let core = guard.core();
+    let watches = {
+        let watches = core.watches.lock();
+        [watches.current.clone(), watches.starting.clone()]
+    };
+    let downstream_failed = core.downstream_error.load(Ordering::SeqCst);
+    let Some(what) = super::watch::claim_failure(&message, watches, downstream_failed) else {
+        return Some(message);
+    };
+    gst::warning!(
+        K::cat(),
+        obj = guard.element(),
+        "hardware {} failed: {what}",
+        K::GUARD.noun()
+    );
+    guard.obj().call_async(|obj| fail_over_now(obj.imp()));
+    None
 }
 
 /// Drops what the chain ending in `last` outputs at or before `until` (the

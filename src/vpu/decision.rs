@@ -27,6 +27,22 @@ impl GuardKind {
         }
     }
 
+    /// The guard element of this kind: the prefix of its message names.
+    pub fn element(self) -> &'static str {
+        match self {
+            GuardKind::Encoder => "vpuguardenc",
+            GuardKind::Decoder => "vpuguarddec",
+        }
+    }
+
+    /// What a child of this kind is doing: "encoding with ...".
+    pub fn gerund(self) -> &'static str {
+        match self {
+            GuardKind::Encoder => "encoding",
+            GuardKind::Decoder => "decoding",
+        }
+    }
+
     /// The property naming the hardware child.
     pub fn hw_property(self) -> &'static str {
         match self {

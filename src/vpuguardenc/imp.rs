@@ -4,23 +4,19 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use parking_lot::Mutex;
-use std::sync::atomic::Ordering;
 use std::sync::{LazyLock, OnceLock};
 
 use super::Mode;
 use super::codec::Codec;
 use super::window::Window;
-use crate::factory_caps;
 use crate::guard::child_props;
 use crate::guard::children;
-use crate::guard::core::{self as guard_core, Core, count_vpu, monotonic_now};
+use crate::guard::core::{self as guard_core, Core};
 use crate::guard::frame::Frame;
-use crate::guard::input::Input;
-use crate::guard::kind::{Candidates, ChainError, DecideError, Seen};
+use crate::guard::kind::{Candidates, ChainError};
 use crate::metrics;
-use crate::vpu::budget::{BudgetSettings, Held, Patience, VpuCount};
-use crate::vpu::decision::{self, GuardKind, Inputs, Outcome, Reason};
-use crate::vpu::ledger::Slot;
+use crate::vpu::budget::BudgetSettings;
+use crate::vpu::decision::{GuardKind, Reason};
 use crate::vpu::listing::SessionKind;
 use crate::vpu::properties;
 
@@ -254,72 +250,21 @@ impl ObjectImpl for VpuGuardEnc {
             "failover-encoder" => settings.failover_encoder.to_value(),
             "failover-properties" => settings.failover_properties.to_value(),
             "reclaim-interval" => settings.reclaim_interval.nseconds().to_value(),
-            "stats" => {
-                drop(settings);
-                let stats = self.core.stats.lock().clone();
-                stats
-                    .to_structure("vpuguardenc-stats", "encoder")
-                    .to_value()
-            }
             name => {
                 drop(settings);
-                let state = self.core.state.lock();
-                match name {
-                    "active-encoder" => state
-                        .as_ref()
-                        .map_or_else(String::new, |s| s.factory.clone())
-                        .to_value(),
-                    "hardware" => state.as_ref().is_some_and(|s| s.hardware).to_value(),
-                    "sessions" => state.as_ref().map_or(0, |s| s.seen.sessions).to_value(),
-                    "pixel-rate" => state.as_ref().map_or(0, |s| s.seen.pixel_rate).to_value(),
-                    "switches" => state.as_ref().map_or(0, |s| s.switches).to_value(),
-                    _ => unreachable!(),
-                }
+                crate::guard::readout::read_only_property(self, name)
+                    .expect("a property of the guard")
             }
         }
     }
 
     fn constructed(&self) {
         self.parent_constructed();
-        let obj = self.obj();
-        let (sinkpad, srcpad) = crate::guard::pads::ghost_pads::<Self>(obj.upcast_ref());
-        obj.add_pad(&sinkpad).unwrap();
-        obj.add_pad(&srcpad).unwrap();
-        self.core.sinkpad.set(sinkpad).unwrap();
-        self.core.continuity.install(&srcpad);
-        self.core.srcpad.set(srcpad).unwrap();
-        let handle = metrics::publish(&*obj, |obj| {
-            metrics::Sample::Encoder(obj.imp().core.stats.lock().clone())
-        });
-        let _ = self.metrics.set(handle);
+        let _ = self.metrics.set(crate::guard::pads::construct(self));
     }
 }
 
-impl crate::guard::pads::GuardPads for VpuGuardEnc {
-    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
-        VpuGuardEnc::sink_event(self, pad, event)
-    }
-
-    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
-        VpuGuardEnc::sink_query(self, pad, query)
-    }
-
-    fn sink_chain(
-        &self,
-        pad: &gst::GhostPad,
-        input: Input,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        crate::guard::failover::sink_chain(self, pad, input)
-    }
-
-    fn rebuilding(&self) -> bool {
-        self.core.rebuilding.load(Ordering::SeqCst)
-    }
-
-    fn downstream_failed(&self) {
-        self.core.downstream_error.store(true, Ordering::SeqCst);
-    }
-}
+impl crate::guard::pads::GuardPads for VpuGuardEnc {}
 
 impl GstObjectImpl for VpuGuardEnc {}
 
@@ -361,47 +306,15 @@ impl ElementImpl for VpuGuardEnc {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::NullToReady {
-            self.validate_settings().map_err(|err| {
-                self.post_error_message(err);
-                gst::StateChangeError
-            })?;
-        }
-        self.core.state_changing(transition);
-        let result = self.parent_change_state(transition);
-        match transition {
-            // The children are READY now: release them so the next stream decides anew.
-            gst::StateChange::PausedToReady | gst::StateChange::ReadyToNull => {
-                guard_core::teardown(self);
-                self.core.stats.lock().stopped();
-            }
-            _ => (),
-        }
-        result
+        guard_core::change_state(self, transition, |t| self.parent_change_state(t))
     }
 }
 
 impl BinImpl for VpuGuardEnc {
     fn handle_message(&self, message: gst::Message) {
-        if message.type_() != gst::MessageType::Error {
-            return self.parent_handle_message(message);
+        if let Some(message) = crate::guard::switch::claim_error(self, message) {
+            self.parent_handle_message(message)
         }
-        let watches = {
-            let watches = self.core.watches.lock();
-            [watches.current.clone(), watches.starting.clone()]
-        };
-        let downstream_failed = self.core.downstream_error.load(Ordering::SeqCst);
-        if let Some(what) = crate::guard::watch::claim_failure(&message, watches, downstream_failed)
-        {
-            gst::warning!(CAT, imp = self, "hardware encoder failed: {what}");
-            // Replaced at once, not when the next frame arrives.
-            self.obj()
-                .call_async(|obj| crate::guard::switch::fail_over_now(obj.imp()));
-            return;
-        }
-        // Anything else goes out as the child posted it: its source, debug
-        // and details are what the application needs to act on.
-        self.parent_handle_message(message)
     }
 }
 
@@ -429,334 +342,5 @@ pub(super) fn stream_pixel_rate(caps: &gst::CapsRef) -> u64 {
 impl VpuGuardEnc {
     fn srcpad(&self) -> &gst::GhostPad {
         self.core.srcpad()
-    }
-
-    /// Settings errors are reported when the element starts, not mid-stream.
-    fn validate_settings(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().clone();
-        let settings_error =
-            |msg: String| gst::error_msg!(gst::LibraryError::Settings, ("{}", msg));
-        settings.budget.validate().map_err(settings_error)?;
-        child_props::parse_structure("hw-properties", &settings.hw_properties)
-            .map_err(settings_error)?;
-        child_props::parse_structure("sw-properties", &settings.sw_properties)
-            .map_err(settings_error)?;
-        child_props::parse_structure("failover-properties", &settings.failover_properties)
-            .map_err(settings_error)?;
-        for (property, name) in [
-            ("hw-encoder", &settings.hw_encoder),
-            ("sw-encoder", &settings.sw_encoder),
-            ("failover-encoder", &settings.failover_encoder),
-        ] {
-            children::refuse_guard(property, name).map_err(settings_error)?;
-        }
-        if settings.mode != Mode::Software {
-            failover_factory(&settings).map_err(settings_error)?;
-        }
-        let missing = |property: &str, name: &str| {
-            gst::error_msg!(
-                gst::CoreError::MissingPlugin,
-                ("{}: no element '{}' is installed", property, name)
-            )
-        };
-        // An element that makes neither codec cannot be the guard's encoder.
-        let check_codec = |property: &str, name: &str| {
-            let factory = gst::ElementFactory::find(name).ok_or_else(|| missing(property, name))?;
-            if !factory.has_type(gst::ElementFactoryType::ENCODER) {
-                return Err(settings_error(format!(
-                    "{property}: '{name}' is not an encoder"
-                )));
-            }
-            match Codec::of_factory(&factory) {
-                Some(_) => Ok(()),
-                None => Err(settings_error(format!(
-                    "{property}: '{name}' outputs neither H.264 nor H.265, so {} cannot \
-                     encode with it",
-                    self.obj().name()
-                ))),
-            }
-        };
-        if settings.mode != Mode::Hardware {
-            check_codec("sw-encoder", &settings.sw_encoder)?;
-        }
-        if settings.mode == Mode::Hardware {
-            check_codec("hw-encoder", &settings.hw_encoder)?;
-        }
-        Ok(())
-    }
-
-    fn sink_event(&self, pad: &gst::GhostPad, event: gst::Event) -> bool {
-        match event.type_() {
-            gst::EventType::Eos => return crate::guard::eos::sink_eos(self, pad, event),
-            gst::EventType::FlushStart => {
-                let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
-                self.core.flush_started();
-                return forwarded;
-            }
-            gst::EventType::FlushStop => self.core.flush_stopped(),
-            _ => (),
-        }
-        if let gst::EventView::Caps(caps) = event.view() {
-            let (needs_chain, old_caps) = {
-                let mut state = self.core.state.lock();
-                match state.as_mut() {
-                    // Renegotiation: the chain follows; a reclaim counts the new size.
-                    Some(state) => (
-                        false,
-                        Some(std::mem::replace(&mut state.caps, caps.caps_owned())),
-                    ),
-                    None => (true, None),
-                }
-            };
-            drop(old_caps);
-            if needs_chain {
-                match self.decide_and_build(caps.caps()) {
-                    Ok(()) => (),
-                    Err(DecideError::Failed(err)) => {
-                        self.post_error_message(err);
-                        return false;
-                    }
-                    Err(DecideError::Stopping) => {
-                        gst::debug!(CAT, imp = self, "stopping: no decision taken");
-                        return false;
-                    }
-                }
-            }
-        }
-        gst::Pad::event_default(pad, Some(&*self.obj()), event)
-    }
-
-    /// Before the decision there is no encoder to ask: offer what the candidate
-    /// encoders take, the hardware one first so upstream fixates to a format it
-    /// takes without conversion, then anything (a converter is inserted).
-    fn sink_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {
-        if pad.target().is_some() {
-            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
-        }
-        match query.view_mut() {
-            gst::QueryViewMut::Caps(q) => {
-                let settings = self.settings.lock().clone();
-                let mut candidates = Vec::with_capacity(2);
-                if settings.mode != Mode::Software {
-                    candidates.push(settings.hw_encoder.as_str());
-                }
-                if settings.mode != Mode::Hardware {
-                    candidates.push(settings.sw_encoder.as_str());
-                }
-                let mut caps = gst::Caps::new_empty();
-                for factory in candidates {
-                    if let Some(sink_caps) = factory_caps::sink_caps(factory) {
-                        caps.merge(sink_caps);
-                    }
-                }
-                caps.merge(pad.pad_template_caps());
-                let caps = match q.filter() {
-                    Some(filter) => {
-                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
-                    }
-                    None => caps,
-                };
-                q.set_result(&caps);
-                true
-            }
-            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
-        }
-    }
-
-    /// Takes the decision for a new stream and builds the chosen chain. Runs in
-    /// the CAPS event handler: a buffer reaching a target-less ghost pad would
-    /// be NOT_LINKED, so the chain must exist before the event is forwarded.
-    fn decide_and_build(&self, caps: &gst::CapsRef) -> Result<(), DecideError> {
-        let settings = self.settings.lock().clone();
-        let candidates = self.candidates(&settings)?;
-        let count = if decision::needs_session_count(
-            settings.mode.into(),
-            candidates.hw.is_some(),
-            candidates.downstream_takes_hw,
-        ) {
-            count_vpu(self, &settings, Patience::LockTimeout)?
-        } else {
-            VpuCount::not_consulted()
-        };
-        let inputs = Inputs {
-            kind: GuardKind::Encoder,
-            mode: settings.mode.into(),
-            hw_available: candidates.hw.is_some(),
-            downstream_takes_hw: candidates.downstream_takes_hw,
-            downstream_takes_sw: candidates.downstream_takes_sw,
-            vpu: count.view,
-            budget: settings.budget.budget(),
-            stream_pixel_rate: stream_pixel_rate(caps),
-        };
-        let outcome = decision::decide(&inputs);
-        gst::info!(CAT, imp = self, "decision for {:?}: {:?}", inputs, outcome);
-        let seen = Seen::of(&inputs, count.session_file_string());
-        self.carry_out(&settings, &candidates, caps, outcome, count.held, seen)
-            .map_err(DecideError::Failed)
-    }
-
-    /// The installed encoders and which of their codecs downstream takes.
-    fn candidates(&self, settings: &Settings) -> Result<Candidates, gst::ErrorMessage> {
-        let usable = |name: &str| {
-            children::find(name).and_then(|f| Codec::of_factory(&f).map(|codec| (f, codec)))
-        };
-        if settings.mode == Mode::Auto {
-            let obj = self.obj();
-            crate::guard::missing::warn_if_missing(
-                obj.upcast_ref(),
-                "hw-encoder",
-                &settings.hw_encoder,
-            );
-        }
-        let hw = usable(&settings.hw_encoder);
-        let sw = usable(&settings.sw_encoder);
-        let downstream = self.srcpad().peer_query_caps(None);
-        let takes = |c: &Option<(gst::ElementFactory, Codec)>| {
-            c.as_ref()
-                .is_some_and(|(_, codec)| codec.accepted_by(&downstream))
-        };
-        let candidates = Candidates {
-            downstream_takes_hw: takes(&hw),
-            downstream_takes_sw: takes(&sw),
-            hw: hw.map(|(f, _)| f),
-            sw: sw.map(|(f, _)| f),
-            downstream,
-        };
-        if !candidates.downstream_takes_hw && !candidates.downstream_takes_sw {
-            return Err(gst::error_msg!(
-                gst::CoreError::Negotiation,
-                (
-                    "Downstream of {} accepts neither H.265 nor H.264",
-                    self.obj().name()
-                ),
-                ["downstream wants {}", candidates.downstream]
-            ));
-        }
-        Ok(candidates)
-    }
-
-    /// Builds the chain the decision chose. `lock` is the decision lock, held
-    /// until a hardware child has opened its session.
-    fn carry_out(
-        &self,
-        settings: &Settings,
-        candidates: &Candidates,
-        caps: &gst::CapsRef,
-        outcome: Outcome,
-        held: Option<Held>,
-        seen: Seen,
-    ) -> Result<(), gst::ErrorMessage> {
-        match outcome {
-            Outcome::Fail(why) => Err(if settings.mode == Mode::Hardware {
-                gst::error_msg!(gst::ResourceError::Busy, ("{}", why))
-            } else {
-                gst::error_msg!(
-                    gst::CoreError::Negotiation,
-                    ("{}", why),
-                    ["downstream wants {}", candidates.downstream]
-                )
-            }),
-            Outcome::Software(reason) => {
-                drop(held);
-                let sw = candidates
-                    .sw
-                    .as_ref()
-                    .expect("decided for an installed encoder");
-                self.build_or_error(settings, sw, caps, None, &seen)?;
-                guard_core::post_decision(self, settings, reason, None);
-                Ok(())
-            }
-            Outcome::Hardware(reason) => {
-                let held = held.expect("hardware needs the decision lock");
-                let slot = held
-                    .take_slot(
-                        &self.obj().path_string(),
-                        SessionKind::Encoder,
-                        seen.stream_pixel_rate,
-                    )
-                    .map_err(|e| {
-                        gst::error_msg!(
-                            gst::ResourceError::OpenReadWrite,
-                            (
-                                "lock-dir: cannot record a hardware slot in '{}'",
-                                held.dir().display()
-                            ),
-                            ["{}", e]
-                        )
-                    })?;
-                let hw = candidates
-                    .hw
-                    .as_ref()
-                    .expect("decided for an installed encoder");
-                let built = self.build_chain(settings, hw, caps, Some(slot), &seen);
-                // The child has opened its session, or failed to.
-                drop(held);
-                match built {
-                    Ok(()) => {
-                        guard_core::post_decision(self, settings, reason, None);
-                        Ok(())
-                    }
-                    Err(ChainError::Config(msg)) => {
-                        Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)))
-                    }
-                    Err(ChainError::Start(why)) if settings.mode == Mode::Hardware => {
-                        Err(gst::error_msg!(
-                            gst::LibraryError::Init,
-                            ("Hardware encoder {} failed to start", settings.hw_encoder),
-                            ["{}", why]
-                        ))
-                    }
-                    Err(ChainError::Start(why)) => {
-                        self.software_after_hw_failure(settings, caps, &seen, &why)
-                    }
-                }
-            }
-        }
-    }
-
-    fn build_or_error(
-        &self,
-        settings: &Settings,
-        factory: &gst::ElementFactory,
-        caps: &gst::CapsRef,
-        slot: Option<Slot>,
-        seen: &Seen,
-    ) -> Result<(), gst::ErrorMessage> {
-        self.build_chain(settings, factory, caps, slot, seen)
-            .map_err(|err| err.into_message(GuardKind::Encoder, factory))
-    }
-
-    fn software_after_hw_failure(
-        &self,
-        settings: &Settings,
-        caps: &gst::CapsRef,
-        seen: &Seen,
-        why: &str,
-    ) -> Result<(), gst::ErrorMessage> {
-        gst::element_imp_warning!(
-            self,
-            gst::LibraryError::Init,
-            (
-                "Hardware encoder {} failed to start, encoding with {}",
-                settings.hw_encoder,
-                settings.sw_encoder
-            ),
-            ["{}", why]
-        );
-        let sw_factory = children::find(&settings.sw_encoder).ok_or_else(|| {
-            gst::error_msg!(
-                gst::CoreError::MissingPlugin,
-                (
-                    "sw-encoder: no element '{}' is installed",
-                    settings.sw_encoder
-                )
-            )
-        })?;
-        self.build_or_error(settings, &sw_factory, caps, None, seen)?;
-        let now = monotonic_now();
-        self.core
-            .with_state(|state| state.reclaim.hardware_failed(now));
-        guard_core::post_decision(self, settings, Reason::HwStartFailed, None);
-        Ok(())
     }
 }

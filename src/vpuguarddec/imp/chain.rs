@@ -7,25 +7,6 @@ use super::*;
 use crate::guard::kind::{Chain, Decided, Role};
 
 impl VpuGuardDec {
-    /// Builds the stream's first chain, links it to the ghost pads and starts
-    /// it. `slot` is Some for the hardware decoder.
-    pub(super) fn build_chain(
-        &self,
-        settings: &Settings,
-        factory: &gst::ElementFactory,
-        caps: &gst::CapsRef,
-        slot: Option<Slot>,
-        seen: &Seen,
-    ) -> Result<(), ChainError> {
-        let role = if slot.is_some() {
-            Role::Hardware
-        } else {
-            Role::Software
-        };
-        let chain = self.create_decoder_chain(settings, factory, caps, role, None)?;
-        guard_core::install_first(self, &chain, caps, slot, seen, settings.reclaim_interval)
-    }
-
     /// Whether a chain may be replaced mid-stream: a hardware one by the
     /// software decoder (failover), a software one by the hardware decoder
     /// again (`reclaim-interval`).

@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::guard::frame::SwitchReport;
-use crate::guard::kind::{Announcement, Chain, Decided, Kind, Role};
+use crate::guard::kind::{Announcement, Candidates, Chain, Decided, Kind, Role};
+use crate::guard::validate::installed_child;
+use crate::vpu::decision;
 
 impl Kind for VpuGuardDec {
     const GUARD: GuardKind = GuardKind::Decoder;
@@ -37,8 +39,20 @@ impl Kind for VpuGuardDec {
         settings.budget()
     }
 
+    fn mode(settings: &Settings) -> decision::Mode {
+        settings.mode.into()
+    }
+
     fn hw_name(settings: &Settings) -> &str {
         &settings.hw_decoder
+    }
+
+    fn sw_name(settings: &Settings) -> &str {
+        &settings.sw_decoder
+    }
+
+    fn reclaim_interval(settings: &Settings) -> gst::ClockTime {
+        settings.reclaim_interval
     }
 
     /// Decoders are budgeted by sessions only.
@@ -50,6 +64,104 @@ impl Kind for VpuGuardDec {
     /// NOT_NEGOTIATED; downstream's own refusal is noted.
     fn own_flow_error(err: gst::FlowError) -> bool {
         matches!(err, gst::FlowError::Error | gst::FlowError::NotNegotiated)
+    }
+
+    fn structure_properties(settings: &Settings) -> Vec<(&'static str, &str)> {
+        vec![
+            ("hw-properties", &settings.hw_properties),
+            ("sw-properties", &settings.sw_properties),
+        ]
+    }
+
+    fn child_properties(settings: &Settings) -> Vec<(&'static str, &str)> {
+        vec![
+            ("hw-decoder", &settings.hw_decoder),
+            ("sw-decoder", &settings.sw_decoder),
+        ]
+    }
+
+    /// A named `sw-decoder`, and the `hw-decoder` that `mode=hardware`
+    /// must run, are installed decoders.
+    fn validate_children(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
+        if settings.sw_decoder != "auto" {
+            installed_child("sw-decoder", &settings.sw_decoder, GuardKind::Decoder)?;
+        }
+        if settings.mode == Mode::Hardware {
+            installed_child("hw-decoder", &settings.hw_decoder, GuardKind::Decoder)?;
+        }
+        Ok(())
+    }
+
+    /// The installed decoders for these caps and whether downstream takes
+    /// what they output.
+    fn candidates(
+        &self,
+        settings: &Settings,
+        caps: &gst::CapsRef,
+    ) -> Result<Candidates, gst::ErrorMessage> {
+        let hw = self
+            .hardware_decoder(settings)
+            .filter(|f| candidates::takes(f, caps));
+        let sw = candidates::software_decoder(&settings.sw_decoder, caps);
+        let downstream = self.srcpad().peer_query_caps(None);
+        let takes = |f: &Option<gst::ElementFactory>| {
+            f.as_ref()
+                .is_some_and(|f| candidates::output_caps(f).can_intersect(&downstream))
+        };
+        let candidates = Candidates {
+            downstream_takes_hw: takes(&hw),
+            downstream_takes_sw: takes(&sw),
+            hw,
+            sw,
+            downstream,
+        };
+        if candidates.hw.is_none() && candidates.sw.is_none() {
+            return Err(gst::error_msg!(
+                gst::CoreError::MissingPlugin,
+                (
+                    "No decoder of {} takes {}: hw-decoder={}, sw-decoder={}",
+                    self.obj().name(),
+                    caps,
+                    settings.hw_decoder,
+                    settings.sw_decoder
+                )
+            ));
+        }
+        Ok(candidates)
+    }
+
+    /// The software decoder of the stream's codec, when there is one.
+    fn start_failure_fallback(
+        &self,
+        settings: &Settings,
+        candidates: &Candidates,
+        caps: &gst::CapsRef,
+        why: &str,
+    ) -> Result<gst::ElementFactory, gst::ErrorMessage> {
+        candidates.sw.clone().ok_or_else(|| {
+            gst::error_msg!(
+                gst::LibraryError::Init,
+                (
+                    "hw-decoder: {} failed to start and no sw-decoder takes {}",
+                    settings.hw_decoder,
+                    caps
+                ),
+                ["{}", why]
+            )
+        })
+    }
+
+    fn no_choice_text(&self, why: &str) -> String {
+        format!("{}: {}", self.obj().name(), why)
+    }
+
+    fn hardware_start_error(
+        &self,
+        _settings: &Settings,
+        hw: &gst::ElementFactory,
+        why: &str,
+    ) -> gst::ErrorMessage {
+        ChainError::Start(why.to_string()).into_message(GuardKind::Decoder, hw)
     }
 
     /// A replacement outputs what downstream negotiated with the chain it

@@ -8,25 +8,6 @@ use crate::guard::kind::{Chain, Decided, Role};
 use crate::vpuguardenc::stream_format;
 
 impl VpuGuardEnc {
-    /// Builds the stream's first chain, links it to the ghost pads and starts
-    /// it. `slot` is Some for the hardware encoder.
-    pub(super) fn build_chain(
-        &self,
-        settings: &Settings,
-        factory: &gst::ElementFactory,
-        caps: &gst::CapsRef,
-        slot: Option<Slot>,
-        seen: &Seen,
-    ) -> Result<(), ChainError> {
-        let role = if slot.is_some() {
-            Role::Hardware
-        } else {
-            Role::Software
-        };
-        let chain = self.create_encoder_chain(settings, factory, caps, role, false)?;
-        guard_core::install_first(self, &chain, caps, slot, seen, settings.reclaim_interval)
-    }
-
     /// What the chain outputs: for a `replacing` chain the stream format
     /// downstream negotiated with the chain before (no codec or format
     /// change); for a switchable chain parameter sets in band, since its
