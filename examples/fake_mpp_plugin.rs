@@ -17,6 +17,9 @@
 #[path = "../tests/common/fake_mpp.rs"]
 mod fake_mpp;
 #[allow(dead_code)]
+#[path = "../tests/common/fake_mpp_core.rs"]
+mod fake_mpp_core;
+#[allow(dead_code)]
 #[path = "../tests/common/fake_mpp_dec.rs"]
 mod fake_mpp_dec;
 

@@ -39,6 +39,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex, OnceLock};
 
+use super::fake_mpp_core::{self, Common, Session};
+
 pub const FACTORY_NAME: &str = "fakempph265enc";
 pub const H264_FACTORY_NAME: &str = "fakempph264enc";
 
@@ -219,30 +221,22 @@ fn remove_record(text: &str, index: u64) -> String {
 
 #[derive(Debug, Clone)]
 struct Settings {
+    common: Common,
     bps: u32,
     gop: i32,
-    session_file: String,
-    hard_limit: u32,
     fail_on_first_buffer: bool,
-    fail_after_buffers: u32,
     open_at_caps: bool,
-    output_thread: bool,
-    frames_in_flight: u32,
     start_delay_ms: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            common: Common::default(),
             bps: 0,
             gop: -1,
-            session_file: String::new(),
-            hard_limit: 8,
             fail_on_first_buffer: false,
-            fail_after_buffers: 0,
             open_at_caps: false,
-            output_thread: false,
-            frames_in_flight: 0,
             start_delay_ms: 0,
         }
     }
@@ -253,7 +247,7 @@ impl Default for Settings {
 struct Core {
     codec: &'static Codec,
     settings: Mutex<Settings>,
-    session_index: Mutex<Option<u64>>,
+    session: Session,
     buffers_seen: AtomicU32,
     encoder: OnceLock<gst::Element>,
 }
@@ -277,7 +271,7 @@ impl Core {
         Core {
             codec,
             settings: Mutex::default(),
-            session_index: Mutex::default(),
+            session: Session::default(),
             buffers_seen: AtomicU32::new(0),
             encoder: OnceLock::new(),
         }
@@ -286,7 +280,7 @@ impl Core {
     /// Fresh specs for one class: a GParamSpec belongs to the class it is
     /// installed on, so the two doubles cannot share them.
     fn param_specs() -> Vec<glib::ParamSpec> {
-        vec![
+        let own = [
             glib::ParamSpecUInt::builder("bps")
                 .blurb("Target bitrate in bit/s, as the MPP encoders take it")
                 .build(),
@@ -295,32 +289,8 @@ impl Core {
                 .minimum(-1)
                 .default_value(-1)
                 .build(),
-            glib::ParamSpecString::builder("session-file")
-                .blurb("Sessions-summary file that stands in for the kernel's")
-                .build(),
-            glib::ParamSpecUInt::builder("hard-limit")
-                .blurb("Sessions past which starting fails, as an overloaded VPU does")
-                .default_value(8)
-                .build(),
-            glib::ParamSpecUInt::builder("fail-after-buffers")
-                .blurb(
-                    "Fail mid-stream after this many frames, as a VPU that hangs does (0 = never)",
-                )
-                .build(),
             glib::ParamSpecBoolean::builder("open-at-caps")
                 .blurb("Open the session when caps arrive instead of at start")
-                .build(),
-            glib::ParamSpecBoolean::builder("output-thread")
-                .blurb(
-                    "Encode on an own thread, as MPP encoders push from their src task; \
-                     fail-after-buffers then fails there",
-                )
-                .build(),
-            glib::ParamSpecUInt::builder("frames-in-flight")
-                .blurb(
-                    "With output-thread: frames kept queued before the oldest is encoded, \
-                     as MPP's input queue does",
-                )
                 .build(),
             glib::ParamSpecUInt::builder("start-delay-ms")
                 .blurb("How long READY->PAUSED takes, as a slow driver does")
@@ -328,23 +298,21 @@ impl Core {
             glib::ParamSpecBoolean::builder("fail-on-first-buffer")
                 .blurb("Fail with an error on the first frame, as a VPU that cannot init does")
                 .build(),
-        ]
+        ];
+        Common::param_specs("frames")
+            .into_iter()
+            .chain(own)
+            .collect()
     }
 
     fn set_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
+            name if s.common.set(name, value) => (),
             "bps" => s.bps = value.get().unwrap(),
             "gop" => s.gop = value.get().unwrap(),
-            "session-file" => {
-                s.session_file = value.get::<Option<String>>().unwrap().unwrap_or_default()
-            }
-            "hard-limit" => s.hard_limit = value.get().unwrap(),
             "fail-on-first-buffer" => s.fail_on_first_buffer = value.get().unwrap(),
-            "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
             "open-at-caps" => s.open_at_caps = value.get().unwrap(),
-            "output-thread" => s.output_thread = value.get().unwrap(),
-            "frames-in-flight" => s.frames_in_flight = value.get().unwrap(),
             "start-delay-ms" => s.start_delay_ms = value.get().unwrap(),
             _ => unreachable!(),
         }
@@ -352,16 +320,14 @@ impl Core {
 
     fn property(&self, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings.lock().unwrap();
+        if let Some(value) = s.common.get(pspec.name()) {
+            return value;
+        }
         match pspec.name() {
             "bps" => s.bps.to_value(),
             "gop" => s.gop.to_value(),
-            "session-file" => s.session_file.to_value(),
-            "hard-limit" => s.hard_limit.to_value(),
             "fail-on-first-buffer" => s.fail_on_first_buffer.to_value(),
-            "fail-after-buffers" => s.fail_after_buffers.to_value(),
             "open-at-caps" => s.open_at_caps.to_value(),
-            "output-thread" => s.output_thread.to_value(),
-            "frames-in-flight" => s.frames_in_flight.to_value(),
             "start-delay-ms" => s.start_delay_ms.to_value(),
             _ => unreachable!(),
         }
@@ -388,22 +354,7 @@ impl Core {
         let sink = gst_video::VideoCapsBuilder::new()
             .format(gst_video::VideoFormat::I420)
             .build();
-        vec![
-            gst::PadTemplate::new(
-                "sink",
-                gst::PadDirection::Sink,
-                gst::PadPresence::Always,
-                &sink,
-            )
-            .unwrap(),
-            gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &Self::src_caps(codec),
-            )
-            .unwrap(),
-        ]
+        fake_mpp_core::always_pads(&sink, &Self::src_caps(codec))
     }
 
     /// Builds sink -> encoder -> capsfilter -> src (the capsfilter holds the
@@ -434,7 +385,7 @@ impl Core {
             let seen = this.buffers_seen.fetch_add(1, Ordering::SeqCst);
             let (fail_after, output_thread) = {
                 let s = this.settings.lock().unwrap();
-                (s.fail_after_buffers, s.output_thread)
+                (s.common.fail_after_buffers, s.common.output_thread)
             };
             if fail_after > 0 && seen >= fail_after && !output_thread {
                 gst::element_error!(element, gst::StreamError::Encode, ("mpp: encoder timeout"));
@@ -478,29 +429,35 @@ impl Core {
         transition: gst::StateChange,
         parent: impl FnOnce() -> Result<gst::StateChangeSuccess, gst::StateChangeError>,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::NullToReady {
-            self.build_output_thread_if_asked(obj);
+        fake_mpp_core::change_state(
+            transition,
+            || self.build_output_thread_if_asked(obj),
+            || self.start(obj.upcast_ref()),
+            parent,
+            || {
+                self.session
+                    .close(&self.settings.lock().unwrap().common.session_file)
+            },
+        )
+    }
+
+    /// READY->PAUSED: the encoder configured, and the session opened unless
+    /// `open-at-caps`.
+    fn start(&self, obj: &gst::Element) -> Result<(), gst::StateChangeError> {
+        let s = self.settings.lock().unwrap().clone();
+        let encoder = self.encoder.get().unwrap();
+        if s.bps > 0 {
+            encoder.set_property("bitrate", s.bps / 1000);
         }
-        if transition == gst::StateChange::ReadyToPaused {
-            let s = self.settings.lock().unwrap().clone();
-            let encoder = self.encoder.get().unwrap();
-            if s.bps > 0 {
-                encoder.set_property("bitrate", s.bps / 1000);
-            }
-            if s.gop > 0 {
-                // x265enc's key-int-max is a gint, x264enc's a guint.
-                encoder.set_property_from_str("key-int-max", &s.gop.to_string());
-            }
-            self.wait_start_delay(&s);
-            if !s.open_at_caps {
-                self.open_session(obj.upcast_ref(), &s, (320, 240, 30))?;
-            }
+        if s.gop > 0 {
+            // x265enc's key-int-max is a gint, x264enc's a guint.
+            encoder.set_property_from_str("key-int-max", &s.gop.to_string());
         }
-        let result = parent();
-        if matches!(transition, gst::StateChange::PausedToReady) || result.is_err() {
-            self.close_session();
+        self.wait_start_delay(&s);
+        match s.open_at_caps {
+            true => Ok(()),
+            false => self.open_session(obj, &s, (320, 240, 30)),
         }
-        result
     }
 
     /// With `output-thread`: sink -> queue (the output thread, holding
@@ -508,46 +465,17 @@ impl Core {
     /// `fail-after-buffers`) -> encoder.
     fn build_output_thread_if_asked(&self, obj: &gst::Bin) {
         let s = self.settings.lock().unwrap().clone();
-        if !s.output_thread || obj.by_name("mpp-output-task").is_some() {
-            return;
+        if s.common.output_thread {
+            let encoder = self.encoder.get().unwrap();
+            fake_mpp_core::insert_output_thread(obj, &s.common, "mpp-encode", encoder);
         }
-        let mut queue = gst::ElementFactory::make("queue").name("mpp-output-task");
-        if s.frames_in_flight > 0 {
-            // The loop pushes only once it holds frames-in-flight + 1 frames,
-            // so it leaves frames-in-flight behind. Only the frame count may
-            // hold them: no byte or time limit that fills first (then it
-            // pushes anyway). At EOS the queue drops the threshold and drains.
-            queue = queue
-                .property("min-threshold-buffers", s.frames_in_flight + 1)
-                .property("max-size-buffers", (s.frames_in_flight + 1).max(200))
-                .property("max-size-bytes", 0u32)
-                .property("max-size-time", 0u64);
-        }
-        let queue = queue.build().unwrap();
-        let mut identity = gst::ElementFactory::make("identity").name("mpp-encode");
-        if s.fail_after_buffers > 0 {
-            identity = identity.property("error-after", s.fail_after_buffers as i32);
-        }
-        let identity = identity.build().unwrap();
-        let encoder = self.encoder.get().unwrap();
-        let sink = obj
-            .static_pad("sink")
-            .unwrap()
-            .downcast::<gst::GhostPad>()
-            .unwrap();
-        // The encoder's sink pad is free to link only once the ghost pad lets go.
-        sink.set_target(None::<&gst::Pad>).unwrap();
-        obj.add_many([&queue, &identity]).unwrap();
-        gst::Element::link_many([&queue, &identity, encoder]).unwrap();
-        sink.set_target(Some(&queue.static_pad("sink").unwrap()))
-            .unwrap();
     }
 
     fn wait_start_delay(&self, s: &Settings) {
         if s.start_delay_ms == 0 {
             return;
         }
-        let marker = format!("{}.starting", s.session_file);
+        let marker = format!("{}.starting", s.common.session_file);
         let _ = std::fs::write(&marker, std::process::id().to_string());
         std::thread::sleep(std::time::Duration::from_millis(s.start_delay_ms.into()));
         let _ = std::fs::remove_file(&marker);
@@ -557,7 +485,7 @@ impl Core {
     /// that fails (the error is posted).
     fn open_at_caps_if_asked(&self, obj: &gst::Object, caps: &gst::CapsRef) -> bool {
         let s = self.settings.lock().unwrap().clone();
-        if !s.open_at_caps || self.session_index.lock().unwrap().is_some() {
+        if !s.open_at_caps || self.session.is_open() {
             return true;
         }
         let st = caps.structure(0).unwrap();
@@ -572,47 +500,20 @@ impl Core {
         // mpp_init and the first encoder config take tens of milliseconds,
         // so the listing shows the session well after the caps passed the guard.
         std::thread::sleep(std::time::Duration::from_millis(50));
-        self.open_session(obj, &s, format).is_ok()
+        let element = obj.downcast_ref::<gst::Element>().unwrap();
+        self.open_session(element, &s, format).is_ok()
     }
 
     fn open_session(
         &self,
-        obj: &gst::Object,
+        obj: &gst::Element,
         s: &Settings,
         (width, height, fps): (i32, i32, i32),
     ) -> Result<(), gst::StateChangeError> {
-        if s.session_file.is_empty() {
-            return Ok(());
-        }
         let format = self.codec.listing_format;
-        let opened = open_record(&s.session_file, s.hard_limit, |index| {
+        self.session.open(obj, &s.common, "encoder", |index| {
             record_as(format, std::process::id(), index, width, height, fps, s.bps)
         })
-        .map_err(|_| gst::StateChangeError)?;
-        match opened {
-            Ok(index) => {
-                *self.session_index.lock().unwrap() = Some(index);
-                Ok(())
-            }
-            Err(count) => {
-                gst::element_error!(
-                    obj.downcast_ref::<gst::Element>().unwrap(),
-                    gst::ResourceError::Busy,
-                    (
-                        "mpp: no free encoder session ({count} open, hard limit {})",
-                        s.hard_limit
-                    )
-                );
-                Err(gst::StateChangeError)
-            }
-        }
-    }
-
-    fn close_session(&self) {
-        let Some(index) = self.session_index.lock().unwrap().take() else {
-            return;
-        };
-        close_record(&self.settings.lock().unwrap().session_file, index);
     }
 }
 

@@ -22,7 +22,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use std::sync::{LazyLock, Mutex, OnceLock};
 
-use super::fake_mpp;
+use super::fake_mpp_core::{self, Common, Session};
 
 pub const FACTORY_NAME: &str = "fakemppvideodec";
 
@@ -49,33 +49,16 @@ glib::wrapper! {
 mod imp {
     use super::*;
 
-    #[derive(Debug, Clone)]
+    #[derive(Debug, Clone, Default)]
     struct Settings {
-        session_file: String,
-        hard_limit: u32,
-        output_thread: bool,
-        frames_in_flight: u32,
-        fail_after_buffers: u32,
+        common: Common,
         refuse_caps: bool,
-    }
-
-    impl Default for Settings {
-        fn default() -> Self {
-            Settings {
-                session_file: String::new(),
-                hard_limit: 8,
-                output_thread: false,
-                frames_in_flight: 0,
-                fail_after_buffers: 0,
-                refuse_caps: false,
-            }
-        }
     }
 
     #[derive(Default)]
     pub struct FakeMppVideoDec {
         settings: Mutex<Settings>,
-        session_index: Mutex<Option<u64>>,
+        session: Session,
         decoder: OnceLock<gst::Element>,
     }
 
@@ -89,27 +72,13 @@ mod imp {
     impl ObjectImpl for FakeMppVideoDec {
         fn properties() -> &'static [glib::ParamSpec] {
             static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-                vec![
-                    glib::ParamSpecString::builder("session-file")
-                        .blurb("Sessions-summary file that stands in for the kernel's")
-                        .build(),
-                    glib::ParamSpecUInt::builder("hard-limit")
-                        .blurb("Sessions past which starting fails, as an overloaded VPU does")
-                        .default_value(8)
-                        .build(),
-                    glib::ParamSpecBoolean::builder("output-thread")
-                        .blurb("Decode on an own thread, as mppvideodec pushes from its src task")
-                        .build(),
-                    glib::ParamSpecUInt::builder("frames-in-flight")
-                        .blurb("With output-thread: access units kept queued before decoding")
-                        .build(),
-                    glib::ParamSpecBoolean::builder("refuse-caps")
-                        .blurb("Refuse the caps without an error, as a failed mpp_init does")
-                        .build(),
-                    glib::ParamSpecUInt::builder("fail-after-buffers")
-                        .blurb("Fail after this many access units, as a VPU that hangs does (0 = never)")
-                        .build(),
-                ]
+                let own = [glib::ParamSpecBoolean::builder("refuse-caps")
+                    .blurb("Refuse the caps without an error, as a failed mpp_init does")
+                    .build()];
+                Common::param_specs("access units")
+                    .into_iter()
+                    .chain(own)
+                    .collect()
             });
             PROPS.as_ref()
         }
@@ -117,13 +86,7 @@ mod imp {
         fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
             let mut s = self.settings.lock().unwrap();
             match pspec.name() {
-                "session-file" => {
-                    s.session_file = value.get::<Option<String>>().unwrap().unwrap_or_default()
-                }
-                "hard-limit" => s.hard_limit = value.get().unwrap(),
-                "output-thread" => s.output_thread = value.get().unwrap(),
-                "frames-in-flight" => s.frames_in_flight = value.get().unwrap(),
-                "fail-after-buffers" => s.fail_after_buffers = value.get().unwrap(),
+                name if s.common.set(name, value) => (),
                 "refuse-caps" => s.refuse_caps = value.get().unwrap(),
                 _ => unreachable!(),
             }
@@ -131,12 +94,10 @@ mod imp {
 
         fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
             let s = self.settings.lock().unwrap();
+            if let Some(value) = s.common.get(pspec.name()) {
+                return value;
+            }
             match pspec.name() {
-                "session-file" => s.session_file.to_value(),
-                "hard-limit" => s.hard_limit.to_value(),
-                "output-thread" => s.output_thread.to_value(),
-                "frames-in-flight" => s.frames_in_flight.to_value(),
-                "fail-after-buffers" => s.fail_after_buffers.to_value(),
                 "refuse-caps" => s.refuse_caps.to_value(),
                 _ => unreachable!(),
             }
@@ -203,22 +164,7 @@ mod imp {
                     .field("stream-format", "byte-stream")
                     .field("alignment", "au")
                     .build();
-                vec![
-                    gst::PadTemplate::new(
-                        "sink",
-                        gst::PadDirection::Sink,
-                        gst::PadPresence::Always,
-                        &sink,
-                    )
-                    .unwrap(),
-                    gst::PadTemplate::new(
-                        "src",
-                        gst::PadDirection::Src,
-                        gst::PadPresence::Always,
-                        &nv12_caps(),
-                    )
-                    .unwrap(),
-                ]
+                fake_mpp_core::always_pads(&sink, &nv12_caps())
             });
             TEMPLATES.as_ref()
         }
@@ -227,17 +173,16 @@ mod imp {
             &self,
             transition: gst::StateChange,
         ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-            if transition == gst::StateChange::NullToReady {
-                self.build_output_thread_if_asked();
-            }
-            if transition == gst::StateChange::ReadyToPaused {
-                self.open_session()?;
-            }
-            let result = self.parent_change_state(transition);
-            if transition == gst::StateChange::PausedToReady || result.is_err() {
-                self.close_session();
-            }
-            result
+            fake_mpp_core::change_state(
+                transition,
+                || self.build_output_thread_if_asked(),
+                || self.open_session(),
+                || self.parent_change_state(transition),
+                || {
+                    let s = self.settings.lock().unwrap();
+                    self.session.close(&s.common.session_file)
+                },
+            )
         }
     }
 
@@ -247,77 +192,25 @@ mod imp {
         /// sink -> [queue (the output thread, holding frames-in-flight
         /// units back) ->] identity (fails after fail-after-buffers) -> decoder.
         fn build_output_thread_if_asked(&self) {
-            let obj = self.obj();
             let s = self.settings.lock().unwrap().clone();
-            let wants = s.output_thread || s.fail_after_buffers > 0;
-            if !wants || obj.by_name("mpp-decode").is_some() {
-                return;
+            if s.common.output_thread || s.common.fail_after_buffers > 0 {
+                let decoder = self.decoder.get().unwrap();
+                fake_mpp_core::insert_output_thread(
+                    self.obj().upcast_ref(),
+                    &s.common,
+                    "mpp-decode",
+                    decoder,
+                );
             }
-            let mut front = Vec::new();
-            if s.output_thread {
-                let mut queue = gst::ElementFactory::make("queue").name("mpp-output-task");
-                if s.frames_in_flight > 0 {
-                    queue = queue
-                        .property("min-threshold-buffers", s.frames_in_flight + 1)
-                        .property("max-size-buffers", (s.frames_in_flight + 1).max(200))
-                        .property("max-size-bytes", 0u32)
-                        .property("max-size-time", 0u64);
-                }
-                front.push(queue.build().unwrap());
-            }
-            let mut identity = gst::ElementFactory::make("identity").name("mpp-decode");
-            if s.fail_after_buffers > 0 {
-                identity = identity.property("error-after", s.fail_after_buffers as i32);
-            }
-            front.push(identity.build().unwrap());
-            let decoder = self.decoder.get().unwrap();
-            let sink = obj
-                .static_pad("sink")
-                .unwrap()
-                .downcast::<gst::GhostPad>()
-                .unwrap();
-            sink.set_target(None::<&gst::Pad>).unwrap();
-            obj.add_many(&front).unwrap();
-            let mut chain = front.clone();
-            chain.push(decoder.clone());
-            gst::Element::link_many(&chain).unwrap();
-            sink.set_target(Some(&front[0].static_pad("sink").unwrap()))
-                .unwrap();
         }
 
         fn open_session(&self) -> Result<(), gst::StateChangeError> {
             let s = self.settings.lock().unwrap().clone();
-            if s.session_file.is_empty() {
-                return Ok(());
-            }
-            let opened = fake_mpp::open_record(&s.session_file, s.hard_limit, |index| {
-                decoder_record(std::process::id(), index)
-            })
-            .map_err(|_| gst::StateChangeError)?;
-            match opened {
-                Ok(index) => {
-                    *self.session_index.lock().unwrap() = Some(index);
-                    Ok(())
-                }
-                Err(count) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Busy,
-                        (
-                            "mpp: no free decoder session ({count} open, hard limit {})",
-                            s.hard_limit
-                        )
-                    );
-                    Err(gst::StateChangeError)
-                }
-            }
-        }
-
-        fn close_session(&self) {
-            let Some(index) = self.session_index.lock().unwrap().take() else {
-                return;
-            };
-            fake_mpp::close_record(&self.settings.lock().unwrap().session_file, index);
+            let obj = self.obj();
+            self.session
+                .open(obj.upcast_ref(), &s.common, "decoder", |index| {
+                    decoder_record(std::process::id(), index)
+                })
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod counting_allocator;
 pub mod fake_mpp;
+pub mod fake_mpp_core;
 pub mod fake_mpp_dec;
 pub mod fixed_pool_src;
 pub mod vpu;
