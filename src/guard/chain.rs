@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Putting a guard's child chain in and out of service: starting it, linking
-//! it to the ghost pads, removing it.
+//! A guard's child chain, and putting it in and out of service: starting
+//! it, linking it to the ghost pads, removing it.
 
 use gst::prelude::*;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::watch::{ChainWatch, Coverage, Keep};
+use crate::vpu::decision::GuardKind;
 
 /// Adds a new chain's elements to the bin with their states locked: the
 /// bin's own state changes, which the application makes from its thread
@@ -137,4 +141,86 @@ pub fn off_stream(
     deferring.store(true, Ordering::SeqCst);
     switch();
     deferring.store(false, Ordering::SeqCst);
+}
+
+/// What a child is there for, which decides the properties it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Hardware,
+    Software,
+    /// A software child taking over mid-stream from a failed hardware one.
+    Failover,
+}
+
+/// A chain created and linked inside the bin, not yet linked to the ghost pads.
+pub struct Chain {
+    /// In stream order.
+    pub elements: Vec<gst::Element>,
+    /// The encoder or decoder: its ERRORs are the chain's.
+    pub child: gst::Element,
+    pub factory: String,
+    pub role: Role,
+    /// Whether the chain may be replaced mid-stream (failover or reclaim).
+    pub switchable: bool,
+}
+
+impl Chain {
+    pub fn last(&self) -> &gst::Element {
+        self.elements.last().expect("a chain has a child")
+    }
+
+    /// A watch for the chain, when the guard must follow it: a hardware child
+    /// until its first output at least, any chain that may be replaced
+    /// mid-stream for the whole stream.
+    pub fn watch<W: Coverage + std::fmt::Debug>(&self) -> Option<Arc<ChainWatch<W>>> {
+        let hardware = self.role == Role::Hardware;
+        let keep = if self.switchable {
+            Keep::WholeStream
+        } else {
+            Keep::UntilFirstOutput
+        };
+        (hardware || self.switchable)
+            .then(|| ChainWatch::new(self.child.clone(), hardware, keep, self.last()))
+    }
+}
+
+/// Why a chain could not be built.
+#[derive(Debug)]
+pub enum ChainError {
+    /// The settings are wrong: no other child would fix it.
+    Config(String),
+    /// The child failed to start: another one may work.
+    Start(String),
+}
+
+impl ChainError {
+    pub fn why(self) -> String {
+        match self {
+            ChainError::Config(why) | ChainError::Start(why) => why,
+        }
+    }
+
+    /// The ERROR for a chain of `factory` (a `kind`) that could not be built.
+    pub fn into_message(self, kind: GuardKind, factory: &gst::ElementFactory) -> gst::ErrorMessage {
+        match self {
+            ChainError::Config(msg) => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
+            ChainError::Start(why) => gst::error_msg!(
+                gst::LibraryError::Init,
+                (
+                    "{} {} failed to start",
+                    capitalized(kind.noun()),
+                    factory.name()
+                ),
+                ["{}", why]
+            ),
+        }
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

@@ -5,8 +5,10 @@
 
 use gst::prelude::*;
 
+use super::chain::{ChainError, Role};
+use super::choice::{Candidates, DecideError, Seen};
 use super::core::{self as guard_core, count_vpu, monotonic_now};
-use super::kind::{Candidates, ChainError, DecideError, Kind, Role, Seen};
+use super::kind::Kind;
 use crate::vpu::budget::{Held, Patience, VpuCount};
 use crate::vpu::decision::{self, Inputs, Mode, Outcome, Reason};
 use crate::vpu::ledger::Slot;

@@ -1,68 +1,19 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The input path: each buffer goes to the chain under the guard's watch,
-//! and a failed hardware chain is replaced before the next one (or as soon
-//! as its failure is returned) by a chain that takes over its frames.
+//! Each buffer goes to the chain under the guard's watch, and a failed
+//! hardware chain is replaced before the next one, as soon as its failure
+//! is returned, or at once when its child posts it, by a chain that takes
+//! over its frames.
 
 use gst::prelude::*;
+use gst::subclass::prelude::*;
 use std::sync::atomic::Ordering;
 
-use super::frame;
+use super::choice::Replacement;
 use super::input::Input;
-use super::kind::{Kind, Replacement};
-use super::switch::{complete_switch, replace_chain};
+use super::kind::Kind;
+use super::switch::{announce, complete_switch, replace_chain};
 use super::watch::ChainWatch;
 use crate::vpu::decision::Reason;
-
-/// A buffer or list on the sink pad.
-pub fn sink_chain<K: Kind>(
-    guard: &K,
-    pad: &gst::GhostPad,
-    input: Input,
-) -> Result<gst::FlowSuccess, gst::FlowError> {
-    let flushes = guard.core().flushes();
-    replace_if_failed(guard, pad)?;
-    let Some(input) = skip_to_keyframe(guard, input) else {
-        return Ok(gst::FlowSuccess::Ok);
-    };
-    super::reclaim::reclaim_if_due(guard, pad, &input)?;
-    if guard.core().flushes() != flushes {
-        // Flushed by a seek while switching: this input is the old segment's.
-        return Ok(gst::FlowSuccess::Ok);
-    }
-    push_watched(guard, pad, input)
-}
-
-/// After a switch that found no keyframe to start from, drops input
-/// (counted lost) until one comes.
-fn skip_to_keyframe<K: Kind>(guard: &K, input: Input) -> Option<Input> {
-    let core = guard.core();
-    if core.with_state(|s| s.awaiting_keyframe) != Some(true) {
-        return Some(input);
-    }
-    let mut buffers = input.buffers();
-    let key = buffers
-        .iter()
-        .position(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
-    let skipped = key.unwrap_or(buffers.len());
-    core.with_state(|state| {
-        state.frames_lost += skipped as u64;
-        state.awaiting_keyframe = key.is_none();
-    });
-    // The skipped references go after the lock.
-    let rest = buffers.split_off(skipped);
-    drop(buffers);
-    match (key, input) {
-        (None, _) => None,
-        (Some(0), input) => Some(input),
-        (Some(_), Input::Buffer(buffer)) => Some(Input::Buffer(buffer)),
-        (Some(_), Input::List(_)) => {
-            let mut list = gst::BufferList::new_sized(rest.len());
-            let list_mut = list.get_mut().expect("a new list is writable");
-            rest.into_iter().for_each(|b| list_mut.add(b));
-            Some(Input::List(list))
-        }
-    }
-}
 
 /// Pushes into the chain, keeping a reference to each frame while the chain
 /// may still have to be replaced.
@@ -82,7 +33,7 @@ pub fn push_watched<K: Kind>(
         drop(stopped);
         return input.push(pad, &element);
     }
-    frame::remember(&watch, pad.upcast_ref(), &input);
+    watch.remember(pad.upcast_ref(), &input);
     match input.push(pad, &element) {
         Err(err) => match failure_behind(guard, &watch, err) {
             // The frame is in the window: the replacement gets it.
@@ -165,7 +116,10 @@ pub fn replace_failed<K: Kind>(
     };
     let flushes = core.flushes();
     match replace_chain(guard, pad, replacement) {
-        Ok(switched) => complete_switch(guard, pad, reason, Some(failure), switched, flushes),
+        Ok(switched) => {
+            let failure = Some(failure);
+            complete_switch(guard, pad, reason, failure, switched, flushes, push_watched)
+        }
         Err(why) => {
             let name = factory.name();
             let attempt = Some((name.as_str(), why.as_str()));
@@ -174,4 +128,55 @@ pub fn replace_failed<K: Kind>(
             Err(gst::FlowError::Error)
         }
     }
+}
+
+/// Replaces a chain whose failure was just recorded (on the child's own
+/// thread), from a thread of GStreamer's pool, rather than when the next
+/// frame arrives: on a live stream that is up to a frame interval later.
+/// The stream lock keeps the streaming thread out meanwhile; the switch is
+/// announced only once it is released, since an application seeking from a
+/// sync handler on the decision would otherwise wait for the source's stream
+/// lock while the source waits for ours.
+pub fn fail_over_now<K: Kind>(guard: &K) {
+    let core = guard.core();
+    let pad = core.sinkpad();
+    super::chain::off_stream(pad, &core.stopping, &core.deferring, || {
+        let _ = replace_if_failed(guard, pad);
+    });
+    let untold = core.with_state(|s| s.untold.take()).flatten();
+    if let Some(announcement) = untold {
+        announce(guard, &announcement);
+    }
+}
+
+/// A message posted inside the bin: an ERROR of a chain whose failures the
+/// guard handles is claimed (its chain is replaced at once, not when the
+/// next unit arrives) and None returned; anything else is returned to go
+/// out as the child posted it: its source, debug and details are what the
+/// application needs to act on.
+pub fn claim_error<K>(guard: &K, message: gst::Message) -> Option<gst::Message>
+where
+    K: Kind + ObjectSubclass,
+    K::Type: IsA<gst::Element>,
+{
+    if message.type_() != gst::MessageType::Error {
+        return Some(message);
+    }
+    let core = guard.core();
+    let watches = {
+        let watches = core.watches.lock();
+        [watches.current.clone(), watches.starting.clone()]
+    };
+    let downstream_failed = core.downstream_error.load(Ordering::SeqCst);
+    let Some(what) = super::watch::claim_failure(&message, watches, downstream_failed) else {
+        return Some(message);
+    };
+    gst::warning!(
+        K::cat(),
+        obj = guard.element(),
+        "hardware {} failed: {what}",
+        K::GUARD.noun()
+    );
+    guard.obj().call_async(|obj| fail_over_now(obj.imp()));
+    None
 }

@@ -3,11 +3,6 @@
 //! (an encoder's raw picture, a decoder's access unit) with the caps it came
 //! under, and what a switch hands the replacement.
 
-use gst::prelude::*;
-
-use super::input::Input;
-use super::watch::{ChainWatch, Coverage, time_segment};
-
 /// A buffer given to the chain, with the caps it was given under: a
 /// replacement gets those caps again before frames from before a caps change.
 #[derive(Debug)]
@@ -63,37 +58,4 @@ pub struct SwitchReport {
     pub lost: u64,
     /// The running time of the first frame the new chain got.
     pub first_running_time: Option<gst::ClockTime>,
-}
-
-/// Keeps a reference (no copy) to each buffer about to go to the chain
-/// through `pad`. A buffer without a PTS goes by its DTS.
-pub fn remember<W: Coverage + std::fmt::Debug>(
-    watch: &ChainWatch<W>,
-    pad: &gst::Pad,
-    input: &Input,
-) {
-    let segment = time_segment(pad);
-    let caps = pad.current_caps();
-    let frames: Vec<_> = input
-        .buffers()
-        .into_iter()
-        .map(|buffer| {
-            let running_time = segment
-                .as_ref()
-                .and_then(|s| s.to_running_time(buffer.pts().or(buffer.dts())))
-                .map(|t| t.nseconds());
-            let frame = Frame {
-                buffer,
-                caps: caps.clone(),
-            };
-            (running_time, frame)
-        })
-        .collect();
-    let released: Vec<_> = watch.with_window(|window| {
-        frames
-            .into_iter()
-            .flat_map(|(running_time, frame)| window.remember(running_time, frame))
-            .collect()
-    });
-    drop(released);
 }

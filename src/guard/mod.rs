@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod child_props;
 pub mod children;
+pub mod choice;
 pub mod core;
 pub mod decide;
 pub mod eos;
@@ -21,6 +22,7 @@ pub mod pads;
 pub mod readout;
 pub mod reclaim;
 pub mod sink;
+pub mod state;
 pub mod stream_events;
 pub mod switch;
 pub mod validate;

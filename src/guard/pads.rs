@@ -29,7 +29,7 @@ where
         pad: &gst::GhostPad,
         input: Input,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        super::failover::sink_chain(self, pad, input)
+        super::sink::sink_chain(self, pad, input)
     }
     /// A query on the src pad; by default what the chain answers.
     fn src_query(&self, pad: &gst::GhostPad, query: &mut gst::QueryRef) -> bool {

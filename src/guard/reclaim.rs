@@ -5,9 +5,11 @@
 
 use gst::prelude::*;
 
+use super::chain::Role;
+use super::choice::{RECLAIM_MODE, Replacement, Seen};
 use super::core::{count_vpu, monotonic_now};
 use super::input::Input;
-use super::kind::{Kind, RECLAIM_MODE, Replacement, Role, Seen};
+use super::kind::Kind;
 use super::switch::{complete_switch, replace_chain};
 use super::watch::running_time;
 use crate::vpu::budget::Patience;
@@ -61,7 +63,8 @@ pub fn reclaim_if_due<K: Kind>(
             let next = running_time(pad.upcast_ref(), input.pts());
             let first = &mut switched.report.first_running_time;
             *first = first.or(next);
-            complete_switch(guard, pad, Reason::Reclaimed, None, switched, flushes)?;
+            let push = super::failover::push_watched;
+            complete_switch(guard, pad, Reason::Reclaimed, None, switched, flushes, push)?;
             Ok(())
         }
         Err(why) => {

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The guard's sink pad before and around the decision: the CAPS event that
-//! takes it, flushes, EOS, and the caps query answered while no child is
-//! there to ask.
+//! The guard's sink pad: the CAPS event that takes the decision, flushes,
+//! EOS, the caps query answered while no child is there to ask, and the
+//! input path (a failover, a reclaim, frames dropped until a keyframe).
 
 use gst::prelude::*;
 
-use super::kind::{DecideError, Kind};
+use super::choice::DecideError;
+use super::input::Input;
+use super::kind::Kind;
 use crate::factory_caps;
 use crate::vpu::decision::Mode;
 
@@ -98,5 +100,56 @@ pub fn filtered(caps: gst::Caps, filter: Option<&gst::CapsRef>) -> gst::Caps {
     match filter {
         Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
         None => caps,
+    }
+}
+
+/// A buffer or list on the sink pad.
+pub fn sink_chain<K: Kind>(
+    guard: &K,
+    pad: &gst::GhostPad,
+    input: Input,
+) -> Result<gst::FlowSuccess, gst::FlowError> {
+    let flushes = guard.core().flushes();
+    super::failover::replace_if_failed(guard, pad)?;
+    let Some(input) = skip_to_keyframe(guard, input) else {
+        return Ok(gst::FlowSuccess::Ok);
+    };
+    super::reclaim::reclaim_if_due(guard, pad, &input)?;
+    if guard.core().flushes() != flushes {
+        // Flushed by a seek while switching: this input is the old segment's.
+        return Ok(gst::FlowSuccess::Ok);
+    }
+    super::failover::push_watched(guard, pad, input)
+}
+
+/// After a switch that found no keyframe to start from, drops input
+/// (counted lost) until one comes.
+fn skip_to_keyframe<K: Kind>(guard: &K, input: Input) -> Option<Input> {
+    let core = guard.core();
+    if core.with_state(|s| s.awaiting_keyframe) != Some(true) {
+        return Some(input);
+    }
+    let mut buffers = input.buffers();
+    let key = buffers
+        .iter()
+        .position(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+    let skipped = key.unwrap_or(buffers.len());
+    core.with_state(|state| {
+        state.frames_lost += skipped as u64;
+        state.awaiting_keyframe = key.is_none();
+    });
+    // The skipped references go after the lock.
+    let rest = buffers.split_off(skipped);
+    drop(buffers);
+    match (key, input) {
+        (None, _) => None,
+        (Some(0), input) => Some(input),
+        (Some(_), Input::Buffer(buffer)) => Some(Input::Buffer(buffer)),
+        (Some(_), Input::List(_)) => {
+            let mut list = gst::BufferList::new_sized(rest.len());
+            let list_mut = list.get_mut().expect("a new list is writable");
+            rest.into_iter().for_each(|b| list_mut.add(b));
+            Some(Input::List(list))
+        }
     }
 }

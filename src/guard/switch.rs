@@ -7,15 +7,22 @@
 //! while it is replaced.
 
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 use std::sync::atomic::Ordering;
 
-use super::core::{self, State, monotonic_now};
+use super::chain::{Chain, Role};
+use super::choice::{Announcement, Replacement};
+use super::core::{self, monotonic_now};
 use super::frame::{Frame, Replay, SwitchReport};
 use super::input::Input;
-use super::kind::{Announcement, Chain, Kind, Replacement, Role};
+use super::kind::Kind;
+use super::state::State;
 use super::watch::running_time;
 use crate::vpu::decision::Reason;
+
+/// How a unit goes into the chain in place: `failover::push_watched`, so
+/// that a replacement failing on the frames replayed to it is replaced in
+/// turn. Passed in, since failing over is itself a switch.
+pub type Push<K> = fn(&K, &gst::GhostPad, Input) -> Result<gst::FlowSuccess, gst::FlowError>;
 
 /// A replacement that has taken over, for `complete_switch`.
 pub struct Switched {
@@ -191,6 +198,7 @@ pub fn complete_switch<K: Kind>(
     failure: Option<&str>,
     switched: Switched,
     flushes: u64,
+    push: Push<K>,
 ) -> Result<gst::FlowSuccess, gst::FlowError> {
     let core = guard.core();
     let Switched {
@@ -237,7 +245,7 @@ pub fn complete_switch<K: Kind>(
         return Err(gst::FlowError::Flushing);
     };
     guard.before_replay(&internal);
-    self::replay(guard, pad, &internal, replay.units)
+    self::replay(guard, pad, &internal, replay.units, push)
 }
 
 /// Sends `frames` to the new chain, each under the caps it was first given
@@ -248,6 +256,7 @@ fn replay<K: Kind>(
     pad: &gst::GhostPad,
     internal: &gst::ProxyPad,
     frames: Vec<Frame>,
+    push: Push<K>,
 ) -> Result<gst::FlowSuccess, gst::FlowError> {
     let current = pad.current_caps();
     let mut in_force = current.clone();
@@ -257,7 +266,7 @@ fn replay<K: Kind>(
             in_force = frame.caps;
             internal.push_event(gst::event::Caps::new(in_force.as_ref().unwrap()));
         }
-        result = super::failover::push_watched(guard, pad, Input::Buffer(frame.buffer));
+        result = push(guard, pad, Input::Buffer(frame.buffer));
         if result.is_err() {
             break;
         }
@@ -279,57 +288,6 @@ pub fn announce<K: Kind>(guard: &K, a: &Announcement) {
     core::post_decision(guard, &settings, a.reason, Some(&a.report));
     core::notify_chain_properties(guard);
     super::live::post_latency_changed(&guard.element());
-}
-
-/// Replaces a chain whose failure was just recorded (on the child's own
-/// thread), from a thread of GStreamer's pool, rather than when the next
-/// frame arrives: on a live stream that is up to a frame interval later.
-/// The stream lock keeps the streaming thread out meanwhile; the switch is
-/// announced only once it is released, since an application seeking from a
-/// sync handler on the decision would otherwise wait for the source's stream
-/// lock while the source waits for ours.
-pub fn fail_over_now<K: Kind>(guard: &K) {
-    let core = guard.core();
-    let pad = core.sinkpad();
-    super::chain::off_stream(pad, &core.stopping, &core.deferring, || {
-        let _ = super::failover::replace_if_failed(guard, pad);
-    });
-    let untold = core.with_state(|s| s.untold.take()).flatten();
-    if let Some(announcement) = untold {
-        announce(guard, &announcement);
-    }
-}
-
-/// A message posted inside the bin: an ERROR of a chain whose failures the
-/// guard handles is claimed (its chain is replaced at once, not when the
-/// next unit arrives) and None returned; anything else is returned to go
-/// out as the child posted it: its source, debug and details are what the
-/// application needs to act on.
-pub fn claim_error<K>(guard: &K, message: gst::Message) -> Option<gst::Message>
-where
-    K: Kind + ObjectSubclass,
-    K::Type: IsA<gst::Element>,
-{
-    if message.type_() != gst::MessageType::Error {
-        return Some(message);
-    }
-    let core = guard.core();
-    let watches = {
-        let watches = core.watches.lock();
-        [watches.current.clone(), watches.starting.clone()]
-    };
-    let downstream_failed = core.downstream_error.load(Ordering::SeqCst);
-    let Some(what) = super::watch::claim_failure(&message, watches, downstream_failed) else {
-        return Some(message);
-    };
-    gst::warning!(
-        K::cat(),
-        obj = guard.element(),
-        "hardware {} failed: {what}",
-        K::GUARD.noun()
-    );
-    guard.obj().call_async(|obj| fail_over_now(obj.imp()));
-    None
 }
 
 /// Drops what the chain ending in `last` outputs at or before `until` (the

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::frame::{Frame, Replay};
+use super::input::Input;
 
 /// What a watch keeps of the chain's input (the guard's window), and how
 /// output settles it. What each call returns is released: dropped after the
@@ -201,6 +202,35 @@ impl<W: Coverage + std::fmt::Debug> ChainWatch<W> {
     /// Takes what a replacement of this chain is fed.
     pub fn take_replay(&self) -> Replay<Frame> {
         self.window.lock().take_replay()
+    }
+
+    /// Keeps a reference (no copy) to each buffer about to go to the chain
+    /// through `pad`. A buffer without a PTS goes by its DTS.
+    pub fn remember(&self, pad: &gst::Pad, input: &Input) {
+        let segment = time_segment(pad);
+        let caps = pad.current_caps();
+        let frames: Vec<_> = input
+            .buffers()
+            .into_iter()
+            .map(|buffer| {
+                let running_time = segment
+                    .as_ref()
+                    .and_then(|s| s.to_running_time(buffer.pts().or(buffer.dts())))
+                    .map(|t| t.nseconds());
+                let frame = Frame {
+                    buffer,
+                    caps: caps.clone(),
+                };
+                (running_time, frame)
+            })
+            .collect();
+        let released: Vec<_> = self.with_window(|window| {
+            frames
+                .into_iter()
+                .flat_map(|(running_time, frame)| window.remember(running_time, frame))
+                .collect()
+        });
+        drop(released);
     }
 
     /// Runs `f` on the window, with its lock held: `f` must not call into

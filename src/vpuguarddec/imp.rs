@@ -9,11 +9,12 @@ use std::sync::{LazyLock, OnceLock};
 use super::Mode;
 use super::candidates;
 use super::gop_window::GopWindow;
+use crate::guard::chain::ChainError;
 use crate::guard::child_props;
 use crate::guard::children;
-use crate::guard::core::{self as guard_core, Core};
+use crate::guard::core as guard_core;
 use crate::guard::frame::Frame;
-use crate::guard::kind::ChainError;
+use crate::guard::state::Core;
 use crate::metrics;
 use crate::vpu::budget::BudgetSettings;
 use crate::vpu::decision::{Budget, GuardKind};
@@ -273,7 +274,7 @@ impl ElementImpl for VpuGuardDec {
 
 impl BinImpl for VpuGuardDec {
     fn handle_message(&self, message: gst::Message) {
-        if let Some(message) = crate::guard::switch::claim_error(self, message) {
+        if let Some(message) = crate::guard::failover::claim_error(self, message) {
             self.parent_handle_message(message)
         }
     }

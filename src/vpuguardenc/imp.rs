@@ -9,11 +9,13 @@ use std::sync::{LazyLock, OnceLock};
 use super::Mode;
 use super::codec::Codec;
 use super::window::Window;
+use crate::guard::chain::ChainError;
 use crate::guard::child_props;
 use crate::guard::children;
-use crate::guard::core::{self as guard_core, Core};
+use crate::guard::choice::Candidates;
+use crate::guard::core as guard_core;
 use crate::guard::frame::Frame;
-use crate::guard::kind::{Candidates, ChainError};
+use crate::guard::state::Core;
 use crate::metrics;
 use crate::vpu::budget::BudgetSettings;
 use crate::vpu::decision::{GuardKind, Reason};
@@ -312,7 +314,7 @@ impl ElementImpl for VpuGuardEnc {
 
 impl BinImpl for VpuGuardEnc {
     fn handle_message(&self, message: gst::Message) {
-        if let Some(message) = crate::guard::switch::claim_error(self, message) {
+        if let Some(message) = crate::guard::failover::claim_error(self, message) {
             self.parent_handle_message(message)
         }
     }

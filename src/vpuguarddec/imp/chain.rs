@@ -4,7 +4,8 @@
 //! removing it, and telling the application what was chosen.
 
 use super::*;
-use crate::guard::kind::{Chain, Decided, Role};
+use crate::guard::chain::{Chain, Role};
+use crate::guard::choice::Decided;
 
 impl VpuGuardDec {
     /// Whether a chain may be replaced mid-stream: a hardware one by the

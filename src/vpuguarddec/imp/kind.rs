@@ -3,8 +3,10 @@
 //! bin.
 
 use super::*;
+use crate::guard::chain::{Chain, Role};
+use crate::guard::choice::{Announcement, Candidates, Decided};
 use crate::guard::frame::SwitchReport;
-use crate::guard::kind::{Announcement, Candidates, Chain, Decided, Kind, Role};
+use crate::guard::kind::Kind;
 use crate::guard::validate::installed_child;
 use crate::vpu::decision;
 

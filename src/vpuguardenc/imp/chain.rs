@@ -4,7 +4,8 @@
 //! removing it, and telling the application what was chosen.
 
 use super::*;
-use crate::guard::kind::{Chain, Decided, Role};
+use crate::guard::chain::{Chain, Role};
+use crate::guard::choice::Decided;
 use crate::vpuguardenc::stream_format;
 
 impl VpuGuardEnc {

@@ -4,8 +4,10 @@
 
 use super::chain::hw_codec;
 use super::*;
+use crate::guard::chain::{Chain, Role};
+use crate::guard::choice::{Announcement, Decided};
 use crate::guard::frame::SwitchReport;
-use crate::guard::kind::{Announcement, Chain, Decided, Kind, Role};
+use crate::guard::kind::Kind;
 use crate::guard::validate::{installed_child, settings_error};
 use crate::vpu::decision::{self, Budget};
 
