@@ -13,11 +13,16 @@ use gst::prelude::*;
 const PLUGIN_NAME: &str = "edgeguard";
 const GUARD_FACTORIES: [&str; 2] = ["vpuguarddec", "vpuguardenc"];
 
-fn guard_types() -> [glib::Type; 2] {
-    [
-        crate::vpuguarddec::VpuGuardDec::static_type(),
-        crate::vpuguardenc::VpuGuardEnc::static_type(),
-    ]
+/// The guards' GType names: looked up by name, so that this module, which
+/// the guards use, does not depend on them in turn.
+const GUARD_TYPE_NAMES: [&str; 2] = ["GstVpuGuardDec", "GstVpuGuardEnc"];
+
+/// The guards' types that are registered: an element of a type not
+/// registered yet cannot exist.
+fn guard_types() -> impl Iterator<Item = glib::Type> {
+    GUARD_TYPE_NAMES
+        .into_iter()
+        .filter_map(glib::Type::from_name)
 }
 
 /// Whether the factory makes a guard: its element type is (or derives from)
@@ -26,7 +31,7 @@ fn guard_types() -> [glib::Type; 2] {
 pub fn is_guard(factory: &gst::ElementFactory) -> bool {
     let element_type = factory.element_type();
     if element_type.is_valid() {
-        return guard_types().iter().any(|guard| element_type.is_a(*guard));
+        return guard_types().any(|guard| element_type.is_a(guard));
     }
     factory.plugin_name().as_deref() == Some(PLUGIN_NAME)
         && GUARD_FACTORIES.contains(&factory.name().as_str())
