@@ -143,6 +143,35 @@ pub fn off_stream(
     deferring.store(false, Ordering::SeqCst);
 }
 
+/// An element of the factory `name` for a chain.
+pub fn make(name: &str) -> Result<gst::Element, ChainError> {
+    gst::ElementFactory::make(name)
+        .build()
+        .map_err(|e| ChainError::Config(format!("cannot create {name}: {e}")))
+}
+
+/// The child `factory` makes.
+pub fn create(factory: &gst::ElementFactory) -> Result<gst::Element, ChainError> {
+    factory
+        .create()
+        .build()
+        .map_err(|e| ChainError::Config(format!("cannot create {}: {e}", factory.name())))
+}
+
+/// Adds the chain of `factory`'s child to the bin (as `add` does) and
+/// links it in stream order; when it cannot be linked, none of it stays.
+pub fn add_linked(
+    bin: &gst::Bin,
+    elements: &[gst::Element],
+    factory: &gst::ElementFactory,
+) -> Result<(), ChainError> {
+    add(bin, elements).map_err(|e| ChainError::Config(e.to_string()))?;
+    gst::Element::link_many(elements).map_err(|e| {
+        let _ = bin.remove_many(elements);
+        ChainError::Config(format!("cannot link the {} chain: {e}", factory.name()))
+    })
+}
+
 /// What a child is there for, which decides the properties it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

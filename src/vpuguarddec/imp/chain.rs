@@ -27,15 +27,8 @@ impl VpuGuardDec {
         output: Option<&gst::Caps>,
     ) -> Result<Chain, ChainError> {
         let hardware = role == Role::Hardware;
-        let make = |name: &str| {
-            gst::ElementFactory::make(name)
-                .build()
-                .map_err(|e| ChainError::Config(format!("cannot create {name}: {e}")))
-        };
-        let decoder = factory
-            .create()
-            .build()
-            .map_err(|e| ChainError::Config(format!("cannot create {}: {e}", factory.name())))?;
+        let make = crate::guard::chain::make;
+        let decoder = crate::guard::chain::create(factory)?;
         let (origin, text) = if hardware {
             ("hw-properties", &settings.hw_properties)
         } else {
@@ -66,16 +59,7 @@ impl VpuGuardDec {
             filter.set_property("caps", output);
             elements.push(filter);
         }
-        let obj = self.obj();
-        crate::guard::chain::add(obj.upcast_ref(), &elements)
-            .map_err(|e| ChainError::Config(e.to_string()))?;
-        if let Err(e) = gst::Element::link_many(&elements) {
-            let _ = obj.remove_many(&elements);
-            return Err(ChainError::Config(format!(
-                "cannot link the {} chain: {e}",
-                factory.name()
-            )));
-        }
+        crate::guard::chain::add_linked(self.obj().upcast_ref(), &elements, factory)?;
         Ok(Chain {
             elements,
             child: decoder,

@@ -55,15 +55,8 @@ impl VpuGuardEnc {
         let switchable = self.switchable_codec(settings, role, codec);
         let output = self.output_caps(codec, switchable, replacing);
         let output = output.as_ref();
-        let make = |name: &str| {
-            gst::ElementFactory::make(name)
-                .build()
-                .map_err(|e| ChainError::Config(format!("cannot create {name}: {e}")))
-        };
-        let encoder = factory
-            .create()
-            .build()
-            .map_err(|e| ChainError::Config(format!("cannot create {}: {e}", factory.name())))?;
+        let make = crate::guard::chain::make;
+        let encoder = crate::guard::chain::create(factory)?;
         // Asked at each software choice: negotiation, failover.
         let live_pixel_rate = (role != Role::Hardware
             && crate::guard::live::upstream_is_live(self.core.sinkpad().upcast_ref()))
@@ -86,16 +79,7 @@ impl VpuGuardEnc {
             filter.set_property("caps", output);
             elements.push(filter);
         }
-        let obj = self.obj();
-        crate::guard::chain::add(obj.upcast_ref(), &elements)
-            .map_err(|e| ChainError::Config(e.to_string()))?;
-        if let Err(e) = gst::Element::link_many(&elements) {
-            let _ = obj.remove_many(&elements);
-            return Err(ChainError::Config(format!(
-                "cannot link the {} chain: {e}",
-                factory.name()
-            )));
-        }
+        crate::guard::chain::add_linked(self.obj().upcast_ref(), &elements, factory)?;
         Ok(Chain {
             elements,
             child: encoder,
