@@ -47,6 +47,7 @@ impl Continuity {
         let guard_src = guard_src.downgrade();
         internal.add_probe(
             gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::EVENT_FLUSH
                 | gst::PadProbeType::BUFFER
                 | gst::PadProbeType::BUFFER_LIST,
             move |_, info| match (this.upgrade(), guard_src.upgrade()) {
@@ -92,14 +93,38 @@ impl Continuity {
             Some(gst::PadProbeData::Event(event)) => {
                 let in_force = sticky_event_of_type(guard_src, event.type_());
                 if self.stands_in(event, in_force.as_deref()) {
-                    // Handled, not Drop: dropping an event from a probe
-                    // trips a NULL unref with gstreamer-rs.
+                    // Handled: the chain's sticky event counts as sent.
                     return gst::PadProbeReturn::Handled;
+                }
+                if let Some(moved) = self.shifted_gap(event) {
+                    *event = moved;
                 }
             }
             _ => (),
         }
         gst::PadProbeReturn::Ok
+    }
+
+    /// A GAP of the chain's, moved into the segment in force as its buffers
+    /// are, with its seqnum.
+    fn shifted_gap(&self, event: &gst::EventRef) -> Option<gst::Event> {
+        let gst::EventView::Gap(gap) = event.view() else {
+            return None;
+        };
+        let shift = self
+            .seen
+            .lock()
+            .unwrap()
+            .shift
+            .filter(|&shift| shift != 0)?;
+        let (timestamp, duration) = gap.get();
+        let moved = u64::try_from(i128::from(timestamp.nseconds()) + shift).ok()?;
+        Some(
+            gst::event::Gap::builder(gst::ClockTime::from_nseconds(moved))
+                .duration(duration)
+                .seqnum(event.seqnum())
+                .build(),
+        )
     }
 
     /// The shift for a buffer leaving the chain, which ends its replacing.
@@ -123,9 +148,14 @@ impl Continuity {
                 true
             }
             None => {
+                // A segment of the chain's own goes out (the first chain's,
+                // one after a seek), or a stream starts or ends anew.
                 if matches!(
                     event.type_(),
-                    gst::EventType::Segment | gst::EventType::FlushStop
+                    gst::EventType::Segment
+                        | gst::EventType::FlushStop
+                        | gst::EventType::StreamStart
+                        | gst::EventType::Eos
                 ) {
                     seen.shift = None;
                     seen.replacing = false;
@@ -285,5 +315,49 @@ mod tests {
         }
         assert_eq!(buffer.pts(), Some(gst::ClockTime::from_mseconds(50)));
         assert_eq!(buffer.dts(), None);
+    }
+
+    #[test]
+    fn a_gap_moves_with_the_buffers_and_keeps_its_seqnum() {
+        gst::init().unwrap();
+        let continuity = Continuity::default();
+        let gap = gst::event::Gap::builder(gst::ClockTime::from_seconds(1))
+            .duration(gst::ClockTime::from_mseconds(33))
+            .build();
+        assert!(
+            continuity.shifted_gap(&gap).is_none(),
+            "no shift, no change"
+        );
+        continuity.seen.lock().unwrap().shift = Some(2_000_000_000);
+        let moved = continuity.shifted_gap(&gap).unwrap();
+        let gst::EventView::Gap(moved_gap) = moved.view() else {
+            panic!("{moved:?}")
+        };
+        assert_eq!(
+            moved_gap.get(),
+            (
+                gst::ClockTime::from_seconds(3),
+                Some(gst::ClockTime::from_mseconds(33))
+            )
+        );
+        assert_eq!(moved.seqnum(), gap.seqnum());
+    }
+
+    #[test]
+    fn a_replacement_that_ends_or_starts_a_stream_before_output_stops_replacing() {
+        gst::init().unwrap();
+        let continuity = Continuity::default();
+        for event in [
+            gst::event::Eos::new(),
+            gst::event::StreamStart::new("another"),
+            gst::event::FlushStop::new(true),
+        ] {
+            continuity.expect_replacement();
+            assert!(!continuity.stands_in(&event, None));
+            assert!(!continuity.seen.lock().unwrap().replacing, "{event:?}");
+        }
+        // A segment equal to the one in force still stands in while replacing.
+        continuity.expect_replacement();
+        assert!(continuity.stands_in(&segment_event(0), Some(&segment_event(0))));
     }
 }
