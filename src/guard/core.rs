@@ -105,12 +105,14 @@ pub fn teardown<K: Kind>(guard: &K) {
         let _ = core.sinkpad().set_target(None::<&gst::Pad>);
         let _ = core.srcpad().set_target(None::<&gst::Pad>);
         super::chain::remove(&bin, &state.elements);
-        core.continuity.reset();
         // Only now, with the child in NULL, is its VPU session closed.
         drop(state.slot);
         gst::debug!(K::cat(), obj = bin, "removed the {} chain", state.factory);
     }
     super::chain::remove_all(&bin);
+    // The next stream is another: nothing to carry over, liveness asked anew.
+    core.continuity.reset();
+    core.forget_liveness();
 }
 
 pub fn notify_chain_properties<K: Kind>(guard: &K) {

@@ -7,7 +7,7 @@
 //! an element (a state, a watch) is dropped after its lock.
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::chain::{Chain, ChainError};
@@ -82,6 +82,9 @@ pub struct Core<W> {
     pub srcpad: OnceLock<gst::GhostPad>,
     /// Keeps what leaves `srcpad` one stream across switches.
     pub continuity: Arc<super::stream_events::Continuity>,
+    /// Whether the stream is live, asked upstream once per stream (before
+    /// its first chain): 0 not asked yet, 1 live, 2 not live.
+    live: AtomicU8,
     /// Every decision since creation: the `stats` property and the metrics.
     /// A leaf lock, held only to record or clone.
     pub stats: Mutex<GuardStats>,
@@ -101,6 +104,7 @@ impl<W> Default for Core<W> {
             sinkpad: OnceLock::new(),
             srcpad: OnceLock::new(),
             continuity: Arc::default(),
+            live: AtomicU8::new(0),
             stats: Mutex::new(GuardStats::default()),
         }
     }
@@ -121,6 +125,27 @@ impl<W: super::watch::Coverage + std::fmt::Debug> Core<W> {
 
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::SeqCst)
+    }
+
+    /// Whether the stream is live (`guard::live::upstream_is_live`), asked
+    /// once per stream: a replacement built off the streaming thread, with
+    /// the stream lock held, sends no query upstream.
+    pub fn stream_is_live(&self) -> bool {
+        match self.live.load(Ordering::SeqCst) {
+            1 => true,
+            2 => false,
+            _ => {
+                let live =
+                    super::live::upstream_is_live(gst::prelude::Cast::upcast_ref(self.sinkpad()));
+                self.live.store(if live { 1 } else { 2 }, Ordering::SeqCst);
+                live
+            }
+        }
+    }
+
+    /// A new stream: its liveness is asked anew.
+    pub fn forget_liveness(&self) {
+        self.live.store(0, Ordering::SeqCst);
     }
 
     pub fn stopping(&self) -> bool {

@@ -77,7 +77,7 @@ impl VpuGuardDec {
         let Some(text) = crate::guard::live::decoder_defaults(&factory) else {
             return Ok(());
         };
-        if !crate::guard::live::upstream_is_live(self.core.sinkpad().upcast_ref()) {
+        if !self.core.stream_is_live() {
             return Ok(());
         }
         let Some(defaults) = child_props::parse_structure("sw-properties", text)? else {

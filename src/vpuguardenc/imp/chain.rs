@@ -58,9 +58,8 @@ impl VpuGuardEnc {
         let make = crate::guard::chain::make;
         let encoder = crate::guard::chain::create(factory)?;
         // Asked at each software choice: negotiation, failover.
-        let live_pixel_rate = (role != Role::Hardware
-            && crate::guard::live::upstream_is_live(self.core.sinkpad().upcast_ref()))
-        .then(|| stream_pixel_rate(caps));
+        let live_pixel_rate =
+            (role != Role::Hardware && self.core.stream_is_live()).then(|| stream_pixel_rate(caps));
         self.configure_encoder(settings, &encoder, role, switchable, live_pixel_rate)
             .map_err(ChainError::Config)?;
         let parser = make(codec.parser())?;
