@@ -638,17 +638,14 @@ fn a_flushing_seek_while_the_old_chain_is_retired_replays_nothing_of_the_old_seg
     .unwrap();
     let pts = Arc::new(Mutex::new(Vec::new()));
     let p = pts.clone();
-    pipeline
-        .by_name("out")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            p.lock()
-                .unwrap()
-                .push(info.buffer().unwrap().pts().unwrap());
-            gst::PadProbeReturn::Ok
-        });
+    let sink = pipeline.by_name("out").unwrap().static_pad("sink").unwrap();
+    sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        p.lock()
+            .unwrap()
+            .push(info.buffer().unwrap().pts().unwrap());
+        gst::PadProbeReturn::Ok
+    });
+    let seqnums = common::seqnums::watch(&sink);
     // The other program closes a session as soon as the guard chose software.
     let session_file = vpu.session_file.clone();
     pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
@@ -663,6 +660,7 @@ fn a_flushing_seek_while_the_old_chain_is_retired_replays_nothing_of_the_old_seg
     let seeked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = seeked.clone();
     let weak = pipeline.downgrade();
+    let sq = seqnums.clone();
     pipeline
         .by_name("guard")
         .unwrap()
@@ -673,12 +671,15 @@ fn a_flushing_seek_while_the_old_chain_is_retired_replays_nothing_of_the_old_seg
             if let Some(pipeline) = weak.upgrade().filter(|_| software)
                 && !s.swap(true, std::sync::atomic::Ordering::SeqCst)
             {
-                pipeline
-                    .seek_simple(
-                        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-                        2 * gst::ClockTime::SECOND,
-                    )
-                    .unwrap();
+                let seek = gst::event::Seek::new(
+                    1.0,
+                    gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                    gst::SeekType::Set,
+                    2 * gst::ClockTime::SECOND,
+                    gst::SeekType::None,
+                    gst::ClockTime::NONE,
+                );
+                assert!(common::seqnums::send_seek(pipeline.upcast_ref(), &sq, seek));
             }
         });
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -686,6 +687,10 @@ fn a_flushing_seek_while_the_old_chain_is_retired_replays_nothing_of_the_old_seg
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
     assert!(seeked.load(std::sync::atomic::Ordering::SeqCst), "no seek");
+    seqnums
+        .lock()
+        .unwrap()
+        .assert_the_seeks_flush_and_eos("decoder");
     let reasons: Vec<_> = decisions(&log).into_iter().map(|d| d.reason).collect();
     assert_eq!(reasons, ["over-budget", "reclaimed"]);
     let pts = pts.lock().unwrap().clone();

@@ -699,9 +699,15 @@ fn a_reclaimed_encoder_failing_before_its_first_output_is_replaced_by_the_failov
 /// time (so that the failure is met mid-stream, not while draining at EOS); a
 /// sync handler answers the `hw-failed-mid-stream` decision with a flushing
 /// seek to [0.5 s, 2 s), as an application reacting to it would, from the
-/// streaming thread. Returns the bus and the stream times reaching the sink
-/// since the last flush.
-fn seek_on_failover(vpu: &Vpu) -> (common::BusLog, Vec<gst::ClockTime>) {
+/// streaming thread. Returns the bus, the stream times reaching the sink
+/// since the last flush, and the seqnums seen there.
+fn seek_on_failover(
+    vpu: &Vpu,
+) -> (
+    common::BusLog,
+    Vec<gst::ClockTime>,
+    common::seqnums::Seqnums,
+) {
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=90 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
          identity sync=true ! {} ! fakesink name=out sync=false",
@@ -712,47 +718,44 @@ fn seek_on_failover(vpu: &Vpu) -> (common::BusLog, Vec<gst::ClockTime>) {
     .unwrap();
     let pts = Arc::new(Mutex::new(Vec::new()));
     let p = pts.clone();
-    pipeline
-        .by_name("out")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH,
-            move |pad, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => {
-                        let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
-                        let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
-                        p.lock()
-                            .unwrap()
-                            .push(segment.to_stream_time(b.pts().unwrap()).unwrap());
-                    }
-                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::FlushStop => {
-                        p.lock().unwrap().clear()
-                    }
-                    _ => (),
+    let sink = pipeline.by_name("out").unwrap().static_pad("sink").unwrap();
+    let seqnums = common::seqnums::watch(&sink);
+    sink.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH,
+        move |pad, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+                    let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+                    p.lock()
+                        .unwrap()
+                        .push(segment.to_stream_time(b.pts().unwrap()).unwrap());
                 }
-                gst::PadProbeReturn::Ok
-            },
-        );
+                Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::FlushStop => {
+                    p.lock().unwrap().clear()
+                }
+                _ => (),
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     let weak = pipeline.downgrade();
+    let s2 = seqnums.clone();
     pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
         let failover = msg.structure().is_some_and(|s| {
             s.name() == "vpuguardenc-decision"
                 && s.get::<String>("reason").as_deref() == Ok("hw-failed-mid-stream")
         });
         if let Some(pipeline) = weak.upgrade().filter(|_| failover) {
-            pipeline
-                .seek(
-                    1.0,
-                    gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-                    gst::SeekType::Set,
-                    gst::ClockTime::SECOND / 2,
-                    gst::SeekType::Set,
-                    2 * gst::ClockTime::SECOND,
-                )
-                .unwrap();
+            let seek = gst::event::Seek::new(
+                1.0,
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::SeekType::Set,
+                gst::ClockTime::SECOND / 2,
+                gst::SeekType::Set,
+                2 * gst::ClockTime::SECOND,
+            );
+            assert!(common::seqnums::send_seek(pipeline.upcast_ref(), &s2, seek));
         }
         gst::BusSyncReply::Pass
     });
@@ -760,17 +763,19 @@ fn seek_on_failover(vpu: &Vpu) -> (common::BusLog, Vec<gst::ClockTime>) {
     let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
     pipeline.set_state(gst::State::Null).unwrap();
     let pts = pts.lock().unwrap().clone();
-    (log, pts)
+    let seqnums = seqnums.lock().unwrap().clone();
+    (log, pts, seqnums)
 }
 
 #[test]
-fn a_flushing_seek_during_a_failover_delivers_the_seeked_segment_without_an_error() {
+fn a_flushing_seek_during_a_failover_delivers_the_seeked_segment_with_the_seeks_seqnums() {
     common::init();
     for run in 0..3 {
         let vpu = Vpu::new(&format!("seek-failover-{run}"), "");
-        let (log, pts) = seek_on_failover(&vpu);
+        let (log, pts, seqnums) = seek_on_failover(&vpu);
         assert!(log.errors.is_empty(), "run {run}: {:#?}", log.errors);
         assert!(log.eos, "run {run}: no EOS");
+        seqnums.assert_the_seeks_flush_and_eos(&format!("run {run}"));
         let reasons: Vec<_> = reasons(&log).into_iter().map(|(_, r)| r).collect();
         assert_eq!(reasons, ["budget", "hw-failed-mid-stream"], "run {run}");
         // Every frame of [0.5 s, 2 s), once, in order.

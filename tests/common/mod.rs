@@ -8,6 +8,7 @@ pub mod fake_mpp;
 pub mod fake_mpp_core;
 pub mod fake_mpp_dec;
 pub mod fixed_pool_src;
+pub mod seqnums;
 pub mod vpu;
 
 // The examples' own measuring helpers, shared rather than copied.
