@@ -17,16 +17,20 @@
 //!
 //! Every user's guards share the directory: the decision lock is taken on a
 //! read-only open (flock needs no write access) and made world-readable when
-//! created, slot files too, whatever the umask.
+//! created, slot files too, whatever the umask. The directory and every file
+//! in it follow `ground`'s trust rules: a directory another user controls is
+//! refused, files are opened with O_NOFOLLOW and created with O_EXCL, and a
+//! link or FIFO planted as a slot is not counted (nor waited on).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::ground;
 use super::listing::SessionKind;
 use super::load::SlotLoad;
 
@@ -36,6 +40,8 @@ const SLOT_SUFFIX: &str = ".lock";
 /// How often a waiting guard tries the decision lock again: short enough that
 /// a state change to NULL is not held up, long enough to cost nothing.
 const LOCK_POLL: Duration = Duration::from_millis(10);
+/// How many names a slot tries when others' files are in the way.
+const SLOT_NAME_TRIES: u32 = 64;
 
 /// The lock directory used when the `lock-dir` property is empty: /run/lock is
 /// shared by every user of the machine; the others are for systems without it.
@@ -78,6 +84,8 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger in `dir`, which is created if missing and refused
+    /// (PermissionDenied, saying why) when another user controls it.
     pub fn open(dir: &Path) -> io::Result<Self> {
         if !dir.is_dir() {
             std::fs::create_dir_all(dir)?;
@@ -85,6 +93,7 @@ impl Ledger {
             // sticky so nobody removes another user's slot by hand.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
         }
+        ground::check_lock_dir(dir)?;
         Ok(Ledger {
             dir: dir.to_path_buf(),
         })
@@ -132,20 +141,20 @@ impl Ledger {
     }
 
     /// Opens the decision lock read-only (flock does not need more), creating
-    /// it readable by every user if it is missing.
+    /// it readable by every user if it is missing. A link planted in its
+    /// place is refused, never followed (a root guard would create or lock
+    /// its target).
     fn open_decision_lock(&self) -> io::Result<File> {
         let path = self.decision_lock_path();
-        match File::open(&path) {
+        match ground::open_existing(&path, OpenOptions::new().read(true)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .mode(0o644)
-                    .open(&path)?;
-                // The umask may have removed the read bits others need.
-                file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-                Ok(file)
+                match ground::create_new(&path, 0o644) {
+                    // Another guard created it first: use theirs.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        ground::open_existing(&path, OpenOptions::new().read(true))
+                    }
+                    created => created,
+                }
             }
             other => other,
         }
@@ -178,10 +187,14 @@ impl DecisionLock {
             let Some(pid) = slot_pid(&name.to_string_lossy()) else {
                 continue;
             };
-            let mut file = match File::open(entry.path()) {
+            let mut file = match ground::open_existing(&entry.path(), OpenOptions::new().read(true))
+            {
                 Ok(f) => f,
                 // Released between listing and opening.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                // A link or FIFO is no guard's slot: a guard creates regular
+                // files. Not counted, not removed, not waited on.
+                Err(e) if ground::is_planted(&e) => continue,
                 Err(e) => return Err(e),
             };
             match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
@@ -215,19 +228,8 @@ impl DecisionLock {
         kind: SessionKind,
         pixel_rate: u64,
     ) -> io::Result<Slot> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = ledger.dir.join(format!(
-            "{SLOT_PREFIX}{}-{n}{SLOT_SUFFIX}",
-            std::process::id()
-        ));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o644)
-            .open(&path)?;
-        // Other users' guards must be able to open it to count it.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        // Readable by all: other users' guards must be able to count it.
+        let (path, mut file) = create_slot_file(ledger)?;
         flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
         // The load for other guards, and who holds it for people looking.
         writeln!(
@@ -237,6 +239,27 @@ impl DecisionLock {
             kind_name(kind)
         )?;
         Ok(Slot { path, _file: file })
+    }
+}
+
+/// A new slot file of this process. Names are predictable, so another user
+/// may have put something at the next one: that name is skipped, never
+/// opened through.
+fn create_slot_file(ledger: &Ledger) -> io::Result<(PathBuf, File)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut tries = 0;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = ledger.dir.join(format!(
+            "{SLOT_PREFIX}{}-{n}{SLOT_SUFFIX}",
+            std::process::id()
+        ));
+        match ground::create_new(&path, 0o644) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < SLOT_NAME_TRIES => {
+                tries += 1;
+            }
+            created => return created.map(|file| (path, file)),
+        }
     }
 }
 

@@ -36,14 +36,27 @@ pub struct Load {
 /// session yet or not). Records beyond the process's slots of that kind, and
 /// every JPEG or other record, count as they are. `process_of` maps a
 /// record's thread id to its process id (the kernel lists the opening thread).
+///
+/// Any user can plant a slot file naming any process, so a slot never makes
+/// the count lower than the listing alone: it stands for one record, and an
+/// encoder record it stands for still counts what its table lists beyond the
+/// rate the slot claims.
 pub fn machine_load(
     listing: &[SessionLoad],
     slots: &[SlotLoad],
     process_of: impl Fn(u32) -> u32,
 ) -> Load {
-    let mut unmatched_slots: HashMap<(u32, SessionKind), u32> = HashMap::new();
+    // The claimed rates of each process's slots of a kind, heaviest first,
+    // so that the lightest record is matched with the lightest slot.
+    let mut unmatched_slots: HashMap<(u32, SessionKind), Vec<u64>> = HashMap::new();
     for slot in slots {
-        *unmatched_slots.entry((slot.pid, slot.kind)).or_default() += 1;
+        unmatched_slots
+            .entry((slot.pid, slot.kind))
+            .or_default()
+            .push(slot.pixel_rate);
+    }
+    for rates in unmatched_slots.values_mut() {
+        rates.sort_unstable_by(|a, b| b.cmp(a));
     }
     // Match the lightest records first, so a process's heaviest encoders
     // count with their listed rate when it has more encoders than slots.
@@ -54,15 +67,21 @@ pub fn machine_load(
     for record in records {
         let guarded = matches!(record.kind, SessionKind::Encoder | SessionKind::Decoder);
         let key = (process_of(record.record.tid), record.kind);
-        if let Some(free) = unmatched_slots.get_mut(&key).filter(|n| guarded && **n > 0) {
-            *free -= 1;
+        let listed_rate = record.pixel_rate.unwrap_or(0);
+        if let Some(claimed) = unmatched_slots
+            .get_mut(&key)
+            .filter(|_| guarded)
+            .and_then(Vec::pop)
+        {
+            if record.kind == SessionKind::Encoder {
+                let beyond_claim = listed_rate.saturating_sub(claimed);
+                load.pixel_rate = load.pixel_rate.saturating_add(beyond_claim);
+            }
             continue;
         }
         load.sessions = load.sessions.saturating_add(1);
         if record.kind == SessionKind::Encoder {
-            load.pixel_rate = load
-                .pixel_rate
-                .saturating_add(record.pixel_rate.unwrap_or(0));
+            load.pixel_rate = load.pixel_rate.saturating_add(listed_rate);
         }
     }
     load.sessions = load.sessions.saturating_add(slots.len() as u32);
@@ -196,6 +215,27 @@ mod tests {
             pixel_rate: 0,
         }];
         assert_eq!(machine_load(&listing, &slots, |tid| tid).sessions, 2);
+    }
+
+    #[test]
+    fn a_slot_claiming_less_than_its_record_lists_does_not_lower_the_pixel_load() {
+        // A slot planted by any user for a bare 4K encoder's process,
+        // claiming no load: the record's listed rate still counts.
+        let listing = [session(700, SessionKind::Encoder, Some(P4K))];
+        let slots = [SlotLoad {
+            pid: 700,
+            kind: SessionKind::Encoder,
+            pixel_rate: 0,
+        }];
+        let load = machine_load(&listing, &slots, |tid| tid);
+        assert_eq!((load.sessions, load.pixel_rate), (1, P4K));
+        // A guard's own slot claiming its stream's rate counts it once.
+        let slots = [SlotLoad {
+            pixel_rate: P4K,
+            ..slots[0]
+        }];
+        let load = machine_load(&listing, &slots, |tid| tid);
+        assert_eq!((load.sessions, load.pixel_rate), (1, P4K));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod budget;
 pub mod decision;
+pub mod ground;
 pub mod ledger;
 pub mod listing;
 pub mod load;

@@ -16,20 +16,29 @@
 //! session of another program that opened within `MAX_AGE` may be missed, as
 //! one that opens right after any read is.
 //!
-//! The snapshot is written in place (not renamed over) so that guards of every
-//! user can rewrite it in the sticky lock directory; only holders of the
-//! decision lock read or write it, and its last line marks it complete.
+//! Another user must not be able to make a guard count less, so each user's
+//! guards keep their own snapshot, `listing-<key>.uid-<uid>.snapshot`, mode
+//! 0644, replaced whole by a rename. A guard believes only its own user's
+//! snapshot and root's (root's guards serve every user), and only when the
+//! file is owned by that user, writable by nobody else and has no second
+//! name; anything else is ignored and the guard reads the listing itself.
+//! So the kernel's file is read at most five times a second by root's guards
+//! and by each other user's guards whenever root's snapshot is not fresh.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::ground;
 
 /// How long a snapshot is reused: at most five kernel reads a second.
 pub const MAX_AGE: Duration = Duration::from_millis(200);
 
-const MAGIC: &str = "edgeguard-listing-snapshot 1";
+const MAGIC: &str = "edgeguard-listing-snapshot 2";
+const UID_TAG: &str = ".uid-";
+const SUFFIX: &str = ".snapshot";
 const END: &str = "\nedgeguard-listing-snapshot-end\n";
 /// A snapshot larger than this is not one of ours.
 const MAX_SNAPSHOT_BYTES: u64 = super::listing::MAX_LISTING_BYTES + 4096;
@@ -55,17 +64,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn encode(&self) -> String {
+    /// `listing` names the listing it stands for (`listing-<hash>`), so a
+    /// snapshot of one listing is never taken for another's.
+    fn encode(&self, listing: &str) -> String {
         format!(
-            "{MAGIC}\nread-at-ns={}\npath={}\n{}{END}",
+            "{MAGIC}\nlisting={listing}\nread-at-ns={}\npath={}\n{}{END}",
             self.read_at.as_nanos(),
             self.path.display(),
             self.text
         )
     }
 
-    fn decode(data: &str) -> Option<Snapshot> {
+    fn decode(data: &str, listing: &str) -> Option<Snapshot> {
         let rest = data.strip_prefix(MAGIC)?.strip_prefix('\n')?;
+        let (named, rest) = rest.strip_prefix("listing=")?.split_once('\n')?;
+        if named != listing {
+            return None;
+        }
         let (read_at, rest) = rest.strip_prefix("read-at-ns=")?.split_once('\n')?;
         let (path, rest) = rest.strip_prefix("path=")?.split_once('\n')?;
         let text = rest.strip_suffix(END)?;
@@ -83,61 +98,85 @@ impl Snapshot {
     }
 }
 
-/// The snapshot file of the listing `key` (the configured path, or "" for the
-/// defaults) in `dir`.
+/// This user's snapshot file of the listing `key` (the configured path, or
+/// "" for the defaults) in `dir`.
 pub fn path_in(dir: &Path, key: &str) -> PathBuf {
+    path_of_user(dir, key, ground::euid())
+}
+
+/// The snapshot file that `uid`'s guards keep of the listing `key`.
+pub fn path_of_user(dir: &Path, key: &str, uid: u32) -> PathBuf {
     // FNV-1a: a stable name for any path, without a hashing dependency.
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    dir.join(format!("listing-{hash:016x}.snapshot"))
+    dir.join(format!("listing-{hash:016x}{UID_TAG}{uid}{SUFFIX}"))
 }
 
-/// Opens the snapshot file as the lock directory is everyone's: without
-/// blocking (a FIFO put there must not hang the guard holding the decision
-/// lock) or following a link (a root guard must not truncate a link's target),
-/// and only a regular file.
-fn open(file: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
-    let opened = options
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(file)?;
-    if !opened.metadata()?.file_type().is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(opened)
+/// The listing (`listing-<hash>`) and user a snapshot file's name is for.
+fn parse_name(file: &Path) -> Option<(&str, u32)> {
+    let name = file.file_name()?.to_str()?.strip_suffix(SUFFIX)?;
+    let (listing, uid) = name.rsplit_once(UID_TAG)?;
+    Some((listing, uid.parse().ok()?))
 }
 
-/// The snapshot in `file`, if it is complete and ours.
+/// The snapshot in `file` (a name from `path_in`), or in root's snapshot of
+/// the same listing, whichever is the later read: only files `ground` trusts
+/// for their user, complete and of this listing.
 pub fn load(file: &Path) -> Option<Snapshot> {
+    let (listing, uid) = parse_name(file)?;
+    let mut candidates = vec![load_trusted(file, listing, uid)];
+    if uid != 0 {
+        let root = file.with_file_name(format!("{listing}{UID_TAG}0{SUFFIX}"));
+        candidates.push(load_trusted(&root, listing, 0));
+    }
+    // One from the future (another boot) loses to one of this boot.
+    let now = boottime();
+    candidates
+        .into_iter()
+        .flatten()
+        .max_by_key(|s| (s.read_at <= now, s.read_at))
+}
+
+/// The snapshot in `file`, if `uid` (root or this user) owns it alone.
+fn load_trusted(file: &Path, listing: &str, uid: u32) -> Option<Snapshot> {
+    if uid != 0 && uid != ground::euid() {
+        return None;
+    }
+    let opened = ground::open_existing(file, OpenOptions::new().read(true)).ok()?;
+    if !ground::is_trusted(&opened.metadata().ok()?, uid) {
+        return None;
+    }
     let mut data = String::new();
-    open(file, OpenOptions::new().read(true))
-        .ok()?
+    opened
         .take(MAX_SNAPSHOT_BYTES)
         .read_to_string(&mut data)
         .ok()?;
-    Snapshot::decode(&data)
+    Snapshot::decode(&data, listing)
 }
 
-/// Writes `snapshot` to `file`, readable and writable by every user's guards.
-/// The caller holds the decision lock. An existing file is opened without
-/// O_CREAT: with fs.protected_regular, creating-or-opening another user's
-/// file in a sticky directory is refused even though its mode allows writing.
+/// Replaces `file` (a name from `path_in`) with `snapshot`, readable by
+/// every user and writable only by this one: written to a new file created
+/// exclusively beside it, then renamed over it, so nothing planted at either
+/// name is followed or written through. The caller holds the decision lock.
 pub fn store(file: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
-    let mut out = match open(file, OpenOptions::new().write(true)) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let created = open(
-                file,
-                OpenOptions::new().write(true).create_new(true).mode(0o666),
-            )?;
-            // Whoever created it lets everyone rewrite it, whatever the umask.
-            let _ = created.set_permissions(std::fs::Permissions::from_mode(0o666));
-            created
-        }
-        other => other?,
-    };
-    out.set_len(0)?;
-    out.rewind()?;
-    out.write_all(snapshot.encode().as_bytes())
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let (listing, _) = parse_name(file).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a snapshot's name")
+    })?;
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = file.with_file_name(format!(
+        ".{name}.{}-{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = ground::create_new(&tmp, 0o644)
+        .and_then(|mut out| out.write_all(snapshot.encode(listing).as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -154,8 +193,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips_through_its_file() {
-        let dir = std::env::temp_dir().join(format!("edgeguard-snap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("round-trip");
         let file = path_in(&dir, "");
         let s = snapshot(boottime());
         store(&file, &s).unwrap();
@@ -172,10 +210,66 @@ mod tests {
 
     #[test]
     fn a_cut_or_foreign_file_is_no_snapshot() {
-        let encoded = snapshot(Duration::from_secs(5)).encode();
-        assert!(Snapshot::decode(&encoded[..encoded.len() - 3]).is_none());
-        assert!(Snapshot::decode("session: pid=1 index=1\n").is_none());
-        assert!(Snapshot::decode("").is_none());
+        let encoded = snapshot(Duration::from_secs(5)).encode("listing-1");
+        assert!(Snapshot::decode(&encoded, "listing-1").is_some());
+        assert!(Snapshot::decode(&encoded[..encoded.len() - 3], "listing-1").is_none());
+        // Another listing's snapshot under this listing's name.
+        assert!(Snapshot::decode(&encoded, "listing-2").is_none());
+        assert!(Snapshot::decode("session: pid=1 index=1\n", "listing-1").is_none());
+        assert!(Snapshot::decode("", "listing-1").is_none());
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("edgeguard-snap-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn only_a_snapshot_its_user_alone_can_write_is_believed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("trust");
+        let file = path_in(&dir, "");
+        let s = snapshot(boottime());
+        store(&file, &s).unwrap();
+        assert_eq!(load(&file), Some(s.clone()));
+        let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m));
+        // Writable by others: anyone may have written it.
+        mode(0o666).unwrap();
+        assert_eq!(load(&file), None);
+        mode(0o644).unwrap();
+        // A second name: someone linked it from elsewhere.
+        let other = dir.join("other-name");
+        std::fs::hard_link(&file, &other).unwrap();
+        assert_eq!(load(&file), None);
+        std::fs::remove_file(&other).unwrap();
+        assert_eq!(load(&file), Some(s.clone()));
+        // Another listing's snapshot renamed to this one's name.
+        let elsewhere = path_in(&dir, "/tmp/empty-listing");
+        store(&elsewhere, &s).unwrap();
+        std::fs::rename(&elsewhere, &file).unwrap();
+        assert_eq!(load(&file), None);
+        // Another user's snapshot (a user who is neither root nor this one).
+        let stranger = path_of_user(&dir, "", ground::euid() + 1);
+        store(&stranger, &s).unwrap();
+        assert_eq!(load(&stranger), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_another_user_under_this_users_name_is_not_believed() {
+        if ground::euid() != 0 {
+            // Only root can give a file away.
+            return;
+        }
+        let dir = temp_dir("owner");
+        let file = path_in(&dir, "");
+        store(&file, &snapshot(boottime())).unwrap();
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+        assert_eq!(load(&file), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -189,10 +283,7 @@ mod tests {
 
     #[test]
     fn a_fifo_or_a_link_in_the_lock_dir_is_no_snapshot_and_not_written_through() {
-        let dir =
-            std::env::temp_dir().join(format!("edgeguard-snap-hostile-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("hostile");
         let fifo = path_in(&dir, "fifo");
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: c_path is a valid NUL-terminated string.
@@ -201,20 +292,27 @@ mod tests {
         let f = fifo.clone();
         std::thread::spawn(move || {
             let loaded = load(&f);
-            let stored = store(&f, &snapshot(boottime()));
-            tx.send((loaded, stored.is_err())).unwrap();
+            let _ = store(&f, &snapshot(boottime()));
+            tx.send(loaded).unwrap();
         });
-        let (loaded, refused) = rx
+        let loaded = rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("a FIFO in the lock dir hung the snapshot");
-        assert!(loaded.is_none() && refused);
-        // A link is not followed: its target stays as it was.
+        assert!(loaded.is_none());
+        // A link is not followed: its target stays as it was, and a dangling
+        // one's target is not created.
         let target = dir.join("precious");
         std::fs::write(&target, "keep").unwrap();
         let link = path_in(&dir, "link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(store(&link, &snapshot(boottime())).is_err());
+        assert_eq!(load(&link), None);
+        let _ = store(&link, &snapshot(boottime()));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let missing = dir.join("missing");
+        let dangling = path_in(&dir, "dangling");
+        std::os::unix::fs::symlink(&missing, &dangling).unwrap();
+        let _ = store(&dangling, &snapshot(boottime()));
+        assert!(!missing.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
