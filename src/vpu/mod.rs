@@ -18,5 +18,6 @@ pub mod load;
 pub mod process;
 pub mod properties;
 pub mod reclaim;
+pub mod root;
 pub mod snapshot;
 pub mod source;

@@ -47,9 +47,8 @@ impl MppListing {
             .configured
             .clone()
             .or_else(|| {
-                listing::DEFAULT_SESSION_FILES
-                    .iter()
-                    .map(PathBuf::from)
+                listing::default_session_files()
+                    .into_iter()
                     .find(|p| p.metadata().is_ok())
             })
             .map(|p| p.display().to_string())

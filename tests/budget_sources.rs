@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The budget sources beside the MPP listing, each read under a fake root
+//! (`EDGEGUARD_ROOT`) that stands for the machine's `/`: the guards run in
+//! a child process of this test binary, whose environment names the root.
+
+mod common;
+
+use common::fake_mpp::FACTORY_NAME as FAKE_ENC;
+use gst::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CHILD_LAUNCH: &str = "EDGEGUARD_SOURCES_LAUNCH";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The entry point of the child processes: runs the launch line it is given
+/// to EOS and prints each guard's decision and how many encoder doubles
+/// were created.
+#[test]
+fn child_process_entry() {
+    let Ok(launch) = std::env::var(CHILD_LAUNCH) else {
+        return;
+    };
+    common::init();
+    let log = common::run_to_eos(&launch, TIMEOUT);
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    for decision in log
+        .element_messages
+        .iter()
+        .filter(|s| s.name().ends_with("-decision"))
+    {
+        println!("DECISION {decision}");
+    }
+    println!(
+        "CREATED {}",
+        common::fake_mpp::CREATED.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
+
+/// What a child saw: its decisions.
+struct ChildRun {
+    decisions: Vec<gst::Structure>,
+}
+
+impl ChildRun {
+    fn only(&self) -> &gst::Structure {
+        assert_eq!(self.decisions.len(), 1, "{:?}", self.decisions);
+        &self.decisions[0]
+    }
+
+    fn field(&self, name: &str) -> String {
+        let value = self.only().value(name).unwrap();
+        value
+            .get::<String>()
+            .or_else(|_| value.serialize().map(|s| s.to_string()))
+            .unwrap()
+    }
+}
+
+/// Runs `launch` in a child process whose `EDGEGUARD_ROOT` is `root`.
+fn run_under(root: &Path, launch: &str) -> ChildRun {
+    common::init();
+    let output = common::child_process()
+        .env(CHILD_LAUNCH, launch)
+        .env("EDGEGUARD_ROOT", root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let decisions = stdout
+        .lines()
+        // The harness may print the test's name on the same line.
+        .filter_map(|l| Some(&l[l.find("DECISION ")? + "DECISION ".len()..]))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    ChildRun { decisions }
+}
+
+/// A stream of `frames` small frames into `guard`.
+fn encode_with(guard: &str) -> String {
+    format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+         ! {guard} ! fakesink"
+    )
+}
+
+/// A fresh fake root, with its lock directory and the double's own
+/// session file beside it.
+struct FakeRoot {
+    dir: PathBuf,
+}
+
+impl FakeRoot {
+    fn new(name: &str) -> Self {
+        FakeRoot {
+            dir: common::temp_dir(name),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// Writes `text` at `path` (absolute on the machine) under the root.
+    fn write(&self, path: &str, text: &str) {
+        let file = self.root().join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+
+    /// A vpuguardenc on the encoder double with `extra` guard properties;
+    /// the double's sessions go to a file outside the root.
+    fn guard(&self, extra: &str) -> String {
+        format!(
+            "vpuguardenc hw-encoder={FAKE_ENC} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf}\" {extra}",
+            ld = self.dir.join("lock").display(),
+            sf = self.dir.join("double-sessions").display(),
+        )
+    }
+}
+
+impl Drop for FakeRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn mpp_records(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "session: pid={} index={i}\n device: fdbd0000.rkvenc-core\n",
+                90000 + i
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_mpp_default_listing_is_read_under_the_root() {
+    let fake = FakeRoot::new("mpp-root");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(6));
+    let run = run_under(&fake.root(), &encode_with(&fake.guard("")));
+    assert_eq!(run.field("reason"), "over-budget");
+    assert_eq!(run.field("sessions"), "6");
+    assert_eq!(
+        run.field("session-file"),
+        fake.root()
+            .join("proc/mpp_service/sessions-summary")
+            .display()
+            .to_string()
+    );
+}
