@@ -145,7 +145,7 @@ fn mpp_records(n: usize) -> String {
 fn the_mpp_default_listing_is_read_under_the_root() {
     let fake = FakeRoot::new("mpp-root");
     fake.write("/proc/mpp_service/sessions-summary", &mpp_records(6));
-    let run = run_under(&fake.root(), &encode_with(&fake.guard("")));
+    let run = run_under(&fake.root(), &encode_with(&fake.guard("budget-source=mpp")));
     assert_eq!(run.field("reason"), "over-budget");
     assert_eq!(run.field("sessions"), "6");
     assert_eq!(
@@ -155,4 +155,63 @@ fn the_mpp_default_listing_is_read_under_the_root() {
             .display()
             .to_string()
     );
+}
+
+#[test]
+fn an_explicit_session_file_means_the_mpp_listing_whatever_the_child_is_called() {
+    let fake = FakeRoot::new("explicit-listing");
+    let listing = fake.dir.join("listing");
+    std::fs::write(&listing, mpp_records(6)).unwrap();
+    // The double's name calls for no source: auto alone would count slots.
+    let guard = fake.guard(&format!("session-file={}", listing.display()));
+    let run = run_under(&fake.root(), &encode_with(&guard));
+    assert_eq!(run.field("budget-source"), "mpp");
+    assert_eq!(run.field("reason"), "over-budget");
+    assert_eq!(run.field("load"), "-1");
+    let run = run_under(&fake.root(), &encode_with(&fake.guard("")));
+    assert_eq!(run.field("budget-source"), "slots");
+    assert_eq!(run.field("reason"), "budget");
+}
+
+/// Three guards of one lock directory, in this order: a `slots` one that
+/// takes the hardware, then an `mpp` one over an empty listing and a second
+/// `slots` one, both with room for one session.
+#[test]
+fn each_budget_counts_only_its_own_slots() {
+    common::init();
+    let fake = FakeRoot::new("own-slots");
+    let listing = fake.dir.join("listing");
+    std::fs::write(&listing, "").unwrap();
+    let branch = |name: &str, extra: &str| {
+        format!(
+            "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+             ! {} name={name} ! fakesink",
+            fake.guard(&format!("max-sessions=1 {extra}"))
+        )
+    };
+    let pipeline = gst::Pipeline::new();
+    let first =
+        gst::parse::bin_from_description(&branch("first", "budget-source=slots"), false).unwrap();
+    pipeline.add(&first).unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.unwrap();
+    for (name, extra) in [
+        ("mpp", format!("session-file={}", listing.display())),
+        ("second", "budget-source=slots".to_string()),
+    ] {
+        let bin = gst::parse::bin_from_description(&branch(name, &extra), false).unwrap();
+        pipeline.add(&bin).unwrap();
+        bin.sync_state_with_parent().unwrap();
+    }
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.unwrap();
+    let hardware = |name: &str| pipeline.by_name(name).unwrap().property::<bool>("hardware");
+    assert!(hardware("first"));
+    assert!(hardware("mpp"), "a slots budget's slot counted against mpp");
+    assert!(
+        !hardware("second"),
+        "the slots budget's own slot not counted"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
 }

@@ -48,7 +48,7 @@ pub fn decide_and_build<K: Kind>(guard: &K, caps: &gst::CapsRef) -> Result<(), D
         inputs,
         outcome
     );
-    let seen = Seen::of(&inputs, count.session_file_string());
+    let seen = Seen::of(&inputs, count.session_file_string(), count.source);
     let decided = Decided {
         settings: &settings,
         candidates: &candidates,

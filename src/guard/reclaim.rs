@@ -122,7 +122,11 @@ fn reclaim_decision<K: Kind>(
         .take_slot(&element.path_string(), K::SESSION, inputs.stream_pixel_rate)
         .inspect_err(|e| gst::warning!(K::cat(), obj = element, "cannot record a slot: {e}"))
         .ok()?;
-    let counted = Seen::of(&inputs, session_file.unwrap_or(seen.session_file));
+    let counted = Seen::of(
+        &inputs,
+        session_file.unwrap_or(seen.session_file),
+        count.source,
+    );
     Some(Replacement {
         factory,
         role: Role::Hardware,

@@ -31,6 +31,9 @@ pub enum SessionKind {
     Encoder,
     Decoder,
     Jpeg,
+    /// A codec session that may be an encoder or a decoder: sources that
+    /// see who holds an engine but not what for (DRM clients, V4L2 holders).
+    Codec,
     /// A record with no device line, or a block this parser does not know.
     Other,
 }

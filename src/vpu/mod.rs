@@ -11,6 +11,7 @@
 //! `source::SessionSource`, and one settings field in `budget::BudgetSettings`.
 
 pub mod budget;
+pub mod budget_source;
 pub mod decision;
 pub mod ledger;
 pub mod listing;
