@@ -215,3 +215,126 @@ fn each_budget_counts_only_its_own_slots() {
     );
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// A DRM client in the fake root: process `pid` holds a render node on fd 5,
+/// whose fdinfo a thread rewrites every millisecond so that the video
+/// engine's busy time grows at `percent` of wall time (i915: ns against the
+/// clock; xe: cycles against its total cycles).
+struct DrmClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+enum Driver {
+    I915,
+    Xe,
+}
+
+impl DrmClient {
+    fn start(root: &Path, pid: u32, driver: Driver, percent: u64) -> Self {
+        let dir = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(dir.join("fd")).unwrap();
+        std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
+        std::os::unix::fs::symlink("/dev/dri/renderD128", dir.join("fd/5")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let write = move |elapsed: u128| {
+            let busy = elapsed * u128::from(percent) / 100;
+            let text = match driver {
+                Driver::I915 => format!(
+                    "pos:\t0\nflags:\t02100002\ndrm-driver:\ti915\ndrm-client-id:\t{pid}\n\
+                     drm-pdev:\t0000:00:02.0\ndrm-engine-render:\t0 ns\n\
+                     drm-engine-video:\t{busy} ns\ndrm-engine-video-enhance:\t0 ns\n"
+                ),
+                Driver::Xe => format!(
+                    "pos:\t0\ndrm-driver:\txe\ndrm-client-id:\t{pid}\ndrm-pdev:\t0000:03:00.0\n\
+                     drm-cycles-vcs:\t{busy}\ndrm-total-cycles-vcs:\t{elapsed}\n\
+                     drm-engine-capacity-vcs:\t1\n"
+                ),
+            };
+            let temp = dir.join("fdinfo/.5");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::rename(&temp, dir.join("fdinfo/5")).unwrap();
+        };
+        let t0 = std::time::Instant::now();
+        // Some engine time before the guard first looks.
+        write(1_000_000_000);
+        let writer = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                write(1_000_000_000 + t0.elapsed().as_nanos());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        DrmClient {
+            stop,
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Drop for DrmClient {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(writer) = self.writer.take() {
+            writer.join().unwrap();
+        }
+    }
+}
+
+fn drm_decision(name: &str, clients: &[(Driver, u64)]) -> ChildRun {
+    let fake = FakeRoot::new(name);
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    let _clients: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, (driver, percent))| {
+            DrmClient::start(&fake.root(), 7000 + i as u32, *driver, *percent)
+        })
+        .collect();
+    run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=drm max-load=80")),
+    )
+}
+
+fn load_of(run: &ChildRun) -> i32 {
+    run.only().get::<i32>("load").unwrap()
+}
+
+#[test]
+fn an_i915_video_engine_busy_90_percent_of_the_time_is_over_load() {
+    let run = drm_decision("drm-i915-busy", &[(Driver::I915, 90)]);
+    assert_eq!(run.field("budget-source"), "drm");
+    assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
+    assert!(load_of(&run) >= 80, "{:?}", run.decisions);
+}
+
+#[test]
+fn an_xe_video_engine_busy_90_percent_of_its_cycles_is_over_load() {
+    let run = drm_decision("drm-xe-busy", &[(Driver::Xe, 90)]);
+    assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
+    assert_eq!(load_of(&run), 90);
+}
+
+#[test]
+fn video_engines_busy_10_percent_of_the_time_leave_room_for_hardware() {
+    let run = drm_decision("drm-idle", &[(Driver::I915, 10), (Driver::Xe, 10)]);
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("hardware"), "true");
+    assert_eq!(run.field("sessions"), "2");
+    assert!((0..80).contains(&load_of(&run)), "{:?}", run.decisions);
+}
+
+#[test]
+fn a_drm_source_that_can_read_no_process_is_said_in_the_decision() {
+    let fake = FakeRoot::new("drm-nothing");
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=drm max-load=80")),
+    );
+    assert_eq!(run.field("budget-source"), "drm");
+    assert_eq!(run.field("reason"), "session-file-unreadable");
+    assert_eq!(run.field("load"), "-1");
+}

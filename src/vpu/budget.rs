@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::budget_source::BudgetSource;
 use super::decision::{Budget, VpuView};
+use super::drm::DrmSource;
 use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
 use super::listing::{ListingError, SessionKind};
 use super::load;
@@ -101,8 +102,8 @@ impl BudgetSettings {
             BudgetSource::Mpp | BudgetSource::Auto => {
                 Box::new(MppListing::new(self.session_file()))
             }
+            BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
             BudgetSource::Nvml
-            | BudgetSource::Drm
             | BudgetSource::Jetson
             | BudgetSource::V4l2
             | BudgetSource::Slots => Box::new(SlotsOnly),

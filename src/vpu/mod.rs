@@ -13,6 +13,7 @@
 pub mod budget;
 pub mod budget_source;
 pub mod decision;
+pub mod drm;
 pub mod ledger;
 pub mod listing;
 pub mod load;

@@ -127,6 +127,31 @@ impl MppListing {
     }
 }
 
+/// A source's reading at most once per `snapshot::MAX_AGE` machine-wide:
+/// the snapshot of `key` in the lock directory when it is fresh, else
+/// `read()` (what was read, and the reading as text), kept for the next
+/// guard. Called with the decision lock held.
+pub fn through_snapshot(
+    held: &Held,
+    key: &str,
+    read: impl FnOnce() -> Result<(PathBuf, String), ListingError>,
+) -> Result<Snapshot, ListingError> {
+    let file = snapshot::path_in(held.dir(), key);
+    let now = snapshot::boottime();
+    if let Some(fresh) = snapshot::load(&file).filter(|s| s.fresh_at(now)) {
+        return Ok(fresh);
+    }
+    let reading = std::time::Instant::now();
+    let (path, text) = read()?;
+    let read = Snapshot {
+        read_at: now + reading.elapsed(),
+        path,
+        text,
+    };
+    let _ = snapshot::store(&file, &read);
+    Ok(read)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
