@@ -37,9 +37,10 @@ fn child_process_entry() {
     );
 }
 
-/// What a child saw: its decisions.
+/// What a child saw: its decisions and the encoder doubles it created.
 struct ChildRun {
     decisions: Vec<gst::Structure>,
+    created: u32,
 }
 
 impl ChildRun {
@@ -77,7 +78,14 @@ fn run_under(root: &Path, launch: &str) -> ChildRun {
         .filter_map(|l| Some(&l[l.find("DECISION ")? + "DECISION ".len()..]))
         .map(|s| s.parse().unwrap())
         .collect();
-    ChildRun { decisions }
+    let created = stdout
+        .lines()
+        .find_map(|l| Some(&l[l.find("CREATED ")? + "CREATED ".len()..]))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ChildRun { decisions, created }
 }
 
 /// A stream of `frames` small frames into `guard`.
@@ -337,4 +345,87 @@ fn a_drm_source_that_can_read_no_process_is_said_in_the_decision() {
     assert_eq!(run.field("budget-source"), "drm");
     assert_eq!(run.field("reason"), "session-file-unreadable");
     assert_eq!(run.field("load"), "-1");
+}
+
+/// Process `pid` of the fake root holds `target` on fd `fd`.
+fn hold(root: &Path, pid: u32, fd: u32, target: &str) {
+    let dir = root.join(format!("proc/{pid}/fd"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(target, dir.join(fd.to_string())).unwrap();
+}
+
+#[test]
+fn a_jetson_without_nvenc_is_software_without_the_encoder_ever_created() {
+    let fake = FakeRoot::new("jetson-nano");
+    fake.write("/dev/v4l2-nvdec", "");
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=jetson")),
+    );
+    assert_eq!(run.field("reason"), "no-hw-encoder", "{:?}", run.decisions);
+    assert_eq!(run.field("hardware"), "false");
+    assert_eq!(run.created, 0, "the hardware encoder was created");
+}
+
+#[test]
+fn a_jetson_counts_the_holders_of_its_encoder_node() {
+    let fake = FakeRoot::new("jetson-nx");
+    fake.write("/dev/v4l2-nvenc", "");
+    fake.write("/dev/v4l2-nvdec", "");
+    hold(&fake.root(), 9001, 7, "/dev/v4l2-nvenc");
+    hold(&fake.root(), 9002, 7, "/dev/v4l2-nvdec");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=jetson max-sessions=2")),
+    );
+    assert_eq!(run.field("budget-source"), "jetson");
+    assert_eq!(run.field("sessions"), "2");
+    assert_eq!(run.field("reason"), "over-budget", "{:?}", run.decisions);
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=jetson max-sessions=3")),
+    );
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+}
+
+#[test]
+fn v4l2_holders_of_the_codec_node_are_counted_from_their_fd_links() {
+    let fake = FakeRoot::new("v4l2-holders");
+    fake.write(
+        "/sys/class/video4linux/video10/name",
+        "bcm2835-codec-decode\n",
+    );
+    fake.write("/sys/class/video4linux/video0/name", "HD Pro Webcam C920\n");
+    hold(&fake.root(), 9001, 3, "/dev/video10");
+    hold(&fake.root(), 9002, 4, "/dev/video10");
+    // A camera's holder is not a codec session.
+    hold(&fake.root(), 9003, 3, "/dev/video0");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=v4l2 max-sessions=2")),
+    );
+    assert_eq!(run.field("budget-source"), "v4l2");
+    assert_eq!(run.field("sessions"), "2");
+    assert_eq!(run.field("reason"), "over-budget", "{:?}", run.decisions);
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=v4l2 max-sessions=3")),
+    );
+    assert_eq!(
+        (run.field("reason").as_str(), run.field("sessions").as_str()),
+        ("budget", "2")
+    );
+}
+
+#[test]
+fn a_source_this_build_cannot_read_is_said_in_the_decision() {
+    let fake = FakeRoot::new("nvml-missing");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=nvml")),
+    );
+    assert_eq!(run.field("budget-source"), "nvml");
+    assert_eq!(run.field("reason"), "session-file-unreadable");
+    assert_eq!(run.field("hardware"), "true");
 }

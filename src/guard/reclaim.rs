@@ -93,6 +93,9 @@ fn reclaim_decision<K: Kind>(
     seen: Seen,
 ) -> Option<Replacement> {
     let factory = guard.reclaim_factory(settings, caps)?;
+    if K::budget(settings).hardware_absent(K::hw_name(settings), K::SESSION) {
+        return None;
+    }
     let count = count_vpu(guard, settings, Patience::TryOnce).ok()?;
     let inputs = Inputs {
         kind: K::GUARD,

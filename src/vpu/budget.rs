@@ -13,12 +13,13 @@ use std::time::Duration;
 use super::budget_source::BudgetSource;
 use super::decision::{Budget, VpuView};
 use super::drm::DrmSource;
+use super::holders::{self, JetsonSource, V4l2Source};
 use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
 use super::listing::{ListingError, SessionKind};
 use super::load;
 use super::load::BudgetId;
 use super::process;
-use super::source::{MppListing, SessionSource, SlotsOnly};
+use super::source::{MppListing, SessionSource, SlotsOnly, Unavailable};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -103,11 +104,23 @@ impl BudgetSettings {
                 Box::new(MppListing::new(self.session_file()))
             }
             BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
-            BudgetSource::Nvml
-            | BudgetSource::Jetson
-            | BudgetSource::V4l2
-            | BudgetSource::Slots => Box::new(SlotsOnly),
+            BudgetSource::Jetson => Box::new(JetsonSource::new(super::root::root())),
+            BudgetSource::V4l2 => Box::new(V4l2Source::new(super::root::root())),
+            BudgetSource::Nvml => Box::new(Unavailable {
+                name: "nvml",
+                reason: "this build has no NVML source yet: counting only the guards' slots",
+            }),
+            BudgetSource::Slots => Box::new(SlotsOnly),
         }
+    }
+
+    /// Whether the source says the hardware child of `kind` (factory
+    /// `hw_factory`) has no hardware behind it: a Jetson without NVENC (the
+    /// Orin Nano). The guard then never creates the child, whose creation
+    /// may probe the missing device.
+    pub fn hardware_absent(&self, hw_factory: &str, kind: SessionKind) -> bool {
+        self.resolved_source(hw_factory) == BudgetSource::Jetson
+            && !holders::jetson_has(&super::root::root(), kind)
     }
 
     /// What is wrong with the settings, said at NULL->READY.

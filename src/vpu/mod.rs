@@ -14,6 +14,7 @@ pub mod budget;
 pub mod budget_source;
 pub mod decision;
 pub mod drm;
+pub mod holders;
 pub mod ledger;
 pub mod listing;
 pub mod load;

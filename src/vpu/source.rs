@@ -49,6 +49,28 @@ impl SessionSource for SlotsOnly {
     }
 }
 
+/// A source this build cannot read (`nvml`: not built yet): every read
+/// fails with `reason`, so the decision says so (`session-file-unreadable`
+/// with a WARNING) and only the guards' slots of its budget are counted.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    pub name: &'static str,
+    pub reason: &'static str,
+}
+
+impl SessionSource for Unavailable {
+    fn read(&self, _held: &Held) -> Result<Listing, ListingError> {
+        Err(ListingError {
+            path: PathBuf::from(self.name),
+            reason: self.reason.into(),
+        })
+    }
+
+    fn budget_name(&self) -> String {
+        format!("{}:", self.name)
+    }
+}
+
 /// The MPP driver's session listing: the `session-file` property, or the
 /// first default path that can be read. Read through the lock directory's
 /// snapshot (see `snapshot`): the kernel file is opened at most five times a
