@@ -509,7 +509,8 @@ fn decision_latency(dir: &Path) -> Vec<Duration> {
         let start = Instant::now();
         // What a guard does for a decision: lock, slots, listing (or its
         // snapshot), count.
-        let count = budget::count(&settings, Patience::LockTimeout, || false).unwrap();
+        let count =
+            budget::count(&settings, "mpph265enc", Patience::LockTimeout, || false).unwrap();
         std::hint::black_box(&count.view);
         drop(count);
         latencies.push(start.elapsed());

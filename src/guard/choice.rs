@@ -6,7 +6,8 @@
 use super::chain::Role;
 use super::frame::SwitchReport;
 use crate::vpu::budget::Held;
-use crate::vpu::decision::{self, GuardKind, Inputs, Reason};
+use crate::vpu::budget_source::BudgetSource;
+use crate::vpu::decision::{self, GuardKind, Inputs, Reason, VpuView};
 use crate::vpu::ledger::Slot;
 
 /// Why no chain came out of a decision.
@@ -44,12 +45,21 @@ pub struct Seen {
     pub stream_pixel_rate: u64,
     /// The listing that was read; empty when none was.
     pub session_file: String,
+    /// The budget source counted (`auto` resolved); "" when none was.
+    pub source: &'static str,
+    /// The engine's load in percent; -1 when not measured.
+    pub load: i32,
 }
 
 impl Seen {
-    pub fn of(inputs: &Inputs, session_file: String) -> Self {
+    pub fn of(inputs: &Inputs, session_file: String, source: BudgetSource) -> Self {
         let load = inputs.load();
         Seen {
+            source: match inputs.vpu {
+                VpuView::Counted { .. } => source.as_str(),
+                _ => "",
+            },
+            load: load.percent.map_or(-1, |p| p.min(100) as i32),
             sessions: load.sessions,
             pixel_rate: match inputs.kind {
                 GuardKind::Encoder => load.pixel_rate,

@@ -160,6 +160,8 @@ pub fn post_decision<K: Kind>(
         sessions: decided.seen.sessions,
         max_sessions: budget.max_sessions,
         pixel_rate: decided.seen.pixel_rate,
+        source: decided.seen.source,
+        load: decided.seen.load,
         switch: switch.map(|r| metrics::Switch {
             replayed: r.replayed,
             lost: r.lost,
@@ -181,12 +183,14 @@ pub fn count_vpu<K: Kind>(
     patience: Patience,
 ) -> Result<VpuCount, DecideError> {
     let core = guard.core();
-    let count = budget::count(K::budget(settings), patience, || core.stopping()).map_err(
-        |err| match err.to_error_message() {
-            Some(message) => DecideError::Failed(message),
-            None => DecideError::Stopping,
-        },
-    )?;
+    let hw_factory = K::hw_name(settings);
+    let count = budget::count(K::budget(settings), hw_factory, patience, || {
+        core.stopping()
+    })
+    .map_err(|err| match err.to_error_message() {
+        Some(message) => DecideError::Failed(message),
+        None => DecideError::Stopping,
+    })?;
     if let Some(warning) = &count.warning {
         super::post_count_warning(&guard.element(), K::GUARD, warning, &core.warned_unreadable);
     }

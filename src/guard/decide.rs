@@ -19,7 +19,12 @@ use crate::vpu::ledger::Slot;
 pub fn decide_and_build<K: Kind>(guard: &K, caps: &gst::CapsRef) -> Result<(), DecideError> {
     let settings = guard.settings();
     gst::debug!(K::cat(), obj = guard.element(), "deciding for {caps}");
-    let candidates = guard.candidates(&settings, caps)?;
+    let mut candidates = guard.candidates(&settings, caps)?;
+    if K::budget(&settings).hardware_absent(K::hw_name(&settings), K::SESSION) {
+        // The source says the hardware is missing: as if not installed.
+        candidates.hw = None;
+        candidates.downstream_takes_hw = false;
+    }
     let mode = K::mode(&settings);
     let count = if decision::needs_session_count(
         mode,
@@ -48,7 +53,7 @@ pub fn decide_and_build<K: Kind>(guard: &K, caps: &gst::CapsRef) -> Result<(), D
         inputs,
         outcome
     );
-    let seen = Seen::of(&inputs, count.session_file_string());
+    let seen = Seen::of(&inputs, count.session_file_string(), count.source);
     let decided = Decided {
         settings: &settings,
         candidates: &candidates,

@@ -93,6 +93,9 @@ fn reclaim_decision<K: Kind>(
     seen: Seen,
 ) -> Option<Replacement> {
     let factory = guard.reclaim_factory(settings, caps)?;
+    if K::budget(settings).hardware_absent(K::hw_name(settings), K::SESSION) {
+        return None;
+    }
     let count = count_vpu(guard, settings, Patience::TryOnce).ok()?;
     let inputs = Inputs {
         kind: K::GUARD,
@@ -122,7 +125,11 @@ fn reclaim_decision<K: Kind>(
         .take_slot(&element.path_string(), K::SESSION, inputs.stream_pixel_rate)
         .inspect_err(|e| gst::warning!(K::cat(), obj = element, "cannot record a slot: {e}"))
         .ok()?;
-    let counted = Seen::of(&inputs, session_file.unwrap_or(seen.session_file));
+    let counted = Seen::of(
+        &inputs,
+        session_file.unwrap_or(seen.session_file),
+        count.source,
+    );
     Some(Replacement {
         factory,
         role: Role::Hardware,

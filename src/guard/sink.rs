@@ -85,8 +85,11 @@ pub fn sink_query<K: Kind>(guard: &K, pad: &gst::GhostPad, query: &mut gst::Quer
 pub fn candidate_names<K: Kind>(settings: &K::Settings) -> Vec<&str> {
     let mode = K::mode(settings);
     let mut names = Vec::with_capacity(2);
-    if mode != Mode::Software {
-        names.push(K::hw_name(settings));
+    let hw = K::hw_name(settings);
+    // A child with no hardware behind it is never created, not even to ask
+    // its caps.
+    if mode != Mode::Software && !K::budget(settings).hardware_absent(hw, K::SESSION) {
+        names.push(hw);
     }
     if mode != Mode::Hardware {
         names.push(K::sw_name(settings));

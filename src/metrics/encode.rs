@@ -142,6 +142,7 @@ struct VpuFamilies {
     sessions: GaugeFamily,
     max_sessions: GaugeFamily,
     pixel_rate: GaugeFamily,
+    load: GaugeFamily,
 }
 
 impl VpuFamilies {
@@ -163,13 +164,22 @@ impl VpuFamilies {
                 "Encoder load in pixels per second that the encoder's last decision saw, \
                  without its own stream",
             ),
+            load: gauge(
+                registry,
+                "edgeguard_vpu_load",
+                "Percent of the engine busy that the guard's last decision measured, where \
+                 its budget source measures load",
+            ),
         }
     }
 
     fn add(&self, l: &Labels, stats: &GuardStats, encoder: bool) {
         let Some(last) = &stats.last else { return };
-        let set = labels(l, &[]);
+        let set = labels(l, &[("source", last.source.to_string())]);
         self.sessions.get_or_create(&set).set(last.sessions.into());
+        if last.load >= 0 {
+            self.load.get_or_create(&set).set(last.load.into());
+        }
         self.max_sessions
             .get_or_create(&set)
             .set(last.max_sessions.into());
@@ -331,6 +341,8 @@ mod tests {
             sessions: 6,
             max_sessions: 6,
             pixel_rate: 62_208_000,
+            source: "drm",
+            load: 85,
             switch: Some(Switch {
                 replayed: 2,
                 lost: 0,
@@ -367,7 +379,8 @@ mod tests {
             "edgeguard_encoder_decisions_total{pipeline=\"cam1\",element=\"enc\",encoder=\"x264enc\",hardware=\"false\",reason=\"over-budget\"} 1",
             "edgeguard_encoder_hardware{pipeline=\"cam1\",element=\"enc\"} 0",
             "edgeguard_encoder_frames_replayed_total{pipeline=\"cam1\",element=\"enc\"} 2",
-            "edgeguard_vpu_pixel_rate{pipeline=\"cam1\",element=\"enc\"} 62208000",
+            "edgeguard_vpu_pixel_rate{pipeline=\"cam1\",element=\"enc\",source=\"drm\"} 62208000",
+            "edgeguard_vpu_load{pipeline=\"cam1\",element=\"enc\",source=\"drm\"} 85",
             "edgeguard_delay_seconds{pipeline=\"cam1\",element=\"delay\",pad=\"src\"} 1.5",
             "edgeguard_delay_level_buffers{pipeline=\"cam1\",element=\"delay\",pad=\"src\"} 45",
             "edgeguard_leak_findings{pipeline=\"cam1\",element=\"leaks\",kind=\"not-null\"} 1",
@@ -412,7 +425,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 22, "{families:?}");
+        assert_eq!(families.len(), 23, "{families:?}");
         assert!(families.contains(&"edgeguard_leak_cycles_total counter"));
         // A family without series is not written at all.
         assert_eq!(encode(&[], Format::Prometheus), "");

@@ -15,6 +15,11 @@ pub struct Decision {
     pub max_sessions: u32,
     /// Encoder load without this stream, in pixels per second (0 for decoders).
     pub pixel_rate: u64,
+    /// The budget source counted (`budget-source` after `auto`); "" when
+    /// none was.
+    pub source: &'static str,
+    /// The engine's load in percent the source measured; -1 when not measured.
+    pub load: i32,
     /// Set when the decision replaced a running child mid-stream.
     pub switch: Option<Switch>,
 }
@@ -160,6 +165,8 @@ mod tests {
             sessions: 2,
             max_sessions: 6,
             pixel_rate: 1000,
+            source: "mpp",
+            load: -1,
             switch,
         }
     }

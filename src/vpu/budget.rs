@@ -10,12 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::budget_source::BudgetSource;
 use super::decision::{Budget, VpuView};
+use super::drm::DrmSource;
+use super::holders::{self, JetsonSource, V4l2Source};
 use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
 use super::listing::{ListingError, SessionKind};
 use super::load;
+use super::load::BudgetId;
 use super::process;
-use super::source::{MppListing, SessionSource};
+use super::source::{MppListing, SessionSource, SlotsOnly, Unavailable};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -31,6 +35,8 @@ pub const DEFAULT_MAX_SESSIONS: u32 = 6;
 /// half that; see docs/vpuguardenc.md.
 pub const DEFAULT_MAX_PIXEL_RATE: u64 = 3840 * 2160 * 120;
 pub const DEFAULT_LOCK_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2);
+/// No load limit: `max-load` only limits below 100 percent.
+pub const DEFAULT_MAX_LOAD: u32 = 100;
 
 /// The properties of a guard that say which budget it counts against.
 #[derive(Debug, Clone)]
@@ -43,6 +49,10 @@ pub struct BudgetSettings {
     /// The `lock-dir` property; empty = `ledger::default_lock_dir()`.
     pub lock_dir: String,
     pub lock_timeout: gst::ClockTime,
+    /// The `budget-source` property, `auto` resolved at each count.
+    pub source: BudgetSource,
+    /// Percent of the engine a source that measures load may be busy at.
+    pub max_load: u32,
 }
 
 impl Default for BudgetSettings {
@@ -53,6 +63,8 @@ impl Default for BudgetSettings {
             session_file: String::new(),
             lock_dir: String::new(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            source: BudgetSource::Auto,
+            max_load: DEFAULT_MAX_LOAD,
         }
     }
 }
@@ -74,12 +86,41 @@ impl BudgetSettings {
         Budget {
             max_sessions: self.max_sessions,
             max_pixel_rate: self.max_pixel_rate,
+            max_load: self.max_load,
         }
     }
 
-    /// Where the sessions are read from.
-    pub fn source(&self) -> impl SessionSource {
-        MppListing::new(self.session_file())
+    /// The source counted for a hardware child of factory `hw_factory`.
+    pub fn resolved_source(&self, hw_factory: &str) -> BudgetSource {
+        self.source
+            .resolve(self.session_file().is_some(), hw_factory)
+    }
+
+    /// Where the sessions are read from, for a hardware child of factory
+    /// `hw_factory`.
+    pub fn source(&self, hw_factory: &str) -> Box<dyn SessionSource> {
+        match self.resolved_source(hw_factory) {
+            BudgetSource::Mpp | BudgetSource::Auto => {
+                Box::new(MppListing::new(self.session_file()))
+            }
+            BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
+            BudgetSource::Jetson => Box::new(JetsonSource::new(super::root::root())),
+            BudgetSource::V4l2 => Box::new(V4l2Source::new(super::root::root())),
+            BudgetSource::Nvml => Box::new(Unavailable {
+                name: "nvml",
+                reason: "this build has no NVML source yet: counting only the guards' slots",
+            }),
+            BudgetSource::Slots => Box::new(SlotsOnly),
+        }
+    }
+
+    /// Whether the source says the hardware child of `kind` (factory
+    /// `hw_factory`) has no hardware behind it: a Jetson without NVENC (the
+    /// Orin Nano). The guard then never creates the child, whose creation
+    /// may probe the missing device.
+    pub fn hardware_absent(&self, hw_factory: &str, kind: SessionKind) -> bool {
+        self.resolved_source(hw_factory) == BudgetSource::Jetson
+            && !holders::jetson_has(&super::root::root(), kind)
     }
 
     /// What is wrong with the settings, said at NULL->READY.
@@ -109,6 +150,8 @@ pub enum Patience {
 pub struct Held {
     ledger: Ledger,
     _lock: DecisionLock,
+    /// The budget slots taken under this lock count against.
+    budget: String,
 }
 
 impl Held {
@@ -120,6 +163,7 @@ impl Held {
         Ok(Held {
             ledger,
             _lock: lock,
+            budget: "mpp:".into(),
         })
     }
 
@@ -127,10 +171,11 @@ impl Held {
         self.ledger.dir()
     }
 
-    /// Records a hardware child of `kind` held by this process until the
-    /// slot drops.
+    /// Records a hardware child of `kind` held by this process, against the
+    /// budget of the source counted, until the slot drops.
     pub fn take_slot(&self, owner: &str, kind: SessionKind, pixel_rate: u64) -> io::Result<Slot> {
-        self._lock.take_slot(&self.ledger, owner, kind, pixel_rate)
+        self._lock
+            .take_slot(&self.ledger, owner, &self.budget, kind, pixel_rate)
     }
 }
 
@@ -140,6 +185,8 @@ pub struct VpuCount {
     pub view: VpuView,
     /// The listing that was read; None when none was.
     pub session_file: Option<PathBuf>,
+    /// The source counted (`auto` resolved); `Auto` when none was.
+    pub source: BudgetSource,
     /// Held until a hardware child has opened its session (or failed to).
     pub held: Option<Held>,
     /// What the guard should say on the bus.
@@ -151,6 +198,7 @@ impl VpuCount {
         VpuCount {
             view: VpuView::NotConsulted,
             session_file: None,
+            source: BudgetSource::Auto,
             held: None,
             warning: None,
         }
@@ -212,10 +260,12 @@ impl CountError {
 }
 
 /// Takes the decision lock (waiting as `patience` says, giving up once `stop`
-/// says so), then counts the sessions of the listing and the guards' slots
-/// under it.
+/// says so), then counts the sessions of the source that `settings` and the
+/// hardware child's factory `hw_factory` call for, and the guards' slots of
+/// that budget, under it.
 pub fn count(
     settings: &BudgetSettings,
+    hw_factory: &str,
     patience: Patience,
     stop: impl Fn() -> bool,
 ) -> Result<VpuCount, CountError> {
@@ -242,19 +292,28 @@ pub fn count(
             return Ok(VpuCount::lock_timed_out(warning));
         }
     };
-    let slots = lock
+    let kind = settings.resolved_source(hw_factory);
+    let source = settings.source(hw_factory);
+    let budget = source.budget_name();
+    let ours = BudgetId::of(&budget);
+    let slots: Vec<_> = lock
         .live_slots(&ledger)
-        .map_err(|e| lock_dir_error("count slots", e))?;
+        .map_err(|e| lock_dir_error("count slots", e))?
+        .into_iter()
+        .filter(|s| s.budget.counts_against(ours, kind == BudgetSource::Mpp))
+        .collect();
     let held = Held {
         ledger,
         _lock: lock,
+        budget,
     };
-    let (listing, warning) = match settings.source().read(&held) {
+    let (listing, warning) = match source.read(&held) {
         Ok(listing) => (Some(listing), None),
         Err(err) => (None, Some(CountWarning::Unreadable(err))),
     };
     let sessions = listing.as_ref().map_or(&[][..], |l| &l.sessions[..]);
-    let load = load::machine_load(sessions, &slots, process::process_of_thread);
+    let mut load = load::machine_load(sessions, &slots, process::process_of_thread);
+    load.percent = listing.as_ref().and_then(|l| l.load);
     gst::debug!(
         CAT,
         "{:?}: {} listed sessions, {} guard slots: {load:?}",
@@ -267,7 +326,10 @@ pub fn count(
             load,
             listed: listing.is_some(),
         },
-        session_file: listing.map(|l| l.path),
+        session_file: listing
+            .map(|l| l.path)
+            .filter(|p| !p.as_os_str().is_empty()),
+        source: kind,
         held: Some(held),
         warning,
     })
@@ -304,7 +366,7 @@ mod tests {
             VpuView::Counted { load, listed } => (load.sessions, listed),
             other => panic!("{other:?}"),
         };
-        let first = count(&settings, Patience::TryOnce, || false).unwrap();
+        let first = count(&settings, "x265enc", Patience::TryOnce, || false).unwrap();
         assert_eq!(sessions(first), (1, true));
         // Once the snapshot is old, the listing is read again.
         std::fs::write(&listing, "").unwrap();
@@ -312,7 +374,7 @@ mod tests {
         let mut old = super::super::snapshot::load(&file).expect("the count left a snapshot");
         old.read_at = old.read_at.saturating_sub(super::super::snapshot::MAX_AGE);
         super::super::snapshot::store(&file, &old).unwrap();
-        let third = count(&settings, Patience::TryOnce, || false).unwrap();
+        let third = count(&settings, "x265enc", Patience::TryOnce, || false).unwrap();
         assert_eq!(sessions(third), (0, true));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -71,6 +71,8 @@ pub enum Reason {
     OverBudget,
     /// The new stream would take the encoder load past `max-pixel-rate`.
     OverPixelBudget,
+    /// The source measured the engine at or past `max-load` percent busy.
+    OverLoad,
     /// Another guard held the decision lock for all of `lock-timeout`.
     LockTimeout,
     /// Downstream cannot take the hardware encoder's codec.
@@ -98,6 +100,7 @@ impl Reason {
             Reason::Budget => "budget",
             Reason::OverBudget => "over-budget",
             Reason::OverPixelBudget => "over-pixel-budget",
+            Reason::OverLoad => "over-load",
             Reason::LockTimeout => "lock-timeout",
             Reason::DownstreamCaps => "downstream-caps",
             Reason::NoHwEncoder => "no-hw-encoder",
@@ -129,6 +132,8 @@ pub struct Budget {
     pub max_sessions: u32,
     /// Pixels per second of encoder load; 0 = no pixel budget.
     pub max_pixel_rate: u64,
+    /// Percent of the engine that may be busy; 100 = no load limit.
+    pub max_load: u32,
 }
 
 /// What the guard knows when it decides.
@@ -170,7 +175,7 @@ pub fn needs_session_count(mode: Mode, hw_available: bool, downstream_takes_hw: 
 }
 
 /// Why the VPU cannot take the new stream, if it cannot: the session budget
-/// first, then the pixel budget (the tighter one decides).
+/// first, then the pixel budget, then the measured load.
 fn vpu_refusal(inputs: &Inputs) -> Option<(Reason, String)> {
     let budget = inputs.budget;
     let load = match inputs.vpu {
@@ -199,6 +204,18 @@ fn vpu_refusal(inputs: &Inputs) -> Option<(Reason, String)> {
             format!(
                 "the VPU encodes {} px/s, this stream adds {} px/s, max-pixel-rate={}",
                 load.pixel_rate, inputs.stream_pixel_rate, budget.max_pixel_rate
+            ),
+        ));
+    }
+    if let Some(percent) = load
+        .percent
+        .filter(|p| budget.max_load < 100 && *p >= budget.max_load)
+    {
+        return Some((
+            Reason::OverLoad,
+            format!(
+                "the engine is {percent}% busy, max-load={}",
+                budget.max_load
             ),
         ));
     }
@@ -270,12 +287,14 @@ mod tests {
                 load: Load {
                     sessions,
                     pixel_rate: 0,
+                    percent: None,
                 },
                 listed: true,
             },
             budget: Budget {
                 max_sessions: 6,
                 max_pixel_rate: 0,
+                max_load: 100,
             },
             stream_pixel_rate: P1080,
         }
@@ -427,6 +446,24 @@ mod tests {
         i.mode = Mode::Auto;
         i.downstream_takes_sw = false;
         assert!(matches!(decide(&i), Outcome::Fail(m) if m.contains("software decoder's output")));
+    }
+
+    #[test]
+    fn a_measured_load_at_or_past_max_load_is_software() {
+        let with_load = |percent, max_load| {
+            let mut i = inputs(Mode::Auto, 0);
+            if let VpuView::Counted { load, .. } = &mut i.vpu {
+                load.percent = percent;
+            }
+            i.budget.max_load = max_load;
+            decide(&i)
+        };
+        assert_eq!(with_load(Some(90), 80), Outcome::Software(Reason::OverLoad));
+        assert_eq!(with_load(Some(80), 80), Outcome::Software(Reason::OverLoad));
+        assert_eq!(with_load(Some(10), 80), Outcome::Hardware(Reason::Budget));
+        // Not measured, or no limit.
+        assert_eq!(with_load(None, 80), Outcome::Hardware(Reason::Budget));
+        assert_eq!(with_load(Some(100), 100), Outcome::Hardware(Reason::Budget));
     }
 
     #[test]

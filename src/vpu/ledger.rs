@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::ground;
 use super::listing::SessionKind;
-use super::load::SlotLoad;
+use super::load::{BudgetId, SlotLoad};
 
 const DECISION_LOCK: &str = "decision.lock";
 const SLOT_PREFIX: &str = "slot-";
@@ -225,6 +225,7 @@ impl DecisionLock {
         &self,
         ledger: &Ledger,
         owner: &str,
+        budget: &str,
         kind: SessionKind,
         pixel_rate: u64,
     ) -> io::Result<Slot> {
@@ -234,9 +235,10 @@ impl DecisionLock {
         // The load for other guards, and who holds it for people looking.
         writeln!(
             file,
-            "pid={} kind={} pixel-rate={pixel_rate} owner={owner}",
+            "pid={} kind={} pixel-rate={pixel_rate} budget={} owner={owner}",
             std::process::id(),
-            kind_name(kind)
+            kind_name(kind),
+            budget.replace(char::is_whitespace, "_")
         )?;
         Ok(Slot { path, _file: file })
     }
@@ -289,6 +291,7 @@ fn slot_load(pid: u32, file: &mut File) -> SlotLoad {
         pixel_rate: field("pixel-rate")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        budget: field("budget").map_or(BudgetId::UNNAMED, BudgetId::of),
     }
 }
 
@@ -337,10 +340,10 @@ mod tests {
         let lock = ledger.lock_decision().unwrap();
         assert_eq!(lock.held_slots(&ledger).unwrap(), 0);
         let a = lock
-            .take_slot(&ledger, "a", SessionKind::Encoder, 10)
+            .take_slot(&ledger, "a", "mpp:", SessionKind::Encoder, 10)
             .unwrap();
         let b = lock
-            .take_slot(&ledger, "b", SessionKind::Decoder, 20)
+            .take_slot(&ledger, "b", "mpp:", SessionKind::Decoder, 20)
             .unwrap();
         assert_eq!(lock.held_slots(&ledger).unwrap(), 2);
         assert!(a.path().exists());
@@ -397,14 +400,15 @@ mod tests {
         let ledger = temp_ledger("loads");
         let lock = ledger.lock_decision().unwrap();
         let _a = lock
-            .take_slot(&ledger, "a", SessionKind::Decoder, 1234)
+            .take_slot(&ledger, "a", "mpp:", SessionKind::Decoder, 1234)
             .unwrap();
         assert_eq!(
             lock.live_slots(&ledger).unwrap(),
             vec![SlotLoad {
                 pid: std::process::id(),
                 kind: SessionKind::Decoder,
-                pixel_rate: 1234
+                pixel_rate: 1234,
+                budget: BudgetId::of("mpp:"),
             }]
         );
         std::fs::remove_dir_all(ledger.dir()).unwrap();
@@ -418,7 +422,7 @@ mod tests {
         let lock = ledger.lock_decision();
         let slot = lock
             .as_ref()
-            .map(|l| l.take_slot(&ledger, "a", SessionKind::Encoder, 0));
+            .map(|l| l.take_slot(&ledger, "a", "mpp:", SessionKind::Encoder, 0));
         unsafe { libc::umask(old) };
         let slot = slot.unwrap().unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

@@ -11,7 +11,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the kernel lists sessions, in the order they are tried when the
-/// `session-file` property is empty.
+/// `session-file` property is empty (under `EDGEGUARD_ROOT`: see
+/// `default_session_files`).
 pub const DEFAULT_SESSION_FILES: [&str; 3] = [
     "/proc/mpp_service/sessions-summary",
     // The name on older kernels (reported on an RV1126).
@@ -30,6 +31,9 @@ pub enum SessionKind {
     Encoder,
     Decoder,
     Jpeg,
+    /// A codec session that may be an encoder or a decoder: sources that
+    /// see who holds an engine but not what for (DRM clients, V4L2 holders).
+    Codec,
     /// A record with no device line, or a block this parser does not know.
     Other,
 }
@@ -236,16 +240,26 @@ fn describe(file_type: std::fs::FileType) -> &'static str {
     }
 }
 
-/// Reads the configured listing, or the first default one that can be read;
-/// says which file was read.
+/// The default listing paths under `EDGEGUARD_ROOT`, in the order they are
+/// tried.
+pub fn default_session_files() -> Vec<PathBuf> {
+    let root = super::root::root();
+    DEFAULT_SESSION_FILES
+        .iter()
+        .map(|p| super::root::under(&root, p))
+        .collect()
+}
+
+/// Reads the configured listing (used as given), or the first default one
+/// under `EDGEGUARD_ROOT` that can be read; says which file was read.
 pub fn read_first_text(configured: Option<&Path>) -> Result<(PathBuf, String), ListingError> {
     if let Some(path) = configured {
         return read_text(path).map(|t| (path.to_path_buf(), t));
     }
     let mut last_error = None;
-    for path in DEFAULT_SESSION_FILES.iter().map(Path::new) {
-        match read_text(path) {
-            Ok(text) => return Ok((path.to_path_buf(), text)),
+    for path in default_session_files() {
+        match read_text(&path) {
+            Ok(text) => return Ok((path, text)),
             Err(e) => last_error = Some(e),
         }
     }

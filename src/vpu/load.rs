@@ -6,6 +6,34 @@ use std::collections::HashMap;
 
 use super::listing::{SessionKind, SessionLoad};
 
+/// Which budget a slot counts against: its source and device
+/// (`mpp:/proc/mpp_service/sessions-summary`, `drm:`, `slots:`), hashed so
+/// that a slot stays `Copy`. A guard counts only the slots of its own budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct BudgetId(u64);
+
+impl BudgetId {
+    /// Slots written before slots named their budget: MPP guards' slots.
+    pub const UNNAMED: BudgetId = BudgetId(0);
+
+    /// The id of a budget named `budget`; whitespace stands for `_`, as a
+    /// slot file's fields are separated by it.
+    pub fn of(budget: &str) -> BudgetId {
+        let named = budget.replace(char::is_whitespace, "_");
+        // FNV-1a: the same in every process and build, unlike RandomState.
+        let hash = named.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        BudgetId(hash.max(1))
+    }
+
+    /// Whether a slot of budget `self` counts against `ours`, a budget of an
+    /// MPP source when `ours_is_mpp`.
+    pub fn counts_against(self, ours: BudgetId, ours_is_mpp: bool) -> bool {
+        self == ours || (self == BudgetId::UNNAMED && ours_is_mpp)
+    }
+}
+
 /// A hardware child held by a guard, as its slot file describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotLoad {
@@ -16,6 +44,8 @@ pub struct SlotLoad {
     /// The pixel rate of the stream an encoder encodes (width x height x
     /// fps); 0 for a decoder, which the pixel budget does not cover.
     pub pixel_rate: u64,
+    /// The budget the slot was taken against.
+    pub budget: BudgetId,
 }
 
 /// What the VPU carries, as one decision sees it.
@@ -25,6 +55,8 @@ pub struct Load {
     pub sessions: u32,
     /// Pixels per second of encoder sessions only.
     pub pixel_rate: u64,
+    /// How busy the engine is, in percent, where the source measures it.
+    pub percent: Option<u32>,
 }
 
 /// Counts sessions in the listing not held by guards plus the guards' slots.
@@ -65,14 +97,19 @@ pub fn machine_load(
 
     let mut load = Load::default();
     for record in records {
-        let guarded = matches!(record.kind, SessionKind::Encoder | SessionKind::Decoder);
-        let key = (process_of(record.record.tid), record.kind);
+        let pid = process_of(record.record.tid);
+        // A record that may be either stands for a slot of either kind.
+        let slot_kinds: &[SessionKind] = match record.kind {
+            SessionKind::Encoder => &[SessionKind::Encoder],
+            SessionKind::Decoder => &[SessionKind::Decoder],
+            SessionKind::Codec => &[SessionKind::Encoder, SessionKind::Decoder],
+            SessionKind::Jpeg | SessionKind::Other => &[],
+        };
         let listed_rate = record.pixel_rate.unwrap_or(0);
-        if let Some(claimed) = unmatched_slots
-            .get_mut(&key)
-            .filter(|_| guarded)
-            .and_then(Vec::pop)
-        {
+        let claimed = slot_kinds
+            .iter()
+            .find_map(|kind| unmatched_slots.get_mut(&(pid, *kind)).and_then(Vec::pop));
+        if let Some(claimed) = claimed {
             if record.kind == SessionKind::Encoder {
                 let beyond_claim = listed_rate.saturating_sub(claimed);
                 load.pixel_rate = load.pixel_rate.saturating_add(beyond_claim);
@@ -123,6 +160,7 @@ mod tests {
             pid: 500,
             kind: SessionKind::Encoder,
             pixel_rate: P4K,
+            budget: BudgetId::UNNAMED,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
         assert_eq!(load.sessions, 3);
@@ -140,13 +178,15 @@ mod tests {
             pid: 500,
             kind: SessionKind::Encoder,
             pixel_rate: P4K,
+            budget: BudgetId::UNNAMED,
         }];
         let process_of = |tid| if tid == 501 { 500 } else { tid };
         assert_eq!(
             machine_load(&listing, &slots, process_of),
             Load {
                 sessions: 2,
-                pixel_rate: P1080 + P4K
+                pixel_rate: P1080 + P4K,
+                percent: None,
             }
         );
     }
@@ -158,6 +198,7 @@ mod tests {
             pid: 500,
             kind: SessionKind::Encoder,
             pixel_rate: P1080,
+            budget: BudgetId::UNNAMED,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
         assert_eq!((load.sessions, load.pixel_rate), (2, P1080));
@@ -174,6 +215,7 @@ mod tests {
             pid: 500,
             kind: SessionKind::Encoder,
             pixel_rate: P1080,
+            budget: BudgetId::UNNAMED,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
         assert_eq!((load.sessions, load.pixel_rate), (2, P4K + P1080));
@@ -192,11 +234,13 @@ mod tests {
                 pid: 500,
                 kind: SessionKind::Encoder,
                 pixel_rate: P1080,
+                budget: BudgetId::UNNAMED,
             },
             SlotLoad {
                 pid: 500,
                 kind: SessionKind::Decoder,
                 pixel_rate: 0,
+                budget: BudgetId::UNNAMED,
             },
         ];
         let load = machine_load(&listing, &slots, |tid| tid);
@@ -207,12 +251,34 @@ mod tests {
     }
 
     #[test]
+    fn a_codec_record_stands_for_a_slot_of_either_kind() {
+        let listing = [
+            session(500, SessionKind::Codec, None),
+            session(600, SessionKind::Codec, None),
+            session(20, SessionKind::Codec, None),
+        ];
+        let slot = |pid, kind| SlotLoad {
+            pid,
+            kind,
+            pixel_rate: 0,
+            budget: BudgetId::UNNAMED,
+        };
+        let slots = [
+            slot(500, SessionKind::Decoder),
+            slot(600, SessionKind::Encoder),
+        ];
+        // Two guards' sessions counted through their slots, one foreign.
+        assert_eq!(machine_load(&listing, &slots, |tid| tid).sessions, 3);
+    }
+
+    #[test]
     fn a_jpeg_record_is_never_taken_for_a_slot() {
         let listing = [session(500, SessionKind::Jpeg, None)];
         let slots = [SlotLoad {
             pid: 500,
             kind: SessionKind::Decoder,
             pixel_rate: 0,
+            budget: BudgetId::UNNAMED,
         }];
         assert_eq!(machine_load(&listing, &slots, |tid| tid).sessions, 2);
     }
@@ -226,6 +292,7 @@ mod tests {
             pid: 700,
             kind: SessionKind::Encoder,
             pixel_rate: 0,
+            budget: BudgetId::UNNAMED,
         }];
         let load = machine_load(&listing, &slots, |tid| tid);
         assert_eq!((load.sessions, load.pixel_rate), (1, P4K));
@@ -239,24 +306,41 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_counts_against_its_own_budget_and_unnamed_ones_against_mpp() {
+        let mpp = BudgetId::of("mpp:/proc/mpp_service/sessions-summary");
+        let drm = BudgetId::of("drm:");
+        assert_ne!(mpp, drm);
+        assert_eq!(mpp, BudgetId::of("mpp:/proc/mpp_service/sessions-summary"));
+        assert!(mpp.counts_against(mpp, true));
+        assert!(!drm.counts_against(mpp, true));
+        assert!(BudgetId::UNNAMED.counts_against(mpp, true));
+        assert!(!BudgetId::UNNAMED.counts_against(drm, false));
+        // As a slot file writes it.
+        assert_eq!(BudgetId::of("mpp:/a b"), BudgetId::of("mpp:/a_b"));
+    }
+
+    #[test]
     fn no_listing_counts_only_slots() {
         let slots = [
             SlotLoad {
                 pid: 1,
                 kind: SessionKind::Encoder,
                 pixel_rate: 5,
+                budget: BudgetId::UNNAMED,
             },
             SlotLoad {
                 pid: 2,
                 kind: SessionKind::Encoder,
                 pixel_rate: 7,
+                budget: BudgetId::UNNAMED,
             },
         ];
         assert_eq!(
             machine_load(&[], &slots, |t| t),
             Load {
                 sessions: 2,
-                pixel_rate: 12
+                pixel_rate: 12,
+                percent: None,
             }
         );
     }

@@ -11,13 +11,17 @@
 //! `source::SessionSource`, and one settings field in `budget::BudgetSettings`.
 
 pub mod budget;
+pub mod budget_source;
 pub mod decision;
+pub mod drm;
 pub mod ground;
+pub mod holders;
 pub mod ledger;
 pub mod listing;
 pub mod load;
 pub mod process;
 pub mod properties;
 pub mod reclaim;
+pub mod root;
 pub mod snapshot;
 pub mod source;

@@ -3,10 +3,11 @@
 //! opening *thread's* id as `pid=`; the guards' slots and leakcheck's report
 //! are per process. This is the one mapping both use.
 
-/// The process a thread belongs to, from `/proc/<tid>/status`; the thread id
-/// itself when it cannot be read (a thread that is gone, another namespace).
+/// The process a thread belongs to, from `/proc/<tid>/status` under
+/// `EDGEGUARD_ROOT`; the thread id itself when it cannot be read (a thread
+/// that is gone, another namespace).
 pub fn process_of_thread(tid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
+    std::fs::read_to_string(super::root::host_path(format!("/proc/{tid}/status")))
         .ok()
         .and_then(|status| {
             status

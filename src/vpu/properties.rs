@@ -1,21 +1,34 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The properties every guard has for its budget, with one meaning for
-//! vpuguardenc and vpuguarddec: `max-sessions`, `lock-timeout`,
-//! `session-file`, `lock-dir`, `reclaim-interval` (and, for encoders, the
-//! pixel budget `max-pixel-rate`).
+//! vpuguardenc and vpuguarddec: `budget-source`, `max-sessions`, `max-load`,
+//! `lock-timeout`, `session-file`, `lock-dir`, `reclaim-interval` (and, for
+//! encoders, the pixel budget `max-pixel-rate`).
 
 use gst::glib;
 use gst::prelude::*;
 
 use super::budget::{
-    BudgetSettings, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_PIXEL_RATE, DEFAULT_MAX_SESSIONS,
+    BudgetSettings, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_LOAD, DEFAULT_MAX_PIXEL_RATE,
+    DEFAULT_MAX_SESSIONS,
 };
+use super::budget_source::BudgetSource;
 use super::decision::GuardKind;
 
 /// The specs of the budget properties of a guard of `kind`.
 pub fn budget_param_specs(kind: GuardKind) -> Vec<glib::ParamSpec> {
     let noun = kind.noun();
+    let hw = kind.hw_property();
     let mut specs = vec![
+        glib::ParamSpecEnum::builder_with_default("budget-source", BudgetSource::Auto)
+            .nick("Budget source")
+            .blurb(&format!(
+                "What counts the hardware's sessions and load: auto picks from {hw}'s \
+                 factory (mpp* mpp, nv*enc/nv*dec and nvautogpu* nvml, nvv4l2* jetson, \
+                 va*/qsv*/msdk* drm, other v4l2* v4l2, else slots); with auto, a session-file \
+                 set means mpp. Files are read under EDGEGUARD_ROOT (default /)"
+            ))
+            .mutable_ready()
+            .build(),
         glib::ParamSpecUInt::builder("max-sessions")
             .nick("Maximum VPU sessions")
             .blurb(
@@ -24,6 +37,18 @@ pub fn budget_param_specs(kind: GuardKind) -> Vec<glib::ParamSpec> {
             )
             .maximum(1024)
             .default_value(DEFAULT_MAX_SESSIONS)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("max-load")
+            .nick("Maximum load")
+            .blurb(&format!(
+                "Percent of the engine that may be busy for a new stream to take the \
+                 hardware {noun}, where the budget source measures it (drm); 100 = no \
+                 load limit"
+            ))
+            .minimum(1)
+            .maximum(100)
+            .default_value(DEFAULT_MAX_LOAD)
             .mutable_ready()
             .build(),
     ];
@@ -78,7 +103,9 @@ pub fn budget_param_specs(kind: GuardKind) -> Vec<glib::ParamSpec> {
 pub fn set_budget_property(settings: &mut BudgetSettings, name: &str, value: &glib::Value) -> bool {
     let string = || value.get::<Option<String>>().unwrap().unwrap_or_default();
     match name {
+        "budget-source" => settings.source = value.get().unwrap(),
         "max-sessions" => settings.max_sessions = value.get().unwrap(),
+        "max-load" => settings.max_load = value.get().unwrap(),
         "max-pixel-rate" => settings.max_pixel_rate = value.get().unwrap(),
         "lock-timeout" => {
             settings.lock_timeout = gst::ClockTime::from_nseconds(value.get().unwrap())
@@ -93,7 +120,9 @@ pub fn set_budget_property(settings: &mut BudgetSettings, name: &str, value: &gl
 /// A budget property's value; None when `name` is not one.
 pub fn budget_property(settings: &BudgetSettings, name: &str) -> Option<glib::Value> {
     Some(match name {
+        "budget-source" => settings.source.to_value(),
         "max-sessions" => settings.max_sessions.to_value(),
+        "max-load" => settings.max_load.to_value(),
         "max-pixel-rate" => settings.max_pixel_rate.to_value(),
         "lock-timeout" => settings.lock_timeout.nseconds().to_value(),
         "session-file" => settings.session_file.to_value(),

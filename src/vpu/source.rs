@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Where a guard learns which sessions the VPU carries: the seam for budget
-//! sources. Today the MPP kernel listing; an NVENC source (NVML) or the V4L2
-//! codecs of mainline kernels would be one more implementation here.
+//! sources. The MPP kernel listing and the guards' slots alone are here; each
+//! other source (`drm`, `v4l2`, `jetson`) is a file of its own beside this
+//! one, and `for_settings` picks one.
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +16,59 @@ pub struct Listing {
     /// What was read, for the decision message's `session-file`.
     pub path: PathBuf,
     pub sessions: Vec<SessionLoad>,
+    /// How busy the engine is, in percent; None when the source cannot say.
+    pub load: Option<u32>,
 }
 
 pub trait SessionSource {
     /// The sessions on the hardware now. Called with the decision lock held,
     /// so that a source may share one read among all guards of the machine.
     fn read(&self, held: &Held) -> Result<Listing, ListingError>;
+
+    /// The budget this source counts, `<source>:<device>`: recorded in the
+    /// guards' slots so that each budget counts only its own.
+    fn budget_name(&self) -> String;
+}
+
+/// No source but the guards' own slots (`budget-source=slots`, and `auto`
+/// for a hardware child no source knows).
+#[derive(Debug, Clone, Copy)]
+pub struct SlotsOnly;
+
+impl SessionSource for SlotsOnly {
+    fn read(&self, _held: &Held) -> Result<Listing, ListingError> {
+        Ok(Listing {
+            path: PathBuf::new(),
+            sessions: Vec::new(),
+            load: None,
+        })
+    }
+
+    fn budget_name(&self) -> String {
+        "slots:".into()
+    }
+}
+
+/// A source this build cannot read (`nvml`: not built yet): every read
+/// fails with `reason`, so the decision says so (`session-file-unreadable`
+/// with a WARNING) and only the guards' slots of its budget are counted.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    pub name: &'static str,
+    pub reason: &'static str,
+}
+
+impl SessionSource for Unavailable {
+    fn read(&self, _held: &Held) -> Result<Listing, ListingError> {
+        Err(ListingError {
+            path: PathBuf::from(self.name),
+            reason: self.reason.into(),
+        })
+    }
+
+    fn budget_name(&self) -> String {
+        format!("{}:", self.name)
+    }
 }
 
 /// The MPP driver's session listing: the `session-file` property, or the
@@ -43,24 +91,31 @@ impl MppListing {
     /// that exists (stat does not open it), so that guards naming the default
     /// and guards leaving it empty share one.
     fn snapshot_file(&self, held: &Held) -> PathBuf {
-        let key = self
-            .configured
+        snapshot::path_in(held.dir(), &self.key())
+    }
+
+    /// The listing this source reads: the configured path, or the first
+    /// default one that exists.
+    fn key(&self) -> String {
+        self.configured
             .clone()
             .or_else(|| {
-                listing::DEFAULT_SESSION_FILES
-                    .iter()
-                    .map(PathBuf::from)
+                listing::default_session_files()
+                    .into_iter()
                     .find(|p| p.metadata().is_ok())
             })
             .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        snapshot::path_in(held.dir(), &key)
+            .unwrap_or_default()
     }
 }
 
 impl SessionSource for MppListing {
     fn read(&self, held: &Held) -> Result<Listing, ListingError> {
         self.read_as_of(held, snapshot::boottime())
+    }
+
+    fn budget_name(&self) -> String {
+        format!("mpp:{}", self.key())
     }
 }
 
@@ -89,8 +144,34 @@ impl MppListing {
         Ok(Listing {
             sessions: listing::parse_loads(&snapshot.text),
             path: snapshot.path,
+            load: None,
         })
     }
+}
+
+/// A source's reading at most once per `snapshot::MAX_AGE` machine-wide:
+/// the snapshot of `key` in the lock directory when it is fresh, else
+/// `read()` (what was read, and the reading as text), kept for the next
+/// guard. Called with the decision lock held.
+pub fn through_snapshot(
+    held: &Held,
+    key: &str,
+    read: impl FnOnce() -> Result<(PathBuf, String), ListingError>,
+) -> Result<Snapshot, ListingError> {
+    let file = snapshot::path_in(held.dir(), key);
+    let now = snapshot::boottime();
+    if let Some(fresh) = snapshot::load(&file).filter(|s| s.fresh_at(now)) {
+        return Ok(fresh);
+    }
+    let reading = std::time::Instant::now();
+    let (path, text) = read()?;
+    let read = Snapshot {
+        read_at: now + reading.elapsed(),
+        path,
+        text,
+    };
+    let _ = snapshot::store(&file, &read);
+    Ok(read)
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ use std::sync::{LazyLock, Mutex, OnceLock};
 use super::fake_mpp_core::{self, Common, Session};
 
 pub const FACTORY_NAME: &str = "fakempph265enc";
+/// Encoder doubles constructed in this process: a guard that must not create
+/// its hardware child is seen not to.
+pub static CREATED: AtomicU32 = AtomicU32::new(0);
 pub const H264_FACTORY_NAME: &str = "fakempph264enc";
 
 /// What tells the doubles apart; everything else is shared.
@@ -361,6 +364,7 @@ impl Core {
     /// encoder to the real element's byte-stream output: x264enc would
     /// otherwise pick avc for a downstream that takes both).
     fn constructed(&self, obj: &gst::Bin) {
+        CREATED.fetch_add(1, Ordering::SeqCst);
         let encoder = gst::ElementFactory::make(self.codec.encoder)
             .property_from_str("speed-preset", "ultrafast")
             .property_from_str("tune", "zerolatency")

@@ -101,6 +101,8 @@ impl VpuGuardDec {
             .field("sessions", decided.seen.sessions)
             .field("max-sessions", settings.budget.max_sessions)
             .field("session-file", &decided.seen.session_file)
+            .field("budget-source", decided.seen.source)
+            .field("load", decided.seen.load)
             .field("reason", decided.reason.as_str())
             .field("switches", decided.switches)
             .field("frames-lost", switch.map_or(0, |s| s.lost))

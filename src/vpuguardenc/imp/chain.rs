@@ -159,6 +159,8 @@ impl VpuGuardEnc {
             .field("stream-pixel-rate", seen.stream_pixel_rate)
             .field("max-pixel-rate", settings.budget.max_pixel_rate)
             .field("session-file", &seen.session_file)
+            .field("budget-source", seen.source)
+            .field("load", seen.load)
             .field("reason", decided.reason.as_str())
             .field("switches", decided.switches)
             .field("frames-replayed", report.replayed)

@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The budget sources beside the MPP listing, each read under a fake root
+//! (`EDGEGUARD_ROOT`) that stands for the machine's `/`: the guards run in
+//! a child process of this test binary, whose environment names the root.
+
+mod common;
+
+use common::fake_mpp::FACTORY_NAME as FAKE_ENC;
+use gst::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CHILD_LAUNCH: &str = "EDGEGUARD_SOURCES_LAUNCH";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The entry point of the child processes: runs the launch line it is given
+/// to EOS and prints each guard's decision and how many encoder doubles
+/// were created.
+#[test]
+fn child_process_entry() {
+    let Ok(launch) = std::env::var(CHILD_LAUNCH) else {
+        return;
+    };
+    common::init();
+    let log = common::run_to_eos(&launch, TIMEOUT);
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    for decision in log
+        .element_messages
+        .iter()
+        .filter(|s| s.name().ends_with("-decision"))
+    {
+        println!("DECISION {decision}");
+    }
+    println!(
+        "CREATED {}",
+        common::fake_mpp::CREATED.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
+
+/// What a child saw: its decisions and the encoder doubles it created.
+struct ChildRun {
+    decisions: Vec<gst::Structure>,
+    created: u32,
+}
+
+impl ChildRun {
+    fn only(&self) -> &gst::Structure {
+        assert_eq!(self.decisions.len(), 1, "{:?}", self.decisions);
+        &self.decisions[0]
+    }
+
+    fn field(&self, name: &str) -> String {
+        let value = self.only().value(name).unwrap();
+        value
+            .get::<String>()
+            .or_else(|_| value.serialize().map(|s| s.to_string()))
+            .unwrap()
+    }
+}
+
+/// Runs `launch` in a child process whose `EDGEGUARD_ROOT` is `root`.
+fn run_under(root: &Path, launch: &str) -> ChildRun {
+    common::init();
+    let output = common::child_process()
+        .env(CHILD_LAUNCH, launch)
+        .env("EDGEGUARD_ROOT", root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let decisions = stdout
+        .lines()
+        // The harness may print the test's name on the same line.
+        .filter_map(|l| Some(&l[l.find("DECISION ")? + "DECISION ".len()..]))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let created = stdout
+        .lines()
+        .find_map(|l| Some(&l[l.find("CREATED ")? + "CREATED ".len()..]))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ChildRun { decisions, created }
+}
+
+/// A stream of `frames` small frames into `guard`.
+fn encode_with(guard: &str) -> String {
+    format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+         ! {guard} ! fakesink"
+    )
+}
+
+/// A fresh fake root, with its lock directory and the double's own
+/// session file beside it.
+struct FakeRoot {
+    dir: PathBuf,
+}
+
+impl FakeRoot {
+    fn new(name: &str) -> Self {
+        FakeRoot {
+            dir: common::temp_dir(name),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// Writes `text` at `path` (absolute on the machine) under the root.
+    fn write(&self, path: &str, text: &str) {
+        let file = self.root().join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+
+    /// A vpuguardenc on the encoder double with `extra` guard properties;
+    /// the double's sessions go to a file outside the root.
+    fn guard(&self, extra: &str) -> String {
+        format!(
+            "vpuguardenc hw-encoder={FAKE_ENC} lock-dir={ld} \
+             hw-properties=\"props,session-file={sf}\" {extra}",
+            ld = self.dir.join("lock").display(),
+            sf = self.dir.join("double-sessions").display(),
+        )
+    }
+}
+
+impl Drop for FakeRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn mpp_records(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "session: pid={} index={i}\n device: fdbd0000.rkvenc-core\n",
+                90000 + i
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_mpp_default_listing_is_read_under_the_root() {
+    let fake = FakeRoot::new("mpp-root");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(6));
+    let run = run_under(&fake.root(), &encode_with(&fake.guard("budget-source=mpp")));
+    assert_eq!(run.field("reason"), "over-budget");
+    assert_eq!(run.field("sessions"), "6");
+    assert_eq!(
+        run.field("session-file"),
+        fake.root()
+            .join("proc/mpp_service/sessions-summary")
+            .display()
+            .to_string()
+    );
+}
+
+#[test]
+fn an_explicit_session_file_means_the_mpp_listing_whatever_the_child_is_called() {
+    let fake = FakeRoot::new("explicit-listing");
+    let listing = fake.dir.join("listing");
+    std::fs::write(&listing, mpp_records(6)).unwrap();
+    // The double's name calls for no source: auto alone would count slots.
+    let guard = fake.guard(&format!("session-file={}", listing.display()));
+    let run = run_under(&fake.root(), &encode_with(&guard));
+    assert_eq!(run.field("budget-source"), "mpp");
+    assert_eq!(run.field("reason"), "over-budget");
+    assert_eq!(run.field("load"), "-1");
+    let run = run_under(&fake.root(), &encode_with(&fake.guard("")));
+    assert_eq!(run.field("budget-source"), "slots");
+    assert_eq!(run.field("reason"), "budget");
+}
+
+/// Three guards of one lock directory, in this order: a `slots` one that
+/// takes the hardware, then an `mpp` one over an empty listing and a second
+/// `slots` one, both with room for one session.
+#[test]
+fn each_budget_counts_only_its_own_slots() {
+    common::init();
+    let fake = FakeRoot::new("own-slots");
+    let listing = fake.dir.join("listing");
+    std::fs::write(&listing, "").unwrap();
+    let branch = |name: &str, extra: &str| {
+        format!(
+            "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+             ! {} name={name} ! fakesink",
+            fake.guard(&format!("max-sessions=1 {extra}"))
+        )
+    };
+    let pipeline = gst::Pipeline::new();
+    let first =
+        gst::parse::bin_from_description(&branch("first", "budget-source=slots"), false).unwrap();
+    pipeline.add(&first).unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.unwrap();
+    for (name, extra) in [
+        ("mpp", format!("session-file={}", listing.display())),
+        ("second", "budget-source=slots".to_string()),
+    ] {
+        let bin = gst::parse::bin_from_description(&branch(name, &extra), false).unwrap();
+        pipeline.add(&bin).unwrap();
+        bin.sync_state_with_parent().unwrap();
+    }
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.unwrap();
+    let hardware = |name: &str| pipeline.by_name(name).unwrap().property::<bool>("hardware");
+    assert!(hardware("first"));
+    assert!(hardware("mpp"), "a slots budget's slot counted against mpp");
+    assert!(
+        !hardware("second"),
+        "the slots budget's own slot not counted"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// A DRM client in the fake root: process `pid` holds a render node on fd 5,
+/// whose fdinfo a thread rewrites every millisecond so that the video
+/// engine's busy time grows at `percent` of wall time (i915: ns against the
+/// clock; xe: cycles against its total cycles).
+struct DrmClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+enum Driver {
+    I915,
+    Xe,
+}
+
+impl DrmClient {
+    fn start(root: &Path, pid: u32, driver: Driver, percent: u64) -> Self {
+        let dir = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(dir.join("fd")).unwrap();
+        std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
+        std::os::unix::fs::symlink("/dev/dri/renderD128", dir.join("fd/5")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let write = move |elapsed: u128| {
+            let busy = elapsed * u128::from(percent) / 100;
+            let text = match driver {
+                Driver::I915 => format!(
+                    "pos:\t0\nflags:\t02100002\ndrm-driver:\ti915\ndrm-client-id:\t{pid}\n\
+                     drm-pdev:\t0000:00:02.0\ndrm-engine-render:\t0 ns\n\
+                     drm-engine-video:\t{busy} ns\ndrm-engine-video-enhance:\t0 ns\n"
+                ),
+                Driver::Xe => format!(
+                    "pos:\t0\ndrm-driver:\txe\ndrm-client-id:\t{pid}\ndrm-pdev:\t0000:03:00.0\n\
+                     drm-cycles-vcs:\t{busy}\ndrm-total-cycles-vcs:\t{elapsed}\n\
+                     drm-engine-capacity-vcs:\t1\n"
+                ),
+            };
+            let temp = dir.join("fdinfo/.5");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::rename(&temp, dir.join("fdinfo/5")).unwrap();
+        };
+        let t0 = std::time::Instant::now();
+        // Some engine time before the guard first looks.
+        write(1_000_000_000);
+        let writer = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                write(1_000_000_000 + t0.elapsed().as_nanos());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        DrmClient {
+            stop,
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Drop for DrmClient {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(writer) = self.writer.take() {
+            writer.join().unwrap();
+        }
+    }
+}
+
+fn drm_decision(name: &str, clients: &[(Driver, u64)]) -> ChildRun {
+    let fake = FakeRoot::new(name);
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    let _clients: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, (driver, percent))| {
+            DrmClient::start(&fake.root(), 7000 + i as u32, *driver, *percent)
+        })
+        .collect();
+    run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=drm max-load=80")),
+    )
+}
+
+fn load_of(run: &ChildRun) -> i32 {
+    run.only().get::<i32>("load").unwrap()
+}
+
+#[test]
+fn an_i915_video_engine_busy_90_percent_of_the_time_is_over_load() {
+    let run = drm_decision("drm-i915-busy", &[(Driver::I915, 90)]);
+    assert_eq!(run.field("budget-source"), "drm");
+    assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
+    assert!(load_of(&run) >= 80, "{:?}", run.decisions);
+}
+
+#[test]
+fn an_xe_video_engine_busy_90_percent_of_its_cycles_is_over_load() {
+    let run = drm_decision("drm-xe-busy", &[(Driver::Xe, 90)]);
+    assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
+    assert_eq!(load_of(&run), 90);
+}
+
+#[test]
+fn video_engines_busy_10_percent_of_the_time_leave_room_for_hardware() {
+    let run = drm_decision("drm-idle", &[(Driver::I915, 10), (Driver::Xe, 10)]);
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("hardware"), "true");
+    assert_eq!(run.field("sessions"), "2");
+    assert!((0..80).contains(&load_of(&run)), "{:?}", run.decisions);
+}
+
+#[test]
+fn a_drm_source_that_can_read_no_process_is_said_in_the_decision() {
+    let fake = FakeRoot::new("drm-nothing");
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=drm max-load=80")),
+    );
+    assert_eq!(run.field("budget-source"), "drm");
+    assert_eq!(run.field("reason"), "session-file-unreadable");
+    assert_eq!(run.field("load"), "-1");
+}
+
+/// Process `pid` of the fake root holds `target` on fd `fd`.
+fn hold(root: &Path, pid: u32, fd: u32, target: &str) {
+    let dir = root.join(format!("proc/{pid}/fd"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(target, dir.join(fd.to_string())).unwrap();
+}
+
+#[test]
+fn a_jetson_without_nvenc_is_software_without_the_encoder_ever_created() {
+    let fake = FakeRoot::new("jetson-nano");
+    fake.write("/dev/v4l2-nvdec", "");
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=jetson")),
+    );
+    assert_eq!(run.field("reason"), "no-hw-encoder", "{:?}", run.decisions);
+    assert_eq!(run.field("hardware"), "false");
+    assert_eq!(run.created, 0, "the hardware encoder was created");
+}
+
+#[test]
+fn a_jetson_counts_the_holders_of_its_encoder_node() {
+    let fake = FakeRoot::new("jetson-nx");
+    fake.write("/dev/v4l2-nvenc", "");
+    fake.write("/dev/v4l2-nvdec", "");
+    hold(&fake.root(), 9001, 7, "/dev/v4l2-nvenc");
+    hold(&fake.root(), 9002, 7, "/dev/v4l2-nvdec");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=jetson max-sessions=2")),
+    );
+    assert_eq!(run.field("budget-source"), "jetson");
+    assert_eq!(run.field("sessions"), "2");
+    assert_eq!(run.field("reason"), "over-budget", "{:?}", run.decisions);
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=jetson max-sessions=3")),
+    );
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+}
+
+#[test]
+fn v4l2_holders_of_the_codec_node_are_counted_from_their_fd_links() {
+    let fake = FakeRoot::new("v4l2-holders");
+    fake.write(
+        "/sys/class/video4linux/video10/name",
+        "bcm2835-codec-decode\n",
+    );
+    fake.write("/sys/class/video4linux/video0/name", "HD Pro Webcam C920\n");
+    hold(&fake.root(), 9001, 3, "/dev/video10");
+    hold(&fake.root(), 9002, 4, "/dev/video10");
+    // A camera's holder is not a codec session.
+    hold(&fake.root(), 9003, 3, "/dev/video0");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=v4l2 max-sessions=2")),
+    );
+    assert_eq!(run.field("budget-source"), "v4l2");
+    assert_eq!(run.field("sessions"), "2");
+    assert_eq!(run.field("reason"), "over-budget", "{:?}", run.decisions);
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=v4l2 max-sessions=3")),
+    );
+    assert_eq!(
+        (run.field("reason").as_str(), run.field("sessions").as_str()),
+        ("budget", "2")
+    );
+}
+
+#[test]
+fn a_source_this_build_cannot_read_is_said_in_the_decision() {
+    let fake = FakeRoot::new("nvml-missing");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=nvml")),
+    );
+    assert_eq!(run.field("budget-source"), "nvml");
+    assert_eq!(run.field("reason"), "session-file-unreadable");
+    assert_eq!(run.field("hardware"), "true");
+}
