@@ -134,17 +134,19 @@ pub fn observe(
 }
 
 /// Serials of the elements that the pipeline's own elements hold as object
-/// properties (playbin's `video-sink`).
+/// properties (playbin's `video-sink`), and of everything inside them.
 fn held_by_properties(pipeline: &gst::Element) -> HashSet<u64> {
     let mut owned = HashSet::new();
     for holder in with_descendants(pipeline) {
         for pspec in element_properties(&holder).iter() {
+            // A held bin holds what is inside it too (playbin's `video-sink`
+            // given as "leakcheck ! fakesink": a bin playsink removes at stop).
             if let Ok(Some(value)) = holder
                 .property_value(pspec.name())
                 .get::<Option<gst::Element>>()
-                && let Some(serial) = identity::peek(&value)
+                && identity::peek(&value).is_some()
             {
-                owned.insert(serial);
+                owned.extend(with_descendants(&value).iter().filter_map(identity::peek));
             }
         }
     }
