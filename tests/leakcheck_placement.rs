@@ -237,3 +237,95 @@ fn in_a_bin_added_to_a_playing_pipeline_it_watches_that_pipeline() {
     release(&stuck);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A real gst-rtsp-server whose factory readies each media bin before the
+/// server puts it in the media's pipeline, served to a real `rtspsrc`.
+#[test]
+fn in_an_rtsp_media_readied_before_its_pipeline_it_watches_the_media_pipeline() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    common::init();
+    let dir = common::temp_dir("leakcheck-rtsp-late");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rtsp_leakcheck_late.py");
+    let registry = dir.join("registry.bin");
+    let mut server = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(&dir)
+        .env("GST_PLUGIN_PATH", common::plugin_dir())
+        .env("GST_REGISTRY", &registry)
+        .env_remove("GST_TRACERS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = server.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| {
+        lines
+            .recv_timeout(HANG)
+            .unwrap_or_else(|_| panic!("the server said nothing while waiting for {what}"))
+    };
+    let port: u16 = next("its port")
+        .strip_prefix("PORT ")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    play_rtsp_client(port, "late");
+    let report = next("the media's report");
+    let field = |name: &str| {
+        report
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+            .to_string()
+    };
+    assert!(!field("pipeline").is_empty(), "{report}");
+    assert_eq!(field("pipeline"), field("media"), "{report}");
+    assert_eq!(field("cycles"), "1", "{report}");
+    assert_eq!(field("file-cycles"), "1", "{report}");
+    assert!(
+        field("findings")
+            .split(',')
+            .any(|f| f == "not-null:stuck:paused"),
+        "{report}"
+    );
+
+    drop(server.stdin.take());
+    assert!(server.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Connects, receives a few packets, disconnects (TEARDOWN).
+fn play_rtsp_client(port: u16, mount: &str) {
+    let p = gst::parse::launch(&format!(
+        "rtspsrc location=rtsp://127.0.0.1:{port}/{mount} protocols=tcp latency=0 ! fakesink name=sink"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let packets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = packets.clone();
+    p.by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    p.set_state(gst::State::Playing).unwrap();
+    let received = common::poll_until(HANG, || {
+        packets.load(std::sync::atomic::Ordering::SeqCst) >= 5
+    });
+    p.set_state(gst::State::Null).unwrap();
+    assert!(received, "client of /{mount} received nothing");
+}
