@@ -621,3 +621,60 @@ fn tracer_mode_prints_the_report_at_exit() {
         "{line}"
     );
 }
+
+/// Bins nested 300 deep: the element stuck at the bottom is named by its
+/// full path, and the report lists every element once, parents before their
+/// children (one walk of the pipeline, whatever its depth).
+#[test]
+fn deeply_nested_bins_are_reported_in_tree_order_with_full_paths() {
+    const DEPTH: usize = 300;
+    let dir = common::temp_dir("leakcheck-nested");
+    let file = dir.join("report.json");
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! fakesink leakcheck name=check grace=0 report-file={}",
+        file.display()
+    ));
+    let check = p.by_name("check").unwrap();
+    let mut parent: gst::Bin = p.clone().upcast();
+    let mut path = format!("/GstPipeline:{}", p.name());
+    for i in 0..DEPTH {
+        let bin = gst::Bin::with_name(&format!("b{i}"));
+        parent.add(&bin).unwrap();
+        path.push_str(&format!("/GstBin:b{i}"));
+        parent = bin;
+    }
+    let stuck = gst::ElementFactory::make("identity")
+        .name("stuck")
+        .build()
+        .unwrap();
+    parent.add(&stuck).unwrap();
+    play(&p);
+    stuck.set_locked_state(true);
+    p.set_state(gst::State::Null).unwrap();
+    let r = report(&check);
+    assert_eq!(
+        findings(&r),
+        vec![("not-null".into(), format!("{path}/GstIdentity:stuck"))]
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let paths: Vec<&str> = json["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    // The pipeline's children, the bins, the identity: each once.
+    assert_eq!(paths.len(), 3 + DEPTH + 1, "{paths:?}");
+    let depth = |p: &str| p.matches('/').count();
+    let bins: Vec<usize> = paths
+        .iter()
+        .filter(|p| p.contains("/GstBin:b"))
+        .map(|p| depth(p))
+        .collect();
+    assert!(bins.windows(2).all(|w| w[1] == w[0] + 1), "{paths:?}");
+    assert_eq!(*paths.last().unwrap(), format!("{path}/GstIdentity:stuck"));
+    stuck.set_locked_state(false);
+    stuck.set_state(gst::State::Null).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

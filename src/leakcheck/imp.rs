@@ -3,9 +3,10 @@
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use super::CAT;
@@ -22,6 +23,8 @@ use crate::metrics::{self, LeakStats};
 
 const DEFAULT_GRACE: u64 = gst::ClockTime::SECOND.nseconds();
 const DEFAULT_FAIL_ON_LEAK: bool = false;
+/// The longest a thread waits for another one's switch to a new pipeline.
+const SWITCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -65,6 +68,9 @@ struct Watching {
     tracker: Option<u64>,
     /// Handlers on that pipeline and its bus (none in GST_TRACERS mode).
     attachment: Option<Attachment>,
+    /// A thread is switching to another pipeline (with this lock released):
+    /// others wait for it (`switched`) before they look again.
+    attaching: bool,
 }
 
 pub struct LeakCheck {
@@ -72,6 +78,10 @@ pub struct LeakCheck {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     watching: Mutex<Watching>,
+    /// Signalled (with `watching`) when a switch of pipeline is over.
+    switched: Condvar,
+    /// A look for the top-level pipeline is queued on the worker.
+    look_queued: AtomicBool,
     metrics: OnceLock<metrics::Handle>,
 }
 
@@ -116,6 +126,8 @@ impl ObjectSubclass for LeakCheck {
             srcpad,
             settings: Mutex::new(Settings::default()),
             watching: Mutex::new(Watching::default()),
+            switched: Condvar::new(),
+            look_queued: AtomicBool::new(false),
             metrics: OnceLock::new(),
         }
     }
@@ -321,51 +333,110 @@ impl ElementImpl for LeakCheck {
                 gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", msg));
                 return Err(gst::StateChangeError);
             }
-            // GStreamer tells an element nothing when it is added to a bin
-            // (the parent property is not notified, set_bus runs under the
-            // bin's lock): the pipeline is looked up when it starts, which
-            // also finds it when this element sits in a bin nested later.
-            self.follow_top_level();
         }
+        // GStreamer tells an element nothing when it, or a bin holding it,
+        // is added to a bin (the parent property is not notified), and
+        // playbin readies its sink bins before adding them: the pipeline is
+        // looked for at every transition, before it is posted.
+        self.follow_top_level();
         self.parent_change_state(transition)
+    }
+
+    fn set_clock(&self, clock: Option<&gst::Clock>) -> bool {
+        // Called when this element, or a bin holding it, joins a running
+        // pipeline (and when a pipeline hands out its clock): a late joiner
+        // in a PLAYING pipeline goes through no state change. The bin's
+        // object lock is held here, so its ancestors are walked elsewhere.
+        // No clock: not a running pipeline; its start is a state change.
+        if clock.is_some()
+            && !self.parent_is_watched()
+            && !self.look_queued.swap(true, Ordering::AcqRel)
+        {
+            let weak = self.obj().downgrade();
+            worker::defer(move || {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().look_queued.store(false, Ordering::Release);
+                    obj.imp().follow_top_level();
+                }
+            });
+        }
+        self.parent_set_clock(clock)
     }
 }
 
 impl LeakCheck {
-    /// Tracks this element's top-level pipeline, or stops tracking when it
-    /// has none (or it is not a pipeline, with no bus of its own).
+    /// Tracks this element's top-level pipeline when it has one it does not
+    /// track yet, catching up on what it holds; without a pipeline above it
+    /// (not yet added, or taken out) it keeps reporting the last one.
     fn follow_top_level(&self) {
         let obj = self.obj();
-        match super::observe::top_level(obj.upcast_ref()).downcast::<gst::Pipeline>() {
-            Ok(pipeline) => self.watch_pipeline(&pipeline),
-            Err(_) => self.stop_watching(),
+        if let Ok(pipeline) =
+            super::observe::top_level(obj.upcast_ref()).downcast::<gst::Pipeline>()
+            && !super::identity::is_gone(&pipeline)
+        {
+            self.watch_pipeline(&pipeline);
         }
+    }
+
+    /// Whether the parent is the pipeline already tracked (the common case),
+    /// told without locking the parent: its lock may be held by our caller.
+    fn parent_is_watched(&self) -> bool {
+        let Some(parent) = self.obj().parent() else {
+            return false;
+        };
+        let tracker = self.watching.lock().tracker;
+        tracker.is_some() && super::identity::peek(&parent) == tracker
     }
 
     fn watch_pipeline(&self, pipeline: &gst::Pipeline) {
         let serial = super::identity::serial(pipeline);
-        if self.watching.lock().tracker == Some(serial) {
-            return;
-        }
-        self.stop_watching();
+        let old = {
+            let mut watching = self.watching.lock();
+            // Returning before a switch under way is over would let a state
+            // change go on unwatched. Bounded: the switch only reads objects.
+            while watching.attaching {
+                if self
+                    .switched
+                    .wait_for(&mut watching, SWITCH_WAIT)
+                    .timed_out()
+                {
+                    return;
+                }
+            }
+            if watching.tracker == Some(serial) {
+                return;
+            }
+            watching.attaching = true;
+            (watching.tracker.take(), watching.attachment.take())
+        };
+        Self::release(old);
         let settings = self.settings.lock().to_ledger().unwrap_or_default();
         let obj = self.obj();
         events::track(pipeline.upcast_ref(), settings, Some(obj.upcast_ref()));
         // GST_TRACERS mode already sees every transition through its hooks.
         let watch_all = REGISTRY.lock().watch_all;
         let attachment = (!watch_all).then(|| watch::attach(pipeline, serial));
-        gst::debug!(CAT, imp = self, "tracking {}", pipeline.name());
+        gst::info!(
+            CAT,
+            imp = self,
+            "watching {} (in {:?})",
+            pipeline.name(),
+            pipeline.current_state()
+        );
         let mut watching = self.watching.lock();
         watching.tracker = Some(serial);
         watching.attachment = attachment;
+        watching.attaching = false;
+        drop(watching);
+        self.switched.notify_all();
     }
 
-    fn stop_watching(&self) {
-        let old = std::mem::take(&mut *self.watching.lock());
-        if let Some(attachment) = old.attachment {
+    /// Lets go of a pipeline watched before.
+    fn release((tracker, attachment): (Option<u64>, Option<Attachment>)) {
+        if let Some(attachment) = attachment {
             watch::detach(attachment);
         }
-        if let Some(tracker) = old.tracker {
+        if let Some(tracker) = tracker {
             events::untrack(tracker);
         }
     }
@@ -384,6 +455,8 @@ impl LeakCheck {
 
     /// The last judged report, judging first what is due.
     fn report(&self) -> Arc<Report> {
+        // A reader may ask before any hook has run since a late join.
+        self.follow_top_level();
         if let Some(tracker) = self.watching.lock().tracker {
             worker::judge_now(tracker, Demand::Ask);
         }

@@ -73,7 +73,9 @@ pub struct Entry {
 #[derive(Debug)]
 struct ElementRecord {
     weak: Weak,
-    id: ElementId,
+    /// Shared with the report entries of every judgement: an id's path is
+    /// as long as the element is deep, so it is never copied per judgement.
+    id: Arc<ElementId>,
     /// The state its last transition reached.
     state: gst::State,
     /// Cleared by a weak-reference notification when the element is disposed.
@@ -125,6 +127,9 @@ pub struct Observed {
     pub renamed: Option<String>,
     /// Elements that the pipeline's elements hold as object properties.
     pub owned: HashSet<u64>,
+    /// Where each element inside the pipeline came in one walk of it
+    /// (parents before their children): the report's order.
+    pub order: HashMap<u64, usize>,
     /// Elements not marked removed that are no longer inside the pipeline
     /// (taken out in a way no signal reported, e.g. by the pipeline's own
     /// teardown after its children reached NULL): judged as removed.
@@ -258,7 +263,7 @@ impl Tracker {
                     // Re-added after a removal: it belongs to the pipeline again.
                     record.removed = false;
                     record.removed_in_ready = false;
-                    record.id = entry.id;
+                    record.id = Arc::new(entry.id);
                 }
                 None => {
                     fresh.push(entry.serial);
@@ -266,7 +271,7 @@ impl Tracker {
                         entry.serial,
                         ElementRecord {
                             weak: entry.weak,
-                            id: entry.id,
+                            id: Arc::new(entry.id),
                             state: entry.state,
                             alive: true,
                             removed: false,
@@ -330,7 +335,7 @@ impl Tracker {
             .push_back(Transition { change, result, ts });
         if result == "failure" {
             let finding = Finding::StateChange {
-                element: record.id.clone(),
+                element: ElementId::clone(&record.id),
                 transition: transition_name(change.current(), change.next()),
                 result: "failed".into(),
             };
@@ -343,7 +348,7 @@ impl Tracker {
     pub fn failed(&mut self, serial: u64, from: gst::State, to: gst::State, error: &str) {
         if let Some(record) = self.elements.get(&serial) {
             let finding = Finding::StateChange {
-                element: record.id.clone(),
+                element: ElementId::clone(&record.id),
                 transition: transition_name(from, to),
                 result: format!("failed: {error}"),
             };
@@ -503,7 +508,7 @@ impl Tracker {
             return None;
         }
         let finding = Finding::RemovedAboveNull {
-            element: self.elements.get(&removed)?.id.clone(),
+            element: ElementId::clone(&self.elements.get(&removed)?.id),
             state: state_name(state),
         };
         self.pending.push(finding.clone());
@@ -561,13 +566,18 @@ impl Tracker {
                 continue;
             };
             if let Some(id) = observed.ids.get(&standing.serial) {
-                record.id = id.clone();
+                record.id = Arc::new(id.clone());
             }
             let (entry, found) = judge_element(standing, record, observed, !cycle.restarted);
-            elements.push(entry);
+            let place = observed.order.get(&standing.serial).copied();
+            elements.push((place.unwrap_or(usize::MAX), entry));
             findings.extend(found);
         }
-        elements.sort_by(|a, b| a.id.path.cmp(&b.id.path));
+        // In the pipeline's tree order, as one walk of it found them: sorting
+        // by path compares strings as long as the pipeline is deep. What is
+        // no longer inside it (or not observed) follows, by path.
+        elements.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.id.path.cmp(&y.id.path)));
+        let elements = elements.into_iter().map(|(_, entry)| entry).collect();
 
         for (fd, handle) in fds::opened_since(&self.fds_before, &cycle.fds) {
             findings.push(Finding::DeviceHandle {
@@ -658,7 +668,7 @@ fn judge_element(
         false => standing.state,
     };
     let mut findings = Vec::new();
-    let element = || record.id.clone();
+    let element = || ElementId::clone(&record.id);
     if !removed && state != gst::State::Null {
         findings.push(Finding::NotNull {
             element: element(),
@@ -690,7 +700,7 @@ fn judge_element(
         });
     }
     let entry = ElementEntry {
-        id: record.id.clone(),
+        id: Arc::clone(&record.id),
         state: state_str(state),
         transitions: record
             .transitions

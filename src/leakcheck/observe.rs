@@ -42,6 +42,23 @@ pub fn with_descendants(element: &gst::Element) -> Vec<gst::Element> {
     all
 }
 
+/// The element and everything inside it, parents before their children
+/// and children in the order they were added: one visit per element, however
+/// deep the bins are nested.
+pub fn tree(top: &gst::Element) -> Vec<gst::Element> {
+    let mut all = Vec::new();
+    let mut stack = vec![top.clone()];
+    while let Some(element) = stack.pop() {
+        if let Some(bin) = element.downcast_ref::<gst::Bin>() {
+            // A bin lists its newest child first; pushed as listed, the
+            // oldest comes off the stack first.
+            stack.extend(bin.children());
+        }
+        all.push(element);
+    }
+    all
+}
+
 /// The top-level object above an element (itself when it has no parent).
 pub fn top_level(element: &gst::Element) -> gst::Element {
     let mut top = element.clone();
@@ -97,8 +114,17 @@ pub fn observe(
         .filter(|_| !emptying)
         .map(|p| p.name().to_string())
         .filter(|name| name != known_name);
+    // One walk of the pipeline says what is inside it and in which order:
+    // looking up each element's top-level instead walks its ancestors, as
+    // many as it is deep.
+    let tree = pipeline.map(tree).unwrap_or_default();
+    let order: HashMap<u64, usize> = tree
+        .iter()
+        .enumerate()
+        .filter_map(|(place, e)| identity::peek(e).map(|serial| (serial, place)))
+        .collect();
     let mut observed = Observed {
-        owned: pipeline.map(held_by_properties).unwrap_or_default(),
+        owned: held_by_properties(&tree),
         sessions: this_process_sessions(session_file),
         judged_live: true,
         ..Observed::default()
@@ -111,7 +137,7 @@ pub fn observe(
         // Our upgrade holds one reference: the rest are someone else's.
         let refcount = element.ref_count().saturating_sub(1);
         observed.refcounts.insert(target.serial, refcount);
-        let inside = emptying || pipeline.is_some_and(|p| top_level(&element) == *p);
+        let inside = emptying || order.contains_key(&target.serial);
         observed
             .states
             .insert(target.serial, element.current_state());
@@ -130,21 +156,26 @@ pub fn observe(
         alive.push(element);
     }
     observed.renamed = renamed;
+    if !emptying {
+        observed.order = order;
+    }
     (observed, alive)
 }
 
 /// Serials of the elements that the pipeline's own elements hold as object
-/// properties (playbin's `video-sink`).
-fn held_by_properties(pipeline: &gst::Element) -> HashSet<u64> {
+/// properties (playbin's `video-sink`), and of everything inside them.
+fn held_by_properties(tree: &[gst::Element]) -> HashSet<u64> {
     let mut owned = HashSet::new();
-    for holder in with_descendants(pipeline) {
-        for pspec in element_properties(&holder).iter() {
+    for holder in tree {
+        for pspec in element_properties(holder).iter() {
+            // A held bin holds what is inside it too (playbin's `video-sink`
+            // given as "leakcheck ! fakesink": a bin playsink removes at stop).
             if let Ok(Some(value)) = holder
                 .property_value(pspec.name())
                 .get::<Option<gst::Element>>()
-                && let Some(serial) = identity::peek(&value)
+                && identity::peek(&value).is_some()
             {
-                owned.insert(serial);
+                owned.extend(with_descendants(&value).iter().filter_map(identity::peek));
             }
         }
     }

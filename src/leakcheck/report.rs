@@ -214,7 +214,7 @@ impl Finding {
 /// (from, to, result, tracer timestamp in ns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementEntry {
-    pub id: ElementId,
+    pub id: std::sync::Arc<ElementId>,
     pub state: &'static str,
     pub transitions: Vec<(&'static str, &'static str, &'static str, u64)>,
 }
@@ -280,7 +280,7 @@ mod tests {
             pipeline: "p".into(),
             cycles: 2,
             elements: vec![ElementEntry {
-                id: id(),
+                id: std::sync::Arc::new(id()),
                 state: "playing",
                 transitions: vec![("paused", "playing", "success", 5)],
             }],

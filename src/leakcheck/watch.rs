@@ -24,9 +24,10 @@ pub struct Attachment {
 pub fn attach(pipeline: &gst::Pipeline, tracker: u64) -> Attachment {
     let bus = pipeline.bus().expect("a pipeline has a bus");
     bus.enable_sync_message_emission();
+    let top = pipeline.downgrade();
     let bus_handlers = vec![
         bus.connect_sync_message(Some("state-changed"), move |_, msg| {
-            on_state_changed(tracker, msg)
+            on_state_changed(tracker, &top, msg)
         }),
         bus.connect_sync_message(Some("error"), move |_, msg| on_error(tracker, msg)),
     ];
@@ -61,7 +62,7 @@ pub fn detach(attachment: Attachment) {
     }
 }
 
-fn on_state_changed(tracker: u64, msg: &gst::Message) {
+fn on_state_changed(tracker: u64, top: &glib::WeakRef<gst::Pipeline>, msg: &gst::Message) {
     let gst::MessageView::StateChanged(changed) = msg.view() else {
         return;
     };
@@ -74,15 +75,20 @@ fn on_state_changed(tracker: u64, msg: &gst::Message) {
         return;
     }
     events::state_changed(tracker, element, gst::StateChange::new(old, new), "success");
-    if new == gst::State::Null && element.parent().is_some() && pipeline_is_stopping(element) {
+    if new == gst::State::Null && pipeline_is_stopping(top, element) {
         events::cycle_ended(tracker);
     }
 }
 
-/// Whether the element's top-level pipeline is on its way to NULL.
-fn pipeline_is_stopping(element: &gst::Element) -> bool {
-    let top = super::observe::top_level(element);
-    top != *element && top.pending_state() == gst::State::Null
+/// Whether the watched pipeline is on its way to NULL, for an element of it
+/// that reached NULL (its own message is lost to its flushing bus). Not by
+/// walking up from the element: that costs as many steps as it is deep.
+fn pipeline_is_stopping(top: &glib::WeakRef<gst::Pipeline>, element: &gst::Element) -> bool {
+    top.upgrade().is_some_and(|top| {
+        top.upcast_ref::<gst::Element>() != element
+            && element.parent().is_some()
+            && top.pending_state() == gst::State::Null
+    })
 }
 
 fn on_error(tracker: u64, msg: &gst::Message) {
