@@ -151,6 +151,11 @@ async fn connection(
     limits: Limits,
     connections: Arc<Connections>,
 ) {
+    // hyper may write an answer's head and body apart: without this, Nagle's
+    // algorithm holds the body until the client's delayed ACK (40 ms).
+    if let Err(err) = stream.set_nodelay(true) {
+        gst::debug!(CAT, "cannot set TCP_NODELAY: {err}");
+    }
     let (stream, last_active) = Watched::new(stream);
     let activity = slot.activity();
     let service = hyper::service::service_fn(move |request| {
