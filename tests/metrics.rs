@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 /// A bound for hangs, not a performance expectation.
@@ -58,12 +59,19 @@ fn scrape(address: &str) -> String {
     body
 }
 
-/// Series lines of an exposition, comments left out.
+/// The elements' series lines of an exposition: comments and the HTTP
+/// endpoint's own series (`edgeguard_http_*`, always there) left out.
 fn series(text: &str) -> Vec<&str> {
     text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(ENDPOINT))
         .collect()
 }
+
+/// The prefix of the endpoint's own families.
+const ENDPOINT: &str = "edgeguard_http_";
+/// Families the endpoint serves about itself: connections open, their cap,
+/// and the ones it closed by reason.
+const ENDPOINT_FAMILIES: usize = 3;
 
 /// Families in an exposition, from its TYPE lines.
 fn families(text: &str) -> Vec<String> {
@@ -173,6 +181,18 @@ impl Scenario {
         self.stderr.try_iter().collect::<Vec<_>>().join("\n")
     }
 
+    /// Sends `line` to the child; returns its answer, from `word` on.
+    fn ask(&mut self, line: &str, word: &str) -> String {
+        let stdin = self.stdin.as_mut().expect("the child is running");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        self.expect(word)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Tells the child to finish (closes its stdin) and returns its stderr.
     fn finish(mut self) -> String {
         drop(self.stdin.take());
@@ -223,6 +243,10 @@ fn child_entry() {
         "cycles" => child_cycles(),
         "eos" => child_eos(),
         "exit" => child_exit(),
+        "hold" => {
+            child_hold();
+            return;
+        }
         other => panic!("no scenario {other}"),
     }
     // Stay until the parent is done with this process.
@@ -310,6 +334,63 @@ fn child_cycles() {
     println!("CYCLES {}", per_pipeline.unwrap());
 }
 
+/// Pipelines that `child_hold` runs while the endpoint is under abuse.
+const HELD_PIPELINES: usize = 4;
+
+/// Four live pipelines through edgeguard's elements, playing until stdin
+/// ends; each line `frames` is answered with the buffers each sink has
+/// had so far (`FRAMES n0 n1 n2 n3`).
+fn child_hold() {
+    let frames: Vec<Arc<AtomicU64>> = (0..HELD_PIPELINES)
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
+    let pipelines: Vec<gst::Pipeline> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, count)| {
+            let pipeline = launch(
+                &format!(
+                    "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+                     vpuguardenc name=enc{i} ! delaybuffer name=delay{i} delay=100000000 ! \
+                     leakcheck name=leaks{i} ! fakesink name=sink{i}"
+                ),
+                &format!("held{i}"),
+            );
+            let pad = pipeline
+                .by_name(&format!("sink{i}"))
+                .unwrap()
+                .static_pad("sink");
+            let count = count.clone();
+            pad.unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                });
+            pipeline.set_state(gst::State::Playing).unwrap();
+            pipeline
+        })
+        .collect();
+    let counts = || {
+        let n: Vec<String> = frames
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed).to_string())
+            .collect();
+        n.join(" ")
+    };
+    assert!(common::poll_until(HANG, || frames
+        .iter()
+        .all(|f| f.load(Ordering::Relaxed) > 0)));
+    println!("READY");
+    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+        if line == "frames" {
+            println!("FRAMES {}", counts());
+        }
+    }
+    for pipeline in pipelines {
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+}
+
 /// A pipeline through all three kinds of elements runs to EOS.
 fn child_eos() {
     let pipeline = played_to_eos(SMALL, "eos");
@@ -344,7 +425,7 @@ fn endpoint_and_textfile_pass_promtool() {
         .collect();
     rig.expect("READY");
     let body = scrape(&address);
-    assert_eq!(families(&body).len(), 22, "{body}");
+    assert_eq!(families(&body).len(), 22 + ENDPOINT_FAMILIES, "{body}");
     stats_match_the_series(&stats, &body);
     assert!(
         body.contains("edgeguard_encoder_decisions_total{pipeline=\"rig\",element=\"enc\""),
@@ -358,8 +439,10 @@ fn endpoint_and_textfile_pass_promtool() {
         Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
     )
     .unwrap();
+    // Header names are case-insensitive (hyper writes them in lower case).
     assert!(
-        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
         "{head}"
     );
     assert!(open.ends_with("# EOF\n"), "{open}");
@@ -742,4 +825,224 @@ fn prometheus_scrapes_the_rig() {
     drop(prometheus);
     rig.finish();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------- abuse
+
+/// Connections opened against the endpoint while pipelines run.
+const FLOOD: usize = 1_000;
+/// The endpoint's `max-connections` in these tests.
+const CAP: usize = 64;
+/// Frames each held pipeline plays while the connections are held: 20 s at
+/// 30 frames/s. Counted, not timed: the hold lasts until they are there.
+const HOLD_FRAMES: u64 = 600;
+/// The endpoint's threads (`edgeguard-metrics-http`), whatever the load.
+const SERVER_THREADS: usize = 1;
+/// Threads the rest of the process may start during the hold (GStreamer's
+/// own come and go): the bound the issue sets beside the pool's size.
+const SPARE_THREADS: usize = 20;
+
+/// The threads of process `pid`, and how many are the endpoint's.
+fn threads_of(pid: u32) -> (usize, usize) {
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default())
+        .collect();
+    // comm keeps 15 bytes of a thread's name.
+    let server = tasks
+        .iter()
+        .filter(|c| c.starts_with("edgeguard-metri"))
+        .count();
+    (tasks.len(), server)
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn frames_of(hold: &mut Scenario) -> Vec<u64> {
+    let line = hold.ask("frames", "FRAMES");
+    line.split(' ')
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+/// Enough file descriptors for the flood, in this process.
+fn allow_open_files(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= wanted,
+        "{} open files allowed",
+        limit.rlim_cur
+    );
+}
+
+/// Whether the endpoint still holds `stream` open (a read would block),
+/// rather than having closed it.
+fn held_open(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8];
+    let held = match stream.peek(&mut byte) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+        Ok(0) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+        other => panic!("the endpoint sent something unasked: {other:?}"),
+    };
+    stream.set_nonblocking(false).unwrap();
+    held
+}
+
+/// The value of the unlabelled (or `reason`-labelled) endpoint series `name`.
+fn endpoint_value(body: &str, name: &str) -> u64 {
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"));
+    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+}
+
+fn shed(body: &str) -> u64 {
+    ["refused", "evicted"]
+        .iter()
+        .map(|reason| {
+            endpoint_value(
+                body,
+                &format!("edgeguard_http_connections_closed_total{{reason=\"{reason}\"}}"),
+            )
+        })
+        .sum()
+}
+
+#[test]
+fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
+    allow_open_files(FLOOD as u64 + 256);
+    let address = format!("127.0.0.1:{}", free_port());
+    // An idle timeout longer than any hold: the connections end only by
+    // being shed or closed by this test.
+    let tracer =
+        format!("edgeguard-metrics(address={address},max-connections={CAP},idle-timeout=3600)");
+    let mut hold = Scenario::start("hold", &tracer, &[]);
+    hold.expect("READY");
+    let pid = hold.pid();
+    let (threads_before, _) = threads_of(pid);
+    let rss_before = rss_kib(pid);
+
+    let mut flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
+    // The kernel hands connections over in order: this scrape comes after
+    // the flood, so it sees every one of them accepted, and takes the place
+    // of one more idle connection.
+    let body = scrape(&address);
+    assert_eq!(shed(&body), (FLOOD + 1 - CAP) as u64, "{body}");
+    assert_eq!(
+        endpoint_value(&body, "edgeguard_http_connections_open"),
+        CAP as u64
+    );
+    assert_eq!(
+        endpoint_value(&body, "edgeguard_http_connections_max"),
+        CAP as u64
+    );
+    assert!(
+        !series(&body).is_empty(),
+        "a scrape in the flood has the pipelines"
+    );
+
+    // Hold them while the pipelines play HOLD_FRAMES more frames each,
+    // scraping and counting threads all along.
+    let start = frames_of(&mut hold);
+    let mut most_threads = 0;
+    let mut scrapes = 0;
+    loop {
+        let (threads, server) = threads_of(pid);
+        assert_eq!(server, SERVER_THREADS, "the endpoint's threads");
+        most_threads = most_threads.max(threads);
+        // A scraper gets its answer however long the flood lasts: the
+        // connection idle longest makes room for it.
+        let body = scrape(&address);
+        assert!(!series(&body).is_empty(), "{body}");
+        scrapes += 1;
+        let now = frames_of(&mut hold);
+        if now.iter().zip(&start).all(|(n, s)| n - s >= HOLD_FRAMES) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        most_threads <= threads_before + SERVER_THREADS + SPARE_THREADS,
+        "{most_threads} threads during the flood, {threads_before} before"
+    );
+    let rss_held = rss_kib(pid);
+
+    // The excess was closed at once, and only the excess: the first scrape
+    // took one more place, the later ones found one free.
+    let held = flood.iter().filter(|s| held_open(s)).count();
+    assert_eq!(held, CAP - 1, "after {scrapes} scrapes");
+    let body = scrape(&address);
+    assert_eq!(shed(&body), (FLOOD + 1 - CAP) as u64, "{body}");
+
+    // Closed by their clients, they are gone, and so is what they cost.
+    flood.clear();
+    assert!(common::poll_until(HANG, || {
+        endpoint_value(&scrape(&address), "edgeguard_http_connections_open") == 1
+    }));
+    assert!(common::poll_until(HANG, || threads_of(pid).0 <= threads_before));
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "threads: {threads_before} before, at most {most_threads} held; \
+         RSS: {rss_before} KiB before, {rss_held} KiB held, {rss_after} KiB after"
+    );
+    // The flood's buffers are a few KiB per connection kept: a thread per
+    // connection would cost far more than this bound.
+    assert!(
+        rss_held < rss_before + 16 * 1024,
+        "RSS {rss_before} KiB before, {rss_held} KiB held"
+    );
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    hold.finish();
+}
+
+#[test]
+fn port_zero_logs_the_port_the_kernel_gave() {
+    let run = Scenario::start(
+        "hold",
+        "edgeguard-metrics(address=127.0.0.1:0)",
+        &[("GST_DEBUG", "edgeguard-metrics:4")],
+    );
+    run.expect("READY");
+    let line = loop {
+        let line = run
+            .stderr
+            .recv_timeout(HANG)
+            .expect("the child logs where it serves");
+        if line.contains("serving metrics on http://") {
+            break line;
+        }
+    };
+    let url = &line[line.find("http://").unwrap() + "http://".len()..];
+    let bound = url.split('/').next().unwrap();
+    let port: u16 = bound.rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0, "{line}");
+    let body = scrape(bound);
+    assert!(body.contains("pipeline=\"held0\""), "{body}");
+    run.finish();
 }

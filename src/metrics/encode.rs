@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use super::connections::Snapshot;
 use super::registry::{Labels, Published};
 use super::sample::{DelayStats, GuardStats, LeakStats, Sample};
 
@@ -295,11 +296,28 @@ impl LeakFamilies {
 /// Encodes `published` in `format`.
 pub fn encode(published: &[Published], format: Format) -> String {
     let mut registry = Registry::default();
-    let vpu = VpuFamilies::new(&mut registry);
-    let encoder = GuardFamilies::new(&mut registry, "encoder");
-    let decoder = GuardFamilies::new(&mut registry, "decoder");
-    let delay = DelayFamilies::new(&mut registry);
-    let leak = LeakFamilies::new(&mut registry);
+    register_elements(&mut registry, published);
+    written(&registry, format)
+}
+
+/// Encodes `published` and the HTTP endpoint's own counts, for a scrape.
+pub fn encode_with_endpoint(
+    published: &[Published],
+    endpoint: &Snapshot,
+    format: Format,
+) -> String {
+    let mut registry = Registry::default();
+    register_elements(&mut registry, published);
+    register_endpoint(&mut registry, endpoint);
+    written(&registry, format)
+}
+
+fn register_elements(registry: &mut Registry, published: &[Published]) {
+    let vpu = VpuFamilies::new(registry);
+    let encoder = GuardFamilies::new(registry, "encoder");
+    let decoder = GuardFamilies::new(registry, "decoder");
+    let delay = DelayFamilies::new(registry);
+    let leak = LeakFamilies::new(registry);
     for p in published {
         match &p.sample {
             Sample::Encoder(stats) => {
@@ -314,10 +332,51 @@ pub fn encode(published: &[Published], format: Format) -> String {
             Sample::Leak(stats) => leak.add(&p.labels, stats),
         }
     }
+}
+
+/// The endpoint's series, without the element labels (they are the
+/// process's): connections open and their cap, and the ones the endpoint
+/// closed itself, by reason.
+fn register_endpoint(registry: &mut Registry, endpoint: &Snapshot) {
+    let gauge = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+        let gauge = Gauge::<f64, AtomicU64>::default();
+        gauge.set(value as f64);
+        registry.register(name, help, gauge);
+    };
+    gauge(
+        registry,
+        "edgeguard_http_connections_open",
+        "HTTP connections to the metrics endpoint open now, this scrape's included",
+        endpoint.open,
+    );
+    gauge(
+        registry,
+        "edgeguard_http_connections_max",
+        "HTTP connections the metrics endpoint keeps open at most (max-connections)",
+        endpoint.max,
+    );
+    let closed = CounterFamily::default();
+    registry.register(
+        "edgeguard_http_connections_closed",
+        "HTTP connections the metrics endpoint closed itself: over max-connections (a newcomer \
+         refused, or an idle one evicted for it), or idle past idle-timeout",
+        closed.clone(),
+    );
+    for (reason, count) in [
+        ("refused", endpoint.refused),
+        ("evicted", endpoint.evicted),
+        ("idle-timeout", endpoint.timed_out),
+    ] {
+        let set = vec![("reason".to_string(), reason.to_string())];
+        closed.get_or_create(&set).inc_by(count);
+    }
+}
+
+fn written(registry: &Registry, format: Format) -> String {
     let mut out = String::new();
     let written = match format {
-        Format::Prometheus => prometheus_text::encode(&mut out, &registry),
-        Format::OpenMetrics => text::encode(&mut out, &registry),
+        Format::Prometheus => prometheus_text::encode(&mut out, registry),
+        Format::OpenMetrics => text::encode(&mut out, registry),
     };
     written.expect("writing to a String cannot fail");
     out
@@ -429,5 +488,30 @@ mod tests {
         assert!(families.contains(&"edgeguard_leak_cycles_total counter"));
         // A family without series is not written at all.
         assert_eq!(encode(&[], Format::Prometheus), "");
+    }
+
+    #[test]
+    fn the_endpoint_serves_its_own_counts_beside_the_elements() {
+        let endpoint = Snapshot {
+            open: 3,
+            max: 64,
+            refused: 4,
+            evicted: 932,
+            timed_out: 2,
+        };
+        let text = encode_with_endpoint(&rig(), &endpoint, Format::Prometheus);
+        for line in [
+            "edgeguard_http_connections_open 3",
+            "edgeguard_http_connections_max 64",
+            "edgeguard_http_connections_closed_total{reason=\"refused\"} 4",
+            "edgeguard_http_connections_closed_total{reason=\"evicted\"} 932",
+            "edgeguard_http_connections_closed_total{reason=\"idle-timeout\"} 2",
+            "edgeguard_leak_findings{pipeline=\"cam1\",element=\"leaks\",kind=\"not-null\"} 1",
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+        let open = encode_with_endpoint(&[], &endpoint, Format::OpenMetrics);
+        assert!(open.contains("edgeguard_http_connections_closed_total{reason=\"evicted\"} 932"));
+        assert!(open.ends_with("# EOF\n"), "{open}");
     }
 }

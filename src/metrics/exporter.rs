@@ -68,7 +68,11 @@ impl Exporter {
     fn start(params: &Params) -> Exporter {
         let mut exporter = Exporter::default();
         if let Some(address) = &params.address {
-            match http::Server::start(address) {
+            let limits = http::Limits {
+                max_connections: params.max_connections,
+                idle_timeout: Duration::from_nanos(params.idle_timeout.nseconds()),
+            };
+            match http::Server::start(address, limits) {
                 Ok(server) => exporter._http = Some(server),
                 Err(why) => gst::warning!(CAT, "{why}: metrics are not served over HTTP"),
             }

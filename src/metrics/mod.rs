@@ -5,6 +5,7 @@
 
 use std::sync::LazyLock;
 
+mod connections;
 mod encode;
 mod exporter;
 mod http;
