@@ -18,8 +18,9 @@ use super::ledger::{self, DecisionLock, Ledger, LockWaitError, Slot};
 use super::listing::{ListingError, SessionKind};
 use super::load;
 use super::load::BudgetId;
+use super::nvml::{self, NvmlSource};
 use super::process;
-use super::source::{MppListing, SessionSource, SlotsOnly, Unavailable};
+use super::source::{MppListing, SessionSource, SlotsOnly};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -106,10 +107,10 @@ impl BudgetSettings {
             BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
             BudgetSource::Jetson => Box::new(JetsonSource::new(super::root::root())),
             BudgetSource::V4l2 => Box::new(V4l2Source::new(super::root::root())),
-            BudgetSource::Nvml => Box::new(Unavailable {
-                name: "nvml",
-                reason: "this build has no NVML source yet: counting only the guards' slots",
-            }),
+            BudgetSource::Nvml => Box::new(NvmlSource::new(
+                nvml::library(),
+                nvml::Engine::of_factory(hw_factory),
+            )),
             BudgetSource::Slots => Box::new(SlotsOnly),
         }
     }

@@ -6,9 +6,9 @@
 //! count that combines them, and the decision taken from it.
 //!
 //! No element module imports another element's module: what two of them
-//! need lives here. A new budget source (NVENC through NVML, V4L2 codecs on
-//! mainline kernels) is one new file beside `listing.rs` implementing
-//! `source::SessionSource`, and one settings field in `budget::BudgetSettings`.
+//! need lives here. Each budget source (the MPP listing, `nvml`, `drm`,
+//! `holders` for V4L2 codecs and Jetson) is one file implementing
+//! `source::SessionSource`, chosen in `budget::BudgetSettings::source`.
 
 pub mod budget;
 pub mod budget_source;
@@ -19,6 +19,7 @@ pub mod holders;
 pub mod ledger;
 pub mod listing;
 pub mod load;
+pub mod nvml;
 pub mod process;
 pub mod properties;
 pub mod reclaim;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Where a guard learns which sessions the VPU carries: the seam for budget
 //! sources. The MPP kernel listing and the guards' slots alone are here; each
-//! other source (`drm`, `v4l2`, `jetson`) is a file of its own beside this
-//! one, and `for_settings` picks one.
+//! other source is a file of its own beside this one (`nvml`, `drm`,
+//! `holders` for `v4l2` and `jetson`), and `BudgetSettings::source` picks one.
 
 use std::path::{Path, PathBuf};
 
@@ -46,28 +46,6 @@ impl SessionSource for SlotsOnly {
 
     fn budget_name(&self) -> String {
         "slots:".into()
-    }
-}
-
-/// A source this build cannot read (`nvml`: not built yet): every read
-/// fails with `reason`, so the decision says so (`session-file-unreadable`
-/// with a WARNING) and only the guards' slots of its budget are counted.
-#[derive(Debug, Clone)]
-pub struct Unavailable {
-    pub name: &'static str,
-    pub reason: &'static str,
-}
-
-impl SessionSource for Unavailable {
-    fn read(&self, _held: &Held) -> Result<Listing, ListingError> {
-        Err(ListingError {
-            path: PathBuf::from(self.name),
-            reason: self.reason.into(),
-        })
-    }
-
-    fn budget_name(&self) -> String {
-        format!("{}:", self.name)
     }
 }
 
