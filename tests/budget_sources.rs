@@ -417,15 +417,3 @@ fn v4l2_holders_of_the_codec_node_are_counted_from_their_fd_links() {
         ("budget", "2")
     );
 }
-
-#[test]
-fn a_source_this_build_cannot_read_is_said_in_the_decision() {
-    let fake = FakeRoot::new("nvml-missing");
-    let run = run_under(
-        &fake.root(),
-        &encode_with(&fake.guard("budget-source=nvml")),
-    );
-    assert_eq!(run.field("budget-source"), "nvml");
-    assert_eq!(run.field("reason"), "session-file-unreadable");
-    assert_eq!(run.field("hardware"), "true");
-}

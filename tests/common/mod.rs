@@ -7,6 +7,7 @@ pub mod counting_allocator;
 pub mod fake_mpp;
 pub mod fake_mpp_core;
 pub mod fake_mpp_dec;
+pub mod fake_nvml;
 pub mod fixed_pool_src;
 pub mod seqnums;
 pub mod vpu;
@@ -30,6 +31,7 @@ pub fn init() {
         gstedgeguard::plugin_register_static().expect("edgeguard registers");
         fake_mpp::register();
         fake_mpp_dec::register();
+        fake_nvml::register();
     });
 }
 
