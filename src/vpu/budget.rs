@@ -168,6 +168,29 @@ impl Held {
         })
     }
 
+    /// Waits at most `timeout` for the decision lock of `dir`: for a tool
+    /// that must never hold the guards up for long.
+    pub fn lock_within(dir: &Path, timeout: std::time::Duration) -> io::Result<Held> {
+        let ledger = Ledger::open(dir)?;
+        let lock = ledger
+            .lock_decision_within(timeout, || false)
+            .map_err(|e| match e {
+                super::ledger::LockWaitError::Io(e) => e,
+                _ => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "a guard held {} for {timeout:?}",
+                        ledger.decision_lock_path().display()
+                    ),
+                ),
+            })?;
+        Ok(Held {
+            ledger,
+            _lock: lock,
+            budget: "mpp:".into(),
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         self.ledger.dir()
     }

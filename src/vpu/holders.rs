@@ -131,6 +131,11 @@ impl V4l2Source {
         V4l2Source { root }
     }
 
+    /// Whether the machine has a V4L2 codec node at all.
+    pub fn present(&self) -> bool {
+        self.codec_nodes().is_ok()
+    }
+
     fn codec_nodes(&self) -> Result<Vec<(String, SessionKind)>, ListingError> {
         let class = super::root::under(&self.root, "/sys/class/video4linux");
         let entries = std::fs::read_dir(&class).map_err(|e| ListingError {
@@ -204,6 +209,11 @@ impl SessionSource for JetsonSource {
     fn budget_name(&self) -> String {
         "jetson:".into()
     }
+}
+
+/// Whether the machine has a Jetson multimedia node (stat, never open).
+pub fn jetson_present(root: &Path) -> bool {
+    jetson_has(root, SessionKind::Encoder) || jetson_has(root, SessionKind::Decoder)
 }
 
 /// Whether the Jetson node of `kind` exists under `root` (stat, never open).

@@ -23,7 +23,7 @@
 //! link or FIFO planted as a slot is not counted (nor waited on).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use super::ground;
 use super::listing::SessionKind;
 use super::load::{BudgetId, SlotLoad};
+use super::survey::GuardSlot;
 
 const DECISION_LOCK: &str = "decision.lock";
 const SLOT_PREFIX: &str = "slot-";
@@ -263,6 +264,49 @@ fn create_slot_file(ledger: &Ledger) -> io::Result<(PathBuf, File)> {
             created => return created.map(|file| (path, file)),
         }
     }
+}
+
+/// The slots live processes hold in `dir`, with their owners, for people
+/// looking (`edgeguard-vpu`): read without the decision lock and without
+/// removing stale slots, which only a deciding guard may do. A slot whose
+/// lock can be taken is stale and left out; links and other files that are
+/// not plain slot files are skipped.
+pub fn guard_slots(dir: &Path) -> io::Result<Vec<GuardSlot>> {
+    let mut slots = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(pid) = slot_pid(&entry.file_name().to_string_lossy()) else {
+            continue;
+        };
+        let Ok(mut file) = ground::open_existing(&entry.path(), OpenOptions::new().read(true))
+        else {
+            continue;
+        };
+        match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let load = slot_load(pid, &mut file);
+                let _ = file.seek(io::SeekFrom::Start(0));
+                slots.push(GuardSlot {
+                    pid,
+                    kind: load.kind,
+                    budget: load.budget,
+                    owner: slot_field(&mut file, "owner").unwrap_or_default(),
+                });
+            }
+            // Taken: nobody holds it. Released when `file` closes.
+            _ => continue,
+        }
+    }
+    Ok(slots)
+}
+
+/// One `name=value` field of a slot file.
+fn slot_field(file: &mut File, name: &str) -> Option<String> {
+    let mut text = String::new();
+    let _ = file.take(4096).read_to_string(&mut text);
+    text.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_string)
 }
 
 /// The process id in a slot file's name, `slot-<pid>-<n>.lock`.

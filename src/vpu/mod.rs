@@ -26,3 +26,4 @@ pub mod reclaim;
 pub mod root;
 pub mod snapshot;
 pub mod source;
+pub mod survey;
