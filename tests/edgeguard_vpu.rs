@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `edgeguard-vpu` against a fake root (`--root`) holding an MPP listing and
+//! DRM clients: a guard of this process holds a hardware encoder (its slot in
+//! a real lock directory, its session in the listing), and another process,
+//! no guard's, holds an MPP session and a video-engine client. The command
+//! must tell them apart: the guard's session matched to its element, the
+//! other process's not guarded.
+
+mod common;
+
+use common::fake_mpp::FACTORY_NAME as FAKE_ENC;
+use gst::prelude::*;
+use std::path::Path;
+use std::process::{Child, Command};
+
+const COMMAND: &str = env!("CARGO_BIN_EXE_edgeguard-vpu");
+const LISTING: &str = "proc/mpp_service/sessions-summary";
+
+/// Copies what the kernel says of process `pid` (its name, and each
+/// thread's Tgid) into the fake root's proc, as the real one would show it.
+fn mirror_process(root: &Path, pid: u32) {
+    let dir = root.join(format!("proc/{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+    std::fs::write(dir.join("comm"), comm).unwrap();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid = task.unwrap().file_name();
+        let status = format!("Name:\tx\nTgid:\t{pid}\nPid:\t{}\n", tid.to_string_lossy());
+        let tid_dir = root.join("proc").join(&tid);
+        std::fs::create_dir_all(&tid_dir).unwrap();
+        std::fs::write(tid_dir.join("status"), status).unwrap();
+    }
+}
+
+/// A process that is no guard's: it holds one MPP encoder session and one
+/// i915 video-engine client in the fake root.
+fn unguarded_program(root: &Path) -> Child {
+    let child = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id();
+    mirror_process(root, pid);
+    let listing = root.join(LISTING);
+    let record = common::fake_mpp::record(pid, 90, 1920, 1080, 30, 4_000_000);
+    std::fs::write(&listing, record).unwrap();
+    let fd = root.join(format!("proc/{pid}/fd"));
+    let fdinfo = root.join(format!("proc/{pid}/fdinfo"));
+    std::fs::create_dir_all(&fd).unwrap();
+    std::fs::create_dir_all(&fdinfo).unwrap();
+    std::os::unix::fs::symlink("/dev/dri/renderD128", fd.join("7")).unwrap();
+    std::fs::write(
+        fdinfo.join("7"),
+        "drm-driver:\ti915\ndrm-pdev:\t0000:00:02.0\ndrm-client-id:\t41\n\
+         drm-engine-video:\t5000000 ns\ndrm-engine-capacity-video:\t1\n",
+    )
+    .unwrap();
+    child
+}
+
+fn survey(root: &Path, lock_dir: &Path) -> serde_json::Value {
+    let output = Command::new(COMMAND)
+        .args(["--json", "--root"])
+        .arg(root)
+        .arg("--lock-dir")
+        .arg(lock_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Surveys again until `done` says the survey shows what the test waits
+/// for; a survey that never does fails by the deadline.
+fn survey_until(
+    root: &Path,
+    lock_dir: &Path,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // Threads started since (the one opening the session among them).
+        mirror_process(root, std::process::id());
+        let survey = survey(root, lock_dir);
+        if done(&survey) {
+            return survey;
+        }
+        assert!(std::time::Instant::now() < deadline, "never seen: {survey}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn source<'a>(survey: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    survey["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == name)
+        .unwrap_or_else(|| panic!("no {name} source in {survey}"))
+}
+
+#[test]
+fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
+    let dir = std::env::temp_dir().join(format!("edgeguard-vpu-cmd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.join("root");
+    let lock_dir = dir.join("lock");
+    std::fs::create_dir_all(root.join("proc/mpp_service")).unwrap();
+    std::fs::create_dir_all(root.join("dev/dri")).unwrap();
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let mut other = unguarded_program(&root);
+    // The guard reads the default listing under the same root as the
+    // command, so that both name the same budget. Set before any thread.
+    // SAFETY: the only test of this binary, before GStreamer starts threads.
+    unsafe { std::env::set_var("EDGEGUARD_ROOT", &root) };
+    common::init();
+    let listing = root.join(LISTING);
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         vpuguardenc name=cam0 hw-encoder={FAKE_ENC} budget-source=mpp lock-dir={} \
+         hw-properties=\"props,session-file={}\" ! fakesink",
+        lock_dir.display(),
+        listing.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, state, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+    assert_eq!(state, gst::State::Playing);
+    let cam0 = pipeline.by_name("cam0").unwrap();
+    assert!(cam0.property::<bool>("hardware"));
+
+    // The hardware opens its session late (on its first frames), and the
+    // listing is read through a snapshot a few hundred ms old at most.
+    let survey = survey_until(&root, &lock_dir, |survey| {
+        let mpp = source(survey, "mpp");
+        mpp["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["pid"] == std::process::id() && h["listed"] == true)
+    });
+    pipeline.set_state(gst::State::Null).unwrap();
+    let _ = other.kill();
+    let _ = other.wait();
+
+    let mpp = source(&survey, "mpp");
+    assert_eq!(mpp["sessions"], 2, "{survey}");
+    let holders = mpp["holders"].as_array().unwrap();
+    let by_pid = |pid: u32| {
+        holders
+            .iter()
+            .find(|h| h["pid"] == pid)
+            .unwrap_or_else(|| panic!("{pid} not in {survey}"))
+    };
+    let guard = by_pid(std::process::id());
+    assert_eq!(guard["guarded"], true, "{survey}");
+    assert_eq!(guard["element"], cam0.path_string().as_str());
+    assert_eq!(guard["kind"], "encoder");
+    let unguarded = by_pid(other.id());
+    assert_eq!(unguarded["guarded"], false, "{survey}");
+    assert_eq!(unguarded["process"], "sleep");
+    assert_eq!(unguarded["element"], serde_json::Value::Null);
+
+    let drm = source(&survey, "drm");
+    assert_eq!(drm["sessions"], 1, "{survey}");
+    assert_eq!(drm["holders"][0]["pid"], other.id());
+    assert_eq!(drm["holders"][0]["guarded"], false);
+    // Its engine time did not grow between the two samples.
+    assert_eq!(drm["load"], 0, "{survey}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
