@@ -2,6 +2,8 @@
 CARGO ?= cargo
 PLUGIN_DIR := target/release
 PLUGINS_DIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
 
 .PHONY: deps build test lint unit memcheck inspect install bench demo demo-vpu docs aarch64 fuzz soak cuda clean \
 	deb deb-arm64 check-deb test-arm64
@@ -36,6 +38,8 @@ test: deps lint unit memcheck inspect check-deb test-arm64
 install: build
 	@test -n "$(PLUGINS_DIR)" || { echo "install: pkg-config knows no gstreamer-1.0 pluginsdir (run make deps)"; exit 1; }
 	install -D -m 0644 $(PLUGIN_DIR)/libgstedgeguard.so $(DESTDIR)$(PLUGINS_DIR)/libgstedgeguard.so
+	install -D -m 0755 $(PLUGIN_DIR)/edgeguard-vpu $(DESTDIR)$(BINDIR)/edgeguard-vpu
+	install -D -m 0644 docs/edgeguard-vpu.1 $(DESTDIR)$(PREFIX)/share/man/man1/edgeguard-vpu.1
 
 # The main job: a live rig with two guarded encoders, a delayed display and a leak check.
 DEMO_SECONDS ?= 10

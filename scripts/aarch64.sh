@@ -33,7 +33,7 @@ done
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-Wl,-rpath-link,$libdir:$sysroot/lib/aarch64-linux-gnu"
 
-cargo build --release --locked --lib --target "$target"
+cargo build --release --locked --lib --bin edgeguard-vpu --target "$target"
 out=target/$target/release/libgstedgeguard.so
 file "$out"
 file "$out" | grep -q "ARM aarch64" || { echo "aarch64: $out is not an arm64 library" >&2; exit 1; }

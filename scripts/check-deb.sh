@@ -49,10 +49,17 @@ for element in vpuguardenc vpuguarddec delaybuffer leakcheck; do
         { echo "check-deb: gst-inspect-1.0 edgeguard does not list $element:" >&2; echo "$out" >&2; exit 1; }
 done
 
+# The command, on the PATH a package gives it, runs from the installed file.
+dpkg --root="$root" -L "$package" | grep -qx /usr/bin/edgeguard-vpu ||
+    { echo "check-deb: dpkg -L does not list /usr/bin/edgeguard-vpu" >&2; exit 1; }
+"$root/usr/bin/edgeguard-vpu" --json --lock-dir "$root/tmp-lock" | grep -q '"sources"' ||
+    { echo "check-deb: $root/usr/bin/edgeguard-vpu --json printed no sources" >&2; exit 1; }
+rm -rf "$root/tmp-lock"
+
 dpkg --root="$root" --log=/dev/null -r "$package"
 status=$(dpkg-query --root="$root" -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
 [ -z "$status" ] || [ "$status" = not-installed ] ||
     { echo "check-deb: after dpkg -r, $package is $status" >&2; exit 1; }
 left=$(cd "$root" && find . -mindepth 1 -path ./var -prune -o -print)
 [ -z "$left" ] || { echo "check-deb: dpkg -r left behind:" >&2; echo "$left" >&2; exit 1; }
-echo "check-deb: dpkg -i $deb into a throwaway root, gst-inspect-1.0 lists vpuguardenc, vpuguarddec, delaybuffer, leakcheck from $pluginsdir, dpkg -r leaves nothing"
+echo "check-deb: dpkg -i $deb into a throwaway root, gst-inspect-1.0 lists vpuguardenc, vpuguarddec, delaybuffer, leakcheck from $pluginsdir, edgeguard-vpu runs from /usr/bin, dpkg -r leaves nothing"

@@ -11,4 +11,8 @@ lib="$stage$pluginsdir/libgstedgeguard.so"
 [ -f "$lib" ] || { echo "check-install: $lib not installed" >&2; exit 1; }
 GST_REGISTRY="$registry" GST_PLUGIN_PATH="$stage$pluginsdir" G_DEBUG=fatal_warnings \
     gst-inspect-1.0 vpuguardenc >/dev/null
-echo "check-install: make install puts libgstedgeguard.so in $pluginsdir, and gst-inspect-1.0 vpuguardenc loads it"
+command=$(find "$stage" -name edgeguard-vpu -type f -perm -u+x)
+[ -n "$command" ] || { echo "check-install: edgeguard-vpu not installed" >&2; exit 1; }
+"$command" --json --lock-dir "$stage/lock" | grep -q '"sources"' ||
+    { echo "check-install: $command --json printed no sources" >&2; exit 1; }
+echo "check-install: make install puts libgstedgeguard.so in $pluginsdir, and gst-inspect-1.0 vpuguardenc loads it; edgeguard-vpu in ${command#"$stage"} runs"

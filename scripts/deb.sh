@@ -23,11 +23,13 @@ case $arch in
 amd64)
     triple=x86_64-unknown-linux-gnu multiarch=x86_64-linux-gnu strip=strip
     lib=target/release/libgstedgeguard.so
+    command=target/release/edgeguard-vpu
     shlibdeps=()
     ;;
 arm64)
     triple=aarch64-unknown-linux-gnu multiarch=aarch64-linux-gnu strip=aarch64-linux-gnu-strip
     lib=target/$triple/release/libgstedgeguard.so
+    command=target/$triple/release/edgeguard-vpu
     tools+=(binutils-aarch64-linux-gnu)
     # The sysroot's dpkg database tells dpkg-shlibdeps which arm64 package
     # ships each library, and its shlibs and symbols files.
@@ -41,9 +43,11 @@ arm64)
     ;;
 esac
 "$here"/host-packages.sh "${tools[@]}"
-[ -f "$lib" ] || { echo "deb: $lib is missing (run make build, or make aarch64 for arm64)" >&2; exit 1; }
-file -L "$lib" | grep -q "$( [ "$arch" = arm64 ] && echo 'ARM aarch64' || echo 'x86-64')" ||
-    { echo "deb: $lib is not an $arch library" >&2; exit 1; }
+for built in "$lib" "$command"; do
+    [ -f "$built" ] || { echo "deb: $built is missing (run make build, or make aarch64 for arm64)" >&2; exit 1; }
+    file -L "$built" | grep -q "$( [ "$arch" = arm64 ] && echo 'ARM aarch64' || echo 'x86-64')" ||
+        { echo "deb: $built is not built for $arch" >&2; exit 1; }
+done
 
 # Version, homepage from Cargo.toml's [package].
 field() { awk -F'"' -v key="$1" '/^\[/ { p = ($0 == "[package]") } p && $0 ~ "^" key " *=" { print $2; exit }' Cargo.toml; }
@@ -58,12 +62,19 @@ build=target/debian/$arch
 pkgdir=$build/debian/$package
 rm -rf "$build"
 plugindir=$pkgdir/usr/lib/$multiarch/gstreamer-1.0
+bindir=$pkgdir/usr/bin
 doc=$pkgdir/usr/share/doc/$package
-install -d "$plugindir" "$doc" "$pkgdir/DEBIAN"
+install -d "$plugindir" "$bindir" "$doc" "$pkgdir/DEBIAN"
 
 # The plugin, stripped as dh_strip does.
 install -m 0644 "$lib" "$plugindir/libgstedgeguard.so"
 "$strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$plugindir/libgstedgeguard.so"
+# The command showing who holds the video hardware (docs/vpu-budget.md).
+install -m 0755 "$command" "$bindir/edgeguard-vpu"
+"$strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$bindir/edgeguard-vpu"
+install -d "$pkgdir/usr/share/man/man1"
+gzip -9n <docs/edgeguard-vpu.1 >"$pkgdir/usr/share/man/man1/edgeguard-vpu.1.gz"
+chmod 0644 "$pkgdir/usr/share/man/man1/edgeguard-vpu.1.gz"
 
 # Docs: the README and the element pages, compressed above 4 kB (Policy 12.3).
 install -m 0644 README.md docs/*.md "$doc/"
@@ -88,12 +99,13 @@ sed -e "s|@MAINTAINER@|$maintainer|" -e "s|@HOMEPAGE@|$homepage|" -e "s|@YEARS@|
     scripts/debian/copyright.in |
     awk -v crates="$crates" '$0 == "@CRATES@" { print crates; next } { print }' >"$doc/copyright"
 
-# Depends, from the library's NEEDED entries and the symbols/shlibs files of
+# Depends, from the library's and the command's NEEDED entries and the symbols/shlibs files of
 # the packages that ship those libraries.
 mkdir -p "$build/debian"
 printf 'Source: gst-plugin-edgeguard\n\nPackage: %s\nArchitecture: any\n' "$package" >"$build/debian/control"
 depends=$(cd "$build" && DEB_HOST_ARCH=$arch dpkg-shlibdeps -O "${shlibdeps[@]}" \
-        "debian/$package/usr/lib/$multiarch/gstreamer-1.0/libgstedgeguard.so" |
+        "debian/$package/usr/lib/$multiarch/gstreamer-1.0/libgstedgeguard.so" \
+        "debian/$package/usr/bin/edgeguard-vpu" |
     sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "deb: dpkg-shlibdeps computed no Depends" >&2; exit 1; }
 

@@ -82,6 +82,13 @@ grep -q "Filename *$lib\$" <<<"$out" || fail "arm64 gst-inspect-1.0 vpuguardenc 
 debian_plugins=("$sysroot/usr/lib/$multiarch/gstreamer-1.0"/*.so)
 echo "test-arm64: arm64 gst-inspect-1.0 vpuguardenc next to Debian's ${#debian_plugins[@]} arm64 plugins ($((SECONDS - start)) s)"
 
+# The command from the package, on the arm64 C library.
+start=$SECONDS
+out=$(timeout 300 qemu-aarch64-static -L "$sysroot" "$work/pkg/usr/bin/edgeguard-vpu" --json --lock-dir "$work/lock" 2>&1) ||
+    fail "arm64 edgeguard-vpu --json failed:" "$out"
+grep -q '"sources"' <<<"$out" || fail "arm64 edgeguard-vpu --json printed no sources:" "$out"
+echo "test-arm64: arm64 edgeguard-vpu --json runs from the package ($((SECONDS - start)) s)"
+
 pipelines=(
     "videotestsrc num-buffers=60 ! tee name=t t. ! queue ! fakesink t. ! delaybuffer delay=500000000 ! fakesink"
     "videotestsrc num-buffers=30 ! video/x-raw,width=320,height=240 ! vpuguardenc mode=software sw-properties=props,speed-preset=ultrafast ! fakesink"
