@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! `edgeguard-vpu` against a fake root (`--root`) holding an MPP listing and
-//! DRM clients: a guard of this process holds a hardware encoder (its slot in
+//! DRM clients, and a fake NVML library: a guard of this process holds a hardware encoder (its slot in
 //! a real lock directory, its session in the listing), and another process,
 //! no guard's, holds an MPP session and a video-engine client. The command
 //! must tell them apart: the guard's session matched to its element, the
@@ -10,6 +10,7 @@ mod common;
 
 use common::fake_mpp::FACTORY_NAME as FAKE_ENC;
 use gst::prelude::*;
+use gstedgeguard::vpu::nvml;
 use std::path::Path;
 use std::process::{Child, Command};
 
@@ -55,8 +56,25 @@ fn unguarded_program(root: &Path) -> Child {
     child
 }
 
+/// The fake NVML's state: one GPU whose NVENC carries the unguarded
+/// program's session.
+fn nvml_state(dir: &Path, other: u32) -> std::path::PathBuf {
+    let state = dir.join("nvml-state");
+    std::fs::write(
+        &state,
+        format!("init=ok\ngpu encoder=35 decoder=10\nsession pid={other} id=1\n"),
+    )
+    .unwrap();
+    state
+}
+
 fn survey(root: &Path, lock_dir: &Path) -> serde_json::Value {
     let output = Command::new(COMMAND)
+        .env(nvml::LIBRARY_ENV, common::fake_nvml::library())
+        .env(
+            common::fake_nvml::STATE_ENV,
+            lock_dir.parent().unwrap().join("nvml-state"),
+        )
         .args(["--json", "--root"])
         .arg(root)
         .arg("--lock-dir")
@@ -110,6 +128,7 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     std::fs::create_dir_all(root.join("dev/dri")).unwrap();
     std::fs::create_dir_all(&lock_dir).unwrap();
     let mut other = unguarded_program(&root);
+    nvml_state(&dir, other.id());
     // The guard reads the default listing under the same root as the
     // command, so that both name the same budget. Set before any thread.
     // SAFETY: the only test of this binary, before GStreamer starts threads.
@@ -170,5 +189,27 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     assert_eq!(drm["holders"][0]["guarded"], false);
     // Its engine time did not grow between the two samples.
     assert_eq!(drm["load"], 0, "{survey}");
+
+    let nvml: Vec<_> = survey["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["source"] == "nvml")
+        .collect();
+    assert_eq!(nvml.len(), 2, "{survey}");
+    let (nvenc, nvdec) = (nvml[0], nvml[1]);
+    assert_eq!(
+        (&nvenc["device"], &nvenc["load"]),
+        (&"nvenc".into(), &35.into())
+    );
+    assert_eq!(nvenc["sessions"], 1, "{survey}");
+    assert_eq!(nvenc["holders"][0]["pid"], other.id());
+    assert_eq!(nvenc["holders"][0]["guarded"], false);
+    // NVDEC has no session cap: only its load is counted.
+    assert_eq!(
+        (&nvdec["device"], &nvdec["load"]),
+        (&"nvdec".into(), &10.into())
+    );
+    assert_eq!(nvdec["sessions"], 0, "{survey}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use gstedgeguard::vpu::load::BudgetId;
 use gstedgeguard::vpu::source::{self, SessionSource};
 use gstedgeguard::vpu::survey::{self, GuardSlot, Holder, Session};
-use gstedgeguard::vpu::{budget::Held, drm, holders, ledger, listing, process, root};
+use gstedgeguard::vpu::{budget::Held, drm, holders, ledger, listing, nvml, process, root};
 
 const USAGE: &str = "\
 Usage: edgeguard-vpu [--json] [--watch SECONDS] [--root DIR] [--lock-dir DIR]
@@ -87,16 +87,24 @@ struct SourceReport {
 struct Found {
     name: &'static str,
     source: Box<dyn SessionSource>,
+    /// Only known to be there once it reads (NVML: the driver's library
+    /// loads): not shown when it cannot be read.
+    shown_if_read: bool,
 }
 
 /// The sources whose hardware this machine (under EDGEGUARD_ROOT) has,
-/// found without opening any device.
+/// found without opening any device; NVML (`EDGEGUARD_NVML_LIBRARY`) when
+/// its library loads.
 fn found_sources() -> Vec<Found> {
     let root = root::root();
     let mut found = Vec::new();
     let mut add = |name, present: bool, source: Box<dyn SessionSource>| {
         if present {
-            found.push(Found { name, source });
+            found.push(Found {
+                name,
+                source,
+                shown_if_read: false,
+            });
         }
     };
     let mpp = listing::DEFAULT_SESSION_FILES
@@ -113,6 +121,13 @@ fn found_sources() -> Vec<Found> {
     );
     let v4l2 = holders::V4l2Source::new(root.clone());
     add("v4l2", v4l2.present(), Box::new(v4l2));
+    for engine in [nvml::Engine::Encoder, nvml::Engine::Decoder] {
+        found.push(Found {
+            name: "nvml",
+            source: Box::new(nvml::NvmlSource::new(nvml::library(), engine)),
+            shown_if_read: true,
+        });
+    }
     found
 }
 
@@ -127,14 +142,18 @@ fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
         let ours = BudgetId::of(&found.source.budget_name());
         let mine: Vec<GuardSlot> = slots
             .iter()
-            .zip(claimed.iter_mut())
-            .filter(|(slot, _)| slot.budget.counts_against(ours, found.name == "mpp"))
-            .map(|(slot, claimed)| {
-                *claimed = true;
-                slot.clone()
-            })
+            .filter(|slot| slot.budget.counts_against(ours, found.name == "mpp"))
+            .cloned()
             .collect();
-        reports.push(report(&found, &held, &mine));
+        let report = report(&found, &held, &mine);
+        if report.error.is_some() && found.shown_if_read {
+            continue;
+        }
+        // Its slots are shown with it, not under `slots`.
+        for (slot, claimed) in slots.iter().zip(claimed.iter_mut()) {
+            *claimed |= slot.budget.counts_against(ours, found.name == "mpp");
+        }
+        reports.push(report);
     }
     drop(held);
     // Slots of budgets no source here reads (`slots`, a source missing).
@@ -155,6 +174,15 @@ fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
     Ok(reports)
 }
 
+/// What a source reads: its budget's device where it names one
+/// (`nvml:nvenc`), else the file it read.
+fn device(found: &Found, read: &Path) -> String {
+    match found.source.budget_name().split_once(':') {
+        Some((_, device)) if found.name == "nvml" => device.to_string(),
+        _ => read.display().to_string(),
+    }
+}
+
 /// One source's sessions matched to the slots of its budget.
 fn report(found: &Found, held: &Held, slots: &[GuardSlot]) -> SourceReport {
     match found.source.read(held) {
@@ -169,7 +197,7 @@ fn report(found: &Found, held: &Held, slots: &[GuardSlot]) -> SourceReport {
                 .collect();
             SourceReport {
                 source: found.name,
-                device: listing.path.display().to_string(),
+                device: device(found, &listing.path),
                 holders: survey::holders(&sessions, slots),
                 load: listing.load,
                 error: None,
