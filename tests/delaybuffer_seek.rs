@@ -7,6 +7,7 @@
 mod common;
 
 use gst::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,4 +141,131 @@ fn behind_qtdemux_the_seeks_eos_carries_the_seeks_seqnum() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every SEGMENT, GAP and EOS a sink pad sees, with its seqnum, in order.
+fn record_events(pad: &gst::Pad) -> Arc<Mutex<Vec<(gst::EventType, gst::Seqnum)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && matches!(
+                e.type_(),
+                gst::EventType::Segment | gst::EventType::Gap | gst::EventType::Eos
+            )
+        {
+            s.lock().unwrap().push((e.type_(), e.seqnum()));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    seen
+}
+
+/// Makes every buffer reaching `pad` after the first `pass` fail, as a
+/// decoder refusing it would.
+fn refuse_buffers(pad: &gst::Pad, pass: u32) {
+    let seen = AtomicU32::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if seen.fetch_add(1, Ordering::Relaxed) < pass {
+            return gst::PadProbeReturn::Ok;
+        }
+        info.data = None;
+        info.flow_res = Err(gst::FlowError::NotNegotiated);
+        gst::PadProbeReturn::Handled
+    });
+}
+
+fn seqnums_of(
+    seen: &Mutex<Vec<(gst::EventType, gst::Seqnum)>>,
+    type_: gst::EventType,
+) -> Vec<gst::Seqnum> {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|(t, _)| *t == type_)
+        .map(|(_, s)| *s)
+        .collect()
+}
+
+/// A tap of `delaybuffer` with `delay` (ns) into a new fakesink in `pipeline`:
+/// the fakesink's sink pad.
+fn tap_sink(pipeline: &gst::Pipeline, delaybuffer: &gst::Element, delay: u64) -> gst::Pad {
+    let tap = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    tap.set_property("delay", delay);
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    pipeline.add(&sink).unwrap();
+    let pad = sink.static_pad("sink").unwrap();
+    tap.link(&pad).unwrap();
+    pad
+}
+
+/// When downstream fails while an EOS is held, delaybuffer reports the error
+/// and sends downstream an EOS in place of the one it held: with that EOS's
+/// seqnum on `src`, with the segment's on a tap (whose downstream fails on
+/// its own), never a new one.
+#[test]
+fn an_eos_sent_after_downstream_failed_keeps_the_streams_seqnum() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=10 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=1000000000 ! fakesink name=out",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let upstream = record_events(&delaybuffer.static_pad("sink").unwrap());
+    let out = pipeline.by_name("out").unwrap().static_pad("sink").unwrap();
+    let on_src = record_events(&out);
+    // The sink prerolls on the GAP: nothing gets through.
+    refuse_buffers(&out, 0);
+    let tap = tap_sink(&pipeline, &delaybuffer, 0);
+    let on_tap = record_events(&tap);
+    // The tap's sink prerolls on its first buffer, then refuses.
+    refuse_buffers(&tap, 2);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let ended = |seen: &Mutex<Vec<_>>| !seqnums_of(seen, gst::EventType::Eos).is_empty();
+    assert!(
+        common::poll_until(TIMEOUT, || ended(&on_src) && ended(&on_tap)),
+        "src saw {:?}, the tap {:?}",
+        on_src.lock().unwrap(),
+        on_tap.lock().unwrap()
+    );
+    let log = common::collect_bus(&pipeline, Duration::from_millis(200), |log| {
+        log.errors.len() >= 2
+    });
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!log.errors.is_empty(), "no ERROR for the failed pushes");
+    let upstream_eos = seqnums_of(&upstream, gst::EventType::Eos);
+    assert_eq!(seqnums_of(&on_src, gst::EventType::Eos), upstream_eos);
+    assert_eq!(
+        seqnums_of(&on_tap, gst::EventType::Eos),
+        seqnums_of(&on_tap, gst::EventType::Segment)
+    );
+}
+
+/// The GAP that `src` and a tap send for downstream to preroll on while the
+/// delay fills carries the seqnum of the segment it is part of.
+#[test]
+fn the_preroll_gaps_carry_the_segments_seqnum() {
+    common::init();
+    // An hour's delay: the sinks preroll only on the GAPs.
+    let pipeline = gst::parse::launch(
+        "videotestsrc ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=3600000000000 max-size-buffers=5 ! fakesink name=out",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let on_src = record_events(&pipeline.by_name("out").unwrap().static_pad("sink").unwrap());
+    let on_tap = record_events(&tap_sink(&pipeline, &delaybuffer, 3_600_000_000_000));
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+    result.unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    for (what, seen) in [("src", on_src), ("tap", on_tap)] {
+        let gaps = seqnums_of(&seen, gst::EventType::Gap);
+        assert_eq!(gaps.len(), 1, "{what}: {:?}", seen.lock().unwrap());
+        assert_eq!(gaps, seqnums_of(&seen, gst::EventType::Segment), "{what}");
+    }
 }

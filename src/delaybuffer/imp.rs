@@ -91,8 +91,9 @@ struct Shared {
     playing: bool,
     /// The pipeline clock and base time, while PLAYING.
     clock: Option<(gst::Clock, u64)>,
-    /// An EOS is held: everything before it may leave (non-live).
-    eos_held: bool,
+    /// An EOS is held, with its seqnum: everything before it may leave
+    /// (non-live), and an EOS sent in its place carries its seqnum.
+    eos_held: Option<gst::Seqnum>,
     /// The last result of pushing downstream, returned to upstream.
     flow: Result<gst::FlowSuccess, gst::FlowError>,
     /// The clock wait the task is blocked in, to cut short on any change.
@@ -148,7 +149,7 @@ impl Shared {
             flushing: true,
             playing: false,
             clock: None,
-            eos_held: false,
+            eos_held: None,
             flow: Ok(gst::FlowSuccess::Ok),
             clock_id: None,
             gap_sent: false,
@@ -935,7 +936,7 @@ impl DelayBuffer {
             return false;
         }
         if event.type_() == gst::EventType::Eos {
-            s.eos_held = true;
+            s.eos_held = Some(event.seqnum());
         }
         // With no tap, the window only keeps the sticky events for one
         // requested later.
@@ -1164,7 +1165,7 @@ impl DelayBuffer {
                 s.out_shift = None;
                 s.last_running_time = None;
                 s.flow = Ok(gst::FlowSuccess::Ok);
-                s.eos_held = false;
+                s.eos_held = None;
                 s.gap_sent = false;
                 s.release_through = None;
                 s.starvation_warned = false;
