@@ -7,7 +7,7 @@
 mod common;
 
 use gst::prelude::*;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -267,5 +267,92 @@ fn the_preroll_gaps_carry_the_segments_seqnum() {
         let gaps = seqnums_of(&seen, gst::EventType::Gap);
         assert_eq!(gaps.len(), 1, "{what}: {:?}", seen.lock().unwrap());
         assert_eq!(gaps, seqnums_of(&seen, gst::EventType::Segment), "{what}");
+    }
+}
+/// Threads that keep every core busy until dropped, so that the element's
+/// threads are preempted at any point, as on a loaded machine.
+struct BusyCores {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCores {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        BusyCores { stop, threads }
+    }
+}
+
+impl Drop for BusyCores {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Prerolls, seeks flushing to [1 s, 3 s) and plays, 50 times while every
+/// core is busy: the seek's SEGMENT reaches the sink first and its EOS last,
+/// both with the seek's seqnum, and every frame of the seeked segment in
+/// between, each time. (videotestsrc's num-buffers counts from the start,
+/// seeks included: a delaybuffer that read all 150 frames in PAUSED left
+/// none for the seek, and videotestsrc then sends its EOS without a SEGMENT.)
+#[test]
+fn a_flushing_seek_under_load_is_followed_by_its_segment_and_eos_every_time() {
+    common::init();
+    let _busy = BusyCores::start();
+    for run in 0..50 {
+        let pipeline = gst::parse::launch(
+            "videotestsrc num-buffers=150 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+             delaybuffer name=d delay=500000000 ! fakesink name=out sync=true",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let seen = watch(&pipeline.by_name("out").unwrap());
+        pipeline.set_state(gst::State::Paused).unwrap();
+        let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+        result.unwrap();
+        let seek = gst::event::Seek::new(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            SECOND,
+            gst::SeekType::Set,
+            SECOND * 3,
+        );
+        let seqnum = seek.seqnum();
+        assert!(pipeline.send_event(seek));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+        let stats = pipeline
+            .by_name("d")
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            log.eos && log.errors.is_empty(),
+            "run {run}: {:?}",
+            log.errors
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_segment_first_and_seqnums(seqnum, &seen, run, "under load");
+        let buffers = seen.iter().filter(|s| **s == Seen::Buffer).count();
+        assert_eq!(buffers, 60, "run {run}: {stats}");
     }
 }

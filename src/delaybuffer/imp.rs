@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
+use super::pacing::{self, Limit};
 use super::ring::{Bounds, Item, Ring};
 use super::short_pool;
 use super::tap::Tap;
@@ -327,7 +328,10 @@ impl ObjectImpl for DelayBuffer {
                     .build(),
                 glib::ParamSpecUInt64::builder("max-size-time")
                     .nick("Max. size (ns)")
-                    .blurb("Most running time held, oldest to newest (0 = no limit)")
+                    .blurb(
+                        "Most running time held, oldest to newest (0 = no limit; with no \
+                         max-size-* set, input that is not live waits once delay + 1 s is held)",
+                    )
                     .default_value(DEFAULT_MAX_SIZE_TIME)
                     .mutable_playing()
                     .build(),
@@ -809,8 +813,18 @@ impl DelayBuffer {
         // The settings are read afresh on every turn: a property change while
         // upstream is blocked takes effect at once.
         let mut overrun_reported = false;
-        while s.ring.is_full(&s.settings.bounds, size, running_time) {
-            if s.settings.leaky == Leaky::Downstream {
+        loop {
+            let limit = pacing::limit(s.settings.bounds, s.live, s.settings.delay.nseconds());
+            let (bounds, paced) = match limit {
+                Limit::None => break,
+                Limit::Bounds(bounds) => (bounds, false),
+                Limit::Paced(bounds) => (bounds, true),
+            };
+            if !s.ring.is_full(&bounds, size, running_time) {
+                break;
+            }
+            // Pacing is no max-size bound: it never drops and signals nothing.
+            if !paced && s.settings.leaky == Leaky::Downstream {
                 let Some(oldest) = s.ring.remove_oldest_buffer() else {
                     break;
                 };
@@ -821,7 +835,7 @@ impl DelayBuffer {
                 gst::debug!(CAT, imp = self, "full: dropped the oldest buffer");
                 continue;
             }
-            if !overrun_reported {
+            if !paced && !overrun_reported {
                 // A handler may raise a bound or make delaybuffer leaky: look
                 // again before blocking.
                 overrun_reported = true;
@@ -831,7 +845,16 @@ impl DelayBuffer {
                 s.accepting()?;
                 continue;
             }
-            gst::log!(CAT, imp = self, "full: blocking upstream");
+            gst::log!(
+                CAT,
+                imp = self,
+                "{}: blocking upstream",
+                if paced {
+                    "delay and headroom held"
+                } else {
+                    "full"
+                }
+            );
             self.changed.wait(s);
             s.accepting()?;
         }
