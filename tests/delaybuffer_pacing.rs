@@ -93,3 +93,50 @@ fn a_decoded_file_behind_a_delay_holds_the_delay_plus_the_headroom_and_loses_not
     assert!(most_buffers <= (delay + HEADROOM) * FPS / SECOND + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Not live, a bound too small for the delay (down to one smaller than a
+/// single buffer) lets the oldest buffer through whenever upstream waits for
+/// room, as a full queue does: every frame reaches the sink, then EOS, and
+/// no wait is silent.
+#[test]
+fn a_bound_smaller_than_one_buffer_lets_buffers_through_to_eos() {
+    common::init();
+    for bound in [
+        "max-size-time=1",
+        "max-size-bytes=1",
+        "max-size-buffers=1",
+        "max-size-buffers=5",
+        "max-size-time=1 max-size-bytes=1 max-size-buffers=1",
+    ] {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=60 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+             delaybuffer name=d {bound} ! fakesink name=out"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let frames = Arc::new(AtomicU64::new(0));
+        let counter = frames.clone();
+        pipeline
+            .by_name("out")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let log = common::collect_bus(&pipeline, Duration::from_secs(30), |_| false);
+        let dropped = pipeline.by_name("d").unwrap().property::<u64>("dropped");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            log.eos,
+            "{bound}: no EOS ({} frames out)",
+            frames.load(Ordering::Relaxed)
+        );
+        assert!(log.errors.is_empty(), "{bound}: {:?}", log.errors);
+        assert_eq!(frames.load(Ordering::Relaxed), 60, "{bound}");
+        assert_eq!(dropped, 0, "{bound}");
+    }
+}

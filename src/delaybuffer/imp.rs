@@ -109,6 +109,9 @@ struct Shared {
     last_arrival: Option<u64>,
     /// Not live, after a stall: buffers up to this running time leave at once.
     release_through: Option<u64>,
+    /// Upstream waits for room in a full ring: not live, the oldest leaves
+    /// (as from a full queue), whatever the delay.
+    input_waiting: bool,
     /// The starvation WARNING was posted for this stream.
     starvation_warned: bool,
     framerate: Option<gst::Fraction>,
@@ -158,6 +161,7 @@ impl Shared {
             last_running_time: None,
             last_arrival: None,
             release_through: None,
+            input_waiting: false,
             starvation_warned: false,
             framerate: None,
             pools: Vec::new(),
@@ -855,7 +859,12 @@ impl DelayBuffer {
                     "full"
                 }
             );
+            // Not live, the task lets the oldest go now: a bound smaller
+            // than what the delay needs never waits silently.
+            s.input_waiting = true;
+            self.changed.notify_all();
             self.changed.wait(s);
+            s.input_waiting = false;
             s.accepting()?;
         }
         gst::trace!(
@@ -1191,6 +1200,7 @@ impl DelayBuffer {
                 s.eos_held = None;
                 s.gap_sent = false;
                 s.release_through = None;
+                s.input_waiting = false;
                 s.starvation_warned = false;
                 s.last_arrival = None;
                 Default::default()

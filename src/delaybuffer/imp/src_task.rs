@@ -178,6 +178,7 @@ impl DelayBuffer {
             span: s.ring.span(),
             eos: s.eos_held.is_some(),
             release_through: s.release_through,
+            input_waiting: s.input_waiting,
         };
         if flow::non_live_ready(&held, delay) {
             return true;
