@@ -356,3 +356,87 @@ fn a_flushing_seek_under_load_is_followed_by_its_segment_and_eos_every_time() {
         assert_eq!(buffers, 60, "run {run}: {stats}");
     }
 }
+
+/// A preroll GAP on its way out while a flushing seek passes (its pushing
+/// thread preempted between delaybuffer's look at the flushes and
+/// downstream, here held in a probe until the seek's FLUSH_STOP reached the
+/// sink, or 2 s passed): it never reaches the sink after that FLUSH_STOP,
+/// ahead of the seek's SEGMENT.
+#[test]
+fn a_preroll_gap_in_flight_during_a_flushing_seek_stays_in_the_old_stream() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=150 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=1000000000 ! fakesink name=out sync=true",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    // What the sink sees, in order; and whether the FLUSH_STOP came.
+    let seen = Arc::new(Mutex::new(Vec::<gst::EventType>::new()));
+    let flush_stopped = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (s, stopped) = (seen.clone(), flush_stopped.clone());
+    let out = pipeline.by_name("out").unwrap().static_pad("sink").unwrap();
+    out.add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                s.lock().unwrap().push(e.type_());
+                if e.type_() == gst::EventType::FlushStop {
+                    *stopped.0.lock().unwrap() = true;
+                    stopped.1.notify_all();
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    // The first GAP is held on delaybuffer's src pad, past its checks.
+    let (gap_sent, gap_in_flight) = std::sync::mpsc::channel();
+    let held = AtomicBool::new(false);
+    let stopped = flush_stopped.clone();
+    let src = pipeline.by_name("d").unwrap().static_pad("src").unwrap();
+    src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        let is_gap = matches!(&info.data, Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Gap);
+        if is_gap && !held.swap(true, Ordering::SeqCst) {
+            let _ = gap_sent.send(());
+            let (lock, cond) = &*stopped;
+            let guard = lock.lock().unwrap();
+            let _ = cond
+                .wait_timeout_while(guard, Duration::from_secs(2), |stopped| !*stopped)
+                .unwrap();
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let _ = pipeline.set_state(gst::State::Paused);
+    gap_in_flight.recv_timeout(TIMEOUT).expect("a preroll GAP");
+    let seek = gst::event::Seek::new(
+        1.0,
+        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+        gst::SeekType::Set,
+        SECOND,
+        gst::SeekType::Set,
+        SECOND * 2,
+    );
+    assert!(pipeline.send_event(seek));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    let seen = seen.lock().unwrap();
+    let after_flush: Vec<_> = seen
+        .iter()
+        .skip_while(|t| **t != gst::EventType::FlushStop)
+        .skip(1)
+        .filter(|t| {
+            matches!(
+                t,
+                gst::EventType::Segment | gst::EventType::Gap | gst::EventType::Eos
+            )
+        })
+        .collect();
+    assert_eq!(
+        after_flush.first(),
+        Some(&&gst::EventType::Segment),
+        "after the FLUSH_STOP: {after_flush:?}"
+    );
+}

@@ -233,6 +233,12 @@ pub struct DelayBuffer {
     /// or the state change.
     changed: Condvar,
     warned_no_framerate: AtomicBool,
+    /// Held by the thread pushing the preroll GAP from its check of
+    /// `flushes` until the push returned, and taken by a FLUSH_START once
+    /// forwarded: no GAP of the stream before a flush can then reach
+    /// downstream after its FLUSH_STOP, ahead of the new SEGMENT. Never held
+    /// with `shared`.
+    gap_push: Mutex<()>,
     /// This element's series; set once constructed.
     metrics: OnceLock<metrics::Handle>,
 }
@@ -298,6 +304,7 @@ impl ObjectSubclass for DelayBuffer {
             shared: Mutex::new(Shared::new(Settings::default())),
             changed: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
+            gap_push: Mutex::new(()),
             metrics: OnceLock::new(),
         }
     }
@@ -899,6 +906,9 @@ impl DelayBuffer {
             gst::EventView::FlushStart(_) => {
                 let forwarded = self.srcpad.push_event(event.clone());
                 self.set_flushing(true);
+                // Waits for a preroll GAP being pushed: downstream flushes,
+                // so it returns at once; one not pushed yet sees the flush.
+                drop(self.gap_push.lock());
                 // Waits for the task's current push to return.
                 let _ = self.srcpad.pause_task();
                 self.flush_taps(&event, true);

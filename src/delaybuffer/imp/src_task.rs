@@ -267,6 +267,9 @@ impl DelayBuffer {
             MutexGuard::unlocked(s, || {
                 self.obj().call_async(move |obj| {
                     let imp = obj.imp();
+                    // From the check to the end of the push: a flush
+                    // starting meanwhile waits for it (see `gap_push`).
+                    let _pushing = imp.gap_push.lock();
                     if imp.lock().flushes == flushes {
                         let _ = imp.srcpad.push_event(gap);
                     }
