@@ -663,6 +663,13 @@ fn raising_the_delay_pauses_output_until_the_longer_span_is_held() {
     h.push(buffer(gst::ClockTime::ZERO)).unwrap();
     h.push(buffer(100 * MS)).unwrap();
     wait_level(&h, 2);
+    // The SEGMENT went out, shifted by the first delay.
+    let first_segment = loop {
+        let event = h.pull_event().unwrap();
+        if event.type_() == gst::EventType::Segment {
+            break event.seqnum();
+        }
+    };
     h.element()
         .unwrap()
         .set_property("delay", (400 * MS).nseconds());
@@ -673,6 +680,20 @@ fn raising_the_delay_pauses_output_until_the_longer_span_is_held() {
     // The running time downstream follows the new delay.
     assert_eq!(rendered_at(&h, &out), 400 * MS);
     assert_eq!(level(&h, "dropped"), 0);
+    // The SEGMENT went out again with the new shift, with upstream's seqnum.
+    let upstream = h
+        .srcpad()
+        .unwrap()
+        .sticky_event::<gst::event::Segment>(0)
+        .unwrap()
+        .seqnum();
+    let mut segments = vec![first_segment];
+    while let Some(event) = h.try_pull_event() {
+        if event.type_() == gst::EventType::Segment {
+            segments.push(event.seqnum());
+        }
+    }
+    assert_eq!(segments, [upstream, upstream]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod common;
 
 use gst::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,4 +141,302 @@ fn behind_qtdemux_the_seeks_eos_carries_the_seeks_seqnum() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every SEGMENT, GAP and EOS a sink pad sees, with its seqnum, in order.
+fn record_events(pad: &gst::Pad) -> Arc<Mutex<Vec<(gst::EventType, gst::Seqnum)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && matches!(
+                e.type_(),
+                gst::EventType::Segment | gst::EventType::Gap | gst::EventType::Eos
+            )
+        {
+            s.lock().unwrap().push((e.type_(), e.seqnum()));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    seen
+}
+
+/// Makes every buffer reaching `pad` after the first `pass` fail, as a
+/// decoder refusing it would.
+fn refuse_buffers(pad: &gst::Pad, pass: u32) {
+    let seen = AtomicU32::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if seen.fetch_add(1, Ordering::Relaxed) < pass {
+            return gst::PadProbeReturn::Ok;
+        }
+        info.data = None;
+        info.flow_res = Err(gst::FlowError::NotNegotiated);
+        gst::PadProbeReturn::Handled
+    });
+}
+
+fn seqnums_of(
+    seen: &Mutex<Vec<(gst::EventType, gst::Seqnum)>>,
+    type_: gst::EventType,
+) -> Vec<gst::Seqnum> {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|(t, _)| *t == type_)
+        .map(|(_, s)| *s)
+        .collect()
+}
+
+/// A tap of `delaybuffer` with `delay` (ns) into a new fakesink in `pipeline`:
+/// the fakesink's sink pad.
+fn tap_sink(pipeline: &gst::Pipeline, delaybuffer: &gst::Element, delay: u64) -> gst::Pad {
+    let tap = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    tap.set_property("delay", delay);
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    pipeline.add(&sink).unwrap();
+    let pad = sink.static_pad("sink").unwrap();
+    tap.link(&pad).unwrap();
+    pad
+}
+
+/// When downstream fails while an EOS is held, delaybuffer reports the error
+/// and sends downstream an EOS in place of the one it held: with that EOS's
+/// seqnum on `src`, with the segment's on a tap (whose downstream fails on
+/// its own), never a new one.
+#[test]
+fn an_eos_sent_after_downstream_failed_keeps_the_streams_seqnum() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=10 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=1000000000 ! fakesink name=out",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let upstream = record_events(&delaybuffer.static_pad("sink").unwrap());
+    let out = pipeline.by_name("out").unwrap().static_pad("sink").unwrap();
+    let on_src = record_events(&out);
+    // The sink prerolls on the GAP: nothing gets through.
+    refuse_buffers(&out, 0);
+    let tap = tap_sink(&pipeline, &delaybuffer, 0);
+    let on_tap = record_events(&tap);
+    // The tap's sink prerolls on its first buffer, then refuses.
+    refuse_buffers(&tap, 2);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let ended = |seen: &Mutex<Vec<_>>| !seqnums_of(seen, gst::EventType::Eos).is_empty();
+    assert!(
+        common::poll_until(TIMEOUT, || ended(&on_src) && ended(&on_tap)),
+        "src saw {:?}, the tap {:?}",
+        on_src.lock().unwrap(),
+        on_tap.lock().unwrap()
+    );
+    let log = common::collect_bus(&pipeline, Duration::from_millis(200), |log| {
+        log.errors.len() >= 2
+    });
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!log.errors.is_empty(), "no ERROR for the failed pushes");
+    let upstream_eos = seqnums_of(&upstream, gst::EventType::Eos);
+    assert_eq!(seqnums_of(&on_src, gst::EventType::Eos), upstream_eos);
+    assert_eq!(
+        seqnums_of(&on_tap, gst::EventType::Eos),
+        seqnums_of(&on_tap, gst::EventType::Segment)
+    );
+}
+
+/// The GAP that `src` and a tap send for downstream to preroll on while the
+/// delay fills carries the seqnum of the segment it is part of.
+#[test]
+fn the_preroll_gaps_carry_the_segments_seqnum() {
+    common::init();
+    // An hour's delay: the sinks preroll only on the GAPs.
+    let pipeline = gst::parse::launch(
+        "videotestsrc ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=3600000000000 max-size-buffers=5 ! fakesink name=out",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    let on_src = record_events(&pipeline.by_name("out").unwrap().static_pad("sink").unwrap());
+    let on_tap = record_events(&tap_sink(&pipeline, &delaybuffer, 3_600_000_000_000));
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+    result.unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    for (what, seen) in [("src", on_src), ("tap", on_tap)] {
+        let gaps = seqnums_of(&seen, gst::EventType::Gap);
+        assert_eq!(gaps.len(), 1, "{what}: {:?}", seen.lock().unwrap());
+        assert_eq!(gaps, seqnums_of(&seen, gst::EventType::Segment), "{what}");
+    }
+}
+/// Threads that keep every core busy until dropped, so that the element's
+/// threads are preempted at any point, as on a loaded machine.
+struct BusyCores {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCores {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        BusyCores { stop, threads }
+    }
+}
+
+impl Drop for BusyCores {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Prerolls, seeks flushing to [1 s, 3 s) and plays, 50 times while every
+/// core is busy: the seek's SEGMENT reaches the sink first and its EOS last,
+/// both with the seek's seqnum, and every frame of the seeked segment in
+/// between, each time. (videotestsrc's num-buffers counts from the start,
+/// seeks included: a delaybuffer that read all 150 frames in PAUSED left
+/// none for the seek, and videotestsrc then sends its EOS without a SEGMENT.)
+#[test]
+fn a_flushing_seek_under_load_is_followed_by_its_segment_and_eos_every_time() {
+    common::init();
+    let _busy = BusyCores::start();
+    for run in 0..50 {
+        let pipeline = gst::parse::launch(
+            "videotestsrc num-buffers=150 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+             delaybuffer name=d delay=500000000 ! fakesink name=out sync=true",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let seen = watch(&pipeline.by_name("out").unwrap());
+        pipeline.set_state(gst::State::Paused).unwrap();
+        let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+        result.unwrap();
+        let seek = gst::event::Seek::new(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            SECOND,
+            gst::SeekType::Set,
+            SECOND * 3,
+        );
+        let seqnum = seek.seqnum();
+        assert!(pipeline.send_event(seek));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+        let stats = pipeline
+            .by_name("d")
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            log.eos && log.errors.is_empty(),
+            "run {run}: {:?}",
+            log.errors
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_segment_first_and_seqnums(seqnum, &seen, run, "under load");
+        let buffers = seen.iter().filter(|s| **s == Seen::Buffer).count();
+        assert_eq!(buffers, 60, "run {run}: {stats}");
+    }
+}
+
+/// A preroll GAP on its way out while a flushing seek passes (its pushing
+/// thread preempted between delaybuffer's look at the flushes and
+/// downstream, here held in a probe until the seek's FLUSH_STOP reached the
+/// sink, or 2 s passed): it never reaches the sink after that FLUSH_STOP,
+/// ahead of the seek's SEGMENT.
+#[test]
+fn a_preroll_gap_in_flight_during_a_flushing_seek_stays_in_the_old_stream() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=150 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+         delaybuffer name=d delay=1000000000 ! fakesink name=out sync=true",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    // What the sink sees, in order; and whether the FLUSH_STOP came.
+    let seen = Arc::new(Mutex::new(Vec::<gst::EventType>::new()));
+    let flush_stopped = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (s, stopped) = (seen.clone(), flush_stopped.clone());
+    let out = pipeline.by_name("out").unwrap().static_pad("sink").unwrap();
+    out.add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                s.lock().unwrap().push(e.type_());
+                if e.type_() == gst::EventType::FlushStop {
+                    *stopped.0.lock().unwrap() = true;
+                    stopped.1.notify_all();
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    // The first GAP is held on delaybuffer's src pad, past its checks.
+    let (gap_sent, gap_in_flight) = std::sync::mpsc::channel();
+    let held = AtomicBool::new(false);
+    let stopped = flush_stopped.clone();
+    let src = pipeline.by_name("d").unwrap().static_pad("src").unwrap();
+    src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        let is_gap = matches!(&info.data, Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Gap);
+        if is_gap && !held.swap(true, Ordering::SeqCst) {
+            let _ = gap_sent.send(());
+            let (lock, cond) = &*stopped;
+            let guard = lock.lock().unwrap();
+            let _ = cond
+                .wait_timeout_while(guard, Duration::from_secs(2), |stopped| !*stopped)
+                .unwrap();
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let _ = pipeline.set_state(gst::State::Paused);
+    gap_in_flight.recv_timeout(TIMEOUT).expect("a preroll GAP");
+    let seek = gst::event::Seek::new(
+        1.0,
+        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+        gst::SeekType::Set,
+        SECOND,
+        gst::SeekType::Set,
+        SECOND * 2,
+    );
+    assert!(pipeline.send_event(seek));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
+    let seen = seen.lock().unwrap();
+    let after_flush: Vec<_> = seen
+        .iter()
+        .skip_while(|t| **t != gst::EventType::FlushStop)
+        .skip(1)
+        .filter(|t| {
+            matches!(
+                t,
+                gst::EventType::Segment | gst::EventType::Gap | gst::EventType::Eos
+            )
+        })
+        .collect();
+    assert_eq!(
+        after_flush.first(),
+        Some(&&gst::EventType::Segment),
+        "after the FLUSH_STOP: {after_flush:?}"
+    );
 }

@@ -59,12 +59,21 @@ pub struct Held {
     pub eos: bool,
     /// After a stall, buffers up to this running time leave at once.
     pub release_through: Option<u64>,
+    /// Upstream waits for room: a `max-size-*` bound (or the pacing) is
+    /// reached.
+    pub input_waiting: bool,
 }
 
-/// Not live: buffers leave once the held span reaches the delay, at EOS, or
-/// after a stall released them.
+/// Not live: buffers leave once the held span reaches the delay, at EOS,
+/// after a stall released them, or while upstream waits for room, as from a
+/// full queue: a bound that cannot hold the delay (even one smaller than a
+/// buffer) lets the oldest through rather than wait forever. Leaving early
+/// costs no timing: the sink still renders at running time + delay.
 pub fn non_live_ready(held: &Held, delay: u64) -> bool {
-    held.eos || held.span >= delay || held.release_through.is_some_and(|t| held.front <= t)
+    held.eos
+        || held.input_waiting
+        || held.span >= delay
+        || held.release_through.is_some_and(|t| held.front <= t)
 }
 
 /// The running time (live) or the monotonic time (not live) at which input
@@ -149,6 +158,12 @@ mod tests {
             ..released
         };
         assert!(!non_live_ready(&newer, 500 * MS));
+        // Upstream waiting on a full bound lets the oldest go.
+        let full = Held {
+            input_waiting: true,
+            ..held
+        };
+        assert!(non_live_ready(&full, 500 * MS));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
+use super::pacing::{self, Limit};
 use super::ring::{Bounds, Item, Ring};
 use super::short_pool;
 use super::tap::Tap;
@@ -91,8 +92,9 @@ struct Shared {
     playing: bool,
     /// The pipeline clock and base time, while PLAYING.
     clock: Option<(gst::Clock, u64)>,
-    /// An EOS is held: everything before it may leave (non-live).
-    eos_held: bool,
+    /// An EOS is held, with its seqnum: everything before it may leave
+    /// (non-live), and an EOS sent in its place carries its seqnum.
+    eos_held: Option<gst::Seqnum>,
     /// The last result of pushing downstream, returned to upstream.
     flow: Result<gst::FlowSuccess, gst::FlowError>,
     /// The clock wait the task is blocked in, to cut short on any change.
@@ -107,6 +109,9 @@ struct Shared {
     last_arrival: Option<u64>,
     /// Not live, after a stall: buffers up to this running time leave at once.
     release_through: Option<u64>,
+    /// Upstream waits for room in a full ring: not live, the oldest leaves
+    /// (as from a full queue), whatever the delay.
+    input_waiting: bool,
     /// The starvation WARNING was posted for this stream.
     starvation_warned: bool,
     framerate: Option<gst::Fraction>,
@@ -148,7 +153,7 @@ impl Shared {
             flushing: true,
             playing: false,
             clock: None,
-            eos_held: false,
+            eos_held: None,
             flow: Ok(gst::FlowSuccess::Ok),
             clock_id: None,
             gap_sent: false,
@@ -156,6 +161,7 @@ impl Shared {
             last_running_time: None,
             last_arrival: None,
             release_through: None,
+            input_waiting: false,
             starvation_warned: false,
             framerate: None,
             pools: Vec::new(),
@@ -227,6 +233,12 @@ pub struct DelayBuffer {
     /// or the state change.
     changed: Condvar,
     warned_no_framerate: AtomicBool,
+    /// Held by the thread pushing the preroll GAP from its check of
+    /// `flushes` until the push returned, and taken by a FLUSH_START once
+    /// forwarded: no GAP of the stream before a flush can then reach
+    /// downstream after its FLUSH_STOP, ahead of the new SEGMENT. Never held
+    /// with `shared`.
+    gap_push: Mutex<()>,
     /// This element's series; set once constructed.
     metrics: OnceLock<metrics::Handle>,
 }
@@ -292,6 +304,7 @@ impl ObjectSubclass for DelayBuffer {
             shared: Mutex::new(Shared::new(Settings::default())),
             changed: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
+            gap_push: Mutex::new(()),
             metrics: OnceLock::new(),
         }
     }
@@ -326,7 +339,10 @@ impl ObjectImpl for DelayBuffer {
                     .build(),
                 glib::ParamSpecUInt64::builder("max-size-time")
                     .nick("Max. size (ns)")
-                    .blurb("Most running time held, oldest to newest (0 = no limit)")
+                    .blurb(
+                        "Most running time held, oldest to newest (0 = no limit; with no \
+                         max-size-* set, input that is not live waits once delay + 1 s is held)",
+                    )
                     .default_value(DEFAULT_MAX_SIZE_TIME)
                     .mutable_playing()
                     .build(),
@@ -808,8 +824,18 @@ impl DelayBuffer {
         // The settings are read afresh on every turn: a property change while
         // upstream is blocked takes effect at once.
         let mut overrun_reported = false;
-        while s.ring.is_full(&s.settings.bounds, size, running_time) {
-            if s.settings.leaky == Leaky::Downstream {
+        loop {
+            let limit = pacing::limit(s.settings.bounds, s.live, s.settings.delay.nseconds());
+            let (bounds, paced) = match limit {
+                Limit::None => break,
+                Limit::Bounds(bounds) => (bounds, false),
+                Limit::Paced(bounds) => (bounds, true),
+            };
+            if !s.ring.is_full(&bounds, size, running_time) {
+                break;
+            }
+            // Pacing is no max-size bound: it never drops and signals nothing.
+            if !paced && s.settings.leaky == Leaky::Downstream {
                 let Some(oldest) = s.ring.remove_oldest_buffer() else {
                     break;
                 };
@@ -820,7 +846,7 @@ impl DelayBuffer {
                 gst::debug!(CAT, imp = self, "full: dropped the oldest buffer");
                 continue;
             }
-            if !overrun_reported {
+            if !paced && !overrun_reported {
                 // A handler may raise a bound or make delaybuffer leaky: look
                 // again before blocking.
                 overrun_reported = true;
@@ -830,8 +856,22 @@ impl DelayBuffer {
                 s.accepting()?;
                 continue;
             }
-            gst::log!(CAT, imp = self, "full: blocking upstream");
+            gst::log!(
+                CAT,
+                imp = self,
+                "{}: blocking upstream",
+                if paced {
+                    "delay and headroom held"
+                } else {
+                    "full"
+                }
+            );
+            // Not live, the task lets the oldest go now: a bound smaller
+            // than what the delay needs never waits silently.
+            s.input_waiting = true;
+            self.changed.notify_all();
             self.changed.wait(s);
+            s.input_waiting = false;
             s.accepting()?;
         }
         gst::trace!(
@@ -866,6 +906,9 @@ impl DelayBuffer {
             gst::EventView::FlushStart(_) => {
                 let forwarded = self.srcpad.push_event(event.clone());
                 self.set_flushing(true);
+                // Waits for a preroll GAP being pushed: downstream flushes,
+                // so it returns at once; one not pushed yet sees the flush.
+                drop(self.gap_push.lock());
                 // Waits for the task's current push to return.
                 let _ = self.srcpad.pause_task();
                 self.flush_taps(&event, true);
@@ -935,7 +978,7 @@ impl DelayBuffer {
             return false;
         }
         if event.type_() == gst::EventType::Eos {
-            s.eos_held = true;
+            s.eos_held = Some(event.seqnum());
         }
         // With no tap, the window only keeps the sticky events for one
         // requested later.
@@ -1164,9 +1207,10 @@ impl DelayBuffer {
                 s.out_shift = None;
                 s.last_running_time = None;
                 s.flow = Ok(gst::FlowSuccess::Ok);
-                s.eos_held = false;
+                s.eos_held = None;
                 s.gap_sent = false;
                 s.release_through = None;
+                s.input_waiting = false;
                 s.starvation_warned = false;
                 s.last_arrival = None;
                 Default::default()

@@ -10,6 +10,7 @@ mod allocation;
 mod flow;
 mod imp;
 mod latency;
+mod pacing;
 mod ring;
 mod short_pool;
 mod tap;

@@ -132,7 +132,7 @@ impl DelayBuffer {
             s.ring.buffers(),
             s.ring.span(),
             delay,
-            s.eos_held,
+            s.eos_held.is_some(),
             s.starvation_warned,
         );
         match flow::live_step(now, front, delay, deadline) {
@@ -176,8 +176,9 @@ impl DelayBuffer {
         let held = Held {
             front,
             span: s.ring.span(),
-            eos: s.eos_held,
+            eos: s.eos_held.is_some(),
             release_through: s.release_through,
+            input_waiting: s.input_waiting,
         };
         if flow::non_live_ready(&held, delay) {
             return true;
@@ -266,6 +267,9 @@ impl DelayBuffer {
             MutexGuard::unlocked(s, || {
                 self.obj().call_async(move |obj| {
                     let imp = obj.imp();
+                    // From the check to the end of the push: a flush
+                    // starting meanwhile waits for it (see `gap_push`).
+                    let _pushing = imp.gap_push.lock();
                     if imp.lock().flushes == flushes {
                         let _ = imp.srcpad.push_event(gap);
                     }
@@ -294,14 +298,18 @@ impl DelayBuffer {
                 unlinked = s.ring.remove_older_than(u64::MAX);
                 s.dropped += unlinked.len() as u64;
             }
-            s.eos_held && !beside_taps
+            s.eos_held.filter(|_| !beside_taps)
         };
         drop(unlinked);
         // Like queue: EOS was already taken from upstream, so the error must
         // be reported here, and downstream still gets its EOS.
-        if eos_held && is_fatal_or_not_linked(err) {
+        if let Some(seqnum) = eos_held
+            && is_fatal_or_not_linked(err)
+        {
             self.post_flow_error(err);
-            self.srcpad.push_event(gst::event::Eos::new());
+            // In place of the held EOS, with its seqnum.
+            self.srcpad
+                .push_event(gst::event::Eos::builder().seqnum(seqnum).build());
         }
     }
 
@@ -328,5 +336,10 @@ fn preroll_gap(s: &Shared) -> Option<gst::Event> {
     };
     let segment = e.segment().downcast_ref::<gst::ClockTime>()?;
     let pts = segment.position_from_running_time(gst::ClockTime::from_nseconds(*running_time))?;
-    Some(gst::event::Gap::builder(pts).build())
+    // Part of the segment's stream: its seqnum, as every event it causes.
+    Some(
+        gst::event::Gap::builder(pts)
+            .seqnum(out_segment.seqnum())
+            .build(),
+    )
 }

@@ -649,17 +649,18 @@ impl DelayBuffer {
     fn send_tap_gap(&self, s: &mut MutexGuard<'_, Shared>, i: usize, running_time: u64) {
         s.taps[i].gap_sent = true;
         let mut send = self.tap_header(s, i);
-        let pts = s.taps[i].out_segment.as_ref().and_then(|event| {
+        let gap = s.taps[i].out_segment.as_ref().and_then(|event| {
             let gst::EventView::Segment(e) = event.view() else {
                 return None;
             };
-            e.segment()
+            let pts = e
+                .segment()
                 .downcast_ref::<gst::ClockTime>()?
-                .position_from_running_time(gst::ClockTime::from_nseconds(running_time))
+                .position_from_running_time(gst::ClockTime::from_nseconds(running_time))?;
+            // With the segment's seqnum, as every event the segment causes.
+            Some(gst::event::Gap::builder(pts).seqnum(event.seqnum()).build())
         });
-        if let Some(pts) = pts {
-            send.events.push(gst::event::Gap::builder(pts).build());
-        }
+        send.events.extend(gap);
         let pad = s.taps[i].pad.clone();
         MutexGuard::unlocked(s, || {
             for event in send.events {
@@ -692,9 +693,13 @@ impl DelayBuffer {
     /// downstream gets its EOS: nobody upstream hears of a tap's result.
     fn tap_flow(&self, pad: &gst::Pad, result: Result<gst::FlowSuccess, gst::FlowError>) {
         let Err(err) = result else { return };
-        let stopped = {
+        let (stopped, seqnum) = {
             let mut s = self.lock();
             let stopped = tap_index(&s, pad).filter(|&i| !s.taps[i].flushing);
+            // The EOS ends the tap's segment: it carries its seqnum.
+            let seqnum = stopped
+                .and_then(|i| s.taps[i].out_segment.as_ref())
+                .map(|e| e.seqnum());
             if let Some(i) = stopped {
                 gst::debug!(
                     CAT,
@@ -705,7 +710,7 @@ impl DelayBuffer {
                 // The input no longer waits for it.
                 self.changed.notify_all();
             }
-            stopped.is_some()
+            (stopped.is_some(), seqnum)
         };
         // Unlinked taps are allowed (a RECONFIGURE resumes them).
         if stopped && is_fatal_or_not_linked(err) && err != gst::FlowError::NotLinked {
@@ -715,7 +720,11 @@ impl DelayBuffer {
                 ("Internal data stream error."),
                 ["streaming stopped on {}, reason {err:?}", pad.name()]
             );
-            pad.push_event(gst::event::Eos::new());
+            let mut eos = gst::event::Eos::builder();
+            if let Some(seqnum) = seqnum {
+                eos = eos.seqnum(seqnum);
+            }
+            pad.push_event(eos.build());
         }
     }
 
