@@ -10,6 +10,7 @@ pub mod fake_mpp_dec;
 pub mod fake_nvml;
 pub mod fixed_pool_src;
 pub mod seqnums;
+pub mod stream_order;
 pub mod vpu;
 
 // The examples' own measuring helpers, shared rather than copied.
