@@ -68,14 +68,16 @@ fn nvml_state(dir: &Path, other: u32) -> std::path::PathBuf {
     state
 }
 
-fn survey(root: &Path, lock_dir: &Path) -> serde_json::Value {
+/// What the command prints with `extra` arguments, against the fake root.
+fn run_command(root: &Path, lock_dir: &Path, extra: &[&str]) -> String {
     let output = Command::new(COMMAND)
         .env(nvml::LIBRARY_ENV, common::fake_nvml::library())
         .env(
             common::fake_nvml::STATE_ENV,
             lock_dir.parent().unwrap().join("nvml-state"),
         )
-        .args(["--json", "--root"])
+        .args(extra)
+        .arg("--root")
         .arg(root)
         .arg("--lock-dir")
         .arg(lock_dir)
@@ -86,7 +88,26 @@ fn survey(root: &Path, lock_dir: &Path) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn survey(root: &Path, lock_dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&run_command(root, lock_dir, &["--json"])).unwrap()
+}
+
+/// The table a person reads: one line per holder, under its source's line,
+/// naming the guard or saying it is not guarded.
+fn assert_table_shows(table: &str, guard: &str, guard_pid: u32, other: u32) {
+    let line_of = |pid: u32| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&pid.to_string()))
+            .unwrap_or_else(|| panic!("no line for {pid} in\n{table}"))
+    };
+    assert!(table.lines().any(|l| l.starts_with("mpp ")), "{table}");
+    assert!(line_of(guard_pid).ends_with(guard), "{table}");
+    assert!(line_of(other).contains("sleep"), "{table}");
+    assert!(line_of(other).ends_with("not guarded"), "{table}");
 }
 
 /// Surveys again until `done` says the survey shows what the test waits
@@ -161,6 +182,7 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
             .iter()
             .any(|h| h["pid"] == std::process::id() && h["listed"] == true)
     });
+    let table = run_command(&root, &lock_dir, &[]);
     pipeline.set_state(gst::State::Null).unwrap();
     let _ = other.kill();
     let _ = other.wait();
@@ -182,6 +204,7 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     assert_eq!(unguarded["guarded"], false, "{survey}");
     assert_eq!(unguarded["process"], "sleep");
     assert_eq!(unguarded["element"], serde_json::Value::Null);
+    assert_table_shows(&table, &cam0.path_string(), std::process::id(), other.id());
 
     let drm = source(&survey, "drm");
     assert_eq!(drm["sessions"], 1, "{survey}");

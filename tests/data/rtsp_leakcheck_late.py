@@ -28,6 +28,9 @@ LAUNCH = ("videotestsrc is-live=true ! video/x-raw,format=I420,width=64,height=4
           "framerate=30/1 ! rtpvrawpay name=pay0 pt=96 "
           "leakcheck name=lc grace=0 report-file=%s identity name=stuck" % REPORT_FILE)
 stuck_elements = []
+# The media pipeline each media bin was seen in while playing: the bin may
+# already be out of it when leakcheck's judgement of its NULL arrives.
+media_pipelines = {}
 
 
 class ReadiedFactory(GstRtspServer.RTSPMediaFactory):
@@ -48,11 +51,15 @@ def on_judged(check, _pspec, bin_):
     with open(REPORT_FILE) as f:
         file_cycles = json.load(f)["cycles"]
     print("REPORT pipeline=%s media=%s leaks=%d cycles=%d file-cycles=%d findings=%s" % (
-        report.get_value("pipeline"), bin_.get_parent().get_name(), check.get_property("leaks"),
+        report.get_value("pipeline"), media_pipelines.get(bin_.get_name(), ""),
+        check.get_property("leaks"),
         report.get_value("cycles"), file_cycles, names), flush=True)
 
 
 def on_new_state(media, state, bin_):
+    parent = bin_.get_parent()
+    if parent is not None:
+        media_pipelines[bin_.get_name()] = parent.get_name()
     stuck = bin_.get_by_name("stuck")
     if state == Gst.State.PLAYING and stuck not in stuck_elements:
         stuck_elements.append(stuck)
