@@ -172,6 +172,53 @@ fn the_mpp_default_listing_is_read_under_the_root() {
     );
 }
 
+/// The driver's per-core load once `load_interval` is set: an encoder core
+/// and a decoder core busy `encoder` and `decoder` percent.
+fn mpp_core_load(encoder: u32, decoder: u32) -> String {
+    format!(
+        "fdbd0000.rkvenc-core      load:  {encoder:3}.00% utilization:  {encoder:3}.00%\n\
+         fdbe0000.rkvenc-core      load:    1.00% utilization:    1.00%\n\
+         fdc38100.rkvdec-core      load:  {decoder:3}.00% utilization:  {decoder:3}.00%\n"
+    )
+}
+
+#[test]
+fn an_mpp_encoder_core_busy_90_percent_is_over_load() {
+    let fake = FakeRoot::new("mpp-load");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(1));
+    fake.write("/proc/mpp_service/load", &mpp_core_load(90, 10));
+    let guard = fake.guard("budget-source=mpp max-load=80");
+    let run = run_under(&fake.root(), &encode_with(&guard));
+    assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
+    assert_eq!(run.field("load"), "90");
+    assert_eq!(run.field("hardware"), "false");
+    // A busy decoder core leaves an encoder room.
+    let fake = FakeRoot::new("mpp-load-dec");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(1));
+    fake.write("/proc/mpp_service/load", &mpp_core_load(10, 90));
+    let guard = fake.guard("budget-source=mpp max-load=80");
+    let run = run_under(&fake.root(), &encode_with(&guard));
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("load"), "10");
+}
+
+#[test]
+fn an_mpp_load_file_without_load_interval_measures_no_load() {
+    let fake = FakeRoot::new("mpp-load-unset");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(1));
+    fake.write(
+        "/proc/mpp_service/load",
+        "please set load_interval first!!!\ne.g. set 1000ms to load_interval:\n\
+         echo 1000 > /proc/mpp_service/load_interval\n",
+    );
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=mpp max-load=80")),
+    );
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("load"), "-1");
+}
+
 #[test]
 fn an_explicit_session_file_means_the_mpp_listing_whatever_the_child_is_called() {
     let fake = FakeRoot::new("explicit-listing");

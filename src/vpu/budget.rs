@@ -101,9 +101,9 @@ impl BudgetSettings {
     /// `hw_factory`.
     pub fn source(&self, hw_factory: &str) -> Box<dyn SessionSource> {
         match self.resolved_source(hw_factory) {
-            BudgetSource::Mpp | BudgetSource::Auto => {
-                Box::new(MppListing::new(self.session_file()))
-            }
+            BudgetSource::Mpp | BudgetSource::Auto => Box::new(
+                MppListing::new(self.session_file()).for_kind(SessionKind::from_device(hw_factory)),
+            ),
             BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
             BudgetSource::Jetson => Box::new(JetsonSource::new(super::root::root())),
             BudgetSource::V4l2 => Box::new(V4l2Source::new(super::root::root())),
