@@ -25,6 +25,9 @@ fn child_process_entry() {
     install_stepped_clock();
     let log = common::run_to_eos(&launch, TIMEOUT);
     assert!(log.errors.is_empty(), "{:?}", log.errors);
+    for warning in &log.warnings {
+        println!("WARNING {}", warning.replace('\n', " "));
+    }
     for decision in log
         .element_messages
         .iter()
@@ -41,6 +44,7 @@ fn child_process_entry() {
 /// What a child saw: its decisions and the encoder doubles it created.
 struct ChildRun {
     decisions: Vec<gst::Structure>,
+    warnings: Vec<String>,
     created: u32,
 }
 
@@ -85,6 +89,10 @@ fn run_under_with(root: &Path, launch: &str, env: &[(&str, &str)]) -> ChildRun {
         .filter_map(|l| Some(&l[l.find("DECISION ")? + "DECISION ".len()..]))
         .map(|s| s.parse().unwrap())
         .collect();
+    let warnings = stdout
+        .lines()
+        .filter_map(|l| Some(l[l.find("WARNING ")? + "WARNING ".len()..].to_string()))
+        .collect();
     let created = stdout
         .lines()
         .find_map(|l| Some(&l[l.find("CREATED ")? + "CREATED ".len()..]))
@@ -92,7 +100,11 @@ fn run_under_with(root: &Path, launch: &str, env: &[(&str, &str)]) -> ChildRun {
         .trim()
         .parse()
         .unwrap();
-    ChildRun { decisions, created }
+    ChildRun {
+        decisions,
+        warnings,
+        created,
+    }
 }
 
 /// A stream of `frames` small frames into `guard`.
@@ -453,6 +465,41 @@ fn a_drm_source_that_can_read_no_process_is_said_in_the_decision() {
     assert_eq!(run.field("budget-source"), "drm");
     assert_eq!(run.field("reason"), "session-file-unreadable");
     assert_eq!(run.field("load"), "-1");
+    // The WARNING names the source and what it tried to read.
+    let said = format!(
+        "budget-source=drm: No process's DRM usage stats (fdinfo) under '{}' are readable",
+        fake.root().join("proc").display()
+    );
+    assert!(
+        run.warnings.iter().any(|w| w.contains(&said)),
+        "{:?}",
+        run.warnings
+    );
+}
+
+#[test]
+fn a_v4l2_source_without_a_codec_node_says_so_naming_the_source() {
+    let fake = FakeRoot::new("v4l2-nothing");
+    fake.write("/sys/class/video4linux/video0/name", "HD Pro Webcam C920\n");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=v4l2")),
+    );
+    assert_eq!(run.field("reason"), "session-file-unreadable");
+    let said = format!(
+        "budget-source=v4l2: No V4L2 codec device or its holders are readable under '{}'",
+        fake.root().join("sys/class/video4linux").display()
+    );
+    assert!(
+        run.warnings.iter().any(|w| w.contains(&said)),
+        "{:?}",
+        run.warnings
+    );
+    assert!(
+        run.warnings.iter().all(|w| !w.contains("MPP")),
+        "{:?}",
+        run.warnings
+    );
 }
 
 /// Process `pid` of the fake root holds `target` on fd `fd`.
