@@ -5,7 +5,7 @@ set -euo pipefail
 mkdir -p target
 log=target/bench.log
 : > "$log"
-for bench in vpuguardenc delaybuffer leakcheck metrics; do
+for bench in vpuguardenc vpu_sources delaybuffer leakcheck metrics; do
     cargo bench --locked --bench "$bench" 2>&1 | tee -a "$log" | grep -v '^RATIO|'
 done
 echo

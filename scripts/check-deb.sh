@@ -56,10 +56,17 @@ dpkg --root="$root" -L "$package" | grep -qx /usr/bin/edgeguard-vpu ||
     { echo "check-deb: $root/usr/bin/edgeguard-vpu --json printed no sources" >&2; exit 1; }
 rm -rf "$root/tmp-lock"
 
+# The default lock-dir's tmpfiles.d entry: root's, sticky, world-writable.
+tmpfiles=/usr/lib/tmpfiles.d/$package.conf
+dpkg --root="$root" -L "$package" | grep -qx "$tmpfiles" ||
+    { echo "check-deb: dpkg -L does not list $tmpfiles" >&2; exit 1; }
+[ "$(cat "$root$tmpfiles")" = "d /run/lock/edgeguard 1777 root root -" ] ||
+    { echo "check-deb: $tmpfiles says: $(cat "$root$tmpfiles")" >&2; exit 1; }
+
 dpkg --root="$root" --log=/dev/null -r "$package"
 status=$(dpkg-query --root="$root" -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
 [ -z "$status" ] || [ "$status" = not-installed ] ||
     { echo "check-deb: after dpkg -r, $package is $status" >&2; exit 1; }
 left=$(cd "$root" && find . -mindepth 1 -path ./var -prune -o -print)
 [ -z "$left" ] || { echo "check-deb: dpkg -r left behind:" >&2; echo "$left" >&2; exit 1; }
-echo "check-deb: dpkg -i $deb into a throwaway root, gst-inspect-1.0 lists vpuguardenc, vpuguarddec, delaybuffer, leakcheck from $pluginsdir, edgeguard-vpu runs from /usr/bin, dpkg -r leaves nothing"
+echo "check-deb: dpkg -i $deb into a throwaway root, gst-inspect-1.0 lists vpuguardenc, vpuguarddec, delaybuffer, leakcheck from $pluginsdir, edgeguard-vpu runs from /usr/bin, $tmpfiles makes the lock-dir, dpkg -r leaves nothing"

@@ -76,6 +76,14 @@ install -d "$pkgdir/usr/share/man/man1"
 gzip -9n <docs/edgeguard-vpu.1 >"$pkgdir/usr/share/man/man1/edgeguard-vpu.1.gz"
 chmod 0644 "$pkgdir/usr/share/man/man1/edgeguard-vpu.1.gz"
 
+# The default lock-dir, /run/lock/edgeguard, made at boot by systemd-tmpfiles as the ground's
+# trust rules want it: root's, sticky and world-writable (docs/vpu-budget.md). No postinst: the
+# guards make it themselves until the next boot, and a postinst would not run in check-deb's
+# throwaway root.
+install -d "$pkgdir/usr/lib/tmpfiles.d"
+printf 'd /run/lock/edgeguard 1777 root root -\n' >"$pkgdir/usr/lib/tmpfiles.d/$package.conf"
+chmod 0644 "$pkgdir/usr/lib/tmpfiles.d/$package.conf"
+
 # Docs: the README and the element pages, compressed above 4 kB (Policy 12.3).
 install -m 0644 README.md docs/*.md "$doc/"
 find "$doc" -name '*.md' -size +4k -exec gzip -9n {} +

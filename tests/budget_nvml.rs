@@ -325,12 +325,11 @@ fn without_an_nvml_library_the_guard_decides_from_slots_and_says_so() {
     let missing = gpu.dir.join("no-libnvidia-ml.so.1");
     let (decided, warnings) = gpu.run(&branch(&gpu.guard("")), &missing);
     assert_eq!(decided.len(), 1);
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains(&missing.display().to_string())),
-        "{warnings:?}"
+    let said = format!(
+        "budget-source=nvml: NVML cannot be read: the NVIDIA library '{}'",
+        missing.display()
     );
+    assert!(warnings.iter().any(|w| w.contains(&said)), "{warnings:?}");
     let d = &decided[0];
     assert_eq!(field(d, "budget-source"), "nvml");
     assert_eq!(field(d, "reason"), "session-file-unreadable", "{d}");

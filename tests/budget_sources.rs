@@ -22,8 +22,12 @@ fn child_process_entry() {
         return;
     };
     common::init();
+    install_stepped_clock();
     let log = common::run_to_eos(&launch, TIMEOUT);
     assert!(log.errors.is_empty(), "{:?}", log.errors);
+    for warning in &log.warnings {
+        println!("WARNING {}", warning.replace('\n', " "));
+    }
     for decision in log
         .element_messages
         .iter()
@@ -40,6 +44,7 @@ fn child_process_entry() {
 /// What a child saw: its decisions and the encoder doubles it created.
 struct ChildRun {
     decisions: Vec<gst::Structure>,
+    warnings: Vec<String>,
     created: u32,
 }
 
@@ -60,10 +65,16 @@ impl ChildRun {
 
 /// Runs `launch` in a child process whose `EDGEGUARD_ROOT` is `root`.
 fn run_under(root: &Path, launch: &str) -> ChildRun {
+    run_under_with(root, launch, &[])
+}
+
+/// As `run_under`, with more environment for the child.
+fn run_under_with(root: &Path, launch: &str, env: &[(&str, &str)]) -> ChildRun {
     common::init();
     let output = common::child_process()
         .env(CHILD_LAUNCH, launch)
         .env("EDGEGUARD_ROOT", root)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -78,6 +89,10 @@ fn run_under(root: &Path, launch: &str) -> ChildRun {
         .filter_map(|l| Some(&l[l.find("DECISION ")? + "DECISION ".len()..]))
         .map(|s| s.parse().unwrap())
         .collect();
+    let warnings = stdout
+        .lines()
+        .filter_map(|l| Some(l[l.find("WARNING ")? + "WARNING ".len()..].to_string()))
+        .collect();
     let created = stdout
         .lines()
         .find_map(|l| Some(&l[l.find("CREATED ")? + "CREATED ".len()..]))
@@ -85,7 +100,11 @@ fn run_under(root: &Path, launch: &str) -> ChildRun {
         .trim()
         .parse()
         .unwrap();
-    ChildRun { decisions, created }
+    ChildRun {
+        decisions,
+        warnings,
+        created,
+    }
 }
 
 /// A stream of `frames` small frames into `guard`.
@@ -165,6 +184,53 @@ fn the_mpp_default_listing_is_read_under_the_root() {
     );
 }
 
+/// The driver's per-core load once `load_interval` is set: an encoder core
+/// and a decoder core busy `encoder` and `decoder` percent.
+fn mpp_core_load(encoder: u32, decoder: u32) -> String {
+    format!(
+        "fdbd0000.rkvenc-core      load:  {encoder:3}.00% utilization:  {encoder:3}.00%\n\
+         fdbe0000.rkvenc-core      load:    1.00% utilization:    1.00%\n\
+         fdc38100.rkvdec-core      load:  {decoder:3}.00% utilization:  {decoder:3}.00%\n"
+    )
+}
+
+#[test]
+fn an_mpp_encoder_core_busy_90_percent_is_over_load() {
+    let fake = FakeRoot::new("mpp-load");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(1));
+    fake.write("/proc/mpp_service/load", &mpp_core_load(90, 10));
+    let guard = fake.guard("budget-source=mpp max-load=80");
+    let run = run_under(&fake.root(), &encode_with(&guard));
+    assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
+    assert_eq!(run.field("load"), "90");
+    assert_eq!(run.field("hardware"), "false");
+    // A busy decoder core leaves an encoder room.
+    let fake = FakeRoot::new("mpp-load-dec");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(1));
+    fake.write("/proc/mpp_service/load", &mpp_core_load(10, 90));
+    let guard = fake.guard("budget-source=mpp max-load=80");
+    let run = run_under(&fake.root(), &encode_with(&guard));
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("load"), "10");
+}
+
+#[test]
+fn an_mpp_load_file_without_load_interval_measures_no_load() {
+    let fake = FakeRoot::new("mpp-load-unset");
+    fake.write("/proc/mpp_service/sessions-summary", &mpp_records(1));
+    fake.write(
+        "/proc/mpp_service/load",
+        "please set load_interval first!!!\ne.g. set 1000ms to load_interval:\n\
+         echo 1000 > /proc/mpp_service/load_interval\n",
+    );
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=mpp max-load=80")),
+    );
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("load"), "-1");
+}
+
 #[test]
 fn an_explicit_session_file_means_the_mpp_listing_whatever_the_child_is_called() {
     let fake = FakeRoot::new("explicit-listing");
@@ -224,85 +290,138 @@ fn each_budget_counts_only_its_own_slots() {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
-/// A DRM client in the fake root: process `pid` holds a render node on fd 5,
-/// whose fdinfo a thread rewrites every millisecond so that the video
-/// engine's busy time grows at `percent` of wall time (i915: ns against the
-/// clock; xe: cycles against its total cycles).
-struct DrmClient {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    writer: Option<std::thread::JoinHandle<()>>,
-}
+/// The fake DRM clients of a child's root, one per line: `pid driver
+/// percent`. Set, the child takes the drm source's two scans through a
+/// `SteppedClock` over them.
+const CHILD_DRM_CLIENTS: &str = "EDGEGUARD_SOURCES_DRM_CLIENTS";
+/// Where the stepped clock starts: some engine time before the guard looks.
+const CLOCK_START: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Driver {
     I915,
     Xe,
 }
 
+/// A DRM client in the fake root: process `pid` holds a render node on fd 5,
+/// whose video engine has been busy `percent` of the time up to `at` (i915:
+/// ns against the clock; xe: cycles against its total cycles).
+#[derive(Clone, Copy, Debug)]
+struct DrmClient {
+    pid: u32,
+    driver: Driver,
+    percent: u64,
+}
+
 impl DrmClient {
-    fn start(root: &Path, pid: u32, driver: Driver, percent: u64) -> Self {
-        let dir = root.join(format!("proc/{pid}"));
+    fn parse(line: &str) -> Self {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        DrmClient {
+            pid: fields[0].parse().unwrap(),
+            driver: if fields[1] == "xe" {
+                Driver::Xe
+            } else {
+                Driver::I915
+            },
+            percent: fields[2].parse().unwrap(),
+        }
+    }
+
+    fn line(&self) -> String {
+        let driver = if self.driver == Driver::Xe {
+            "xe"
+        } else {
+            "i915"
+        };
+        format!("{} {driver} {}\n", self.pid, self.percent)
+    }
+
+    fn create(&self, root: &Path) {
+        let dir = root.join(format!("proc/{}", self.pid));
         std::fs::create_dir_all(dir.join("fd")).unwrap();
         std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
         std::os::unix::fs::symlink("/dev/dri/renderD128", dir.join("fd/5")).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let write = move |elapsed: u128| {
-            let busy = elapsed * u128::from(percent) / 100;
-            let text = match driver {
-                Driver::I915 => format!(
-                    "pos:\t0\nflags:\t02100002\ndrm-driver:\ti915\ndrm-client-id:\t{pid}\n\
-                     drm-pdev:\t0000:00:02.0\ndrm-engine-render:\t0 ns\n\
-                     drm-engine-video:\t{busy} ns\ndrm-engine-video-enhance:\t0 ns\n"
-                ),
-                Driver::Xe => format!(
-                    "pos:\t0\ndrm-driver:\txe\ndrm-client-id:\t{pid}\ndrm-pdev:\t0000:03:00.0\n\
-                     drm-cycles-vcs:\t{busy}\ndrm-total-cycles-vcs:\t{elapsed}\n\
-                     drm-engine-capacity-vcs:\t1\n"
-                ),
-            };
-            let temp = dir.join("fdinfo/.5");
-            std::fs::write(&temp, text).unwrap();
-            std::fs::rename(&temp, dir.join("fdinfo/5")).unwrap();
+        self.write(root, CLOCK_START);
+    }
+
+    /// The client's fdinfo as it reads at `at`.
+    fn write(&self, root: &Path, at: Duration) {
+        let (pid, elapsed) = (self.pid, at.as_nanos());
+        let busy = elapsed * u128::from(self.percent) / 100;
+        let text = match self.driver {
+            Driver::I915 => format!(
+                "pos:\t0\nflags:\t02100002\ndrm-driver:\ti915\ndrm-client-id:\t{pid}\n\
+                 drm-pdev:\t0000:00:02.0\ndrm-engine-render:\t0 ns\n\
+                 drm-engine-video:\t{busy} ns\ndrm-engine-video-enhance:\t0 ns\n"
+            ),
+            Driver::Xe => format!(
+                "pos:\t0\ndrm-driver:\txe\ndrm-client-id:\t{pid}\ndrm-pdev:\t0000:03:00.0\n\
+                 drm-cycles-vcs:\t{busy}\ndrm-total-cycles-vcs:\t{elapsed}\n\
+                 drm-engine-capacity-vcs:\t1\n"
+            ),
         };
-        let t0 = std::time::Instant::now();
-        // Some engine time before the guard first looks.
-        write(1_000_000_000);
-        let writer = std::thread::spawn(move || {
-            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
-                write(1_000_000_000 + t0.elapsed().as_nanos());
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        DrmClient {
-            stop,
-            writer: Some(writer),
+        std::fs::write(root.join(format!("proc/{pid}/fdinfo/5")), text).unwrap();
+    }
+}
+
+/// The drm source's clock in a child: time moves only when the source
+/// waits between its scans, and the clients' engines move with it, so the
+/// busy fraction the guard measures is exact however slowly threads run.
+struct SteppedClock {
+    root: PathBuf,
+    clients: Vec<DrmClient>,
+    now: std::sync::Mutex<Duration>,
+}
+
+impl gstedgeguard::vpu::drm::Sampler for SteppedClock {
+    fn now(&self) -> Duration {
+        *self.now.lock().unwrap()
+    }
+
+    fn wait(&self, interval: Duration) {
+        let mut now = self.now.lock().unwrap();
+        *now += interval;
+        for client in &self.clients {
+            client.write(&self.root, *now);
         }
     }
 }
 
-impl Drop for DrmClient {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(writer) = self.writer.take() {
-            writer.join().unwrap();
-        }
-    }
+/// In a child whose parent named fake DRM clients: their stepped clock.
+fn install_stepped_clock() {
+    let Ok(spec) = std::env::var(CHILD_DRM_CLIENTS) else {
+        return;
+    };
+    let clock = SteppedClock {
+        root: PathBuf::from(std::env::var("EDGEGUARD_ROOT").unwrap()),
+        clients: spec.lines().map(DrmClient::parse).collect(),
+        now: std::sync::Mutex::new(CLOCK_START),
+    };
+    assert!(gstedgeguard::vpu::drm::set_sampler(std::sync::Arc::new(
+        clock
+    )));
 }
 
 fn drm_decision(name: &str, clients: &[(Driver, u64)]) -> ChildRun {
     let fake = FakeRoot::new(name);
     std::fs::create_dir_all(fake.root().join("proc")).unwrap();
-    let _clients: Vec<_> = clients
+    let clients: Vec<DrmClient> = clients
         .iter()
         .enumerate()
-        .map(|(i, (driver, percent))| {
-            DrmClient::start(&fake.root(), 7000 + i as u32, *driver, *percent)
+        .map(|(i, &(driver, percent))| DrmClient {
+            pid: 7000 + i as u32,
+            driver,
+            percent,
         })
         .collect();
-    run_under(
+    for client in &clients {
+        client.create(&fake.root());
+    }
+    let spec: String = clients.iter().map(DrmClient::line).collect();
+    run_under_with(
         &fake.root(),
         &encode_with(&fake.guard("budget-source=drm max-load=80")),
+        &[(CHILD_DRM_CLIENTS, spec.as_str())],
     )
 }
 
@@ -315,7 +434,7 @@ fn an_i915_video_engine_busy_90_percent_of_the_time_is_over_load() {
     let run = drm_decision("drm-i915-busy", &[(Driver::I915, 90)]);
     assert_eq!(run.field("budget-source"), "drm");
     assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
-    assert!(load_of(&run) >= 80, "{:?}", run.decisions);
+    assert_eq!(load_of(&run), 90, "{:?}", run.decisions);
 }
 
 #[test]
@@ -331,7 +450,8 @@ fn video_engines_busy_10_percent_of_the_time_leave_room_for_hardware() {
     assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
     assert_eq!(run.field("hardware"), "true");
     assert_eq!(run.field("sessions"), "2");
-    assert!((0..80).contains(&load_of(&run)), "{:?}", run.decisions);
+    // Both engines 10% busy, each on its own device.
+    assert_eq!(load_of(&run), 10, "{:?}", run.decisions);
 }
 
 #[test]
@@ -345,6 +465,41 @@ fn a_drm_source_that_can_read_no_process_is_said_in_the_decision() {
     assert_eq!(run.field("budget-source"), "drm");
     assert_eq!(run.field("reason"), "session-file-unreadable");
     assert_eq!(run.field("load"), "-1");
+    // The WARNING names the source and what it tried to read.
+    let said = format!(
+        "budget-source=drm: No process's DRM usage stats (fdinfo) under '{}' are readable",
+        fake.root().join("proc").display()
+    );
+    assert!(
+        run.warnings.iter().any(|w| w.contains(&said)),
+        "{:?}",
+        run.warnings
+    );
+}
+
+#[test]
+fn a_v4l2_source_without_a_codec_node_says_so_naming_the_source() {
+    let fake = FakeRoot::new("v4l2-nothing");
+    fake.write("/sys/class/video4linux/video0/name", "HD Pro Webcam C920\n");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard("budget-source=v4l2")),
+    );
+    assert_eq!(run.field("reason"), "session-file-unreadable");
+    let said = format!(
+        "budget-source=v4l2: No V4L2 codec device or its holders are readable under '{}'",
+        fake.root().join("sys/class/video4linux").display()
+    );
+    assert!(
+        run.warnings.iter().any(|w| w.contains(&said)),
+        "{:?}",
+        run.warnings
+    );
+    assert!(
+        run.warnings.iter().all(|w| !w.contains("MPP")),
+        "{:?}",
+        run.warnings
+    );
 }
 
 /// Process `pid` of the fake root holds `target` on fd `fd`.

@@ -302,7 +302,7 @@ fn unreadable_session_file_falls_back_to_the_ledger() {
     let unreadable: Vec<_> = log
         .warnings
         .iter()
-        .filter(|w| w.contains("No VPU session listing is readable"))
+        .filter(|w| w.contains("budget-source=mpp: No MPP session listing is readable"))
         .collect();
     assert_eq!(unreadable.len(), 2, "{log:#?}");
     for name in ["GstVpuGuardEnc:a:", "GstVpuGuardEnc:b:"] {

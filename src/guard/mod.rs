@@ -59,15 +59,17 @@ pub fn post_count_warning(
                 ]
             );
         }
-        CountWarning::Unreadable(err) if !warned_unreadable.swap(true, Ordering::SeqCst) => {
+        CountWarning::Unreadable { source, error }
+            if !warned_unreadable.swap(true, Ordering::SeqCst) =>
+        {
             gst::element_warning!(
                 element,
                 gst::ResourceError::OpenRead,
-                ("No VPU session listing is readable: counting only the hardware children held by guards"),
-                ["{}", err]
+                ("{}", CountWarning::unreadable_message(*source, error)),
+                ["{}", error]
             );
         }
-        CountWarning::Unreadable(_) => (),
+        CountWarning::Unreadable { .. } => (),
     }
 }
 

@@ -101,9 +101,9 @@ impl BudgetSettings {
     /// `hw_factory`.
     pub fn source(&self, hw_factory: &str) -> Box<dyn SessionSource> {
         match self.resolved_source(hw_factory) {
-            BudgetSource::Mpp | BudgetSource::Auto => {
-                Box::new(MppListing::new(self.session_file()))
-            }
+            BudgetSource::Mpp | BudgetSource::Auto => Box::new(
+                MppListing::new(self.session_file()).for_kind(SessionKind::from_device(hw_factory)),
+            ),
             BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
             BudgetSource::Jetson => Box::new(JetsonSource::new(super::root::root())),
             BudgetSource::V4l2 => Box::new(V4l2Source::new(super::root::root())),
@@ -252,8 +252,41 @@ pub enum CountWarning {
         lock_file: PathBuf,
         timeout: Duration,
     },
-    /// No listing could be read: only guards' slots were counted.
-    Unreadable(ListingError),
+    /// The source could not be read: only guards' slots were counted.
+    Unreadable {
+        source: BudgetSource,
+        error: ListingError,
+    },
+}
+
+impl CountWarning {
+    /// The WARNING's user message for an unreadable source: which source,
+    /// what it tried to read, and what the guard counts instead.
+    pub fn unreadable_message(source: BudgetSource, error: &ListingError) -> String {
+        let tried = error.path.display();
+        let what = match source {
+            BudgetSource::Mpp | BudgetSource::Auto => {
+                format!("No MPP session listing is readable (tried '{tried}')")
+            }
+            BudgetSource::Nvml => {
+                format!("NVML cannot be read: the NVIDIA library '{tried}' did not load or answer")
+            }
+            BudgetSource::Drm => {
+                format!("No process's DRM usage stats (fdinfo) under '{tried}' are readable")
+            }
+            BudgetSource::V4l2 => {
+                format!("No V4L2 codec device or its holders are readable under '{tried}'")
+            }
+            BudgetSource::Jetson => {
+                format!("The holders of the Jetson codec nodes are not readable under '{tried}'")
+            }
+            BudgetSource::Slots => format!("'{tried}' is not readable"),
+        };
+        format!(
+            "budget-source={}: {what}: counting only the hardware children held by guards",
+            source.as_str()
+        )
+    }
 }
 
 /// Why no count came out.
@@ -333,7 +366,13 @@ pub fn count(
     };
     let (listing, warning) = match source.read(&held) {
         Ok(listing) => (Some(listing), None),
-        Err(err) => (None, Some(CountWarning::Unreadable(err))),
+        Err(error) => (
+            None,
+            Some(CountWarning::Unreadable {
+                source: kind,
+                error,
+            }),
+        ),
     };
     let sessions = listing.as_ref().map_or(&[][..], |l| &l.sessions[..]);
     let mut load = load::machine_load(sessions, &slots, process::process_of_thread);
@@ -362,6 +401,34 @@ pub fn count(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_source_is_said_naming_the_source_and_what_it_read() {
+        let error = |path: &str| ListingError {
+            path: PathBuf::from(path),
+            reason: "gone".into(),
+        };
+        for (source, path, said) in [
+            (
+                BudgetSource::Mpp,
+                "/proc/mpp_service/sessions-summary",
+                "MPP session listing",
+            ),
+            (BudgetSource::Nvml, "libnvidia-ml.so.1", "NVML"),
+            (BudgetSource::Drm, "/proc", "DRM usage stats (fdinfo)"),
+            (BudgetSource::V4l2, "/sys/class/video4linux", "V4L2 codec"),
+            (BudgetSource::Jetson, "/proc", "Jetson codec nodes"),
+        ] {
+            let message = CountWarning::unreadable_message(source, &error(path));
+            assert!(
+                message.starts_with(&format!("budget-source={}: ", source.as_str())),
+                "{message}"
+            );
+            assert!(message.contains(said), "{message}");
+            assert!(message.contains(&format!("'{path}'")), "{message}");
+            assert!(message.ends_with("counting only the hardware children held by guards"));
+        }
+    }
 
     #[test]
     fn a_relative_lock_dir_is_refused_naming_it() {

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::budget::Held;
@@ -118,10 +119,52 @@ fn parse_fdinfo(pid: u32, text: &str) -> Option<Client> {
     })
 }
 
+/// The clock and the wait of a reading's two scans. In the plugin, the
+/// monotonic clock (the one i915 and amdgpu measure busy time against) and
+/// a sleep; a test or a benchmark installs its own with `set_sampler`, so
+/// that the fraction it checks does not depend on how promptly threads run.
+pub trait Sampler: Send + Sync {
+    /// Now, as a time since any fixed point.
+    fn now(&self) -> Duration;
+    /// Waits `interval` between the two scans.
+    fn wait(&self, interval: Duration);
+}
+
+/// The machine's monotonic clock, and a sleep.
+#[derive(Debug)]
+struct Monotonic;
+
+impl Sampler for Monotonic {
+    fn now(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+
+    fn wait(&self, interval: Duration) {
+        std::thread::sleep(interval);
+    }
+}
+
+static SAMPLER: OnceLock<Arc<dyn Sampler>> = OnceLock::new();
+
+/// Makes every `drm` source of this process take its two scans through
+/// `sampler`: for tests and benchmarks only. The first call wins; false
+/// when one was installed before.
+pub fn set_sampler(sampler: Arc<dyn Sampler>) -> bool {
+    SAMPLER.set(sampler).is_ok()
+}
+
+fn installed_sampler() -> Arc<dyn Sampler> {
+    SAMPLER
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Monotonic))
+}
+
 /// One scan of every process's DRM clients, at `at`.
 #[derive(Debug)]
 struct Scan {
-    at: Instant,
+    at: Duration,
     clients: Vec<Client>,
     /// Processes whose fds could be read.
     readable: usize,
@@ -157,7 +200,7 @@ fn process_clients(proc_dir: &Path, pid: u32) -> Option<Vec<Client>> {
     Some(clients)
 }
 
-fn scan(proc_dir: &Path) -> Result<Scan, ListingError> {
+fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
     let entries = std::fs::read_dir(proc_dir).map_err(|e| ListingError {
         path: proc_dir.to_path_buf(),
         reason: e.to_string(),
@@ -183,7 +226,7 @@ fn scan(proc_dir: &Path) -> Result<Scan, ListingError> {
         );
     }
     Ok(Scan {
-        at: Instant::now(),
+        at: clock.now(),
         clients,
         readable,
     })
@@ -192,7 +235,7 @@ fn scan(proc_dir: &Path) -> Result<Scan, ListingError> {
 /// The busiest engine class of any device between two scans, in percent
 /// (0-100); None when no client was seen in both.
 fn busy_percent(first: &Scan, second: &Scan) -> Option<u32> {
-    let wall = second.at.saturating_duration_since(first.at).as_nanos() as f64;
+    let wall = second.at.saturating_sub(first.at).as_nanos() as f64;
     let earlier: HashMap<(&str, u64), &Client> = first
         .clients
         .iter()
@@ -276,14 +319,29 @@ fn decode(text: &str) -> (Option<u32>, Vec<SessionLoad>) {
 }
 
 /// The video engines' clients and load under a root.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DrmSource {
     root: PathBuf,
+    sampler: Arc<dyn Sampler>,
+}
+
+impl std::fmt::Debug for DrmSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrmSource")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DrmSource {
+    /// Sampled through the process's sampler (`set_sampler`), by default
+    /// the monotonic clock.
     pub fn new(root: PathBuf) -> Self {
-        DrmSource { root }
+        Self::with_sampler(root, installed_sampler())
+    }
+
+    pub fn with_sampler(root: PathBuf, sampler: Arc<dyn Sampler>) -> Self {
+        DrmSource { root, sampler }
     }
 
     fn proc_dir(&self) -> PathBuf {
@@ -293,9 +351,9 @@ impl DrmSource {
     /// Two scans `SAMPLE_INTERVAL` apart, as the snapshot's text.
     fn sample(&self) -> Result<(PathBuf, String), ListingError> {
         let proc_dir = self.proc_dir();
-        let first = scan(&proc_dir)?;
-        std::thread::sleep(SAMPLE_INTERVAL);
-        let second = scan(&proc_dir)?;
+        let first = scan(&proc_dir, &*self.sampler)?;
+        self.sampler.wait(SAMPLE_INTERVAL);
+        let second = scan(&proc_dir, &*self.sampler)?;
         if second.readable == 0 {
             return Err(ListingError {
                 path: proc_dir,
@@ -371,7 +429,7 @@ mod tests {
 
     #[test]
     fn the_busiest_engine_class_over_its_capacity_is_the_load() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(5);
         let at = |ms| t0 + Duration::from_millis(ms);
         let first = Scan {
             at: at(0),
@@ -440,10 +498,63 @@ mod tests {
             std::os::unix::fs::symlink("/dev/null", dir.join("fd/6")).unwrap();
             std::fs::write(dir.join("fdinfo/6"), I915.replace("7", "8")).unwrap();
         }
-        let found = scan(&root.join("proc")).unwrap();
+        let found = scan(&root.join("proc"), &Monotonic).unwrap();
         assert_eq!(found.readable, 2);
         assert_eq!(found.clients.len(), 1);
         assert_eq!(found.clients[0].pid, 100);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A clock that moves only when the source waits, and an i915 client
+    /// whose video engine was busy `percent` of each wait.
+    struct SteppedClock {
+        fdinfo: PathBuf,
+        percent: u64,
+        now: std::sync::Mutex<Duration>,
+    }
+
+    impl SteppedClock {
+        fn write(&self, at: Duration) {
+            let busy = at.as_nanos() as u64 * self.percent / 100;
+            let text = I915.replace("9000000 ns", &format!("{busy} ns"));
+            std::fs::write(&self.fdinfo, text).unwrap();
+        }
+    }
+
+    impl Sampler for SteppedClock {
+        fn now(&self) -> Duration {
+            *self.now.lock().unwrap()
+        }
+
+        fn wait(&self, interval: Duration) {
+            let mut now = self.now.lock().unwrap();
+            *now += interval;
+            self.write(*now);
+        }
+    }
+
+    #[test]
+    fn the_load_is_busy_time_over_the_sampler_s_time_between_the_scans() {
+        let root = std::env::temp_dir().join(format!("edgeguard-drm-clock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("proc/300");
+        std::fs::create_dir_all(dir.join("fd")).unwrap();
+        std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
+        std::os::unix::fs::symlink("/dev/dri/renderD128", dir.join("fd/5")).unwrap();
+        let clock = Arc::new(SteppedClock {
+            fdinfo: dir.join("fdinfo/5"),
+            percent: 90,
+            now: std::sync::Mutex::new(Duration::from_secs(7)),
+        });
+        clock.write(Duration::from_secs(7));
+        let source = DrmSource::with_sampler(root.clone(), clock.clone());
+        let (_, text) = source.sample().unwrap();
+        // 90% of one of the two video engines the fdinfo says there are.
+        assert_eq!(decode(&text).0, Some(45));
+        assert_eq!(
+            *clock.now.lock().unwrap(),
+            Duration::from_secs(7) + SAMPLE_INTERVAL
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

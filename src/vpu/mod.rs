@@ -19,6 +19,7 @@ pub mod holders;
 pub mod ledger;
 pub mod listing;
 pub mod load;
+pub mod mpp_load;
 pub mod nvml;
 pub mod process;
 pub mod properties;

@@ -90,8 +90,10 @@ pub fn budget_param_specs(kind: GuardKind) -> Vec<glib::ParamSpec> {
             .nick("Lock directory")
             .blurb(
                 "Absolute directory of the machine-wide decision lock, hardware slots and \
-                 listing snapshot; every guard sharing a budget, encoders and decoders, must \
-                 use the same one (empty = /run/lock/edgeguard)",
+                 listing snapshots; every guard sharing a budget, encoders and decoders, must \
+                 use the same one (empty = /run/lock/edgeguard). It must be owned by root or \
+                 the guard's user, and not writable by others unless sticky (mode 1777, as \
+                 the Debian package makes it); otherwise it is refused with an error",
             )
             .mutable_ready()
             .build(),

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use super::budget::Held;
-use super::listing::{self, ListingError, SessionLoad};
+use super::listing::{self, ListingError, SessionKind, SessionLoad};
+use super::mpp_load;
 use super::snapshot::{self, Snapshot};
 
 /// The sessions a source listed.
@@ -52,17 +53,40 @@ impl SessionSource for SlotsOnly {
 /// The MPP driver's session listing: the `session-file` property, or the
 /// first default path that can be read. Read through the lock directory's
 /// snapshot (see `snapshot`): the kernel file is opened at most five times a
-/// second machine-wide.
+/// second machine-wide. The driver's per-core load (`mpp_load`), where it
+/// can be read, is the load, read the same way.
 #[derive(Debug, Clone)]
 pub struct MppListing {
     configured: Option<PathBuf>,
+    /// Whose cores' load counts: an encoder's or a decoder's.
+    kind: SessionKind,
 }
 
 impl MppListing {
+    /// The listing, with the encoder cores' load.
     pub fn new(configured: Option<&Path>) -> Self {
         MppListing {
             configured: configured.map(Path::to_path_buf),
+            kind: SessionKind::Encoder,
         }
+    }
+
+    /// The load of the cores that carry sessions of `kind`.
+    pub fn for_kind(self, kind: SessionKind) -> Self {
+        MppListing { kind, ..self }
+    }
+
+    /// The busiest core of this kind, through its own snapshot; None where
+    /// the driver lists no load (no `load_interval` set, an older kernel,
+    /// not an MPP machine).
+    fn load(&self, held: &Held) -> Option<u32> {
+        let file = mpp_load::load_file();
+        let key = format!("mpp-load:{}", file.display());
+        let snapshot = through_snapshot(held, &key, || {
+            listing::read_text(&file).map(|text| (file.clone(), text))
+        })
+        .ok()?;
+        mpp_load::busiest(&mpp_load::parse(&snapshot.text), self.kind)
     }
 
     /// One snapshot per file: the configured path, or the first default one
@@ -122,7 +146,7 @@ impl MppListing {
         Ok(Listing {
             sessions: listing::parse_loads(&snapshot.text),
             path: snapshot.path,
-            load: None,
+            load: self.load(held),
         })
     }
 }
