@@ -29,7 +29,10 @@ for entry in "${targets[@]}"; do
     target=${entry%%:*}
     filters=()
     [ "$entry" = "$target" ] || IFS=, read -r -a filters <<<"${entry#*:}"
+    # The test's own executable: building a test also builds the crate's
+    # commands (edgeguard-vpu), whose artifacts are listed beside it.
     binary=$(cargo test --locked --no-run --test "$target" --message-format=json 2>/dev/null |
+        grep '"kind":\["test"\]' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
     [ -n "$binary" ] || { echo "memcheck: no test binary for $target"; exit 1; }
     log="$log_dir/$target.log"
