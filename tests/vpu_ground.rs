@@ -8,6 +8,7 @@ mod common;
 
 use common::fake_mpp::{self, FACTORY_NAME as FAKE_ENC};
 use common::vpu::Vpu;
+use gstedgeguard::vpu::budget::{self, BudgetSettings, Patience};
 use gstedgeguard::vpu::snapshot::{self, Snapshot};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -19,18 +20,39 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(60);
 const SPOOF_DIR: &str = "EDGEGUARD_SPOOF_LOCK_DIR";
 const SPOOF_KEY: &str = "EDGEGUARD_SPOOF_SESSION_FILE";
+const COUNT_DIR: &str = "EDGEGUARD_COUNT_LOCK_DIR";
 const NOBODY: u32 = 65534;
 const SOURCE: &str =
     "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
 
-/// The entry point of the spoofing process (this test binary run again as
-/// another user, with SPOOF_DIR set): it does what any local user could do.
+/// The entry point of the processes run as another user (this test binary
+/// run again, with SPOOF_DIR or COUNT_DIR set): the spoofer does what any
+/// local user could do; the counter counts as a non-root user's guard does.
 #[test]
 fn child_process_entry() {
+    if let (Ok(dir), Ok(key)) = (std::env::var(COUNT_DIR), std::env::var(SPOOF_KEY)) {
+        count_once(dir, key);
+        return;
+    }
     let (Ok(dir), Ok(key)) = (std::env::var(SPOOF_DIR), std::env::var(SPOOF_KEY)) else {
         return;
     };
     spoof_snapshots(Path::new(&dir), &key);
+}
+
+/// One count of a guard that waits for the decision lock (a new stream),
+/// printed as `COUNTED <view> WARNING <warning>` or `ERROR <error>`.
+fn count_once(lock_dir: String, session_file: String) {
+    gst::init().unwrap();
+    let settings = BudgetSettings {
+        lock_dir,
+        session_file,
+        ..Default::default()
+    };
+    match budget::count(&settings, FAKE_ENC, Patience::LockTimeout, || false) {
+        Ok(count) => println!("COUNTED {:?} WARNING {:?}", count.view, count.warning),
+        Err(err) => println!("ERROR {err:?}"),
+    }
 }
 
 /// Every 10 ms, a fresh snapshot of an empty listing, by every means another
@@ -193,24 +215,106 @@ fn is_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir).unwrap().next().is_none()
 }
 
+/// A socket at `path`: nobody, root included, can open it (ENXIO).
+fn plant_socket(path: &Path) -> std::os::unix::net::UnixListener {
+    std::os::unix::net::UnixListener::bind(path).unwrap()
+}
+
+/// What another user plants as `decision.lock` (a link, a socket) only
+/// pushes the guard to software, with a WARNING naming `lock-dir` and the
+/// file: never an ERROR, and the link is not followed.
 #[test]
-fn a_link_planted_as_the_decision_lock_is_not_followed() {
+fn a_link_or_socket_planted_as_the_decision_lock_is_not_followed_and_means_software() {
     common::init();
     let vpu = Vpu::new("planted-lock", "");
     let lock_dir = shared_lock_dir(&vpu);
     let victim = vpu.dir.join("victim");
     std::fs::create_dir(&victim).unwrap();
-    plant_link(&lock_dir, &victim, "decision.lock");
-    let log = run_bounded(format!(
-        "{SOURCE} ! {} ! fakesink",
-        vpu.guard_on(FAKE_ENC, "", "")
-    ));
-    let errors = log.errors.join("\n");
-    assert!(
-        errors.contains(&format!("lock-dir: cannot use '{}'", lock_dir.display())),
-        "{errors}"
-    );
+    let lock_file = lock_dir.join("decision.lock");
+    for plant in ["link", "socket"] {
+        let _socket = match plant {
+            "link" => {
+                plant_link(&lock_dir, &victim, "decision.lock");
+                None
+            }
+            _ => Some(plant_socket(&lock_file)),
+        };
+        let log = run_bounded(format!(
+            "{SOURCE} ! {} ! fakesink",
+            vpu.guard_on(FAKE_ENC, "", "")
+        ));
+        assert!(log.errors.is_empty(), "{plant}: {log:#?}");
+        let decisions = log.named("vpuguardenc-decision");
+        assert_eq!(decisions.len(), 1, "{plant}: {log:#?}");
+        assert!(!decisions[0].get::<bool>("hardware").unwrap(), "{plant}");
+        let warnings = log.warnings.join("\n");
+        assert!(
+            warnings.contains(&format!(
+                "lock-dir: the VPU decision lock {} in '{}' cannot be used",
+                lock_file.display(),
+                lock_dir.display()
+            )),
+            "{plant}: {warnings}"
+        );
+        std::fs::remove_file(&lock_file).unwrap();
+    }
     assert!(is_empty_dir(&victim), "the link's target was created");
+    vpu.remove();
+}
+
+/// Counts as uid 65534 does, in `vpu`'s lock directory.
+fn count_as_nobody(vpu: &Vpu, lock_dir: &Path) -> String {
+    let out = as_user(NOBODY, &vpu.dir)
+        .env(COUNT_DIR, lock_dir)
+        .env(SPOOF_KEY, &vpu.session_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with("COUNTED") || l.starts_with("ERROR"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no count: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string()
+}
+
+/// Files of mode 000 another user planted as a slot or as the decision lock
+/// (EACCES for a non-root guard) are no ERROR: the slot is not counted, the
+/// lock means software with a warning.
+#[test]
+fn unreadable_files_planted_for_a_non_root_guard_are_no_error() {
+    common::init();
+    if common_euid() != 0 {
+        eprintln!("skipped: needs root to run a guard as another user");
+        return;
+    }
+    let vpu = Vpu::new("unreadable", &fake_mpp::record(9000, 1, 320, 240, 30, 1));
+    let lock_dir = shared_lock_dir(&vpu);
+    let unreadable = |name: &str| {
+        let path = lock_dir.join(name);
+        std::fs::write(&path, "pid=1 kind=encoder").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        path
+    };
+    let slot = unreadable("slot-1-0.lock");
+    let counted = count_as_nobody(&vpu, &lock_dir);
+    assert!(
+        counted.starts_with("COUNTED Counted") && counted.contains("sessions: 1,"),
+        "{counted}"
+    );
+    // Not removed: it is not nobody's to remove.
+    assert!(slot.exists());
+    std::fs::remove_file(lock_dir.join("decision.lock")).unwrap();
+    unreadable("decision.lock");
+    let counted = count_as_nobody(&vpu, &lock_dir);
+    assert!(
+        counted.starts_with("COUNTED LockTimedOut WARNING Some(LockUnusable"),
+        "{counted}"
+    );
     vpu.remove();
 }
 
@@ -251,6 +355,8 @@ fn links_and_fifos_planted_as_slots_and_snapshots_are_not_followed_nor_counted()
     mkfifo(&fifo);
     std::os::unix::fs::symlink(&fifo, lock_dir.join("slot-1-0.lock")).unwrap();
     mkfifo(&lock_dir.join("slot-2-0.lock"));
+    // One that cannot be opened at all (ENXIO).
+    let _socket = plant_socket(&lock_dir.join("slot-3-0.lock"));
 
     let got = decision(format!(
         "{SOURCE} ! {} ! fakesink",

@@ -175,7 +175,7 @@ impl Held {
         let lock = ledger
             .lock_decision_within(timeout, || false)
             .map_err(|e| match e {
-                super::ledger::LockWaitError::Io(e) => e,
+                LockWaitError::Io(e) | LockWaitError::Unusable(e) => e,
                 _ => io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -252,6 +252,15 @@ pub enum CountWarning {
         lock_file: PathBuf,
         timeout: Duration,
     },
+    /// `decision.lock` is there but cannot be used (a link, FIFO, socket or
+    /// unreadable file in its place, which any user who can write `dir` may
+    /// plant): the guard decides as if the lock were held past
+    /// `lock-timeout`.
+    LockUnusable {
+        dir: PathBuf,
+        lock_file: PathBuf,
+        error: io::Error,
+    },
     /// No listing could be read: only guards' slots were counted.
     Unreadable(ListingError),
 }
@@ -308,6 +317,15 @@ pub fn count(
         Ok(lock) => lock,
         Err(LockWaitError::Stopped) => return Err(CountError::Stopped),
         Err(LockWaitError::Io(e)) => return Err(lock_dir_error("decision lock", e)),
+        // Planted by anyone who can write the directory: software, said.
+        Err(LockWaitError::Unusable(error)) => {
+            let warning = (patience == Patience::LockTimeout).then(|| CountWarning::LockUnusable {
+                dir: dir.clone(),
+                lock_file: ledger.decision_lock_path(),
+                error,
+            });
+            return Ok(VpuCount::lock_timed_out(warning));
+        }
         Err(LockWaitError::TimedOut) => {
             let warning = (patience == Patience::LockTimeout).then(|| CountWarning::LockTimedOut {
                 lock_file: ledger.decision_lock_path(),
