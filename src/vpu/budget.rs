@@ -150,7 +150,8 @@ pub enum Patience {
 #[derive(Debug)]
 pub struct Held {
     ledger: Ledger,
-    _lock: DecisionLock,
+    /// None only for a viewer of a lock directory that does not exist.
+    lock: Option<DecisionLock>,
     /// The budget slots taken under this lock count against.
     budget: String,
 }
@@ -163,7 +164,7 @@ impl Held {
         let lock = ledger.lock_decision()?;
         Ok(Held {
             ledger,
-            _lock: lock,
+            lock: Some(lock),
             budget: "mpp:".into(),
         })
     }
@@ -186,9 +187,23 @@ impl Held {
             })?;
         Ok(Held {
             ledger,
-            _lock: lock,
+            lock: Some(lock),
             budget: "mpp:".into(),
         })
+    }
+
+    /// Stands for the decision lock of `dir`, which does not exist, for a
+    /// viewer that must not create it (`edgeguard-vpu`): nothing is locked
+    /// or created. Sources find no snapshot in a missing directory and
+    /// cannot keep one there, so they read directly; no guard is deciding
+    /// (none has made the directory), so the five-reads-a-second bound is
+    /// kept but for the one read of a viewer racing the first guard.
+    pub fn without_lock_dir(dir: &Path) -> Held {
+        Held {
+            ledger: Ledger::unopened(dir),
+            lock: None,
+            budget: "mpp:".into(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -198,8 +213,13 @@ impl Held {
     /// Records a hardware child of `kind` held by this process, against the
     /// budget of the source counted, until the slot drops.
     pub fn take_slot(&self, owner: &str, kind: SessionKind, pixel_rate: u64) -> io::Result<Slot> {
-        self._lock
-            .take_slot(&self.ledger, owner, &self.budget, kind, pixel_rate)
+        let Some(lock) = &self.lock else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no lock directory {}", self.dir().display()),
+            ));
+        };
+        lock.take_slot(&self.ledger, owner, &self.budget, kind, pixel_rate)
     }
 }
 
@@ -346,7 +366,7 @@ pub fn count(
         .collect();
     let held = Held {
         ledger,
-        _lock: lock,
+        lock: Some(lock),
         budget,
     };
     let (listing, warning) = match source.read(&held) {

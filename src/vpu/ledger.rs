@@ -100,6 +100,14 @@ impl Ledger {
         })
     }
 
+    /// The ledger `dir` would be, neither created nor checked: for a viewer
+    /// of a directory that does not exist, which only reads.
+    pub fn unopened(dir: &Path) -> Self {
+        Ledger {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
