@@ -6,7 +6,8 @@
 //! - `decision.lock`: held (flock) by the one guard that is deciding, from
 //!   reading the session count until its hardware child has opened its VPU
 //!   session, so two guards never both see the last free slot.
-//! - `slot-<pid>-<n>.lock`: one per hardware child a guard holds, flock-held
+//! - `slot-<pid>-<n>.lock`: one per hardware child a guard holds (`<pid>` as
+//!   `EDGEGUARD_ROOT`'s `/proc` numbers the process), flock-held
 //!   for as long as the child may own a VPU session; it says whether the
 //!   child is an encoder or a decoder. The kernel drops a flock
 //!   when its process dies, so a slot whose lock can be taken is stale and is
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use super::ground;
 use super::listing::SessionKind;
 use super::load::{BudgetId, SlotLoad};
+use super::process;
 use super::survey::GuardSlot;
 
 const DECISION_LOCK: &str = "decision.lock";
@@ -270,7 +272,7 @@ impl DecisionLock {
         writeln!(
             file,
             "pid={} kind={} pixel-rate={pixel_rate} budget={} owner={owner}",
-            std::process::id(),
+            process::own_pid(),
             kind_name(kind),
             budget.replace(char::is_whitespace, "_")
         )?;
@@ -278,7 +280,10 @@ impl DecisionLock {
     }
 }
 
-/// A new slot file of this process. Names are predictable, so another user
+/// A new slot file of this process, named by its pid as `EDGEGUARD_ROOT`'s
+/// `/proc` numbers it (the host's, in a container that reads the host's
+/// `/proc`): the pid the sources' sessions map to, which also keeps the
+/// names of guards in different containers apart. Names are predictable, so another user
 /// may have put something at the next one: that name is skipped, never
 /// opened through.
 fn create_slot_file(ledger: &Ledger) -> io::Result<(PathBuf, File)> {
@@ -288,7 +293,7 @@ fn create_slot_file(ledger: &Ledger) -> io::Result<(PathBuf, File)> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = ledger.dir.join(format!(
             "{SLOT_PREFIX}{}-{n}{SLOT_SUFFIX}",
-            std::process::id()
+            process::own_pid()
         ));
         match ground::create_new(&path, 0o644) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < SLOT_NAME_TRIES => {
