@@ -150,6 +150,14 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     std::fs::create_dir_all(&lock_dir).unwrap();
     let mut other = unguarded_program(&root);
     nvml_state(&dir, other.id());
+    // A viewer creates no lock directory: without one, the sources are read
+    // directly and no slot is shown.
+    let missing = dir.join("no-lock-dir");
+    let before = survey(&root, &missing);
+    assert!(!missing.exists(), "the command created the lock directory");
+    let mpp = source(&before, "mpp");
+    assert_eq!(mpp["sessions"], 1, "{before}");
+    assert_eq!(mpp["holders"][0]["pid"], other.id());
     // The guard reads the default listing under the same root as the
     // command, so that both name the same budget. Set before any thread.
     // SAFETY: the only test of this binary, before GStreamer starts threads.

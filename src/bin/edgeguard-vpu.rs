@@ -8,7 +8,9 @@
 //! It reads each source as a deciding guard does, under the guards' decision
 //! lock (so the kernel's files are still read at most five times a second
 //! machine-wide), waiting for that lock 2 s at most and holding it only for
-//! the reads.
+//! the reads. A viewer creates nothing: where the lock directory does not
+//! exist (no guard has run), it shows no slots and reads each source
+//! directly.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,11 +133,24 @@ fn found_sources() -> Vec<Found> {
     found
 }
 
+/// The decision lock of `lock_dir`; a viewer creates no lock directory:
+/// where none exists, no guard holds a slot, and the sources are read
+/// directly.
+fn hold(lock_dir: &Path) -> Result<Held, String> {
+    match std::fs::symlink_metadata(lock_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Held::without_lock_dir(lock_dir)),
+        _ => Held::lock_within(lock_dir, LOCK_WAIT)
+            .map_err(|e| format!("lock-dir {}: {e}", lock_dir.display())),
+    }
+}
+
 /// Reads every source found and the guards' slots under the decision lock.
 fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
-    let held = Held::lock_within(lock_dir, LOCK_WAIT)
-        .map_err(|e| format!("lock-dir {}: {e}", lock_dir.display()))?;
-    let slots = ledger::guard_slots(held.dir()).map_err(|e| format!("lock-dir: {e}"))?;
+    let held = hold(lock_dir)?;
+    let slots = match ledger::guard_slots(held.dir()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        read => read.map_err(|e| format!("lock-dir: {e}"))?,
+    };
     let mut claimed = vec![false; slots.len()];
     let mut reports = Vec::new();
     for found in found_sources() {

@@ -59,6 +59,25 @@ pub fn post_count_warning(
                 ]
             );
         }
+        CountWarning::LockUnusable {
+            dir,
+            lock_file,
+            error,
+        } => {
+            gst::element_warning!(
+                element,
+                gst::ResourceError::OpenRead,
+                (
+                    "lock-dir: the VPU decision lock {} in '{}' cannot be used: not using the VPU",
+                    lock_file.display(),
+                    dir.display()
+                ),
+                [
+                    "{}; another user may have planted it: remove it (ls -l shows whose it is)",
+                    error
+                ]
+            );
+        }
         CountWarning::Unreadable { source, error }
             if !warned_unreadable.swap(true, Ordering::SeqCst) =>
         {

@@ -150,7 +150,8 @@ pub enum Patience {
 #[derive(Debug)]
 pub struct Held {
     ledger: Ledger,
-    _lock: DecisionLock,
+    /// None only for a viewer of a lock directory that does not exist.
+    lock: Option<DecisionLock>,
     /// The budget slots taken under this lock count against.
     budget: String,
 }
@@ -163,7 +164,7 @@ impl Held {
         let lock = ledger.lock_decision()?;
         Ok(Held {
             ledger,
-            _lock: lock,
+            lock: Some(lock),
             budget: "mpp:".into(),
         })
     }
@@ -175,7 +176,7 @@ impl Held {
         let lock = ledger
             .lock_decision_within(timeout, || false)
             .map_err(|e| match e {
-                super::ledger::LockWaitError::Io(e) => e,
+                LockWaitError::Io(e) | LockWaitError::Unusable(e) => e,
                 _ => io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -186,9 +187,23 @@ impl Held {
             })?;
         Ok(Held {
             ledger,
-            _lock: lock,
+            lock: Some(lock),
             budget: "mpp:".into(),
         })
+    }
+
+    /// Stands for the decision lock of `dir`, which does not exist, for a
+    /// viewer that must not create it (`edgeguard-vpu`): nothing is locked
+    /// or created. Sources find no snapshot in a missing directory and
+    /// cannot keep one there, so they read directly; no guard is deciding
+    /// (none has made the directory), so the five-reads-a-second bound is
+    /// kept but for the one read of a viewer racing the first guard.
+    pub fn without_lock_dir(dir: &Path) -> Held {
+        Held {
+            ledger: Ledger::unopened(dir),
+            lock: None,
+            budget: "mpp:".into(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -198,8 +213,13 @@ impl Held {
     /// Records a hardware child of `kind` held by this process, against the
     /// budget of the source counted, until the slot drops.
     pub fn take_slot(&self, owner: &str, kind: SessionKind, pixel_rate: u64) -> io::Result<Slot> {
-        self._lock
-            .take_slot(&self.ledger, owner, &self.budget, kind, pixel_rate)
+        let Some(lock) = &self.lock else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no lock directory {}", self.dir().display()),
+            ));
+        };
+        lock.take_slot(&self.ledger, owner, &self.budget, kind, pixel_rate)
     }
 }
 
@@ -251,6 +271,15 @@ pub enum CountWarning {
     LockTimedOut {
         lock_file: PathBuf,
         timeout: Duration,
+    },
+    /// `decision.lock` is there but cannot be used (a link, FIFO, socket or
+    /// unreadable file in its place, which any user who can write `dir` may
+    /// plant): the guard decides as if the lock were held past
+    /// `lock-timeout`.
+    LockUnusable {
+        dir: PathBuf,
+        lock_file: PathBuf,
+        error: io::Error,
     },
     /// The source could not be read: only guards' slots were counted.
     Unreadable {
@@ -341,6 +370,15 @@ pub fn count(
         Ok(lock) => lock,
         Err(LockWaitError::Stopped) => return Err(CountError::Stopped),
         Err(LockWaitError::Io(e)) => return Err(lock_dir_error("decision lock", e)),
+        // Planted by anyone who can write the directory: software, said.
+        Err(LockWaitError::Unusable(error)) => {
+            let warning = (patience == Patience::LockTimeout).then(|| CountWarning::LockUnusable {
+                dir: dir.clone(),
+                lock_file: ledger.decision_lock_path(),
+                error,
+            });
+            return Ok(VpuCount::lock_timed_out(warning));
+        }
         Err(LockWaitError::TimedOut) => {
             let warning = (patience == Patience::LockTimeout).then(|| CountWarning::LockTimedOut {
                 lock_file: ledger.decision_lock_path(),
@@ -361,7 +399,7 @@ pub fn count(
         .collect();
     let held = Held {
         ledger,
-        _lock: lock,
+        lock: Some(lock),
         budget,
     };
     let (listing, warning) = match source.read(&held) {

@@ -119,7 +119,8 @@ impl Reason {
 pub enum VpuView {
     /// Not consulted: software is forced or the only possible choice.
     NotConsulted,
-    /// The decision lock stayed held by another guard past `lock-timeout`.
+    /// The decision lock stayed held by another guard past `lock-timeout`,
+    /// or what is at its name cannot be used as the lock (planted).
     LockTimedOut,
     /// The load counted under the decision lock; `listed` is false when no
     /// listing was readable and only guards' slots were counted.
@@ -183,7 +184,9 @@ fn vpu_refusal(inputs: &Inputs) -> Option<(Reason, String)> {
         VpuView::LockTimedOut => {
             return Some((
                 Reason::LockTimeout,
-                "another guard held the decision lock for all of lock-timeout".into(),
+                "the decision lock was not taken: another guard held it for all of \
+                 lock-timeout, or it cannot be used"
+                    .into(),
             ));
         }
         VpuView::Counted { load, .. } => load,

@@ -6,7 +6,8 @@
 //! - `decision.lock`: held (flock) by the one guard that is deciding, from
 //!   reading the session count until its hardware child has opened its VPU
 //!   session, so two guards never both see the last free slot.
-//! - `slot-<pid>-<n>.lock`: one per hardware child a guard holds, flock-held
+//! - `slot-<pid>-<n>.lock`: one per hardware child a guard holds (`<pid>` as
+//!   `EDGEGUARD_ROOT`'s `/proc` numbers the process), flock-held
 //!   for as long as the child may own a VPU session; it says whether the
 //!   child is an encoder or a decoder. The kernel drops a flock
 //!   when its process dies, so a slot whose lock can be taken is stale and is
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use super::ground;
 use super::listing::SessionKind;
 use super::load::{BudgetId, SlotLoad};
+use super::process;
 use super::survey::GuardSlot;
 
 const DECISION_LOCK: &str = "decision.lock";
@@ -100,6 +102,14 @@ impl Ledger {
         })
     }
 
+    /// The ledger `dir` would be, neither created nor checked: for a viewer
+    /// of a directory that does not exist, which only reads.
+    pub fn unopened(dir: &Path) -> Self {
+        Ledger {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -110,7 +120,7 @@ impl Ledger {
 
     /// Blocks until this process is the only deciding guard on the machine.
     pub fn lock_decision(&self) -> io::Result<DecisionLock> {
-        let file = self.open_decision_lock()?;
+        let file = self.open_decision_lock().map_err(LockWaitError::into_io)?;
         flock(&file, libc::LOCK_EX)?;
         Ok(DecisionLock { _file: file })
     }
@@ -122,7 +132,7 @@ impl Ledger {
         timeout: Duration,
         stop: impl Fn() -> bool,
     ) -> Result<DecisionLock, LockWaitError> {
-        let file = self.open_decision_lock().map_err(LockWaitError::Io)?;
+        let file = self.open_decision_lock()?;
         let deadline = Instant::now().checked_add(timeout);
         loop {
             match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
@@ -145,19 +155,28 @@ impl Ledger {
     /// it readable by every user if it is missing. A link planted in its
     /// place is refused, never followed (a root guard would create or lock
     /// its target).
-    fn open_decision_lock(&self) -> io::Result<File> {
+    ///
+    /// A name that is there but cannot be opened as a regular file (a link,
+    /// FIFO or socket, or a file of mode 000 another user planted) is
+    /// `Unusable`: anyone can plant one in a shared directory, so it may
+    /// only push guards to software, as holding the lock would. Failing to
+    /// create a missing one (a directory this user cannot write) is `Io`.
+    fn open_decision_lock(&self) -> Result<File, LockWaitError> {
         let path = self.decision_lock_path();
+        let open_existing = || {
+            ground::open_existing(&path, OpenOptions::new().read(true))
+                .map_err(LockWaitError::Unusable)
+        };
         match ground::open_existing(&path, OpenOptions::new().read(true)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 match ground::create_new(&path, 0o644) {
                     // Another guard created it first: use theirs.
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        ground::open_existing(&path, OpenOptions::new().read(true))
-                    }
-                    created => created,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing(),
+                    created => created.map_err(LockWaitError::Io),
                 }
             }
-            other => other,
+            Err(e) => Err(LockWaitError::Unusable(e)),
+            Ok(file) => Ok(file),
         }
     }
 }
@@ -169,7 +188,21 @@ pub enum LockWaitError {
     TimedOut,
     /// The caller asked to stop waiting.
     Stopped,
+    /// `decision.lock` is there but is no lock a guard made: a link, FIFO,
+    /// socket or unreadable file planted in its place.
+    Unusable(io::Error),
     Io(io::Error),
+}
+
+impl LockWaitError {
+    /// As an io::Error, for callers that tell no case apart.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            LockWaitError::Io(e) | LockWaitError::Unusable(e) => e,
+            LockWaitError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "timed out"),
+            LockWaitError::Stopped => io::Error::new(io::ErrorKind::Interrupted, "stopped"),
+        }
+    }
 }
 
 /// Held while a guard decides; released on drop (and by the kernel on exit).
@@ -188,15 +221,18 @@ impl DecisionLock {
             let Some(pid) = slot_pid(&name.to_string_lossy()) else {
                 continue;
             };
-            let mut file = match ground::open_existing(&entry.path(), OpenOptions::new().read(true))
-            {
-                Ok(f) => f,
-                // Released between listing and opening.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                // A link or FIFO is no guard's slot: a guard creates regular
-                // files. Not counted, not removed, not waited on.
-                Err(e) if ground::is_planted(&e) => continue,
-                Err(e) => return Err(e),
+            // A name that cannot be opened read-only as a regular file is
+            // no guard's slot: guards create regular files of mode 0644,
+            // which every user can open, and nobody but their owner can
+            // change or replace them in the sticky directory. So one that
+            // was released between listing and opening (NotFound), a link,
+            // FIFO or socket (ELOOP, not regular, ENXIO) and a file another
+            // user made unreadable (EACCES) are skipped: not counted, not
+            // removed, not waited on, and never an error, which any user
+            // could otherwise turn every guard's decision into.
+            let Ok(mut file) = ground::open_existing(&entry.path(), OpenOptions::new().read(true))
+            else {
+                continue;
             };
             match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
                 Ok(()) => {
@@ -205,10 +241,9 @@ impl DecisionLock {
                     // it is skipped again at each count.)
                     let _ = std::fs::remove_file(entry.path());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    held.push(slot_load(pid, &mut file));
-                }
-                Err(e) => return Err(e),
+                // Held, or a lock that cannot be tried (a file system
+                // without flock): counted, the side that never overloads.
+                Err(_) => held.push(slot_load(pid, &mut file)),
             }
         }
         Ok(held)
@@ -237,7 +272,7 @@ impl DecisionLock {
         writeln!(
             file,
             "pid={} kind={} pixel-rate={pixel_rate} budget={} owner={owner}",
-            std::process::id(),
+            process::own_pid(),
             kind_name(kind),
             budget.replace(char::is_whitespace, "_")
         )?;
@@ -245,7 +280,10 @@ impl DecisionLock {
     }
 }
 
-/// A new slot file of this process. Names are predictable, so another user
+/// A new slot file of this process, named by its pid as `EDGEGUARD_ROOT`'s
+/// `/proc` numbers it (the host's, in a container that reads the host's
+/// `/proc`): the pid the sources' sessions map to, which also keeps the
+/// names of guards in different containers apart. Names are predictable, so another user
 /// may have put something at the next one: that name is skipped, never
 /// opened through.
 fn create_slot_file(ledger: &Ledger) -> io::Result<(PathBuf, File)> {
@@ -255,7 +293,7 @@ fn create_slot_file(ledger: &Ledger) -> io::Result<(PathBuf, File)> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = ledger.dir.join(format!(
             "{SLOT_PREFIX}{}-{n}{SLOT_SUFFIX}",
-            std::process::id()
+            process::own_pid()
         ));
         match ground::create_new(&path, 0o644) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < SLOT_NAME_TRIES => {
@@ -408,6 +446,51 @@ mod tests {
         assert_eq!(lock.held_slots(&ledger).unwrap(), 0);
         assert!(!stale.exists());
         std::fs::remove_dir_all(ledger.dir()).unwrap();
+    }
+
+    /// A socket: no user, root included, can open it (ENXIO).
+    fn plant_socket(path: &Path) -> std::os::unix::net::UnixListener {
+        std::os::unix::net::UnixListener::bind(path).unwrap()
+    }
+
+    #[test]
+    fn a_slot_name_that_cannot_be_opened_is_skipped_never_an_error() {
+        let ledger = temp_ledger("unopenable");
+        let _socket = plant_socket(&ledger.dir().join("slot-1-0.lock"));
+        // Unreadable: EACCES for any user but root (who opens it, finds it
+        // unlocked and removes it as stale).
+        let unreadable = ledger.dir().join("slot-2-0.lock");
+        std::fs::write(&unreadable, "pid=2").unwrap();
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let lock = ledger.lock_decision().unwrap();
+        let _ours = lock
+            .take_slot(&ledger, "a", "mpp:", SessionKind::Encoder, 0)
+            .unwrap();
+        assert_eq!(lock.held_slots(&ledger).unwrap(), 1);
+        assert_eq!(guard_slots(ledger.dir()).unwrap().len(), 1);
+        std::fs::remove_dir_all(ledger.dir()).unwrap();
+    }
+
+    #[test]
+    fn a_decision_lock_that_cannot_be_opened_is_unusable_not_an_io_error() {
+        let ledger = temp_ledger("planted-lock");
+        let _socket = plant_socket(&ledger.decision_lock_path());
+        assert!(matches!(
+            ledger.lock_decision_within(Duration::ZERO, || false),
+            Err(LockWaitError::Unusable(_))
+        ));
+        std::fs::remove_file(ledger.decision_lock_path()).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", ledger.decision_lock_path()).unwrap();
+        assert!(matches!(
+            ledger.lock_decision_within(Duration::ZERO, || false),
+            Err(LockWaitError::Unusable(_))
+        ));
+        // A directory this user cannot create it in is the directory's fault.
+        std::fs::remove_dir_all(ledger.dir()).unwrap();
+        assert!(matches!(
+            ledger.lock_decision_within(Duration::ZERO, || false),
+            Err(LockWaitError::Io(_))
+        ));
     }
 
     #[test]
