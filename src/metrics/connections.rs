@@ -2,12 +2,13 @@
 //! The HTTP endpoint's connection budget, as nginx keeps its
 //! `worker_connections`: at most `max` open at once. A connection beyond
 //! that takes the place of the one idle longest (connected, or between
-//! requests, without a request being answered), which is closed at once; when
-//! every open connection is answering a request, the newcomer is closed
-//! instead. Either way one connection is shed and counted. So a flood of idle
-//! connections cannot lock a scraper out, and a scrape being answered is
-//! never cut. Pure bookkeeping: no sockets, no clock (idleness is ordered by
-//! a counter of events).
+//! requests, and no byte of a request read), which is closed at once; when
+//! none is idle, of the one reading a request head the longest; when every
+//! open connection is answering a request, the newcomer is closed instead.
+//! Either way one connection is shed and counted. So a flood of connections
+//! that send nothing cannot cut a scraper whose request came in, and a scrape
+//! being answered is never cut. Pure bookkeeping: no sockets, no clock
+//! (idleness is ordered by a counter of events).
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -36,10 +37,31 @@ pub struct Snapshot {
     pub timed_out: u64,
 }
 
+/// What an open connection is doing, with the event count when it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Doing {
+    /// Waiting for a request: the first to be shed.
+    Idle(u64),
+    /// A request head is coming in: shed only when none is idle (a head
+    /// that never ends is bounded by the header read timeout).
+    Reading(u64),
+    Answering,
+}
+
+impl Doing {
+    /// The order of shedding, smallest first; None: never shed.
+    fn shed_order(self) -> Option<(u8, u64)> {
+        match self {
+            Doing::Idle(since) => Some((0, since)),
+            Doing::Reading(since) => Some((1, since)),
+            Doing::Answering => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Open {
-    /// The event count when it last became idle; None while answering.
-    idle_since: Option<u64>,
+    doing: Doing,
     shed: Arc<Shed>,
 }
 
@@ -78,18 +100,19 @@ impl Connections {
         })
     }
 
-    /// A slot for a new connection (idle until its first request), making
-    /// room by evicting the connection idle longest when `max` are open; None
-    /// (counted as refused) when all of them are answering.
+    /// A slot for a new connection (idle until its first bytes), making
+    /// room by evicting the connection idle longest (or, none idle, reading a
+    /// head the longest) when `max` are open; None (counted as refused) when
+    /// all of them are answering.
     pub fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut table = self.table.lock();
         if table.open.len() as u64 >= self.max {
-            let oldest_idle = table
+            let first_to_shed = table
                 .open
                 .iter()
-                .filter_map(|(id, open)| open.idle_since.map(|since| (since, *id)))
+                .filter_map(|(id, open)| open.doing.shed_order().map(|order| (order, *id)))
                 .min();
-            let Some((_, victim)) = oldest_idle else {
+            let Some((_, victim)) = first_to_shed else {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return None;
             };
@@ -102,11 +125,11 @@ impl Connections {
         table.next_id += 1;
         table.events += 1;
         let shed = Arc::new(Shed::default());
-        let idle_since = Some(table.events);
+        let doing = Doing::Idle(table.events);
         table.open.insert(
             id,
             Open {
-                idle_since,
+                doing,
                 shed: shed.clone(),
             },
         );
@@ -130,12 +153,12 @@ impl Connections {
         }
     }
 
-    fn set_idle(&self, id: u64, idle: bool) {
+    fn set_doing(&self, id: u64, doing: impl FnOnce(Doing, u64) -> Doing) {
         let mut table = self.table.lock();
         table.events += 1;
         let now = table.events;
         if let Some(open) = table.open.get_mut(&id) {
-            open.idle_since = idle.then_some(now);
+            open.doing = doing(open.doing, now);
         }
     }
 }
@@ -148,14 +171,25 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// Bytes came in: an idle connection is reading a request from now on
+    /// (one reading or answering already stays so).
+    pub fn reading(&self) {
+        self.connections
+            .set_doing(self.id, |doing, now| match doing {
+                Doing::Idle(_) => Doing::Reading(now),
+                busy => busy,
+            });
+    }
+
     /// A request is being answered: not to be evicted until [`Self::idle`].
     pub fn answering(&self) {
-        self.connections.set_idle(self.id, false);
+        self.connections.set_doing(self.id, |_, _| Doing::Answering);
     }
 
     /// The answer is written: the connection waits for the next request.
     pub fn idle(&self) {
-        self.connections.set_idle(self.id, true);
+        self.connections
+            .set_doing(self.id, |_, now| Doing::Idle(now));
     }
 }
 
@@ -230,6 +264,22 @@ mod tests {
         // The evicted connection's task ends later: nothing counted twice.
         drop(second);
         assert_eq!(connections.snapshot().open, 3);
+    }
+
+    #[test]
+    fn a_connection_reading_a_request_is_shed_only_when_none_is_idle() {
+        let connections = Connections::new(2);
+        let reading = connections.admit().unwrap();
+        let idle = connections.admit().unwrap();
+        reading.activity().reading();
+        // Idle longer, but reading: the younger idle one goes instead.
+        let newcomer = connections.admit().unwrap();
+        assert!(idle.is_evicted() && !reading.is_evicted());
+        // Bytes read while answering leave it answering.
+        newcomer.activity().answering();
+        newcomer.activity().reading();
+        assert!(connections.admit().is_some());
+        assert!(reading.is_evicted() && !newcomer.is_evicted());
     }
 
     #[test]

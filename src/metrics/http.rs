@@ -127,6 +127,10 @@ async fn serve(listener: std::net::TcpListener, limits: Limits, stop: Arc<Notify
             Ok((stream, peer)) => match connections.admit() {
                 Some(slot) => {
                     tokio::spawn(connection(stream, slot, limits, connections.clone()));
+                    // The new connection reads what it was sent before more
+                    // are admitted: accepting a backlog at once would shed
+                    // it, still idle, for the ones queued behind it.
+                    tokio::task::yield_now().await;
                 }
                 None => {
                     gst::debug!(
@@ -156,7 +160,7 @@ async fn connection(
     if let Err(err) = stream.set_nodelay(true) {
         gst::debug!(CAT, "cannot set TCP_NODELAY: {err}");
     }
-    let (stream, last_active) = Watched::new(stream);
+    let (stream, last_active) = Watched::new(stream, slot.activity());
     let activity = slot.activity();
     let service = hyper::service::service_fn(move |request| {
         activity.answering();
@@ -175,7 +179,10 @@ async fn connection(
     // Dropping the connection closes its socket.
     loop {
         let deadline = last_active.since() + limits.idle_timeout;
+        // The connection first: bytes waiting on a thread that was slow to
+        // run are read (and count as activity) before the deadline is.
         tokio::select! {
+            biased;
             served = &mut served => {
                 if let Err(err) = served {
                     gst::debug!(CAT, "connection ended: {err}");
@@ -213,13 +220,15 @@ impl LastActive {
 /// A connection's socket that notes each read or write that moved bytes:
 /// the idle timeout counts from the last of them, so a connection that
 /// waits for a request, or whose client does not read its answer, ends.
+/// Bytes read also mark it reading a request: no longer the first to shed.
 struct Watched {
     stream: TcpStream,
     last_active: Arc<LastActive>,
+    activity: Activity,
 }
 
 impl Watched {
-    fn new(stream: TcpStream) -> (Watched, Arc<LastActive>) {
+    fn new(stream: TcpStream, activity: Activity) -> (Watched, Arc<LastActive>) {
         let last_active = Arc::new(LastActive {
             start: Instant::now(),
             nanos: AtomicU64::new(0),
@@ -227,6 +236,7 @@ impl Watched {
         let watched = Watched {
             stream,
             last_active: last_active.clone(),
+            activity,
         };
         (watched, last_active)
     }
@@ -242,6 +252,7 @@ impl AsyncRead for Watched {
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.last_active.touch();
+            self.activity.reading();
         }
         polled
     }
@@ -326,6 +337,7 @@ fn respond(request: &Request<Incoming>, endpoint: &Snapshot) -> Response<Full<By
 mod tests {
     use super::*;
     use std::io::{ErrorKind, Read, Write};
+    use std::sync::atomic::AtomicBool;
 
     /// A bound for hangs, not a performance expectation.
     const HANG: Duration = Duration::from_secs(60);
@@ -400,9 +412,88 @@ mod tests {
         assert!(still_open(&idle[1]) && still_open(&idle[2]));
     }
 
+    /// One scrape on a fresh connection: whether it was answered (an
+    /// evicted or refused connection reads its end or a reset instead).
+    fn scrape_answered(server: &Server) -> bool {
+        let Ok(mut stream) = std::net::TcpStream::connect(server.local_addr()) else {
+            return false;
+        };
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let mut response = Vec::new();
+        stream.write_all(request).is_ok()
+            && stream.read_to_end(&mut response).is_ok()
+            && response.starts_with(b"HTTP/1.1 200 ")
+    }
+
+    #[test]
+    fn a_churn_of_new_connections_never_sheds_a_scrape() {
+        const SCRAPES: usize = 300;
+        const CHURNERS: usize = 4;
+        const HELD_BY_EACH: usize = 8;
+        let server = server(4, HANG);
+        let address = server.local_addr();
+        let stop = AtomicBool::new(false);
+        let churned = AtomicU64::new(0);
+        let answered = std::thread::scope(|s| {
+            for _ in 0..CHURNERS {
+                s.spawn(|| {
+                    // Connections that come and go without a request, as a
+                    // scanner's: each is admitted idle, newest of all, and
+                    // the last few stay open so that every slot is taken.
+                    let mut held = std::collections::VecDeque::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(stream) = std::net::TcpStream::connect(address) {
+                            held.push_back(stream);
+                            churned.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if held.len() > HELD_BY_EACH {
+                            held.pop_front();
+                        }
+                    }
+                });
+            }
+            let answered = (0..SCRAPES).filter(|_| scrape_answered(&server)).count();
+            stop.store(true, Ordering::Relaxed);
+            answered
+        });
+        let churned = churned.load(Ordering::Relaxed);
+        assert_eq!(
+            answered, SCRAPES,
+            "{answered} of {SCRAPES} scrapes answered among {churned} churned connections"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_sent_bytes_outlasts_newcomers_that_sent_none() {
+        const MAX: u64 = 3;
+        let server = server(MAX, HANG);
+        // A request head cut in two, as a slow link delivers it: its
+        // connection is no longer idle once the first part is read.
+        let mut scraper = connect(&server);
+        scraper.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        // A scrape on another connection is answered after that part was
+        // read (one thread serves both, in order): a certain point in time.
+        scrape(&server);
+        // Idle newcomers, more than fill the budget: they evict each other.
+        let newcomers: Vec<_> = (0..2 * MAX).map(|_| connect(&server)).collect();
+        // Accepted in order: once this scrape is answered, so were they.
+        scrape(&server);
+        scraper
+            .write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        scraper.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+        drop(newcomers);
+    }
+
     #[test]
     fn an_idle_connection_is_closed_after_the_timeout_and_counted() {
-        let server = server(4, Duration::from_millis(200));
+        // Long enough for this thread to send its request in time even
+        // when it is slow to run: the server reads what came before it
+        // looks at the deadline.
+        let server = server(4, Duration::from_secs(1));
         let mut silent = connect(&server);
         let mut between = connect(&server);
         between
