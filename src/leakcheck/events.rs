@@ -22,34 +22,71 @@ pub fn track(
     settings: ledger::Settings,
     watcher: Option<&gst::Element>,
 ) -> u64 {
+    let fresh = prepare(top, &settings);
+    let serial = register(top, settings, watcher, fresh);
+    catch_up(serial, top);
+    serial
+}
+
+/// A tracker for a pipeline not tracked yet, ready to register: reads the
+/// device handles and VPU sessions open now, before any event must be caught.
+pub fn prepare(top: &gst::Element, settings: &ledger::Settings) -> Option<Tracker> {
     let serial = identity::serial(top);
-    let (elements, entries) = observe::entries(top);
-    let known = REGISTRY.lock().trackers.contains_key(&serial);
-    let fresh_tracker = (!known).then(|| {
+    if REGISTRY.lock().trackers.contains_key(&serial) {
+        return None;
+    }
+    Some(Tracker::new(
+        serial,
+        Arc::new(top.downgrade()),
+        top.name().to_string(),
+        settings.clone(),
+        fds::snapshot(&settings.patterns),
+        observe::this_process_sessions(settings.session_file.as_deref()).unwrap_or_default(),
+    ))
+}
+
+/// Registers a pipeline's tracker (`fresh`, unless one is registered
+/// already) without reading its elements: from now on the events reported
+/// for it are recorded. Returns its serial.
+pub fn register(
+    top: &gst::Element,
+    settings: ledger::Settings,
+    watcher: Option<&gst::Element>,
+    fresh: Option<Tracker>,
+) -> u64 {
+    let serial = identity::serial(top);
+    let watcher = watcher.map(|w| Arc::new(w.downgrade()));
+    // Untracked since `prepare` found it tracked (another element let go):
+    // tracked from now, the handles and sessions open read at its judgement.
+    let fresh = fresh.unwrap_or_else(|| {
         Tracker::new(
             serial,
             Arc::new(top.downgrade()),
             top.name().to_string(),
             settings.clone(),
-            fds::snapshot(&settings.patterns),
-            observe::this_process_sessions(settings.session_file.as_deref()).unwrap_or_default(),
+            Default::default(),
+            Vec::new(),
         )
     });
-    let watcher = watcher.map(|w| Arc::new(w.downgrade()));
-    let fresh = {
-        let mut registry = REGISTRY.lock();
-        let tracker = match fresh_tracker {
-            Some(t) => registry.trackers.entry(serial).or_insert(t),
-            None => registry.trackers.get_mut(&serial).expect("tracked"),
-        };
-        tracker.settings = settings;
-        if watcher.is_some() {
-            tracker.watcher = watcher;
-        }
-        tracker.add(entries)
-    };
-    watch_disposal(serial, &elements, &fresh);
+    let mut registry = REGISTRY.lock();
+    let tracker = registry.trackers.entry(serial).or_insert(fresh);
+    tracker.settings = settings;
+    if watcher.is_some() {
+        tracker.watcher = watcher;
+    }
     serial
+}
+
+/// Records the elements a registered pipeline holds that no event told of
+/// yet; what the events recorded meanwhile (an element's transition or
+/// removal during the walk) stands.
+pub fn catch_up(tracker: u64, top: &gst::Element) {
+    let (elements, entries) = observe::entries(top);
+    let fresh = match REGISTRY.lock().trackers.get_mut(&tracker) {
+        Some(t) if !t.disposing => t.add_if_unknown(entries),
+        _ => return,
+    };
+    watch_disposal(tracker, &elements, &fresh);
 }
 
 /// Stops tracking a pipeline; its report goes with it.

@@ -3,7 +3,7 @@
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use super::CAT;
 use super::events;
 use super::fds;
+use super::following::{Claim, Following};
 use super::judge::{self, Demand};
 use super::ledger;
 use super::patterns::{DEFAULT_PATTERNS, DevicePatterns};
@@ -23,8 +24,6 @@ use crate::metrics::{self, LeakStats};
 
 const DEFAULT_GRACE: u64 = gst::ClockTime::SECOND.nseconds();
 const DEFAULT_FAIL_ON_LEAK: bool = false;
-/// The longest a thread waits for another one's switch to a new pipeline.
-const SWITCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -64,13 +63,10 @@ impl Settings {
 /// and nothing is called into GStreamer with it held: taken out, then acted on.
 #[derive(Default)]
 struct Watching {
-    /// The serial of the tracked top-level pipeline.
-    tracker: Option<u64>,
+    /// The tracked top-level pipeline, and who is switching to another one.
+    following: Following,
     /// Handlers on that pipeline and its bus (none in GST_TRACERS mode).
     attachment: Option<Attachment>,
-    /// A thread is switching to another pipeline (with this lock released):
-    /// others wait for it (`switched`) before they look again.
-    attaching: bool,
 }
 
 pub struct LeakCheck {
@@ -78,8 +74,6 @@ pub struct LeakCheck {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     watching: Mutex<Watching>,
-    /// Signalled (with `watching`) when a switch of pipeline is over.
-    switched: Condvar,
     /// A look for the top-level pipeline is queued on the worker.
     look_queued: AtomicBool,
     metrics: OnceLock<metrics::Handle>,
@@ -126,7 +120,6 @@ impl ObjectSubclass for LeakCheck {
             srcpad,
             settings: Mutex::new(Settings::default()),
             watching: Mutex::new(Watching::default()),
-            switched: Condvar::new(),
             look_queued: AtomicBool::new(false),
             metrics: OnceLock::new(),
         }
@@ -279,7 +272,7 @@ impl ObjectImpl for LeakCheck {
         if let Some(attachment) = watching.attachment {
             watch::detach(attachment);
         }
-        let Some(tracker) = watching.tracker else {
+        let Some(tracker) = watching.following.tracker else {
             return;
         };
         // The final word: the last judged report (a pipeline being disposed
@@ -367,15 +360,22 @@ impl ElementImpl for LeakCheck {
 impl LeakCheck {
     /// Tracks this element's top-level pipeline when it has one it does not
     /// track yet, catching up on what it holds; without a pipeline above it
-    /// (not yet added, or taken out) it keeps reporting the last one.
+    /// (not yet added, or taken out) it keeps reporting the last one. Never
+    /// waits for another thread switching pipelines: that one looks again.
     fn follow_top_level(&self) {
-        let obj = self.obj();
-        if let Ok(pipeline) =
-            super::observe::top_level(obj.upcast_ref()).downcast::<gst::Pipeline>()
-            && !super::identity::is_gone(&pipeline)
-        {
-            self.watch_pipeline(&pipeline);
+        while let Some(pipeline) = self.top_level_pipeline() {
+            if !self.switch_to(&pipeline) {
+                return;
+            }
         }
+    }
+
+    fn top_level_pipeline(&self) -> Option<gst::Pipeline> {
+        let obj = self.obj();
+        super::observe::top_level(obj.upcast_ref())
+            .downcast::<gst::Pipeline>()
+            .ok()
+            .filter(|pipeline| !super::identity::is_gone(pipeline))
     }
 
     /// Whether the parent is the pipeline already tracked (the common case),
@@ -384,38 +384,50 @@ impl LeakCheck {
         let Some(parent) = self.obj().parent() else {
             return false;
         };
-        let tracker = self.watching.lock().tracker;
+        let tracker = self.watching.lock().following.tracker;
         tracker.is_some() && super::identity::peek(&parent) == tracker
     }
 
-    fn watch_pipeline(&self, pipeline: &gst::Pipeline) {
+    /// Follows `pipeline` unless it is followed already or another thread
+    /// is switching. Returns whether to look for the top-level pipeline
+    /// again: another thread asked while this one switched.
+    fn switch_to(&self, pipeline: &gst::Pipeline) -> bool {
         let serial = super::identity::serial(pipeline);
-        let old = {
-            let mut watching = self.watching.lock();
-            // Returning before a switch under way is over would let a state
-            // change go on unwatched. Bounded: the switch only reads objects.
-            while watching.attaching {
-                if self
-                    .switched
-                    .wait_for(&mut watching, SWITCH_WAIT)
-                    .timed_out()
-                {
-                    return;
-                }
-            }
-            if watching.tracker == Some(serial) {
-                return;
-            }
-            watching.attaching = true;
-            (watching.tracker.take(), watching.attachment.take())
-        };
-        Self::release(old);
+        if self.watching.lock().following.tracker == Some(serial) {
+            return false;
+        }
+        // Read before the switch is claimed: the handles and sessions open
+        // now (the baseline), however long that takes.
         let settings = self.settings.lock().to_ledger().unwrap_or_default();
+        let fresh = events::prepare(pipeline.upcast_ref(), &settings);
+        let claim = self.watching.lock().following.claim(serial);
+        if claim != Claim::Switch {
+            return false;
+        }
+        // Registered and watched before its elements are read: a transition
+        // made meanwhile (this element's own, on a thread the switch must
+        // not hold up) is recorded by the handlers.
         let obj = self.obj();
-        events::track(pipeline.upcast_ref(), settings, Some(obj.upcast_ref()));
+        events::register(
+            pipeline.upcast_ref(),
+            settings,
+            Some(obj.upcast_ref()),
+            fresh,
+        );
         // GST_TRACERS mode already sees every transition through its hooks.
         let watch_all = REGISTRY.lock().watch_all;
         let attachment = (!watch_all).then(|| watch::attach(pipeline, serial));
+        let old = {
+            let mut watching = self.watching.lock();
+            let tracker = watching.following.tracker.replace(serial);
+            (
+                tracker,
+                std::mem::replace(&mut watching.attachment, attachment),
+            )
+        };
+        Self::release(old);
+        gst::debug!(CAT, imp = self, "catching up on {}", pipeline.name());
+        events::catch_up(serial, pipeline.upcast_ref());
         gst::info!(
             CAT,
             imp = self,
@@ -423,12 +435,7 @@ impl LeakCheck {
             pipeline.name(),
             pipeline.current_state()
         );
-        let mut watching = self.watching.lock();
-        watching.tracker = Some(serial);
-        watching.attachment = attachment;
-        watching.attaching = false;
-        drop(watching);
-        self.switched.notify_all();
+        self.watching.lock().following.finish()
     }
 
     /// Lets go of a pipeline watched before.
@@ -445,7 +452,7 @@ impl LeakCheck {
         let Ok(settings) = self.settings.lock().to_ledger() else {
             return;
         };
-        let Some(tracker) = self.watching.lock().tracker else {
+        let Some(tracker) = self.watching.lock().following.tracker else {
             return;
         };
         if let Some(t) = REGISTRY.lock().trackers.get_mut(&tracker) {
@@ -457,7 +464,7 @@ impl LeakCheck {
     fn report(&self) -> Arc<Report> {
         // A reader may ask before any hook has run since a late join.
         self.follow_top_level();
-        if let Some(tracker) = self.watching.lock().tracker {
+        if let Some(tracker) = self.watching.lock().following.tracker {
             worker::judge_now(tracker, Demand::Ask);
         }
         self.last_report()
@@ -465,7 +472,7 @@ impl LeakCheck {
 
     /// The last judged report as it is.
     fn last_report(&self) -> Arc<Report> {
-        let Some(tracker) = self.watching.lock().tracker else {
+        let Some(tracker) = self.watching.lock().following.tracker else {
             return Arc::default();
         };
         REGISTRY

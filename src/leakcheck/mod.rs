@@ -18,6 +18,7 @@ static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|
 mod events;
 mod fdinfo;
 mod fds;
+mod following;
 mod identity;
 mod imp;
 mod judge;
