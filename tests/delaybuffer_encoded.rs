@@ -21,21 +21,10 @@ const SOURCE: &str = "videotestsrc is-live=true num-buffers=180 ! \
      video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! \
      x264enc key-int-max=30 bframes=0 speed-preset=ultrafast tune=zerolatency ! h264parse";
 
-fn launch(description: &str) -> gst::Pipeline {
-    common::init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
+use common::launch;
 
 fn wait_for_running_time(pipeline: &gst::Pipeline, t: gst::ClockTime) {
-    assert!(
-        common::poll_until(HANG, || pipeline
-            .current_running_time()
-            .is_some_and(|now| now >= t)),
-        "running time {t} never came"
-    );
+    common::wait_for_running_time(pipeline, t, HANG);
 }
 
 fn play_to_eos(pipeline: &gst::Pipeline) {
