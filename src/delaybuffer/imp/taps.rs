@@ -343,6 +343,13 @@ impl DelayBuffer {
         }
     }
 
+    /// Whether upstream's last ALLOCATION answer already asked for what is
+    /// held now.
+    fn allocated_for_window(&self) -> bool {
+        let s = self.lock();
+        s.allocated_for != 0 && self.held_length(&s) <= s.allocated_for
+    }
+
     /// Asks upstream to negotiate its allocation again (a RECONFIGURE) when
     /// more is held now than its pools were asked for: a source that can
     /// grow its pool then does, and nothing needs copying.
@@ -501,7 +508,18 @@ impl DelayBuffer {
 
     fn tap_src_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
         match event.type_() {
-            gst::EventType::Reconfigure => self.relinked(pad),
+            gst::EventType::Reconfigure => {
+                self.relinked(pad);
+                // Upstream's pools were asked for what the window holds (a
+                // window that grows asks again itself): linking a tap changes
+                // nothing there. Forwarded, every link would make the source
+                // set up a new pool of delay x framerate buffers, and cycling
+                // taps would churn through memory that is never given back.
+                if self.allocated_for_window() {
+                    gst::log!(CAT, obj = pad, "relinked: upstream's allocation stands");
+                    return true;
+                }
+            }
             gst::EventType::Qos => {
                 // Into upstream's running time, as on `src`.
                 let shift = self.tap_snapshot(pad).map_or(0, |t| t.shift.nseconds());
