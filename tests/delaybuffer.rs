@@ -1126,21 +1126,10 @@ fn qos_from_the_delayed_branch_reaches_upstream_in_its_running_time() {
 
 // ---- pipelines: linking late, pausing while filling ---------------------------
 
-fn launch(description: &str) -> gst::Pipeline {
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
-fn running_time(pipeline: &gst::Pipeline) -> gst::ClockTime {
-    pipeline
-        .current_running_time()
-        .unwrap_or(gst::ClockTime::ZERO)
-}
+use common::{launch, running_time};
 
 fn wait_for_running_time(pipeline: &gst::Pipeline, t: gst::ClockTime) {
-    wait_until(|| running_time(pipeline) >= t);
+    common::wait_for_running_time(pipeline, t, HANG);
 }
 
 /// A sync sink linked to `delay`'s src pad while the pipeline plays.

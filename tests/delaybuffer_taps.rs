@@ -14,13 +14,7 @@ const SECOND: gst::ClockTime = gst::ClockTime::SECOND;
 /// A hang fails the test after this long.
 const HANG: Duration = Duration::from_secs(90);
 
-fn launch(description: &str) -> gst::Pipeline {
-    common::init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
+use common::launch;
 
 /// Requests a tap of `delaybuffer` with `delay` and links it to `sink`
 /// (added to `pipeline`).

@@ -10,7 +10,7 @@ pub const MAX_DELAY: u64 = 3600 * 1_000_000_000;
 pub const MAX_STALL_TIMEOUT: u64 = 3600 * 1_000_000_000;
 /// Starvation means upstream's buffers are held here: at least two of them.
 /// One held buffer is a slow start (a first frame taking long to make).
-pub const MIN_HELD_FOR_STARVATION: u32 = 2;
+pub const MIN_HELD_FOR_STARVATION: u64 = 2;
 
 /// The running time at which a buffer held at `running_time` is due.
 pub fn due(running_time: u64, delay: u64) -> u64 {
@@ -83,7 +83,7 @@ pub fn non_live_ready(held: &Held, delay: u64) -> bool {
 pub fn stall_deadline(
     last_arrival: Option<u64>,
     stall_timeout: u64,
-    held_buffers: u32,
+    held_buffers: u64,
     span: u64,
     delay: u64,
     eos: bool,

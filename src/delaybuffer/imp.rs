@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
 use super::latency;
-use super::pacing::{self, Limit};
-use super::ring::{Bounds, Item, Ring};
+use super::pacing::{self, Bounds, Limit};
+use super::reader::{Output, Reader};
 use super::short_pool;
-use super::tap::Tap;
 use super::tap_pad::TapPad;
-use super::window::Window;
+use super::window::{Item, Level, Window};
 
+mod output;
 mod short_pools;
 mod src_task;
 mod taps;
@@ -44,7 +44,6 @@ const DEFAULT_WINDOW: gst::ClockTime = gst::ClockTime::ZERO;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
-    delay: gst::ClockTime,
     bounds: Bounds,
     leaky: Leaky,
     stall_timeout: gst::ClockTime,
@@ -56,7 +55,6 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            delay: DEFAULT_DELAY,
             bounds: Bounds {
                 buffers: DEFAULT_MAX_SIZE_BUFFERS,
                 bytes: DEFAULT_MAX_SIZE_BYTES,
@@ -73,18 +71,13 @@ impl Default for Settings {
 /// Whether the latency changed, and the pools let go, after a stream event.
 type Noted = (bool, Vec<(gst::BufferPool, Option<u32>)>);
 
-/// What the sink (upstream) thread, the src task and the property setters
-/// share. The settings live here too, so that every wait re-reads them under
-/// the lock it waits with.
+/// What the sink (upstream) thread, the output tasks and the property
+/// setters share. The settings live here too, so that every wait re-reads
+/// them under the lock it waits with.
 struct Shared {
     settings: Settings,
-    ring: Ring<gst::Buffer, gst::Event>,
     /// The input segment, to turn buffer timestamps into running time.
     segment: gst::FormattedSegment<gst::ClockTime>,
-    /// The last SEGMENT sent downstream, before the delay was added to it.
-    out_segment: Option<gst::Event>,
-    /// The delay added to the running time of `out_segment` when it was sent.
-    out_shift: Option<u64>,
     /// Whether upstream is live, asked with a LATENCY query on the first buffer.
     live: Option<bool>,
     flushing: bool,
@@ -92,15 +85,9 @@ struct Shared {
     playing: bool,
     /// The pipeline clock and base time, while PLAYING.
     clock: Option<(gst::Clock, u64)>,
-    /// An EOS is held, with its seqnum: everything before it may leave
-    /// (non-live), and an EOS sent in its place carries its seqnum.
+    /// An EOS is in the window, with its seqnum: everything before it may
+    /// leave (non-live), and an EOS sent in its place carries its seqnum.
     eos_held: Option<gst::Seqnum>,
-    /// The last result of pushing downstream, returned to upstream.
-    flow: Result<gst::FlowSuccess, gst::FlowError>,
-    /// The clock wait the task is blocked in, to cut short on any change.
-    clock_id: Option<gst::SingleShotClockId>,
-    /// Whether the GAP that lets downstream preroll while filling was sent.
-    gap_sent: bool,
     /// Flushes so far: a GAP pushed from another thread after a flush is the
     /// old segment's, and is not sent.
     flushes: u64,
@@ -109,7 +96,7 @@ struct Shared {
     last_arrival: Option<u64>,
     /// Not live, after a stall: buffers up to this running time leave at once.
     release_through: Option<u64>,
-    /// Upstream waits for room in a full ring: not live, the oldest leaves
+    /// Upstream waits for room under `src`'s limit: not live, the oldest leaves
     /// (as from a full queue), whatever the delay.
     input_waiting: bool,
     /// The starvation WARNING was posted for this stream.
@@ -125,38 +112,31 @@ struct Shared {
     /// `short_pool::copyable`): otherwise its buffers are held as references.
     copyable: bool,
     received: u64,
-    pushed: u64,
-    dropped: u64,
     copied: u64,
     copied_bytes: u64,
-    /// What the taps read, fed only while there are taps.
+    /// Everything held, read by `src` and the taps.
     window: Window<gst::Buffer, gst::Event>,
     /// The sticky events that left the window, by type: they are still in
-    /// force for a tap starting at its front.
+    /// force for a reader starting at its front.
     window_sticky: Vec<gst::Event>,
-    /// An EOS is in the window (not live: everything before it may leave).
-    window_eos: bool,
-    taps: Vec<Tap>,
+    /// `src`'s reader: its delay (the `delay` property), its flow (returned
+    /// to upstream), what it sent and counted.
+    src: Reader,
+    taps: Vec<Reader>,
     /// Taps requested so far, to name the next one.
     taps_requested: u32,
 }
 
 impl Shared {
-    fn new(settings: Settings) -> Self {
+    fn new(settings: Settings, src: Reader) -> Self {
         Shared {
             settings,
-            ring: Ring::default(),
             segment: gst::FormattedSegment::new(),
-            out_segment: None,
-            out_shift: None,
             live: None,
             flushing: true,
             playing: false,
             clock: None,
             eos_held: None,
-            flow: Ok(gst::FlowSuccess::Ok),
-            clock_id: None,
-            gap_sent: false,
             flushes: 0,
             last_running_time: None,
             last_arrival: None,
@@ -168,13 +148,11 @@ impl Shared {
             copyable: true,
             allocated_for: 0,
             received: 0,
-            pushed: 0,
-            dropped: 0,
             copied: 0,
             copied_bytes: 0,
             window: Window::default(),
             window_sticky: Vec::new(),
-            window_eos: false,
+            src,
             taps: Vec::new(),
             taps_requested: 0,
         }
@@ -185,19 +163,13 @@ impl Shared {
         if self.flushing {
             return Err(gst::FlowError::Flushing);
         }
-        self.flow
+        self.src.flow
     }
 
     /// The pipeline's running time, while PLAYING.
     fn running_time_now(&self) -> Option<u64> {
         let (clock, base) = self.clock.as_ref()?;
         clock.time().nseconds().checked_sub(*base)
-    }
-
-    fn cancel_clock_wait(&mut self) {
-        if let Some(id) = self.clock_id.take() {
-            id.unschedule();
-        }
     }
 
     fn is_live(&self) -> bool {
@@ -229,7 +201,7 @@ pub struct DelayBuffer {
     // locks, the object lock) are taken before it or not at all; `changed`
     // is waited on and notified with it held.
     shared: Mutex<Shared>,
-    /// Signalled, with `shared` held, when the ring, the flow, the settings
+    /// Signalled, with `shared` held, when the window, a flow, the settings
     /// or the state change.
     changed: Condvar,
     warned_no_framerate: AtomicBool,
@@ -298,10 +270,11 @@ impl ObjectSubclass for DelayBuffer {
             })
             .flags(gst::PadFlags::PROXY_CAPS)
             .build();
+        let src = Reader::new(Output::Src, srcpad.clone(), DEFAULT_DELAY, true);
         DelayBuffer {
             sinkpad,
             srcpad,
-            shared: Mutex::new(Shared::new(Settings::default())),
+            shared: Mutex::new(Shared::new(Settings::default(), src)),
             changed: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
             gap_push: Mutex::new(()),
@@ -412,7 +385,7 @@ impl ObjectImpl for DelayBuffer {
                     .blurb(
                         "Levels, the received, pushed and dropped counts, the buffers \
                          (copied) and bytes (copied-bytes) copied out of short pools, and the \
-                         buffers held for the taps (window-buffers)",
+                         buffers held in the window for src and the taps (window-buffers)",
                     )
                     .read_only()
                     .build(),
@@ -446,7 +419,7 @@ impl ObjectImpl for DelayBuffer {
             "stall-timeout" => {
                 let mut s = self.lock();
                 s.settings.stall_timeout = gst::ClockTime::from_nseconds(value.get().unwrap());
-                s.cancel_clock_wait();
+                s.src.cancel_clock_wait();
                 self.changed.notify_all();
             }
             name => {
@@ -472,8 +445,9 @@ impl ObjectImpl for DelayBuffer {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.lock();
+        let level = || s.src_level();
         match pspec.name() {
-            "delay" => s.settings.delay.nseconds().to_value(),
+            "delay" => s.src.delay.nseconds().to_value(),
             "stall-timeout" => s.settings.stall_timeout.nseconds().to_value(),
             "max-size-buffers" => s.settings.bounds.buffers.to_value(),
             "max-size-bytes" => s.settings.bounds.bytes.to_value(),
@@ -481,13 +455,15 @@ impl ObjectImpl for DelayBuffer {
             "leaky" => s.settings.leaky.to_value(),
             "short-pool" => s.settings.short_pool.to_value(),
             "window" => s.settings.window.nseconds().to_value(),
-            "current-level-buffers" => s.ring.buffers().to_value(),
-            "current-level-bytes" => s.ring.bytes().to_value(),
-            "current-level-time" => s.ring.span().to_value(),
-            "dropped" => s.dropped.to_value(),
+            "current-level-buffers" => u32::try_from(level().buffers)
+                .unwrap_or(u32::MAX)
+                .to_value(),
+            "current-level-bytes" => level().bytes.to_value(),
+            "current-level-time" => level().span.to_value(),
+            "dropped" => s.src.dropped.to_value(),
             "stats" => {
                 let copied_bytes = s.copied_bytes;
-                let window_buffers = s.window.buffers() as u64;
+                let window_buffers = s.window.buffers();
                 drop(s);
                 let stats = self.stats();
                 gst::Structure::builder("delaybuffer-stats")
@@ -603,15 +579,16 @@ impl DelayBuffer {
     fn stats(&self) -> DelayStats {
         let pad = self.srcpad.name().to_string();
         let s = self.lock();
+        let level = s.src_level();
         DelayStats {
             pad,
-            delay: s.settings.delay,
-            level_time: gst::ClockTime::from_nseconds(s.ring.span()),
-            level_buffers: s.ring.buffers(),
-            level_bytes: s.ring.bytes(),
+            delay: s.src.delay,
+            level_time: gst::ClockTime::from_nseconds(level.span),
+            level_buffers: u32::try_from(level.buffers).unwrap_or(u32::MAX),
+            level_bytes: level.bytes,
             received: s.received,
-            pushed: s.pushed,
-            dropped: s.dropped,
+            pushed: s.src.pushed,
+            dropped: s.src.dropped,
             copied: s.copied,
         }
     }
@@ -646,8 +623,7 @@ impl DelayBuffer {
             }
             let old = std::mem::replace(&mut s.clock, clock.flatten());
             // A clock wait was for a base time that no longer holds.
-            s.cancel_clock_wait();
-            Self::cancel_tap_clock_waits(&mut s);
+            Self::cancel_clock_waits(&mut s);
             self.changed.notify_all();
             old
         };
@@ -657,30 +633,22 @@ impl DelayBuffer {
     fn set_delay(&self, delay: gst::ClockTime) {
         let (old, late) = {
             let mut s = self.lock();
-            let old = std::mem::replace(&mut s.settings.delay, delay);
-            let mut late = Vec::new();
-            if delay < old
-                && s.is_live()
-                && let Some(now) = s.running_time_now()
-            {
-                // Frames already older than the new delay would all go out at
-                // once; drop them instead of bursting.
-                late = s
-                    .ring
-                    .remove_older_than(now.saturating_sub(delay.nseconds()));
-                s.dropped += late.len() as u64;
+            let old = std::mem::replace(&mut s.src.delay, delay);
+            let dropped = s.src.dropped;
+            if delay < old {
+                // Frames already older than the new delay would all go out
+                // at once: dropped instead of bursting, up to a keyframe.
+                self.move_reader(&mut s, &self.srcpad);
             }
-            s.cancel_clock_wait();
+            s.src.cancel_clock_wait();
             self.changed.notify_all();
-            (old, late)
+            (old, s.src.dropped - dropped)
         };
         gst::info!(
             CAT,
             imp = self,
-            "delay changed from {old} to {delay}, dropped {} late buffers",
-            late.len()
+            "delay changed from {old} to {delay}, dropped {late} late buffers"
         );
-        drop(late);
         self.check_bounds_hold_delay();
         if old != delay {
             self.post_latency();
@@ -691,7 +659,7 @@ impl DelayBuffer {
     fn check_bounds_hold_delay(&self) {
         let (bounds, delay, framerate) = {
             let s = self.lock();
-            (s.settings.bounds, s.settings.delay.nseconds(), s.framerate)
+            (s.settings.bounds, s.src.delay.nseconds(), s.framerate)
         };
         let mut problems = Vec::new();
         if bounds.time != 0 && bounds.time < delay {
@@ -739,26 +707,27 @@ impl DelayBuffer {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut evicted = Vec::new();
-        let mut left_window = Vec::new();
+        let mut left = Vec::new();
+        let mut released = Vec::new();
         let short = self.short_pool_of(&buffer);
-        let result = self.hold(buffer, &mut evicted, &mut left_window);
+        let result = self.hold(buffer, &mut left);
         if let (Ok(_), Some(short)) = (result, short) {
-            self.copy_oldest(short, &mut evicted);
+            self.copy_oldest(short, &mut released);
         }
         // After the lock: the last reference may return a buffer to its pool.
-        drop(evicted);
-        drop(left_window);
+        drop(left);
+        drop(released);
         result
     }
 
-    /// Puts `buffer` in the ring once there is room, blocking upstream
-    /// (leaky=no) or evicting the oldest buffers into `evicted`.
+    /// Puts `buffer` in the window once `src` has room for it (blocking
+    /// upstream, or with leaky=downstream dropping `src`'s oldest), and,
+    /// not live, once no tap is too far behind. What left the window goes
+    /// into `left`.
     fn hold(
         &self,
         buffer: gst::Buffer,
-        evicted: &mut Vec<gst::Buffer>,
-        left_window: &mut Vec<Item<gst::Buffer, gst::Event>>,
+        left: &mut Vec<Item<gst::Buffer, gst::Event>>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut s = self.lock();
         // An unlinked `src` never stops the taps.
@@ -787,62 +756,77 @@ impl DelayBuffer {
             .unwrap_or(0);
         let size = buffer.size() as u64;
         s.received += 1;
-        if !s.taps.is_empty() {
-            let item = Item::Buffer {
-                buffer: buffer.clone(),
-                running_time,
-                size,
-            };
-            left_window.extend(self.feed_window(&mut s, item));
-            if !s.is_live() {
-                self.wait_for_slow_taps(&mut s, left_window)?;
+        if to_src {
+            match self.wait_for_room(&mut s, size, running_time) {
+                // `src` found unlinked meanwhile: the taps take the buffer.
+                Err(gst::FlowError::NotLinked) if !s.taps.is_empty() => (),
+                Err(err) => return Err(err),
+                Ok(_) => (),
             }
         }
-        if !to_src {
-            return Ok(gst::FlowSuccess::Ok);
+        gst::trace!(
+            CAT,
+            imp = self,
+            "holding {:?} at running time {running_time}",
+            buffer
+        );
+        let src_was_empty = s.src_level().buffers == 0;
+        s.window.push_buffer(buffer, running_time, size);
+        s.last_running_time = Some(running_time);
+        // Arrival times for stall detection: the clock's when live.
+        s.last_arrival = if live { now } else { Some(monotonic_ns()) };
+        left.extend(self.trim_window(&mut s));
+        if !s.taps.is_empty() {
+            self.changed.notify_all();
+            if !live {
+                self.wait_for_slow_taps(&mut s, left)?;
+            }
         }
-        match self.hold_in_ring(&mut s, buffer, running_time, evicted) {
-            // `src` found unlinked meanwhile: the taps took the buffer.
-            Err(gst::FlowError::NotLinked) if !s.taps.is_empty() => Ok(gst::FlowSuccess::Ok),
-            result => result,
+        // Wake `src` only when this buffer can change what it waits for: it
+        // held nothing; until the second buffer it has no stall to watch for
+        // (live or not); live, it otherwise sleeps on the clock, and not live
+        // it waits until the held span reaches the delay. Waking it for every
+        // buffer would cost a context switch each.
+        let level = s.src_level();
+        let wake = src_was_empty
+            || level.buffers == flow::MIN_HELD_FOR_STARVATION
+            || (!live && level.span >= s.src.delay.nseconds());
+        if wake {
+            s.src.cancel_clock_wait();
+            self.changed.notify_all();
         }
+        Ok(gst::FlowSuccess::Ok)
     }
 
-    /// Puts `buffer` in the ring of `src` once there is room, blocking
-    /// upstream (leaky=no) or evicting the oldest buffers into `evicted`.
-    fn hold_in_ring(
+    /// Waits until `src` has room for a buffer of `size` at `running_time`
+    /// under its limit (`max-size-*`, or the non-live pacing), blocking
+    /// upstream (leaky=no, pacing) or dropping `src`'s oldest buffer
+    /// (leaky=downstream).
+    fn wait_for_room(
         &self,
         s: &mut MutexGuard<'_, Shared>,
-        buffer: gst::Buffer,
+        size: u64,
         running_time: u64,
-        evicted: &mut Vec<gst::Buffer>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        s.accepting()?;
-        let size = buffer.size() as u64;
-        let live = s.is_live();
-        let now = if live { s.running_time_now() } else { None };
         // The settings are read afresh on every turn: a property change while
         // upstream is blocked takes effect at once.
         let mut overrun_reported = false;
         loop {
-            let limit = pacing::limit(s.settings.bounds, s.live, s.settings.delay.nseconds());
+            s.accepting()?;
+            let limit = pacing::limit(s.settings.bounds, s.live, s.src.delay.nseconds());
             let (bounds, paced) = match limit {
-                Limit::None => break,
+                Limit::None => return Ok(gst::FlowSuccess::Ok),
                 Limit::Bounds(bounds) => (bounds, false),
                 Limit::Paced(bounds) => (bounds, true),
             };
-            if !s.ring.is_full(&bounds, size, running_time) {
-                break;
+            if !pacing::is_full(&bounds, &s.src_level(), size, running_time) {
+                return Ok(gst::FlowSuccess::Ok);
             }
             // Pacing is no max-size bound: it never drops and signals nothing.
             if !paced && s.settings.leaky == Leaky::Downstream {
-                let Some(oldest) = s.ring.remove_oldest_buffer() else {
-                    break;
-                };
-                evicted.push(oldest);
-                s.dropped += 1;
-                // The task may be waiting for the buffer just dropped.
-                s.cancel_clock_wait();
+                if !self.drop_src_oldest(s) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
                 gst::debug!(CAT, imp = self, "full: dropped the oldest buffer");
                 continue;
             }
@@ -853,7 +837,6 @@ impl DelayBuffer {
                 MutexGuard::unlocked(s, || {
                     self.obj().emit_by_name::<()>("overrun", &[]);
                 });
-                s.accepting()?;
                 continue;
             }
             gst::log!(
@@ -872,32 +855,23 @@ impl DelayBuffer {
             self.changed.notify_all();
             self.changed.wait(s);
             s.input_waiting = false;
-            s.accepting()?;
         }
-        gst::trace!(
-            CAT,
-            imp = self,
-            "holding {:?} at running time {running_time}",
-            buffer
-        );
-        let was_empty = s.ring.front().is_none();
-        s.ring.push_buffer(buffer, running_time, size);
-        s.last_running_time = Some(running_time);
-        // Arrival times for stall detection: the clock's when live.
-        s.last_arrival = if live { now } else { Some(monotonic_ns()) };
-        // Wake the task only when this buffer can change what it waits for:
-        // the ring was empty; until the second buffer it has no stall to
-        // watch for (live or not); live, it otherwise sleeps on the clock,
-        // and not live it waits until the held span reaches the delay.
-        // Waking it for every buffer would cost a context switch each.
-        let wake = was_empty
-            || s.ring.buffers() == flow::MIN_HELD_FOR_STARVATION
-            || (!live && s.ring.span() >= s.settings.delay.nseconds());
-        if wake {
-            s.cancel_clock_wait();
-            self.changed.notify_all();
+    }
+
+    /// leaky=downstream: `src` skips its oldest buffer not sent yet
+    /// (counted); the events around it still go out, in order. False when
+    /// it holds none.
+    fn drop_src_oldest(&self, s: &mut Shared) -> bool {
+        let from = s.src.unread_from().max(s.window.start());
+        let oldest = s.window.first_from(from, 0);
+        if oldest == s.window.end() {
+            return false;
         }
-        Ok(gst::FlowSuccess::Ok)
+        s.src.skip_before = oldest + 1;
+        s.src.dropped += 1;
+        // The task may be waiting for the buffer just dropped.
+        s.src.cancel_clock_wait();
+        true
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -949,23 +923,11 @@ impl DelayBuffer {
                 return false;
             }
         };
-        if s.flow == Err(gst::FlowError::NotLinked) && !s.taps.is_empty() {
-            // An unlinked `src` never stops the taps: they get the event,
-            // `src` the sticky ones for when it is linked again.
-            let sticky = event.is_sticky() && event.type_() != gst::EventType::Eos;
-            if sticky {
-                s.ring.push_event(event.clone());
-            }
-            let left = self.feed_window(&mut s, Item::Event(event));
-            drop(s);
-            drop(left);
-            drop(old_pools);
-            if latency_changed {
-                self.post_latency();
-            }
-            return true;
-        }
-        if let Err(err) = s.flow
+        // An unlinked `src` beside taps never stops the taps: they get the
+        // event, and `src` reads it when it is linked again.
+        let detached = !s.src_holds();
+        if let Err(err) = s.src.flow
+            && !detached
             && (!event.is_sticky() || event.type_() == gst::EventType::Eos)
         {
             // Like queue: sticky events wait for the flow to resume, others are
@@ -973,18 +935,14 @@ impl DelayBuffer {
             // when upstream will not report the failure itself.
             drop(s);
             if event.type_() == gst::EventType::Eos && is_fatal_or_not_linked(err) {
-                self.post_flow_error(err);
+                self.post_flow_error(&self.srcpad, err);
             }
             return false;
         }
         if event.type_() == gst::EventType::Eos {
             s.eos_held = Some(event.seqnum());
         }
-        // With no tap, the window only keeps the sticky events for one
-        // requested later.
-        let left = self.feed_window(&mut s, Item::Event(event.clone()));
-        s.ring.push_event(event);
-        self.changed.notify_all();
+        let left = self.feed_event(&mut s, event);
         drop(s);
         drop(left);
         drop(old_pools);
@@ -1041,46 +999,16 @@ impl DelayBuffer {
 
     fn src_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
         match event.type_() {
-            gst::EventType::Reconfigure => self.resume_after_not_linked(),
+            gst::EventType::Reconfigure => self.relinked(pad),
             gst::EventType::Qos => {
                 // The QoS timestamp is in our shifted output running time;
                 // upstream's is `delay` earlier.
-                let shift = self.lock().out_shift.unwrap_or(0);
+                let shift = self.lock().src.out_shift.map_or(0, |s| s.nseconds());
                 unshift_qos(&mut event, shift);
             }
             _ => (),
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
-    }
-
-    /// A RECONFIGURE (a new peer was linked): after NOT_LINKED, data flows
-    /// again, as with queue.
-    fn resume_after_not_linked(&self) {
-        let late = {
-            let mut s = self.lock();
-            if s.flushing || s.flow != Err(gst::FlowError::NotLinked) {
-                return;
-            }
-            s.flow = Ok(gst::FlowSuccess::Ok);
-            let mut late = Vec::new();
-            if s.is_live()
-                && let Some(now) = s.running_time_now()
-            {
-                // What fell due while nobody was linked would all leave late
-                // at once: drop it, as when the delay is lowered.
-                let cutoff = now.saturating_sub(s.settings.delay.nseconds());
-                late = s.ring.remove_older_than(cutoff);
-                s.dropped += late.len() as u64;
-            }
-            self.changed.notify_all();
-            late
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "linked again: flow resumes, {} late buffers dropped",
-            late.len()
-        );
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -1091,9 +1019,9 @@ impl DelayBuffer {
             return false;
         }
         let (live, min, max) = q.result();
-        let (settings, framerate) = {
+        let (settings, delay, framerate) = {
             let s = self.lock();
-            (s.settings, s.framerate)
+            (s.settings, s.src.delay, s.framerate)
         };
         let frame_duration = framerate
             .and_then(|fps| {
@@ -1105,7 +1033,7 @@ impl DelayBuffer {
             &settings.bounds,
             settings.leaky,
             frame_duration,
-            settings.delay.nseconds(),
+            delay.nseconds(),
         )
         .map(gst::ClockTime::from_nseconds);
         gst::debug!(
@@ -1184,13 +1112,13 @@ impl DelayBuffer {
         let (events, buffers) = {
             let mut s = self.lock();
             s.flushing = flushing;
+            s.src.flushing = flushing;
             let held = if flushing {
                 s.flushes += 1;
-                s.cancel_clock_wait();
-                Self::cancel_tap_clock_waits(&mut s);
-                let (mut events, mut buffers) = s.ring.clear();
-                // The taps' window: its stream-start and caps still hold after
-                // the flush, its segment does not.
+                Self::cancel_clock_waits(&mut s);
+                // The window's stream-start and caps still hold after the
+                // flush, its segment does not.
+                let (mut events, mut buffers) = (Vec::new(), Vec::new());
                 for item in taps::clear_window(&mut s) {
                     match item {
                         Item::Event(e) => events.push(e),
@@ -1201,14 +1129,11 @@ impl DelayBuffer {
                     .retain(|e| e.type_() != gst::EventType::Segment);
                 (events, buffers)
             } else {
-                s.window_eos = false;
                 s.segment = gst::FormattedSegment::new();
-                s.out_segment = None;
-                s.out_shift = None;
                 s.last_running_time = None;
-                s.flow = Ok(gst::FlowSuccess::Ok);
+                let end = s.window.end();
+                s.src.restart(end);
                 s.eos_held = None;
-                s.gap_sent = false;
                 s.release_through = None;
                 s.input_waiting = false;
                 s.starvation_warned = false;
@@ -1240,9 +1165,11 @@ impl DelayBuffer {
             return Err(gst::loggable_error!(CAT, "only push mode is supported"));
         }
         if active {
+            let src = Reader::new(Output::Src, self.srcpad.clone(), DEFAULT_DELAY, true);
             let old = {
                 let mut s = self.lock();
-                let mut fresh = Shared::new(s.settings);
+                let mut fresh = Shared::new(s.settings, src);
+                fresh.src.delay = s.src.delay;
                 // A GAP of the stream before still in flight must see a change.
                 fresh.flushes = s.flushes;
                 // The taps outlive a stream: they start at the fresh window's start.
@@ -1274,17 +1201,7 @@ impl DelayBuffer {
     }
 
     fn start_task(&self) -> Result<(), glib::BoolError> {
-        // A weak reference: the task must not keep the element alive.
-        let weak = self.obj().downgrade();
-        let pad = self.srcpad.downgrade();
-        self.srcpad.start_task(move || match weak.upgrade() {
-            Some(obj) => obj.imp().src_loop(),
-            None => {
-                if let Some(pad) = pad.upgrade() {
-                    let _ = pad.pause_task();
-                }
-            }
-        })
+        self.start_output_task(&self.srcpad)
     }
 }
 

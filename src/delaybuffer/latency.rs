@@ -8,7 +8,7 @@
 //! pipeline warns "Not enough buffering available".
 
 use super::Leaky;
-use super::ring::Bounds;
+use super::pacing::Bounds;
 
 /// Upstream's maximum latency seen through delaybuffer. `None` is unbounded.
 /// `frame_duration` converts a `max-size-buffers` bound into time.

@@ -11,9 +11,8 @@ mod flow;
 mod imp;
 mod latency;
 mod pacing;
-mod ring;
+mod reader;
 mod short_pool;
-mod tap;
 mod tap_pad;
 mod window;
 

@@ -6,7 +6,29 @@
 //! memory: it is paced as a full `queue` paces it, once the delay plus a
 //! headroom is held.
 
-use super::ring::Bounds;
+use super::window::Level;
+
+/// The bounds from `max-size-*`; 0 = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    pub buffers: u32,
+    pub bytes: u64,
+    pub time: u64,
+}
+
+/// Whether one more buffer of `size` at `running_time` would take what
+/// `src` holds (`held`) over a bound. Nothing held always takes a buffer,
+/// however large, as `queue` does: a bound smaller than one buffer never
+/// stops the stream.
+pub fn is_full(bounds: &Bounds, held: &Level, size: u64, running_time: u64) -> bool {
+    if held.buffers == 0 {
+        return false;
+    }
+    let first = held.first.unwrap_or(running_time);
+    (bounds.buffers != 0 && held.buffers >= u64::from(bounds.buffers))
+        || (bounds.bytes != 0 && held.bytes + size > bounds.bytes)
+        || (bounds.time != 0 && running_time.saturating_sub(first) > bounds.time)
+}
 
 /// Running time held beyond the delay before non-live input waits: as much
 /// as `queue` holds by default (`max-size-time` 1 s), so that a decoder in
@@ -74,6 +96,36 @@ mod tests {
                 ..Bounds::default()
             })
         );
+    }
+
+    #[test]
+    fn bounds_count_what_src_holds() {
+        const MS: u64 = 1_000_000;
+        let held = Level {
+            buffers: 2,
+            bytes: 20,
+            first: Some(0),
+            span: MS,
+        };
+        let buffers = Bounds {
+            buffers: 2,
+            ..Bounds::default()
+        };
+        assert!(is_full(&buffers, &held, 10, 2 * MS));
+        let bytes = Bounds {
+            bytes: 25,
+            ..Bounds::default()
+        };
+        assert!(is_full(&bytes, &held, 10, 2 * MS));
+        assert!(!is_full(&bytes, &held, 5, 2 * MS));
+        let time = Bounds {
+            time: 10 * MS,
+            ..Bounds::default()
+        };
+        assert!(!is_full(&time, &held, 1, 10 * MS));
+        assert!(is_full(&time, &held, 1, 11 * MS));
+        // Nothing held takes even a buffer larger than the byte bound.
+        assert!(!is_full(&bytes, &Level::default(), 1000, 0));
     }
 
     #[test]

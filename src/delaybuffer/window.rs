@@ -1,20 +1,48 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The window that taps read: the held items in arrival order, each with a
-//! sequence number that a reader's cursor points at. Items leave from the
-//! front once they are older than the window and every pinning reader passed
-//! them, or, whatever the readers, once they are `slack` older than that (a
-//! slow or unlinked reader then drops what it missed, and never blocks input).
+//! The window that every output reads (`src` and the taps): the held items
+//! in arrival order, each with a sequence number that a reader's cursor
+//! points at. Items leave from the front once they are older than the window
+//! and every pinning reader passed them, or, whatever the readers, once they
+//! are `slack` older than that (a slow or unlinked tap then drops what it
+//! missed, and never blocks input); never before the `held` reader (`src`,
+//! which holds upstream back by its own bounds instead) passed them.
 
 use std::collections::VecDeque;
 
-use super::ring::{self, Item, RunningTime};
+/// Nanoseconds of running time.
+pub type RunningTime = u64;
 
 /// Sequence numbers of items, from the start of the stream.
 pub type Seq = u64;
 
 #[derive(Debug)]
+pub enum Item<B, E> {
+    Buffer {
+        buffer: B,
+        running_time: RunningTime,
+    },
+    Event(E),
+}
+
+/// What a reader has not read yet, from its place to the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Level {
+    pub buffers: u64,
+    pub bytes: u64,
+    /// The running time of the first of those buffers.
+    pub first: Option<RunningTime>,
+    /// From the first of those buffers to the newest.
+    pub span: u64,
+}
+
+#[derive(Debug)]
 pub struct Window<B, E> {
     items: VecDeque<Item<B, E>>,
+    /// For each item, the buffers and bytes pushed before it since the
+    /// stream started: counting between two places costs two look-ups.
+    before: VecDeque<(u64, u64)>,
+    /// The buffers and bytes pushed so far.
+    pushed: (u64, u64),
     /// The sequence number of `items[0]`.
     first: Seq,
     newest: Option<RunningTime>,
@@ -24,6 +52,8 @@ impl<B, E> Default for Window<B, E> {
     fn default() -> Self {
         Window {
             items: VecDeque::new(),
+            before: VecDeque::new(),
+            pushed: (0, 0),
             first: 0,
             newest: None,
         }
@@ -33,15 +63,42 @@ impl<B, E> Default for Window<B, E> {
 impl<B, E> Window<B, E> {
     pub fn push_buffer(&mut self, buffer: B, running_time: RunningTime, size: u64) {
         self.newest = Some(self.newest.map_or(running_time, |n| n.max(running_time)));
+        self.before.push_back(self.pushed);
+        self.pushed.0 += 1;
+        self.pushed.1 += size;
         self.items.push_back(Item::Buffer {
             buffer,
             running_time,
-            size,
         });
     }
 
     pub fn push_event(&mut self, event: E) {
+        self.before.push_back(self.pushed);
         self.items.push_back(Item::Event(event));
+    }
+
+    /// The buffers and bytes pushed before `seq` (clamped to what is held).
+    fn counted_before(&self, seq: Seq) -> (u64, u64) {
+        let index = seq.saturating_sub(self.first);
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.before.get(i))
+            .copied()
+            .unwrap_or(self.pushed)
+    }
+
+    /// What is held from `from` to the end.
+    pub fn level_from(&self, from: Seq) -> Level {
+        let first = self.running_time_from(from);
+        Level {
+            buffers: self.buffers_between(from, self.end()),
+            bytes: self.bytes_between(from, self.end()),
+            first,
+            span: match (first, self.newest) {
+                (Some(first), Some(newest)) => newest.saturating_sub(first),
+                _ => 0,
+            },
+        }
     }
 
     /// The sequence number the next item will get: a reader there is at the end.
@@ -66,14 +123,18 @@ impl<B, E> Window<B, E> {
 
     /// The held buffers with their running times, newest first.
     pub fn buffers_newest_first(&self) -> impl Iterator<Item = (&B, RunningTime)> + '_ {
-        ring::newest_first(&self.items)
+        self.items.iter().rev().filter_map(|i| match i {
+            Item::Buffer {
+                buffer,
+                running_time,
+                ..
+            } => Some((buffer, *running_time)),
+            Item::Event(_) => None,
+        })
     }
 
-    pub fn buffers(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|i| matches!(i, Item::Buffer { .. }))
-            .count()
+    pub fn buffers(&self) -> u64 {
+        self.buffers_between(self.first, self.end())
     }
 
     /// The running time of the first buffer at or after `seq`.
@@ -100,19 +161,30 @@ impl<B, E> Window<B, E> {
 
     /// How many bytes the buffers in `from..to` hold.
     pub fn bytes_between(&self, from: Seq, to: Seq) -> u64 {
-        (from.max(self.first)..to.min(self.end()))
-            .filter_map(|seq| match self.get(seq) {
-                Some(Item::Buffer { size, .. }) => Some(*size),
-                _ => None,
-            })
-            .sum()
+        let to = to.max(from);
+        self.counted_before(to).1 - self.counted_before(from).1
     }
 
     /// How many buffers lie in `from..to`.
     pub fn buffers_between(&self, from: Seq, to: Seq) -> u64 {
-        (from.max(self.first)..to.min(self.end()))
-            .filter(|seq| matches!(self.get(*seq), Some(Item::Buffer { .. })))
-            .count() as u64
+        let to = to.max(from);
+        self.counted_before(to).0 - self.counted_before(from).0
+    }
+
+    /// The first buffer at or after `from` whose running time is at least
+    /// `cutoff`; the end when none is held.
+    pub fn first_from(&self, from: Seq, cutoff: RunningTime) -> Seq {
+        let start = usize::try_from(from.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        self.items
+            .range(start.min(self.items.len())..)
+            .enumerate()
+            .find_map(|(offset, item)| match item {
+                Item::Buffer { running_time, .. } if *running_time >= cutoff => {
+                    Some(self.first.max(from) + offset as Seq)
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| self.end())
     }
 
     /// Where a reader moved to running time `target` starts: the newest
@@ -161,33 +233,55 @@ impl<B, E> Window<B, E> {
     /// buffer, before the last keyframe (`is_key`) that is at least that old
     /// (a reader moved `length` back lands there), and before `pinned` (the
     /// smallest cursor of the readers that still need them); or over
-    /// `length + slack` older whatever the readers. Events go with the buffer
-    /// behind them. Returns what was removed, for the caller to keep the
-    /// sticky events and drop the rest unlocked.
+    /// `length + slack` older whatever the readers; never at or after `held`.
+    /// Events go with the buffer behind them. Returns what was removed, for
+    /// the caller to keep the sticky events and drop the rest unlocked.
     pub fn trim(
         &mut self,
         length: u64,
         slack: u64,
         pinned: Option<Seq>,
+        held: Option<Seq>,
         is_key: impl Fn(&B) -> bool,
     ) -> Vec<Item<B, E>> {
         let mut removed = Vec::new();
         let Some(newest) = self.newest else {
             return removed;
         };
+        // The usual case, checked first: nothing is old enough to go (the
+        // landing below looks at every item).
+        match self.first_buffer() {
+            Some((_, oldest)) if newest.saturating_sub(oldest) > length => (),
+            _ => return removed,
+        }
         let boundary = newest.saturating_sub(length);
         let last_old_key = self.landing(boundary, is_key);
         let pinned = Some(pinned.map_or(last_old_key, |p| p.min(last_old_key)));
         while let Some((index, running_time)) = self.first_buffer() {
+            let seq = self.first + index as Seq;
             let age = newest.saturating_sub(running_time);
-            let passed = pinned.is_none_or(|p| self.first + (index as Seq) < p);
-            if !(age > length && passed || age > length.saturating_add(slack)) {
+            let passed = pinned.is_none_or(|p| seq < p);
+            let held_back = held.is_some_and(|h| seq >= h);
+            if held_back || !(age > length && passed || age > length.saturating_add(slack)) {
                 break;
             }
-            removed.extend(self.items.drain(..=index));
-            self.first += index as Seq + 1;
+            removed.extend(self.drain_through(index));
         }
         removed
+    }
+
+    /// Removes the items before `seq` (readers all passed them).
+    pub fn remove_before(&mut self, seq: Seq) -> Vec<Item<B, E>> {
+        match usize::try_from(seq.saturating_sub(self.first)) {
+            Ok(0) | Err(_) => Vec::new(),
+            Ok(count) => self.drain_through(count.min(self.items.len()) - 1),
+        }
+    }
+
+    fn drain_through(&mut self, index: usize) -> Vec<Item<B, E>> {
+        self.first += index as Seq + 1;
+        self.before.drain(..=index);
+        self.items.drain(..=index).collect()
     }
 
     /// The index and running time of the oldest buffer.
@@ -205,13 +299,21 @@ impl<B, E> Window<B, E> {
     pub fn clear(&mut self) -> Vec<Item<B, E>> {
         self.first = self.end();
         self.newest = None;
+        self.before.clear();
         self.items.drain(..).collect()
     }
 
     /// Puts `with` in the place of the held buffer that `is` picks, and
     /// returns the one replaced; `Err(with)` when none is held.
     pub fn replace_buffer(&mut self, is: impl Fn(&B) -> bool, with: B) -> Result<B, B> {
-        ring::replace_buffer(&mut self.items, is, with)
+        let held = self.items.iter_mut().find_map(|i| match i {
+            Item::Buffer { buffer, .. } if is(buffer) => Some(buffer),
+            _ => None,
+        });
+        match held {
+            Some(buffer) => Ok(std::mem::replace(buffer, with)),
+            None => Err(with),
+        }
     }
 }
 
@@ -255,7 +357,7 @@ mod tests {
         assert_eq!((w.start(), w.end()), (0, 11));
         assert!(matches!(w.get(0), Some(Item::Event("caps"))));
         // Newest at 9 s, 3 s window: 0 to 5 s go (the event with the first).
-        let removed = w.trim(3 * S, 0, None, all);
+        let removed = w.trim(3 * S, 0, None, None, all);
         assert_eq!(removed.len(), 7);
         assert_eq!(w.start(), 7);
         assert!(matches!(
@@ -274,10 +376,10 @@ mod tests {
     fn a_pinning_reader_keeps_items_until_the_slack_runs_out() {
         let mut w = frames(10, 1);
         // A reader at seq 3 (frame 2) pins frames 2 and later.
-        assert_eq!(w.trim(3 * S, 7 * S, Some(3), all).len(), 3);
+        assert_eq!(w.trim(3 * S, 7 * S, Some(3), None, all).len(), 3);
         assert_eq!(w.start(), 3);
         // Past length + slack (frames over 4 s old) they go anyway.
-        assert_eq!(w.trim(3 * S, S, Some(3), all).len(), 3);
+        assert_eq!(w.trim(3 * S, S, Some(3), None, all).len(), 3);
         assert_eq!(w.buffers(), 5);
     }
 
@@ -286,7 +388,7 @@ mod tests {
         // Keyframes at 0, 4 and 8 s; newest 9 s; a 3 s window reaches 6 s,
         // whose keyframe is at 4 s.
         let mut w = frames(10, 4);
-        w.trim(3 * S, 10 * S, None, |b| b.1);
+        w.trim(3 * S, 10 * S, None, None, |b| b.1);
         assert_eq!(w.start(), 5);
         assert!(matches!(
             w.get(5),
@@ -296,7 +398,7 @@ mod tests {
             })
         ));
         // Beyond the slack it goes anyway.
-        w.trim(3 * S, S, None, |b| b.1);
+        w.trim(3 * S, S, None, None, |b| b.1);
         assert_eq!(w.start(), 6);
     }
 
@@ -309,7 +411,7 @@ mod tests {
         assert_eq!(w.landing(8 * S, key), 9); // frame 8
         assert_eq!(w.landing(6 * S, |_| true), 7); // raw video: frame 6
         let mut trimmed = frames(10, 4);
-        trimmed.trim(S, 0, None, all); // frames 8 and 9 left
+        trimmed.trim(S, 0, None, None, all); // frames 8 and 9 left
         assert_eq!(trimmed.landing(2 * S, key), 9);
         assert_eq!(trimmed.landing(2 * S, |_| false), trimmed.start());
         assert_eq!(W::default().landing(0, key), 0);
@@ -331,5 +433,51 @@ mod tests {
             ["caps", "eos"]
         );
         assert_eq!(w.replace_buffer(|b| b.0 == 1, (11, true)), Ok((1, true)));
+        assert_eq!(w.replace_buffer(|b| b.0 == 1, (12, true)), Err((12, true)));
+    }
+
+    #[test]
+    fn a_held_reader_keeps_what_it_has_not_read_whatever_the_slack() {
+        let mut w = frames(10, 1);
+        // Frames 0 to 5 are over 3 s old and beyond any slack, but the held
+        // reader is at seq 3 (frame 2).
+        assert_eq!(w.trim(3 * S, 0, None, Some(3), all).len(), 3);
+        assert_eq!(w.start(), 3);
+        assert_eq!(w.buffers(), 8);
+        // What it passed goes, events with it.
+        assert_eq!(w.remove_before(5).len(), 2);
+        assert_eq!((w.start(), w.buffers()), (5, 6));
+        assert_eq!(w.remove_before(2).len(), 0);
+    }
+
+    #[test]
+    fn levels_and_counts_follow_pushes_trims_and_clears() {
+        let mut w = frames(4, 1);
+        assert_eq!(
+            w.level_from(2),
+            Level {
+                buffers: 3,
+                bytes: 30,
+                first: Some(S),
+                span: 2 * S
+            }
+        );
+        assert_eq!(w.level_from(w.end()), Level::default());
+        w.trim(S, 0, None, None, all);
+        // Frames 2 and 3 are left; counting from before the start counts them.
+        assert_eq!((w.buffers(), w.buffers_between(0, 99)), (2, 2));
+        assert_eq!(w.bytes_between(0, 4), 10);
+        w.clear();
+        w.push_buffer((9, true), 9 * S, 7);
+        assert_eq!(w.level_from(0).bytes, 7);
+    }
+
+    #[test]
+    fn the_first_buffer_not_older_than_a_cutoff() {
+        let w = frames(10, 4);
+        assert_eq!(w.first_from(0, 0), 1);
+        assert_eq!(w.first_from(0, 3 * S), 4);
+        assert_eq!(w.first_from(6, 3 * S), 6);
+        assert_eq!(w.first_from(0, 20 * S), w.end());
     }
 }

@@ -136,6 +136,30 @@ pub fn collect_bus(
     log
 }
 
+/// A pipeline from a gst-launch description (GStreamer initialized first).
+pub fn launch(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// The pipeline's running time now (0 before it has a clock).
+pub fn running_time(pipeline: &gst::Pipeline) -> gst::ClockTime {
+    pipeline
+        .current_running_time()
+        .unwrap_or(gst::ClockTime::ZERO)
+}
+
+/// Waits until the pipeline's running time reaches `t`; panics after `timeout`.
+pub fn wait_for_running_time(pipeline: &gst::Pipeline, t: gst::ClockTime, timeout: Duration) {
+    assert!(
+        poll_until(timeout, || running_time(pipeline) >= t),
+        "running time {t} never came"
+    );
+}
+
 /// Runs a gst-launch description to EOS (or error), then back to NULL.
 pub fn run_to_eos(description: &str, timeout: Duration) -> BusLog {
     let pipeline = gst::parse::launch(description)

@@ -12,21 +12,16 @@ fn pool_of(buffer: &gst::BufferRef) -> usize {
     unsafe { (*buffer.as_ptr()).pool as usize }
 }
 
-/// The buffers of `pool` that the ring and the window hold, newest first,
-/// each once.
+/// The buffers of `pool` that the window holds, newest first.
 fn held_from_pool(s: &Shared, pool: usize) -> Vec<gst::Buffer> {
     let mut held: Vec<(&gst::Buffer, u64)> = s
-        .ring
+        .window
         .buffers_newest_first()
-        .chain(s.window.buffers_newest_first())
         .filter(|(b, _)| pool_of(b) == pool)
         .collect();
+    // Arrival order is not always running-time order (B-frames).
     held.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
-    let mut seen = std::collections::HashSet::new();
-    held.into_iter()
-        .filter(|(b, _)| seen.insert(b.as_ptr()))
-        .map(|(b, _)| b.clone())
-        .collect()
+    held.into_iter().map(|(b, _)| b.clone()).collect()
 }
 
 impl DelayBuffer {
@@ -92,18 +87,15 @@ impl DelayBuffer {
                     continue;
                 }
             };
-            // The ring of `src` and the taps' window may both hold it.
             let is_original = |b: &gst::Buffer| b.as_ptr() == original.as_ptr();
-            let in_window = s.window.replace_buffer(is_original, copy.clone());
-            let in_ring = s.ring.replace_buffer(is_original, copy);
-            let replaced: Vec<_> = [in_window, in_ring].into_iter().collect();
-            if replaced.iter().any(Result::is_ok) {
+            let replaced = s.window.replace_buffer(is_original, copy);
+            if replaced.is_ok() {
                 s.copied += 1;
                 s.copied_bytes += original.size() as u64;
             }
-            // The originals, or the copies no longer needed (the original
-            // left meanwhile: pushed, dropped or flushed).
-            released.extend(replaced.into_iter().map(|r| r.unwrap_or_else(|c| c)));
+            // The original, or the copy no longer needed (the original left
+            // meanwhile: pushed, dropped or flushed).
+            released.push(replaced.unwrap_or_else(|c| c));
         }
         if failed.is_some()
             && let Some(entry) = s

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The taps: request pads `tap_%u` reading the one held window, each from
-//! its own thread, `delay` behind, never blocking the input or each other.
+//! The taps: request pads `tap_%u`, readers of the one held window beside
+//! `src` (see `output`), each `delay` behind, never blocking the input or
+//! each other; and the window itself: what goes in and when it leaves.
 //! Like the rest of the element, nothing here calls into GStreamer with the
-//! lock held: what a tap sends is gathered under it and pushed after.
+//! lock held.
 
+use super::output::{Send, is_keyframe};
 use super::*;
-use crate::delaybuffer::tap::{Tap, TapSnapshot};
+use crate::delaybuffer::reader::{Output, Reader, TapSnapshot};
 use crate::delaybuffer::tap_pad::{DEFAULT_TAP_ACTIVE, DEFAULT_TAP_DELAY, TapPad};
 use crate::delaybuffer::window::Seq;
 use gst::glib::translate::IntoGlib;
@@ -20,20 +22,8 @@ const WINDOW_SLACK: u64 = gst::ClockTime::SECOND.nseconds();
 /// then holds at most this much more than its length.
 const NON_LIVE_SLACK: u64 = 100 * gst::ClockTime::MSECOND.nseconds();
 
-/// What a tap sends next, gathered under the lock.
-#[derive(Default)]
-struct Send {
-    events: Vec<gst::Event>,
-    buffer: Option<gst::Buffer>,
-}
-
 fn tap_index(s: &Shared, pad: &gst::Pad) -> Option<usize> {
     s.taps.iter().position(|t| &t.pad == pad)
-}
-
-/// A buffer encoded video can be decoded from.
-fn is_keyframe(buffer: &gst::Buffer) -> bool {
-    !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
 }
 
 /// The running time taps measure their delay back from: the clock's when
@@ -47,7 +37,7 @@ fn now(s: &Shared) -> Option<u64> {
 }
 
 /// The sticky events in force at `cursor`, in the order they must go out.
-fn sticky_at(s: &Shared, cursor: Seq) -> Vec<gst::Event> {
+pub(super) fn sticky_at(s: &Shared, cursor: Seq) -> Vec<gst::Event> {
     let mut sticky = s.window_sticky.clone();
     for event in s.window.events_before(cursor) {
         keep_sticky(&mut sticky, event);
@@ -107,7 +97,12 @@ impl DelayBuffer {
             .flags(gst::PadFlags::PROXY_CAPS)
             .build()
             .upcast::<gst::Pad>();
-        let tap = Tap::new(pad.clone(), DEFAULT_TAP_DELAY, DEFAULT_TAP_ACTIVE);
+        let tap = Reader::new(
+            Output::Tap,
+            pad.clone(),
+            DEFAULT_TAP_DELAY,
+            DEFAULT_TAP_ACTIVE,
+        );
         self.lock().taps.push(tap);
         pad
     }
@@ -135,24 +130,17 @@ impl DelayBuffer {
         let _ = self.obj().remove_pad(pad);
     }
 
-    /// Takes the tap of `pad` out of the element: the tap, and what the
-    /// window held if it was the last one, for the caller to drop unlocked.
+    /// Takes the tap of `pad` out of the element: the tap, and what only it
+    /// needed in the window, for the caller to drop unlocked.
     pub(super) fn forget_tap(
         &self,
         pad: &gst::Pad,
-    ) -> (Option<Tap>, Vec<Item<gst::Buffer, gst::Event>>) {
-        {
-            let mut s = self.lock();
-            let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
-            // The last tap gone, nothing reads the window: let it go, keeping
-            // its sticky events for a tap requested later.
-            let left = match s.taps.is_empty() {
-                true => clear_window(&mut s),
-                false => Vec::new(),
-            };
-            self.changed.notify_all();
-            (tap, left)
-        }
+    ) -> (Option<Reader>, Vec<Item<gst::Buffer, gst::Event>>) {
+        let mut s = self.lock();
+        let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
+        let left = self.trim_window(&mut s);
+        self.changed.notify_all();
+        (tap, left)
     }
 
     /// The metrics' values of each tap: what the window holds ahead of it,
@@ -194,7 +182,7 @@ impl DelayBuffer {
             let Some(i) = tap_index(&s, pad) else { return };
             let old = std::mem::replace(&mut s.taps[i].delay, delay);
             if old != delay && s.taps[i].active && s.taps[i].out_segment.is_some() {
-                self.move_tap(&mut s, i);
+                self.move_tap(&mut s, pad);
             }
             self.changed.notify_all();
             old
@@ -219,7 +207,7 @@ impl DelayBuffer {
         let Some(i) = tap_index(&s, pad) else { return };
         let was = std::mem::replace(&mut s.taps[i].active, active);
         if active && !was {
-            self.move_tap(&mut s, i);
+            self.move_tap(&mut s, pad);
         }
         s.taps[i].cancel_clock_wait();
         self.changed.notify_all();
@@ -227,8 +215,9 @@ impl DelayBuffer {
         gst::info!(CAT, obj = pad, "tap active: {active}");
     }
 
-    /// Puts tap `i` `delay` before now in the window, on a keyframe.
-    fn move_tap(&self, s: &mut Shared, i: usize) {
+    /// Puts the tap of `pad` `delay` before now in the window, on a keyframe.
+    pub(super) fn move_tap(&self, s: &mut Shared, pad: &gst::Pad) {
+        let Some(i) = tap_index(s, pad) else { return };
         let Some(now) = now(s) else { return };
         let target = now.saturating_sub(s.taps[i].delay.nseconds());
         let cursor = s.taps[i].cursor;
@@ -256,42 +245,33 @@ impl DelayBuffer {
         s.taps[i].move_to(landing, landed, skipped);
     }
 
-    /// Puts what came in into the window when there are taps, and returns
-    /// what left it, for the caller to drop unlocked.
-    pub(super) fn feed_window(
+    /// Puts an event that came in into the window, and returns what left
+    /// it, for the caller to drop unlocked.
+    pub(super) fn feed_event(
         &self,
         s: &mut Shared,
-        item: Item<gst::Buffer, gst::Event>,
+        event: gst::Event,
     ) -> Vec<Item<gst::Buffer, gst::Event>> {
-        if s.taps.is_empty() {
-            // A tap requested later starts with the stream-start, caps and
-            // segment in force, like a tee's new branch.
-            if let Item::Event(event) = &item {
-                keep_sticky(&mut s.window_sticky, event);
-            }
-            return Vec::new();
-        }
-        match item {
-            Item::Buffer {
-                buffer,
-                running_time,
-                size,
-            } => s.window.push_buffer(buffer, running_time, size),
-            Item::Event(event) => {
-                if event.type_() == gst::EventType::Eos {
-                    s.window_eos = true;
-                }
-                s.window.push_event(event);
-            }
-        }
-        let removed = self.trim_window(s);
+        s.window.push_event(event);
         self.changed.notify_all();
-        removed
+        self.trim_window(s)
     }
 
-    /// Drops from the window what no tap needs any more, counting what a
-    /// tap too far behind loses.
-    fn trim_window(&self, s: &mut Shared) -> Vec<Item<gst::Buffer, gst::Event>> {
+    /// Drops from the window what no reader needs any more, counting what
+    /// a reader too far behind loses. `src` keeps what it has not read
+    /// (its bounds hold upstream back); taps keep what they have not read
+    /// within the slack, and the window's length for a tap moved back.
+    pub(super) fn trim_window(&self, s: &mut Shared) -> Vec<Item<gst::Buffer, gst::Event>> {
+        let held = s.src_holds().then_some(s.src.cursor);
+        if s.taps.is_empty() {
+            let removed = s.window.remove_before(held.unwrap_or(s.src.cursor));
+            for item in &removed {
+                if let Item::Event(event) = item {
+                    keep_sticky(&mut s.window_sticky, event);
+                }
+            }
+            return removed;
+        }
         let length = self.window_length(s);
         let pinned = s
             .taps
@@ -303,14 +283,17 @@ impl DelayBuffer {
         // says nothing about a reader being slow, and nothing is dropped.
         let slack = if s.is_live() { WINDOW_SLACK } else { u64::MAX };
         let start = s.window.start();
-        let removed = s.window.trim(length, slack, pinned, is_keyframe);
+        let removed = s.window.trim(length, slack, pinned, held, is_keyframe);
         for (offset, item) in removed.iter().enumerate() {
             let seq = start + offset as Seq;
             match item {
                 Item::Event(event) => keep_sticky(&mut s.window_sticky, event),
                 Item::Buffer { .. } => {
-                    for tap in s.taps.iter_mut().filter(|t| t.misses() && t.cursor <= seq) {
-                        tap.dropped += 1;
+                    for reader in s
+                        .readers_mut()
+                        .filter(|r| r.misses() && r.unread_from() <= seq)
+                    {
+                        reader.dropped += 1;
                     }
                 }
             }
@@ -353,11 +336,18 @@ impl DelayBuffer {
     /// The running time held for the outputs: `src`'s delay and, with
     /// taps, their window. Upstream pools are asked for that many buffers.
     pub(super) fn held_length(&self, s: &Shared) -> u64 {
-        let delay = s.settings.delay.nseconds();
+        let delay = s.src.delay.nseconds();
         match s.taps.is_empty() {
             true => delay,
             false => delay.max(self.window_length(s)),
         }
+    }
+
+    /// Whether upstream's last ALLOCATION answer already asked for what is
+    /// held now.
+    fn allocated_for_window(&self) -> bool {
+        let s = self.lock();
+        s.allocated_for != 0 && self.held_length(&s) <= s.allocated_for
     }
 
     /// Asks upstream to negotiate its allocation again (a RECONFIGURE) when
@@ -416,7 +406,7 @@ impl DelayBuffer {
                 let _ = pad.pause_task();
             } else if resume
                 && !resume_pad_task(&pad)
-                && let Err(err) = self.start_tap_task(&pad)
+                && let Err(err) = self.start_output_task(&pad)
             {
                 gst::error!(CAT, obj = pad, "cannot restart the task: {err}");
             }
@@ -445,7 +435,7 @@ impl DelayBuffer {
             self.changed.notify_all();
         }
         if active {
-            self.start_tap_task(pad)
+            self.start_output_task(pad)
                 .map_err(|e| gst::loggable_error!(CAT, "cannot start the task: {e}"))
         } else {
             pad.stop_task()
@@ -453,106 +443,13 @@ impl DelayBuffer {
         }
     }
 
-    fn start_tap_task(&self, pad: &gst::Pad) -> Result<(), glib::BoolError> {
-        // Weak references: the task must keep neither alive.
-        let weak = self.obj().downgrade();
-        let weak_pad = pad.downgrade();
-        pad.start_task(move || {
-            let Some(pad) = weak_pad.upgrade() else {
-                return;
-            };
-            match weak.upgrade() {
-                Some(obj) => obj.imp().tap_loop(&pad),
-                None => {
-                    let _ = pad.pause_task();
-                }
-            }
-        })
-    }
-
-    /// One step of a tap's task: send the next item once it is due.
-    fn tap_loop(&self, pad: &gst::Pad) {
-        let Some(send) = self.next_for_tap(pad) else {
-            let _ = pad.pause_task();
-            return;
-        };
-        for event in send.events {
-            let eos = event.type_() == gst::EventType::Eos;
-            pad.push_event(event);
-            if eos {
-                self.tap_flow(pad, Err(gst::FlowError::Eos));
-            }
-        }
-        if let Some(buffer) = send.buffer {
-            let result = pad.push(buffer);
-            self.tap_flow(pad, result);
-        }
-    }
-
-    /// Waits until tap `pad` has something to send; `None` when it stops.
-    fn next_for_tap(&self, pad: &gst::Pad) -> Option<Send> {
-        let mut s = self.lock();
-        loop {
-            let i = tap_index(&s, pad)?;
-            if s.taps[i].flushing {
-                return None;
-            }
-            if let Some(send) = self.end_inactive_tap(&mut s, i) {
-                return Some(send);
-            }
-            if !s.taps[i].reading() {
-                self.changed.wait(&mut s);
-                continue;
-            }
-            // Fallen out of the window (counted when trimmed): go on from
-            // its first keyframe, so that encoded video decodes from there,
-            // after the sticky events in force there.
-            let start = s.window.start();
-            if s.taps[i].cursor < start {
-                let resume = s.window.first_key_from(start, is_keyframe);
-                let tap = &mut s.taps[i];
-                tap.cursor = resume.unwrap_or(start);
-                tap.resend_sticky = true;
-            }
-            let cursor = s.taps[i].cursor;
-            let running_time = match s.window.get(cursor) {
-                None => {
-                    self.changed.wait(&mut s);
-                    continue;
-                }
-                Some(Item::Event(event)) => {
-                    let event = event.clone();
-                    s.taps[i].cursor += 1;
-                    return Some(self.tap_event_out(&mut s, i, event));
-                }
-                Some(Item::Buffer { running_time, .. }) => *running_time,
-            };
-            if self.tap_due(&mut s, i, running_time) {
-                let Some(Item::Buffer { buffer, .. }) = s.window.get(cursor) else {
-                    continue;
-                };
-                let buffer = buffer.clone();
-                let mut send = self.tap_header(&mut s, i);
-                let tap = &mut s.taps[i];
-                tap.cursor += 1;
-                tap.pushed += 1;
-                tap.last_out = Some(running_time + tap.shift().nseconds());
-                send.buffer = Some(buffer);
-                if !s.is_live() {
-                    // The input may wait for this tap (wait_for_slow_taps).
-                    self.changed.notify_all();
-                }
-                return Some(send);
-            }
-        }
-    }
-
     /// An inactive tap still ends with the stream: once the input's EOS is
     /// in the window, it sends the sticky events in force and that EOS, so
     /// that the pipeline can end without the tap ever having been on.
-    fn end_inactive_tap(&self, s: &mut Shared, i: usize) -> Option<Send> {
+    pub(super) fn end_inactive_tap(&self, s: &mut Shared, pad: &gst::Pad) -> Option<Send> {
+        let i = tap_index(s, pad)?;
         let tap = &s.taps[i];
-        if tap.active || !s.window_eos || tap.flow.is_err() {
+        if tap.active || s.eos_held.is_none() || tap.flow.is_err() {
             return None;
         }
         let end = s.window.end();
@@ -564,59 +461,24 @@ impl DelayBuffer {
             .clone();
         s.taps[i].cursor = end;
         s.taps[i].resend_sticky = true;
-        let mut send = self.tap_header(s, i);
+        let mut send = self.header(s, pad)?;
         send.events.push(eos);
-        // Sent once: tap_loop records the EOS as this tap's flow.
+        // Sent once: output_loop records the EOS as this tap's flow.
         s.taps[i].flow = Err(gst::FlowError::Eos);
         Some(send)
     }
 
-    /// The sticky events a tap must send before its next buffer: all of them
-    /// after a move, the SEGMENT again when its delay changed.
-    fn tap_header(&self, s: &mut Shared, i: usize) -> Send {
-        let mut send = Send::default();
-        let delay = s.taps[i].shift();
-        if s.taps[i].resend_sticky {
-            for event in sticky_at(s, s.taps[i].cursor) {
-                if event.type_() == gst::EventType::Segment {
-                    send.events.push(shifted_segment(&event, delay.nseconds()));
-                    s.taps[i].out_segment = Some(event);
-                } else {
-                    send.events.push(event);
-                }
-            }
-            s.taps[i].resend_sticky = false;
-            s.taps[i].out_shift = Some(delay);
-        } else if s.taps[i].out_shift != Some(delay) {
-            s.taps[i].out_shift = Some(delay);
-            if let Some(segment) = &s.taps[i].out_segment {
-                send.events.push(shifted_segment(segment, delay.nseconds()));
-            }
-        }
-        send
-    }
-
-    /// An event of the window, as tap `i` sends it.
-    fn tap_event_out(&self, s: &mut Shared, i: usize, event: gst::Event) -> Send {
-        let tap = &mut s.taps[i];
-        let event = if event.type_() == gst::EventType::Segment {
-            tap.out_segment = Some(event.clone());
-            tap.out_shift = Some(tap.shift());
-            // The segment is sent here, in order: no need to send it again.
-            tap.resend_sticky = false;
-            shifted_segment(&event, tap.shift().nseconds())
-        } else {
-            event
+    /// Whether the next buffer of the tap of `pad`, at `running_time`, is
+    /// due; if not, waits (for the clock, new input or a change) and says no.
+    pub(super) fn tap_due(
+        &self,
+        s: &mut MutexGuard<'_, Shared>,
+        pad: &gst::Pad,
+        running_time: u64,
+    ) -> bool {
+        let Some(i) = tap_index(s, pad) else {
+            return false;
         };
-        Send {
-            events: vec![event],
-            buffer: None,
-        }
-    }
-
-    /// Whether tap `i`'s next buffer, at `running_time`, is due; if not,
-    /// waits (for the clock, new input or a change) and says no.
-    fn tap_due(&self, s: &mut MutexGuard<'_, Shared>, i: usize, running_time: u64) -> bool {
         let due = flow::due(running_time, s.taps[i].shift().nseconds());
         let live = s.is_live();
         let now = match (live, s.playing) {
@@ -629,108 +491,35 @@ impl DelayBuffer {
             None => live && s.playing,
             Some(now) => (!live || s.playing) && now >= due,
         };
-        if ready || (!live && s.window_eos) {
+        if ready || (!live && s.eos_held.is_some()) {
             return true;
         }
         if !s.taps[i].gap_sent {
-            self.send_tap_gap(s, i, running_time);
+            self.send_preroll_gap(s, pad, running_time);
             return false;
         }
         if live && s.playing {
-            self.wait_tap_clock(s, i, due);
+            self.wait_clock(s, pad, due);
         } else {
             self.changed.wait(s);
         }
         false
     }
 
-    /// Sends the tap's sticky events and a GAP at its first buffer, for
-    /// downstream to preroll on while the delay fills (as `src` does).
-    fn send_tap_gap(&self, s: &mut MutexGuard<'_, Shared>, i: usize, running_time: u64) {
-        s.taps[i].gap_sent = true;
-        let mut send = self.tap_header(s, i);
-        let gap = s.taps[i].out_segment.as_ref().and_then(|event| {
-            let gst::EventView::Segment(e) = event.view() else {
-                return None;
-            };
-            let pts = e
-                .segment()
-                .downcast_ref::<gst::ClockTime>()?
-                .position_from_running_time(gst::ClockTime::from_nseconds(running_time))?;
-            // With the segment's seqnum, as every event the segment causes.
-            Some(gst::event::Gap::builder(pts).seqnum(event.seqnum()).build())
-        });
-        send.events.extend(gap);
-        let pad = s.taps[i].pad.clone();
-        MutexGuard::unlocked(s, || {
-            for event in send.events {
-                pad.push_event(event);
-            }
-        });
-    }
-
-    /// Sleeps on the pipeline clock until running time `due`, or until a
-    /// change unschedules the wait.
-    fn wait_tap_clock(&self, s: &mut MutexGuard<'_, Shared>, i: usize, due: u64) {
-        let Some((clock, base)) = &s.clock else {
-            return;
-        };
-        let target = gst::ClockTime::from_nseconds(flow::clock_time(*base, due));
-        let id = clock.new_single_shot_id(target);
-        s.taps[i].clock_id = Some(id.clone());
-        let pad = s.taps[i].pad.clone();
-        MutexGuard::unlocked(s, || {
-            let _ = id.wait();
-        });
-        if let Some(i) = tap_index(s, &pad) {
-            s.taps[i].clock_id = None;
-        }
-    }
-
-    /// Records what downstream of a tap returned: an error stops that tap
-    /// only (until a RECONFIGURE or a flush). A fatal one (not negotiated,
-    /// an error) is posted, as a source's task posts it, and the tap's
-    /// downstream gets its EOS: nobody upstream hears of a tap's result.
-    fn tap_flow(&self, pad: &gst::Pad, result: Result<gst::FlowSuccess, gst::FlowError>) {
-        let Err(err) = result else { return };
-        let (stopped, seqnum) = {
-            let mut s = self.lock();
-            let stopped = tap_index(&s, pad).filter(|&i| !s.taps[i].flushing);
-            // The EOS ends the tap's segment: it carries its seqnum.
-            let seqnum = stopped
-                .and_then(|i| s.taps[i].out_segment.as_ref())
-                .map(|e| e.seqnum());
-            if let Some(i) = stopped {
-                gst::debug!(
-                    CAT,
-                    obj = pad,
-                    "downstream returned {err:?}, pausing this tap"
-                );
-                s.taps[i].flow = Err(err);
-                // The input no longer waits for it.
-                self.changed.notify_all();
-            }
-            (stopped.is_some(), seqnum)
-        };
-        // Unlinked taps are allowed (a RECONFIGURE resumes them).
-        if stopped && is_fatal_or_not_linked(err) && err != gst::FlowError::NotLinked {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Internal data stream error."),
-                ["streaming stopped on {}, reason {err:?}", pad.name()]
-            );
-            let mut eos = gst::event::Eos::builder();
-            if let Some(seqnum) = seqnum {
-                eos = eos.seqnum(seqnum);
-            }
-            pad.push_event(eos.build());
-        }
-    }
-
     fn tap_src_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
         match event.type_() {
-            gst::EventType::Reconfigure => self.tap_relinked(pad),
+            gst::EventType::Reconfigure => {
+                self.relinked(pad);
+                // Upstream's pools were asked for what the window holds (a
+                // window that grows asks again itself): linking a tap changes
+                // nothing there. Forwarded, every link would make the source
+                // set up a new pool of delay x framerate buffers, and cycling
+                // taps would churn through memory that is never given back.
+                if self.allocated_for_window() {
+                    gst::log!(CAT, obj = pad, "relinked: upstream's allocation stands");
+                    return true;
+                }
+            }
             gst::EventType::Qos => {
                 // Into upstream's running time, as on `src`.
                 let shift = self.tap_snapshot(pad).map_or(0, |t| t.shift.nseconds());
@@ -739,19 +528,6 @@ impl DelayBuffer {
             _ => (),
         }
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
-    }
-
-    /// Linked again after NOT_LINKED: the tap goes on `delay` behind now,
-    /// dropping (counted) what fell due meanwhile.
-    fn tap_relinked(&self, pad: &gst::Pad) {
-        let mut s = self.lock();
-        let Some(i) = tap_index(&s, pad) else { return };
-        if s.taps[i].flushing || s.taps[i].flow != Err(gst::FlowError::NotLinked) {
-            return;
-        }
-        s.taps[i].flow = Ok(gst::FlowSuccess::Ok);
-        self.move_tap(&mut s, i);
-        self.changed.notify_all();
     }
 
     /// Like `src`, a tap adds no latency; and since it never blocks input
@@ -769,10 +545,10 @@ impl DelayBuffer {
         true
     }
 
-    /// Cancels every tap's clock wait (the base time changed, or PAUSED).
-    pub(super) fn cancel_tap_clock_waits(s: &mut Shared) {
-        for tap in &mut s.taps {
-            tap.cancel_clock_wait();
+    /// Cancels every reader's clock wait (the base time changed, or PAUSED).
+    pub(super) fn cancel_clock_waits(s: &mut Shared) {
+        for reader in s.readers_mut() {
+            reader.cancel_clock_wait();
         }
     }
 }

@@ -1,13 +1,26 @@
 // SPDX-License-Identifier: MPL-2.0
-//! One tap's state: where it reads in the window, how far behind it runs,
-//! what it sent downstream and what it counted.
+//! One output's state, `src`'s or a tap's: where it reads in the window, how
+//! far behind it runs, what it sent downstream and what it counted. What
+//! differs between them is policy (see `Output`): `src` holds upstream back
+//! by its `max-size-*` bounds and lands forward on a keyframe, a tap may be
+//! turned off and moves back into the window.
 
 use gst::prelude::*;
 
 use super::Leaky;
 use super::window::Seq;
 
-pub struct Tap {
+/// Which output a reader feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The always `src` pad: its flow is upstream's, its levels are bounded.
+    Src,
+    /// A `tap_%u` request pad, its own branch.
+    Tap,
+}
+
+pub struct Reader {
+    pub output: Output,
     pub pad: gst::Pad,
     /// The pad's name, read once: the element's lock is never held while
     /// taking the pad's own object lock.
@@ -38,6 +51,12 @@ pub struct Tap {
     pub out_shift: Option<gst::ClockTime>,
     /// After a move: the sticky events in force at the cursor go out first.
     pub resend_sticky: bool,
+    /// Buffers before this place are skipped (already counted as dropped):
+    /// `src` dropped them as late or over a bound; events there still go.
+    pub skip_before: Seq,
+    /// The next buffer sent must be a keyframe: deltas are skipped (and
+    /// counted) until one comes, so that encoded video decodes from there.
+    pub need_key: bool,
     /// Whether the GAP that lets downstream preroll while filling was sent.
     pub gap_sent: bool,
     pub clock_id: Option<gst::SingleShotClockId>,
@@ -56,9 +75,10 @@ pub struct TapSnapshot {
     pub dropped: u64,
 }
 
-impl Tap {
-    pub fn new(pad: gst::Pad, delay: gst::ClockTime, active: bool) -> Self {
-        Tap {
+impl Reader {
+    pub fn new(output: Output, pad: gst::Pad, delay: gst::ClockTime, active: bool) -> Self {
+        Reader {
+            output,
             name: pad.name().to_string(),
             pad,
             delay,
@@ -73,6 +93,8 @@ impl Tap {
             out_segment: None,
             out_shift: None,
             resend_sticky: true,
+            skip_before: 0,
+            need_key: false,
             gap_sent: false,
             clock_id: None,
             pushed: 0,
@@ -121,9 +143,16 @@ impl Tap {
         self.delay + self.landed_early
     }
 
+    /// Where what it has not read yet starts (past what it skips).
+    pub fn unread_from(&self) -> Seq {
+        self.cursor.max(self.skip_before)
+    }
+
     /// Starts a new stream (after a flush, or activation) at `cursor`.
     pub fn restart(&mut self, cursor: Seq) {
         self.cursor = cursor;
+        self.skip_before = cursor;
+        self.need_key = false;
         self.landed_early = gst::ClockTime::ZERO;
         self.last_out = None;
         self.flow = Ok(gst::FlowSuccess::Ok);
