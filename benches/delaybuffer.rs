@@ -1,26 +1,47 @@
 // SPDX-License-Identifier: MPL-2.0
 //! delaybuffer side by side, in one run, with what users would use instead:
 //! (a) CPU added per buffer: delaybuffer vs `queue min-threshold-time` (same
-//!     delay, unbounded sizes), over many small buffers;
+//!     delay, held up to the same delay + 1 s as delaybuffer's pacing), over
+//!     many small buffers;
 //! (b) 1080p RGBA at 30 fps delayed 7 s: CPU time and peak RSS of delaybuffer vs
-//!     a CPU deep-copy delay (appsink -> copy into a deque -> appsrc).
-//!
+//!     a CPU deep-copy delay (appsink -> copy into a deque -> appsrc);
 //! (c) taps: CPU added per buffer by 3 taps of one delaybuffer vs 3
 //!     delaybuffers behind a tee; peak RSS of 3 taps (7 s, 3.5 s, 1 s) of
 //!     1080p RGBA / the frames 7 s holds; and the CPU of one short-pool copy
-//!     (a source whose pool of 8 never grows) per copied buffer.
+//!     (a source whose pool of 8 never grows) per copied buffer;
+//! (d) a 20 s 720p H.264 file decoded behind a 2 s delay into a synchronised
+//!     sink: peak RSS of delaybuffer vs `queue max-size-time` = delay + 1 s;
+//! (e) 1,000 request/release cycles of a tap on a live source vs of a tee's
+//!     request pads: RSS growth of each.
 //!
-//! Each variant runs in a child process (this binary again) so that peak RSS
-//! is its own. Run with `make bench` or `cargo bench --bench delaybuffer`.
+//! Each variant runs in a child process (this binary again) so that CPU time
+//! and peak RSS are its own. The CPU rows are measured as the metrics row is,
+//! the median of alternating pairs' ratios, per CPU second; the two runs of
+//! a pair share a child process (each beside a run of the source alone), so
+//! that they are milliseconds apart: on a shared machine the speed drifts
+//! between processes more than within one. Run with `make bench` or `cargo bench --bench delaybuffer`.
 
 mod common;
 
-use common::{launch, measure, median};
+use common::{Bound, bound_row, launch, measure, median};
 use gst::prelude::*;
 use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::time::Duration;
 
-const SMALL_BUFFERS: u64 = 200_000;
+const SMALL_BUFFERS: u64 = 100_000;
+/// Buffers run once in each CPU child before it measures (code paged in,
+/// pools and caches filled).
+const WARMUP_BUFFERS: u64 = 10_000;
 const SMALL_DELAY_NS: u64 = 1_000_000_000;
+/// delaybuffer's headroom when it paces non-live input (docs/delaybuffer.md).
+const HEADROOM_NS: u64 = 1_000_000_000;
+/// Pairs of runs in each CPU child, and children for each CPU ratio: within
+/// one process the source's own CPU varies by about 1% from run to run, the
+/// threads' hand-offs through a queue or a delaybuffer by 10-20%, so the
+/// median needs many pairs.
+const CPU_PAIRS: usize = 20;
+const CPU_CHILDREN: usize = 3;
 const BIG_FRAMES: u64 = 900;
 const BIG_DELAY_NS: u64 = 7_000_000_000;
 const FRAME_BYTES: u64 = 1920 * 1080 * 4;
@@ -28,7 +49,11 @@ const FRAME_BYTES: u64 = 1920 * 1080 * 4;
 const TAP_DELAYS_NS: [u64; 3] = [250_000_000, 500_000_000, 1_000_000_000];
 /// Frames of 640x480 I420 pushed from a pool for the short-pool copy cost.
 const POOL_FRAMES: u64 = 3000;
-
+/// (d): 20 s of 720p at 30 fps, behind a 2 s delay.
+const FILE_FRAMES: u64 = 600;
+const FILE_DELAY_NS: u64 = 2_000_000_000;
+/// (e): request/release cycles of one output.
+const CYCLES: u32 = 1_000;
 /// `source` into a delaybuffer whose three taps have `delays` (its `src`
 /// unlinked), each into a fakesink.
 fn taps(source: &str, delays: &[u64]) -> gst::Pipeline {
@@ -183,40 +208,216 @@ fn copy_delay(source: &str) {
     output.set_state(gst::State::Null).unwrap();
 }
 
-/// Runs one variant in this process and prints "cpu rss".
+/// The small buffers of (a) and (c).
+fn small_source(buffers: u64) -> String {
+    format!(
+        "videotestsrc num-buffers={buffers} pattern=black ! \
+         video/x-raw,format=GRAY8,width=8,height=8,framerate=1000/1"
+    )
+}
+
+/// A CPU variant of (a) or (c) over `buffers` small buffers; `none` is the
+/// same source straight into a fakesink.
+fn cpu_pipeline(variant: &str, buffers: u64) -> gst::Pipeline {
+    let small = small_source(buffers);
+    match variant {
+        "none" => launch(&format!("{small} ! fakesink sync=false")),
+        // Held up to what a paced delaybuffer holds (the delay and the
+        // headroom): unbounded, a queue fed faster than it drains would
+        // grow, and its page faults would be measured instead.
+        "queue" => launch(&format!(
+            "{small} ! queue min-threshold-time={SMALL_DELAY_NS} max-size-buffers=0 \
+             max-size-bytes=0 max-size-time={} ! fakesink sync=false",
+            SMALL_DELAY_NS + HEADROOM_NS
+        )),
+        "delaybuffer" => launch(&format!(
+            "{small} ! delaybuffer delay={SMALL_DELAY_NS} ! fakesink sync=false"
+        )),
+        "taps" => taps(&small, &TAP_DELAYS_NS),
+        "tee" => tee_of_delaybuffers(&small, &TAP_DELAYS_NS),
+        other => panic!("unknown CPU variant {other}"),
+    }
+}
+
+/// CPU seconds (user and system, every thread's) that running `pipeline` to
+/// EOS takes.
+fn cpu_to_eos(pipeline: &gst::Pipeline) -> f64 {
+    let start = common::cpu_time();
+    run_to_eos(pipeline);
+    (common::cpu_time() - start).as_secs_f64()
+}
+
+/// One CPU child comparing variants `a` and `b` (`a,b`): each once to warm
+/// up, then CPU_PAIRS pairs of runs over SMALL_BUFFERS, which of the two goes
+/// first alternating, each pair beside a run of the source alone. Prints the
+/// medians of the CPU seconds per buffer each added to the source alone,
+/// then each pair's ratio a/b.
+fn cpu_child(variants: &str) -> Vec<f64> {
+    let (a, b) = variants.split_once(',').unwrap();
+    run_to_eos(&cpu_pipeline(a, WARMUP_BUFFERS));
+    run_to_eos(&cpu_pipeline(b, WARMUP_BUFFERS));
+    let per_buffer = |cpu: f64| cpu / SMALL_BUFFERS as f64;
+    let mut added = [Vec::new(), Vec::new()];
+    let mut ratios = Vec::new();
+    for i in 0..CPU_PAIRS {
+        let none = cpu_to_eos(&cpu_pipeline("none", SMALL_BUFFERS));
+        let run = |v: &str| per_buffer(cpu_to_eos(&cpu_pipeline(v, SMALL_BUFFERS)) - none);
+        let (x, y) = if i % 2 == 0 {
+            (run(a), run(b))
+        } else {
+            let y = run(b);
+            (run(a), y)
+        };
+        added[0].push(x);
+        added[1].push(y);
+        ratios.push(x / y);
+    }
+    let [x, y] = added;
+    let mut values = vec![median(x), median(y)];
+    values.extend(ratios);
+    values
+}
+
+/// A 20 s 720p H.264 MP4 (x264enc, a keyframe a second) at `path`; its size.
+fn make_h264_file(path: &str) -> Vec<f64> {
+    run_to_eos(&launch(&format!(
+        "videotestsrc num-buffers={FILE_FRAMES} pattern=ball ! \
+         video/x-raw,width=1280,height=720,framerate=30/1 ! \
+         x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mp4mux ! \
+         filesink location={path}"
+    )));
+    vec![std::fs::metadata(path).unwrap().len() as f64]
+}
+
+/// (d): the file decoded behind `stage` into a synchronised sink; this
+/// process's peak RSS (VmHWM) and the frames the sink got.
+fn decode_behind(stage: &str, path: &str) -> Vec<f64> {
+    let pipeline = launch(&format!(
+        "filesrc location={path} ! qtdemux ! h264parse ! avdec_h264 ! {stage} ! \
+         fakesink name=out sync=true"
+    ));
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = frames.clone();
+    pipeline
+        .by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    run_to_eos(&pipeline);
+    vec![
+        common::proc_status_bytes("VmHWM") as f64,
+        frames.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    ]
+}
+
+/// (e): a live source into `element` (a delaybuffer or a tee) whose `src`
+/// or first request pad feeds a synchronised fakesink; CYCLES times an
+/// output (`template`) is requested, linked to a new fakesink, carries one
+/// buffer, and is released. RSS before the first cycle and after the last,
+/// and the seconds the cycles took.
+fn cycle_outputs(element: &str, template: &str) -> Vec<f64> {
+    let main_sink = match element {
+        "delaybuffer" => "e. ! fakesink name=main sync=true",
+        _ => "e.src_0 ! fakesink name=main sync=true",
+    };
+    let pipeline = launch(&format!(
+        "videotestsrc is-live=true ! \
+         video/x-raw,format=I420,width=320,height=240,framerate=60/1 ! \
+         {element} name=e {main_sink}"
+    ));
+    let element = pipeline.by_name("e").unwrap();
+    let (sent, arrived) = mpsc::sync_channel::<()>(1);
+    probe_first_buffer(&pipeline.by_name("main").unwrap(), &sent);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    arrived
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a buffer at the main sink");
+    let before = common::proc_status_bytes("VmRSS");
+    let start = std::time::Instant::now();
+    for _ in 0..CYCLES {
+        cycle_once(&pipeline, &element, template, &sent, &arrived);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let after = common::proc_status_bytes("VmRSS");
+    pipeline.set_state(gst::State::Null).unwrap();
+    vec![before as f64, after as f64, seconds]
+}
+
+/// Sends on `sent` when the first buffer reaches `sink`.
+fn probe_first_buffer(sink: &gst::Element, sent: &mpsc::SyncSender<()>) {
+    let sent = sent.clone();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = sent.try_send(());
+            gst::PadProbeReturn::Remove
+        });
+}
+
+/// One request/link/one buffer/release cycle of `template` on `element`.
+fn cycle_once(
+    pipeline: &gst::Pipeline,
+    element: &gst::Element,
+    template: &str,
+    sent: &mpsc::SyncSender<()>,
+    arrived: &mpsc::Receiver<()>,
+) {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .property("async", false)
+        .build()
+        .unwrap();
+    probe_first_buffer(&sink, sent);
+    pipeline.add(&sink).unwrap();
+    // Playing before it is linked: a buffer pushed into a sink still
+    // flushing would be FLUSHING upstream.
+    sink.sync_state_with_parent().unwrap();
+    let pad = element.request_pad_simple(template).unwrap();
+    pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+    arrived
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a buffer through the requested output");
+    element.release_request_pad(&pad);
+    sink.set_state(gst::State::Null).unwrap();
+    pipeline.remove(&sink).unwrap();
+}
+
+/// Runs one variant in this process and prints its figures.
 fn child(variant: &str) {
     gst::init().unwrap();
     gstedgeguard::plugin_register_static().unwrap();
-    let small = format!(
-        "videotestsrc num-buffers={SMALL_BUFFERS} pattern=black ! video/x-raw,format=GRAY8,width=8,height=8,framerate=1000/1"
-    );
+    let (name, arg) = variant.split_once(':').unwrap_or((variant, ""));
+    let values = match name {
+        "cpu" => cpu_child(arg),
+        "h264-file" => make_h264_file(arg),
+        "file-delaybuffer" => decode_behind(&format!("delaybuffer delay={FILE_DELAY_NS}"), arg),
+        "file-queue" => decode_behind(
+            &format!(
+                "queue max-size-time={} max-size-buffers=0 max-size-bytes=0",
+                FILE_DELAY_NS + HEADROOM_NS
+            ),
+            arg,
+        ),
+        "cycle-taps" => cycle_outputs("delaybuffer", "tap_%u"),
+        "cycle-tee" => cycle_outputs("tee", "src_%u"),
+        _ => big_child(variant),
+    };
+    common::report(&values);
+}
+
+/// The variants of (b) and (c) that run a pipeline once: CPU (user,
+/// system), page faults, peak RSS and short-pool copies.
+fn big_child(variant: &str) -> Vec<f64> {
     let big = format!(
         "videotestsrc num-buffers={BIG_FRAMES} pattern=black ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1"
     );
-    let known = [
-        "small-none",
-        "small-queue",
-        "small-delaybuffer",
-        "big-none",
-        "big-delaybuffer",
-        "big-queue",
-        "big-copy",
-        "small-taps",
-        "small-tee",
-        "big-taps",
-        "pool-fixed",
-        "pool-growing",
-    ];
-    assert!(known.contains(&variant), "unknown variant {variant}");
     let (user0, sys0, faults0, _) = usage();
+    let mut copied = 0;
     match variant {
-        "small-none" => run_to_eos(&launch(&format!("{small} ! fakesink sync=false"))),
-        "small-queue" => run_to_eos(&launch(&format!(
-            "{small} ! queue min-threshold-time={SMALL_DELAY_NS} max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! fakesink sync=false"
-        ))),
-        "small-delaybuffer" => run_to_eos(&launch(&format!(
-            "{small} ! delaybuffer delay={SMALL_DELAY_NS} ! fakesink sync=false"
-        ))),
         "big-none" => run_to_eos(&launch(&format!("{big} ! fakesink sync=false"))),
         "big-delaybuffer" => run_to_eos(&launch(&format!(
             "{big} ! delaybuffer delay={BIG_DELAY_NS} ! fakesink sync=false"
@@ -225,27 +426,22 @@ fn child(variant: &str) {
             "{big} ! queue min-threshold-time={BIG_DELAY_NS} max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! fakesink sync=false"
         ))),
         "big-copy" => copy_delay(&big),
-        "small-taps" => run_to_eos(&taps(&small, &TAP_DELAYS_NS)),
-        "small-tee" => run_to_eos(&tee_of_delaybuffers(&small, &TAP_DELAYS_NS)),
         "big-taps" => run_to_eos(&taps(
             &big,
             &[BIG_DELAY_NS, BIG_DELAY_NS / 2, 1_000_000_000],
         )),
-        _ => (),
+        "pool-fixed" => copied = pool_source(8),
+        "pool-growing" => copied = pool_source(0),
+        other => panic!("unknown variant {other}"),
     }
-    let copied = match variant {
-        "pool-fixed" => pool_source(8),
-        "pool-growing" => pool_source(0),
-        _ => 0,
-    };
     let (user1, sys1, faults1, rss) = usage();
-    common::report(&[
+    vec![
         user1 - user0,
         sys1 - sys0,
         (faults1 - faults0) as f64,
         rss as f64,
         copied as f64,
-    ]);
+    ]
 }
 
 /// The child's figures as its `Cost`.
@@ -264,26 +460,82 @@ fn main() {
         child(&variant);
         return;
     }
-    const ROUNDS: usize = 5;
-    let cpu = |variant: &str| median((0..ROUNDS).map(|_| cost(variant).cpu()).collect());
-    let none = cpu("small-none");
-    let queue = cpu("small-queue");
-    let delay = cpu("small-delaybuffer");
-    let per = |t: f64| (t - none) / SMALL_BUFFERS as f64 * 1e6;
+    let start = std::time::Instant::now();
+    if section("a") {
+        cpu_against_queue();
+    }
+    let big_none = section("b").then(big_frames);
+    if section("c") {
+        taps_and_short_pools(big_none.unwrap_or_else(|| cost("big-none")));
+    }
+    if section("d") {
+        decoded_file();
+    }
+    if section("e") {
+        output_cycles();
+    }
     println!(
-        "delaybuffer (a): CPU added per buffer, {SMALL_BUFFERS} 8x8 GRAY8 buffers, 1 s delay, median of {ROUNDS}:"
+        "delaybuffer: the bench took {:.0} s",
+        start.elapsed().as_secs_f64()
     );
-    println!("  queue min-threshold-time : {:7.2} us/buffer", per(queue));
-    println!("  delaybuffer              : {:7.2} us/buffer", per(delay));
-    println!(
-        "  ratio delaybuffer/queue  : {:7.2}   (target <= 1)",
-        per(delay) / per(queue)
-    );
-    println!(
-        "RATIO|delaybuffer|CPU per buffer delaybuffer/queue|{:.2}|<= 1",
-        per(delay) / per(queue)
-    );
+}
 
+/// Whether to run section `name` (a to e): all of them, unless
+/// EDGEGUARD_BENCH_SECTIONS names some (e.g. `a,c`).
+fn section(name: &str) -> bool {
+    std::env::var("EDGEGUARD_BENCH_SECTIONS")
+        .map(|only| only.split(',').any(|s| s.trim() == name))
+        .unwrap_or(true)
+}
+
+/// CPU added per buffer by `a` and by `b` (us, medians over the children)
+/// and the median of all the pairs' ratios a/b, per CPU second; the
+/// ratios' quartiles are printed too, so that their spread shows.
+fn cpu_pairs(a: &str, b: &str) -> (f64, f64, f64) {
+    let children: Vec<Vec<f64>> = (0..CPU_CHILDREN)
+        .map(|_| measure(&format!("cpu:{a},{b}")))
+        .collect();
+    let ratios: Vec<f64> = children.iter().flat_map(|c| c[2..].to_vec()).collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let at = |q: usize| sorted[(sorted.len() - 1) * q / 4];
+    println!(
+        "  the {} pairs' ratios {a}/{b}: min {:.2}, quartiles {:.2} {:.2} {:.2}, max {:.2}",
+        sorted.len(),
+        at(0),
+        at(1),
+        at(2),
+        at(3),
+        at(4)
+    );
+    (
+        median(children.iter().map(|c| c[0] * 1e6).collect()),
+        median(children.iter().map(|c| c[1] * 1e6).collect()),
+        median(ratios),
+    )
+}
+
+/// (a): delaybuffer's CPU per buffer against queue min-threshold-time.
+fn cpu_against_queue() {
+    println!(
+        "delaybuffer (a): CPU added per buffer, {SMALL_BUFFERS} 8x8 GRAY8 buffers, 1 s delay \
+         (queue held up to 2 s, as delaybuffer paces), {CPU_CHILDREN} processes of {CPU_PAIRS} alternating pairs of runs:"
+    );
+    let (delay, queue, ratio) = cpu_pairs("delaybuffer", "queue");
+    println!("  queue min-threshold-time : {queue:7.3} us/buffer (median)");
+    println!("  delaybuffer              : {delay:7.3} us/buffer (median)");
+    bound_row(
+        "delaybuffer",
+        "CPU per buffer delaybuffer/queue, per CPU second",
+        ratio,
+        3,
+        Bound::AtMost(0.9),
+    );
+}
+
+/// (b): 1080p RGBA behind 7 s against a copy delay; the run without a delay
+/// stage, which (c) uses too.
+fn big_frames() -> Cost {
     // Page faulting dominates (b) and its system time varies from run to run:
     // each variant is the run of median CPU among three.
     let measure_median = |variant: &str| {
@@ -293,7 +545,6 @@ fn main() {
     };
     let none = measure_median("big-none");
     let held = (BIG_DELAY_NS / 1_000_000_000 * 30) * FRAME_BYTES;
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
         "delaybuffer (b): 1080p RGBA 30 fps, {BIG_FRAMES} frames, 7 s delay ({:.0} MiB of frames held); \
          cost above the same pipeline without a delay stage (median of 3):",
@@ -324,44 +575,57 @@ fn main() {
     let (db, copy) = (costs[0], costs[2]);
     let cpu_ratio = (copy.cpu() - none.cpu()) / (db.cpu() - none.cpu()).max(1e-3);
     let rss_ratio = db.rss.saturating_sub(none.rss) as f64 / held as f64;
-    println!(
-        "  ratio copy/delaybuffer CPU: {cpu_ratio:.1} (target >= 10); delaybuffer peak RSS / held frames: {rss_ratio:.2} (target <= 1)"
+    bound_row(
+        "delaybuffer",
+        "delay stage CPU copy/delaybuffer, 1080p 7 s",
+        cpu_ratio,
+        1,
+        Bound::AtLeast(10.0),
     );
-    println!("RATIO|delaybuffer|delay stage CPU copy/delaybuffer, 1080p 7 s|{cpu_ratio:.1}|>= 10");
-    println!("RATIO|delaybuffer|peak RSS / held frames|{rss_ratio:.2}|<= 1");
-    taps_and_short_pools(none);
+    bound_row(
+        "delaybuffer",
+        "peak RSS / held frames",
+        rss_ratio,
+        2,
+        Bound::AtMost(1.02),
+    );
+    none
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// (c): taps against a tee of delaybuffers, and what a short-pool copy costs.
 fn taps_and_short_pools(big_none: Cost) {
-    const ROUNDS: usize = 5;
-    let cpu = |variant: &str| median((0..ROUNDS).map(|_| cost(variant).cpu()).collect());
-    let none = cpu("small-none");
-    let per = |t: f64| (t - none) / SMALL_BUFFERS as f64 * 1e6;
-    let taps = per(cpu("small-taps"));
-    let tee = per(cpu("small-tee"));
     println!(
-        "delaybuffer (c): 3 outputs delayed 0.25, 0.5 and 1 s, {SMALL_BUFFERS} 8x8 buffers, median of {ROUNDS}:"
+        "delaybuffer (c): 3 outputs delayed 0.25, 0.5 and 1 s, {SMALL_BUFFERS} 8x8 buffers, \
+         {CPU_CHILDREN} processes of {CPU_PAIRS} alternating pairs of runs:"
     );
-    println!("  tee + 3 delaybuffers     : {tee:7.2} us/buffer");
-    println!("  3 taps of one window     : {taps:7.2} us/buffer");
-    println!(
-        "  ratio taps/tee           : {:7.2}   (target <= 1)",
-        taps / tee
-    );
-    println!(
-        "RATIO|delaybuffer|CPU per buffer 3 taps/3 delaybuffers|{:.2}|<= 1",
-        taps / tee
+    let (taps, tee, ratio) = cpu_pairs("taps", "tee");
+    println!("  tee + 3 delaybuffers     : {tee:7.2} us/buffer (median)");
+    println!("  3 taps of one window     : {taps:7.2} us/buffer (median)");
+    bound_row(
+        "delaybuffer",
+        "CPU per buffer 3 taps/3 delaybuffers, per CPU second",
+        ratio,
+        3,
+        Bound::AtMost(1.0),
     );
 
     let held = (BIG_DELAY_NS / 1_000_000_000 * 30) * FRAME_BYTES;
     let big = cost("big-taps");
     let rss_ratio = big.rss.saturating_sub(big_none.rss) as f64 / held as f64;
-    println!(
-        "  1080p RGBA, taps of 7, 3.5 and 1 s: peak RSS / held frames {rss_ratio:.2} (target <= 1.05)"
+    println!("  1080p RGBA, taps of 7, 3.5 and 1 s (one run):");
+    bound_row(
+        "delaybuffer",
+        "peak RSS of 3 taps / held frames",
+        rss_ratio,
+        2,
+        Bound::AtMost(1.05),
     );
-    println!("RATIO|delaybuffer|peak RSS of 3 taps / held frames|{rss_ratio:.2}|<= 1.05");
 
+    const ROUNDS: usize = 3;
     let run = |variant: &str| {
         let v = measure(variant);
         (v[0] + v[1], v[4])
@@ -376,7 +640,75 @@ fn taps_and_short_pools(big_none: Cost) {
     let per_copy = (fixed - growing) / (copied.max(1.0)) * 1e6;
     println!(
         "  short-pool=copy, 640x480 I420 from a pool of 8: {copied:.0} of {POOL_FRAMES} copied, \
-         {per_copy:.1} us CPU per copy ({:.0} bytes)",
+         {per_copy:.1} us CPU per copy ({:.0} bytes; median of {ROUNDS})",
         640.0 * 480.0 * 1.5
+    );
+}
+
+/// (d): the 20 s 720p file decoded behind a 2 s delaybuffer against a
+/// queue that holds the delay plus delaybuffer's headroom; the two children
+/// of a pair run at the same time (peak RSS is each process's own).
+fn decoded_file() {
+    const PAIRS: usize = 2;
+    let path = std::env::temp_dir().join(format!("edgeguard-bench-{}.mp4", std::process::id()));
+    let path = path.to_str().unwrap().to_string();
+    measure(&format!("h264-file:{path}"));
+    println!(
+        "delaybuffer (d): a 20 s 1280x720 H.264 file decoded (avdec_h264) behind a 2 s delay into \
+         fakesink sync=true; peak RSS (VmHWM) of each process, {PAIRS} pairs run side by side:"
+    );
+    let pairs: Vec<Vec<Vec<f64>>> = (0..PAIRS)
+        .map(|_| {
+            common::measure_together(&[
+                format!("file-delaybuffer:{path}"),
+                format!("file-queue:{path}"),
+            ])
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    for p in &pairs {
+        println!(
+            "  delaybuffer delay=2 s: {:6.0} MiB ({} frames out); queue max-size-time=3 s: \
+             {:6.0} MiB ({} frames out)",
+            mib(p[0][0] as u64),
+            p[0][1],
+            mib(p[1][0] as u64),
+            p[1][1]
+        );
+    }
+    let ratio = median(pairs.iter().map(|p| p[0][0] / p[1][0]).collect());
+    bound_row(
+        "delaybuffer",
+        "peak RSS 20 s 720p file, delaybuffer/queue (delay + 1 s)",
+        ratio,
+        3,
+        Bound::AtMost(1.1),
+    );
+}
+
+/// (e): RSS growth over CYCLES request/release cycles of a tap against a
+/// tee's request pads, both on a live source, the two children at once.
+fn output_cycles() {
+    println!(
+        "delaybuffer (e): {CYCLES} request/link/one buffer/release cycles on a live 320x240 60 fps \
+         source, RSS before the first and after the last:"
+    );
+    let runs = common::measure_together(&["cycle-taps".to_string(), "cycle-tee".to_string()]);
+    let growth = |v: &Vec<f64>| (v[1] - v[0]) / 1e6;
+    for (name, v) in [("delaybuffer tap_%u", &runs[0]), ("tee src_%u", &runs[1])] {
+        println!(
+            "  {name:<18}: {:6.1} -> {:6.1} MB, +{:.1} MB ({:.1} s)",
+            v[0] / 1e6,
+            v[1] / 1e6,
+            growth(v),
+            v[2]
+        );
+    }
+    bound_row(
+        "delaybuffer",
+        "RSS growth 1000 cycles, taps - tee request pads (MB)",
+        growth(&runs[0]) - growth(&runs[1]),
+        1,
+        Bound::AtMost(20.0),
     );
 }
