@@ -115,6 +115,13 @@ impl BudgetSettings {
         }
     }
 
+    /// At NULL->READY, outside any lock: starts what the source's first
+    /// reading will want (see `SessionSource::prepare`), so that a
+    /// decision soon after finds it done.
+    pub fn prepare(&self, hw_factory: &str) {
+        self.source(hw_factory).prepare(&self.lock_dir());
+    }
+
     /// Whether the source says the hardware child of `kind` (factory
     /// `hw_factory`) has no hardware behind it: a Jetson without NVENC (the
     /// Orin Nano). The guard then never creates the child, whose creation
@@ -333,6 +340,9 @@ pub fn count(
         error,
     };
     let ledger = Ledger::open(&dir).map_err(|e| lock_dir_error("create", e))?;
+    let source = settings.source(hw_factory);
+    // Whatever may take time happens here, never under the lock.
+    source.prepare(&dir);
     let timeout = match patience {
         Patience::LockTimeout => Duration::from(settings.lock_timeout),
         Patience::TryOnce => Duration::ZERO,
@@ -350,7 +360,6 @@ pub fn count(
         }
     };
     let kind = settings.resolved_source(hw_factory);
-    let source = settings.source(hw_factory);
     let budget = source.budget_name();
     let ours = BudgetId::of(&budget);
     let slots: Vec<_> = lock

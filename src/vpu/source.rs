@@ -22,6 +22,13 @@ pub struct Listing {
 }
 
 pub trait SessionSource {
+    /// Called without the decision lock, before a count waits for it (and
+    /// at NULL->READY): what a reading under the lock will want and must
+    /// not wait for there (a first sample to measure against, a library to
+    /// initialise) is started here. `lock_dir` is the guard's lock
+    /// directory. By default nothing.
+    fn prepare(&self, _lock_dir: &Path) {}
+
     /// The sessions on the hardware now. Called with the decision lock held,
     /// so that a source may share one read among all guards of the machine.
     fn read(&self, held: &Held) -> Result<Listing, ListingError>;
@@ -160,13 +167,25 @@ pub fn through_snapshot(
     key: &str,
     read: impl FnOnce() -> Result<(PathBuf, String), ListingError>,
 ) -> Result<Snapshot, ListingError> {
+    through_snapshot_after(held, key, |_| read())
+}
+
+/// As `through_snapshot`, `read` given the snapshot that was not fresh
+/// (None when there was none): a source that measures a rate keeps its
+/// last counters there and measures against them.
+pub fn through_snapshot_after(
+    held: &Held,
+    key: &str,
+    read: impl FnOnce(Option<&Snapshot>) -> Result<(PathBuf, String), ListingError>,
+) -> Result<Snapshot, ListingError> {
     let file = snapshot::path_in(held.dir(), key);
     let now = snapshot::boottime();
-    if let Some(fresh) = snapshot::load(&file).filter(|s| s.fresh_at(now)) {
-        return Ok(fresh);
+    let kept = snapshot::load(&file);
+    if let Some(fresh) = kept.as_ref().filter(|s| s.fresh_at(now)) {
+        return Ok(fresh.clone());
     }
     let reading = std::time::Instant::now();
-    let (path, text) = read()?;
+    let (path, text) = read(kept.as_ref())?;
     let read = Snapshot {
         read_at: now + reading.elapsed(),
         path,
