@@ -119,7 +119,8 @@ impl BudgetSettings {
     /// reading will want (see `SessionSource::prepare`), so that a
     /// decision soon after finds it done.
     pub fn prepare(&self, hw_factory: &str) {
-        self.source(hw_factory).prepare(&self.lock_dir());
+        self.source(hw_factory)
+            .prepare(&self.lock_dir(), Duration::ZERO);
     }
 
     /// Whether the source says the hardware child of `kind` (factory
@@ -341,12 +342,16 @@ pub fn count(
     };
     let ledger = Ledger::open(&dir).map_err(|e| lock_dir_error("create", e))?;
     let source = settings.source(hw_factory);
-    // Whatever may take time happens here, never under the lock.
-    source.prepare(&dir);
     let timeout = match patience {
         Patience::LockTimeout => Duration::from(settings.lock_timeout),
         Patience::TryOnce => Duration::ZERO,
     };
+    // Whatever may take time happens here, never under the lock.
+    let first_reading_wait = match patience {
+        Patience::LockTimeout => nvml::ANSWER_TIMEOUT,
+        Patience::TryOnce => Duration::ZERO,
+    };
+    source.prepare(&dir, first_reading_wait);
     let lock = match ledger.lock_decision_within(timeout, stop) {
         Ok(lock) => lock,
         Err(LockWaitError::Stopped) => return Err(CountError::Stopped),
@@ -383,6 +388,16 @@ pub fn count(
             }),
         ),
     };
+    if listing.is_none() && source.starting() {
+        // Nothing known of the hardware yet: software, said as unreadable.
+        return Ok(VpuCount {
+            view: VpuView::Starting,
+            session_file: None,
+            source: kind,
+            held: Some(held),
+            warning,
+        });
+    }
     let sessions = listing.as_ref().map_or(&[][..], |l| &l.sessions[..]);
     let mut load = load::machine_load(sessions, &slots, process::process_of_thread);
     load.percent = listing.as_ref().and_then(|l| l.load);

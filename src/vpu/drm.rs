@@ -479,7 +479,7 @@ impl DrmSource {
 impl SessionSource for DrmSource {
     /// Outside the decision lock: a scan for the next reading to measure
     /// against, unless this process kept one within `BASELINE_REFRESH`.
-    fn prepare(&self, _lock_dir: &Path) {
+    fn prepare(&self, _lock_dir: &Path, _patience: Duration) {
         let proc_dir = self.proc_dir();
         let now = self.sampler.now();
         let recent = prepared(&proc_dir).is_some_and(|s| {

@@ -25,9 +25,17 @@ pub trait SessionSource {
     /// Called without the decision lock, before a count waits for it (and
     /// at NULL->READY): what a reading under the lock will want and must
     /// not wait for there (a first sample to measure against, a library to
-    /// initialise) is started here. `lock_dir` is the guard's lock
-    /// directory. By default nothing.
-    fn prepare(&self, _lock_dir: &Path) {}
+    /// initialise) is started here, and waited for at most `patience`
+    /// (zero in a state change). `lock_dir` is the guard's lock directory.
+    /// By default nothing.
+    fn prepare(&self, _lock_dir: &Path, _patience: std::time::Duration) {}
+
+    /// After a failed read: the source is still starting (its first reading
+    /// has not completed), so the guard knows nothing of the hardware yet
+    /// and takes software, rather than counting slots alone.
+    fn starting(&self) -> bool {
+        false
+    }
 
     /// The sessions on the hardware now. Called with the decision lock held,
     /// so that a source may share one read among all guards of the machine.
