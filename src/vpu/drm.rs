@@ -497,7 +497,7 @@ impl SessionSource for DrmSource {
     fn read(&self, held: &Held) -> Result<Listing, ListingError> {
         let snapshot = source::through_snapshot_after(held, &self.snapshot_key(), |earlier| {
             let previous = earlier.and_then(|s| decode(&s.text).1);
-            self.sample(previous.as_ref())
+            Ok(self.sample(previous.as_ref())?)
         })?;
         let (load, scan) = decode(&snapshot.text);
         Ok(Listing {
@@ -715,6 +715,45 @@ mod tests {
         // 90% of one of the two video engines the fdinfo says there are.
         assert_eq!(decode(&second).0, Some(45));
         assert_eq!(*clock.now.lock().unwrap(), start + STEP * 2);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The monotonic clock, counting the scans that look at it.
+    #[derive(Default)]
+    struct CountingClock {
+        looks: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Sampler for CountingClock {
+        fn now(&self) -> Duration {
+            self.looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Monotonic.now()
+        }
+    }
+
+    #[test]
+    fn a_source_that_can_read_no_process_is_scanned_at_most_once_per_max_age() {
+        let root = std::env::temp_dir().join(format!("edgeguard-drm-none-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        let held = Held::lock(&root.join("lock")).unwrap();
+        let clock = Arc::new(CountingClock::default());
+        let source = DrmSource::with_sampler(root.clone(), clock.clone());
+        let start = crate::vpu::snapshot::boottime();
+        for _ in 0..20 {
+            let err = source.read(&held).unwrap_err();
+            assert!(
+                err.reason.contains("no process's file descriptors"),
+                "{err}"
+            );
+        }
+        let elapsed = crate::vpu::snapshot::boottime() - start;
+        let allowed = (elapsed.as_nanos() / crate::vpu::snapshot::MAX_AGE.as_nanos()) as usize + 1;
+        let scans = clock.looks.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (1..=allowed).contains(&scans),
+            "{scans} scans in {elapsed:?} for 20 reads"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

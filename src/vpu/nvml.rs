@@ -39,7 +39,7 @@ use nvml_wrapper::error::NvmlError;
 
 use super::budget::Held;
 use super::listing::{ListingError, SessionKind, SessionLoad, SessionRecord};
-use super::source::{self, Listing, SessionSource};
+use super::source::{self, Failure, Listing, SessionSource};
 
 pub const LIBRARY_ENV: &str = "EDGEGUARD_NVML_LIBRARY";
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
@@ -395,20 +395,25 @@ impl NvmlSource {
 }
 
 impl NvmlSource {
-    /// The reading under the lock: the latest completed one.
-    fn reading(&self) -> Result<(PathBuf, String), ListingError> {
+    /// The reading under the lock: the latest completed one. A failure is
+    /// kept for every guard of the machine, except that this process's
+    /// NVML has not answered yet: another process's may have.
+    fn reading(&self) -> Result<(PathBuf, String), Failure> {
         let error = |reason| ListingError {
             path: self.library.clone(),
             reason,
         };
         match ask(&self.library) {
             Latest::Reading(reading) => Ok((self.library.clone(), reading.encode())),
-            Latest::Failed(reason) => Err(error(reason)),
-            Latest::NotYet => Err(error(format!(
-                "nvml: no answer within {} ms: its first reading has not completed \
-                 (a wedged driver?)",
-                ANSWER_TIMEOUT.as_millis()
-            ))),
+            Latest::Failed(reason) => Err(error(reason).into()),
+            Latest::NotYet => Err(Failure {
+                error: error(format!(
+                    "nvml: no answer within {} ms: its first reading has not completed \
+                     (a wedged driver?)",
+                    ANSWER_TIMEOUT.as_millis()
+                )),
+                keep: false,
+            }),
         }
     }
 }
@@ -426,7 +431,7 @@ impl SessionSource for NvmlSource {
         // Both engines' figures are in one snapshot, shared by encoder and
         // decoder guards.
         let key = format!("nvml:{}", self.library.display());
-        let snapshot = source::through_snapshot(held, &key, || self.reading())?;
+        let snapshot = source::through_snapshot_after(held, &key, |_| self.reading())?;
         Ok(Reading::decode(&snapshot.text).listing(self.engine, snapshot.path))
     }
 
