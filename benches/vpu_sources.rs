@@ -7,11 +7,11 @@
 //!     and `slots`, each under a fake root (`EDGEGUARD_ROOT`) in a child
 //!     process of its own. Decisions that find the snapshot fresh are the
 //!     median (target < 100 us); the few that read the source (every
-//!     200 ms; `drm` samples 100 ms there) show in the maximum;
+//!     200 ms) show in the maximum;
 //! (b) one fdinfo scan of this machine's real `/proc` (what the `drm` source
-//!     does twice per reading): every process's fd links, and the fdinfo of
-//!     those into `/dev/dri/`, timed through the source's sampler seam, 20
-//!     scans, printed.
+//!     does once per reading, under the decision lock): every process's fd
+//!     links, and the fdinfo of those into `/dev/dri/`, 20 readings through
+//!     fresh lock directories, printed.
 //!
 //! Run with `make bench` (or `cargo bench --bench vpu_sources`).
 
@@ -22,10 +22,9 @@ mod common;
 
 use gstedgeguard::vpu::budget::{self, BudgetSettings, Held, Patience};
 use gstedgeguard::vpu::budget_source::BudgetSource;
-use gstedgeguard::vpu::drm::{DrmSource, Sampler};
+use gstedgeguard::vpu::drm::DrmSource;
 use gstedgeguard::vpu::source::SessionSource;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const DECISIONS: usize = 1000;
@@ -152,38 +151,18 @@ fn decision_latency(source: &str, dir: &Path, root: &Path) -> Vec<f64> {
     values
 }
 
-/// The monotonic clock, noting how long the scan after each wait took: the
-/// source calls `now()` as each scan ends.
-#[derive(Default)]
-struct ScanTimer {
-    waited: Mutex<Option<Instant>>,
-    scans: Mutex<Vec<Duration>>,
-}
-
-impl Sampler for ScanTimer {
-    fn now(&self) -> Duration {
-        if let Some(since) = self.waited.lock().unwrap().take() {
-            self.scans.lock().unwrap().push(since.elapsed());
-        }
-        Duration::ZERO
-    }
-
-    fn wait(&self, _interval: Duration) {
-        *self.waited.lock().unwrap() = Some(Instant::now());
-    }
-}
-
 /// (b) SCANS scans of the machine's real /proc, each through a fresh lock
-/// directory (no snapshot).
+/// directory (no snapshot): a reading is one scan.
 fn real_proc_scans(dir: &Path) -> Vec<Duration> {
-    let timer = Arc::new(ScanTimer::default());
-    let source = DrmSource::with_sampler(PathBuf::from("/"), timer.clone());
+    let source = DrmSource::new(PathBuf::from("/"));
+    let mut scans = Vec::with_capacity(SCANS);
     for i in 0..SCANS {
         let held = Held::lock(&dir.join(format!("scan-lock-{i}"))).unwrap();
+        let start = Instant::now();
         // A machine with no readable DRM client still scans every process.
         let _ = std::hint::black_box(source.read(&held));
+        scans.push(start.elapsed());
     }
-    let mut scans = timer.scans.lock().unwrap().clone();
     scans.sort();
     scans
 }

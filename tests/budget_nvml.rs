@@ -338,20 +338,34 @@ fn without_an_nvml_library_the_guard_decides_from_slots_and_says_so() {
     assert_eq!(field(d, "load"), "-1", "{d}");
 }
 
+/// An NVML that fails to initialise is unreadable: slots alone count, and
+/// with room among them the guard takes the hardware, as without a library.
+/// One whose initialisation hangs never blocks the decision (it is started
+/// outside the decision lock and not waited for under it); with no reading
+/// yet nothing is known of the GPU's sessions, so the guard takes software:
+/// never the unsafe side.
 #[test]
 fn an_nvml_that_fails_to_initialise_or_hangs_is_said_not_waited_for() {
-    for (name, init, said) in [
-        ("nvml-init-fail", "init=fail", "driver is not loaded"),
-        ("nvml-hang", "init=hang", "no answer within"),
+    for (name, init, said, hardware) in [
+        (
+            "nvml-init-fail",
+            "init=fail",
+            "driver is not loaded",
+            "true",
+        ),
+        ("nvml-hang", "init=hang", "no answer within", "false"),
     ] {
         let gpu = FakeGpu::new(name, &format!("{init}\n{}", two_gpus(2, 0)));
         let (decided, warnings) = gpu.run(&branch(&gpu.guard("")), &fake_nvml::library());
         assert_eq!(decided.len(), 1, "{init}");
         assert!(warnings.iter().any(|w| w.contains(said)), "{warnings:?}");
+        let d = &decided[0];
         assert_eq!(
-            field(&decided[0], "reason"),
+            field(d, "reason"),
             "session-file-unreadable",
             "{init}: {decided:?}"
         );
+        assert_eq!(field(d, "budget-source"), "nvml", "{d}");
+        assert_eq!(field(d, "hardware"), hardware, "{init}: {d}");
     }
 }

@@ -291,7 +291,7 @@ fn each_budget_counts_only_its_own_slots() {
 }
 
 /// The fake DRM clients of a child's root, one per line: `pid driver
-/// percent`. Set, the child takes the drm source's two scans through a
+/// percent`. Set, the child stamps the drm source's scans with a
 /// `SteppedClock` over them.
 const CHILD_DRM_CLIENTS: &str = "EDGEGUARD_SOURCES_DRM_CLIENTS";
 /// Where the stepped clock starts: some engine time before the guard looks.
@@ -364,9 +364,14 @@ impl DrmClient {
     }
 }
 
-/// The drm source's clock in a child: time moves only when the source
-/// waits between its scans, and the clients' engines move with it, so the
-/// busy fraction the guard measures is exact however slowly threads run.
+/// How far the stepped clock moves at each look.
+const CLOCK_STEP: Duration = Duration::from_millis(100);
+
+/// The drm source's clock in a child: time moves `CLOCK_STEP` each time a
+/// scan looks at it (a scan looks once, before it reads), and the clients'
+/// engines move with it, so the busy fraction the guard measures between
+/// its readings (the scan taken at NULL->READY, then the decision's) is
+/// exact however slowly threads run.
 struct SteppedClock {
     root: PathBuf,
     clients: Vec<DrmClient>,
@@ -375,15 +380,12 @@ struct SteppedClock {
 
 impl gstedgeguard::vpu::drm::Sampler for SteppedClock {
     fn now(&self) -> Duration {
-        *self.now.lock().unwrap()
-    }
-
-    fn wait(&self, interval: Duration) {
         let mut now = self.now.lock().unwrap();
-        *now += interval;
+        *now += CLOCK_STEP;
         for client in &self.clients {
             client.write(&self.root, *now);
         }
+        *now
     }
 }
 

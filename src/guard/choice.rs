@@ -56,7 +56,7 @@ impl Seen {
         let load = inputs.load();
         Seen {
             source: match inputs.vpu {
-                VpuView::Counted { .. } => source.as_str(),
+                VpuView::Counted { .. } | VpuView::Starting => source.as_str(),
                 _ => "",
             },
             load: load.percent.map_or(-1, |p| p.min(100) as i32),

@@ -18,7 +18,11 @@ pub fn validate_settings<K: Kind>(guard: &K) -> Result<(), gst::ErrorMessage> {
     for (property, name) in K::child_properties(&settings) {
         children::refuse_guard(property, name).map_err(settings_error)?;
     }
-    guard.validate_children(&settings)
+    guard.validate_children(&settings)?;
+    // Settings good: the budget source may start what its first reading
+    // needs (a DRM baseline scan, NVML's initialisation), outside any lock.
+    K::budget(&settings).prepare(K::hw_name(&settings));
+    Ok(())
 }
 
 /// A settings ERROR with `msg` (which names the property).

@@ -115,6 +115,14 @@ impl BudgetSettings {
         }
     }
 
+    /// At NULL->READY, outside any lock: starts what the source's first
+    /// reading will want (see `SessionSource::prepare`), so that a
+    /// decision soon after finds it done.
+    pub fn prepare(&self, hw_factory: &str) {
+        self.source(hw_factory)
+            .prepare(&self.lock_dir(), Duration::ZERO);
+    }
+
     /// Whether the source says the hardware child of `kind` (factory
     /// `hw_factory`) has no hardware behind it: a Jetson without NVENC (the
     /// Orin Nano). The guard then never creates the child, whose creation
@@ -362,10 +370,17 @@ pub fn count(
         error,
     };
     let ledger = Ledger::open(&dir).map_err(|e| lock_dir_error("create", e))?;
+    let source = settings.source(hw_factory);
     let timeout = match patience {
         Patience::LockTimeout => Duration::from(settings.lock_timeout),
         Patience::TryOnce => Duration::ZERO,
     };
+    // Whatever may take time happens here, never under the lock.
+    let first_reading_wait = match patience {
+        Patience::LockTimeout => nvml::ANSWER_TIMEOUT,
+        Patience::TryOnce => Duration::ZERO,
+    };
+    source.prepare(&dir, first_reading_wait);
     let lock = match ledger.lock_decision_within(timeout, stop) {
         Ok(lock) => lock,
         Err(LockWaitError::Stopped) => return Err(CountError::Stopped),
@@ -388,7 +403,6 @@ pub fn count(
         }
     };
     let kind = settings.resolved_source(hw_factory);
-    let source = settings.source(hw_factory);
     let budget = source.budget_name();
     let ours = BudgetId::of(&budget);
     let slots: Vec<_> = lock
@@ -412,6 +426,16 @@ pub fn count(
             }),
         ),
     };
+    if listing.is_none() && source.starting() {
+        // Nothing known of the hardware yet: software, said as unreadable.
+        return Ok(VpuCount {
+            view: VpuView::Starting,
+            session_file: None,
+            source: kind,
+            held: Some(held),
+            warning,
+        });
+    }
     let sessions = listing.as_ref().map_or(&[][..], |l| &l.sessions[..]);
     let mut load = load::machine_load(sessions, &slots, process::process_of_thread);
     load.percent = listing.as_ref().and_then(|l| l.load);

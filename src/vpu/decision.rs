@@ -125,6 +125,9 @@ pub enum VpuView {
     /// The load counted under the decision lock; `listed` is false when no
     /// listing was readable and only guards' slots were counted.
     Counted { load: Load, listed: bool },
+    /// The source has given no reading yet (NVML still initialising): the
+    /// hardware's sessions are unknown, so software.
+    Starting,
 }
 
 /// The VPU's capacity, from the properties.
@@ -187,6 +190,12 @@ fn vpu_refusal(inputs: &Inputs) -> Option<(Reason, String)> {
                 "the decision lock was not taken: another guard held it for all of \
                  lock-timeout, or it cannot be used"
                     .into(),
+            ));
+        }
+        VpuView::Starting => {
+            return Some((
+                Reason::SessionFileUnreadable,
+                "budget-source has given no reading yet".into(),
             ));
         }
         VpuView::Counted { load, .. } => load,
@@ -350,6 +359,16 @@ mod tests {
             listed: false,
         };
         assert_eq!(decide(&i), Outcome::Hardware(Reason::SessionFileUnreadable));
+    }
+
+    #[test]
+    fn a_source_with_no_reading_yet_is_software() {
+        let mut i = inputs(Mode::Auto, 0);
+        i.vpu = VpuView::Starting;
+        assert_eq!(decide(&i), Outcome::Software(Reason::SessionFileUnreadable));
+        // mode=hardware is refused rather than taken blind.
+        i.mode = Mode::Hardware;
+        assert!(matches!(decide(&i), Outcome::Fail(_)));
     }
 
     #[test]

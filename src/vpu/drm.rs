@@ -11,10 +11,17 @@
 //! (`drm-engine-video`, `drm-engine-video-enhance`), xe busy cycles and the
 //! GPU timestamp cycles they are measured against (`drm-cycles-vcs`,
 //! `drm-total-cycles-vcs`), amdgpu ns for `dec`/`enc`; `drm-engine-capacity-*`
-//! says how many engines of the class there are. Two scans
-//! `SAMPLE_INTERVAL` apart give busy over wall time (or cycles over total
-//! cycles) over capacity, as intel_gpu_top, nvtop and btop compute it; the
-//! busiest engine class of any device is the load.
+//! says how many engines of the class there are. Two scans give busy over
+//! wall time (or cycles over total cycles) over capacity, as intel_gpu_top,
+//! nvtop and btop compute it; the busiest engine class of any device is the
+//! load.
+//!
+//! A reading is taken with the machine-wide decision lock held, so it never
+//! waits: it scans once and measures against the previous reading, whose
+//! counters and instant the lock directory's snapshot keeps. Where there is
+//! none between `MIN_INTERVAL` and `MAX_INTERVAL` old, against a scan this
+//! process took outside the lock (`prepare`: at NULL->READY, and before each
+//! count waits for the lock); with neither, the load is not known (-1).
 //!
 //! Only fds whose link points into `/dev/dri/` have their fdinfo read.
 //! Processes whose fds cannot be read (another user's without
@@ -23,16 +30,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use super::budget::Held;
 use super::listing::{ListingError, SessionKind, SessionLoad, SessionRecord};
 use super::source::{self, Listing, SessionSource};
 
-/// How far apart the two scans of one reading are: long enough that a
-/// 1 ms busy time is 1%, short enough to hold the decision lock briefly.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+/// The youngest earlier scan a reading measures against: over a shorter
+/// time a driver's busy counters (updated in steps) say little.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// The oldest: a rate over longer says little of the load now.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(2);
+/// A scan `prepare` keeps stands as the baseline this long before it is
+/// taken again: with `MAX_INTERVAL`, a count that waited up to a second for
+/// the lock still finds one.
+const BASELINE_REFRESH: Duration = Duration::from_secs(1);
 /// An fdinfo is a few hundred bytes; more is not one.
 const MAX_FDINFO_BYTES: u64 = 64 * 1024;
 
@@ -119,35 +132,36 @@ fn parse_fdinfo(pid: u32, text: &str) -> Option<Client> {
     })
 }
 
-/// The clock and the wait of a reading's two scans. In the plugin, the
-/// monotonic clock (the one i915 and amdgpu measure busy time against) and
-/// a sleep; a test or a benchmark installs its own with `set_sampler`, so
-/// that the fraction it checks does not depend on how promptly threads run.
+/// The clock a scan is stamped with. In the plugin, CLOCK_MONOTONIC (the
+/// clock i915 and amdgpu measure busy time against, one for every process
+/// of the machine, so a scan kept in the snapshot can be measured against
+/// by another process); a test or a benchmark installs its own with
+/// `set_sampler`, so that the fraction it checks does not depend on how
+/// promptly threads run. Each scan asks `now()` once, before it reads.
 pub trait Sampler: Send + Sync {
-    /// Now, as a time since any fixed point.
+    /// Now, as a time since the clock's fixed point.
     fn now(&self) -> Duration;
-    /// Waits `interval` between the two scans.
-    fn wait(&self, interval: Duration);
 }
 
-/// The machine's monotonic clock, and a sleep.
+/// The machine's monotonic clock.
 #[derive(Debug)]
 struct Monotonic;
 
 impl Sampler for Monotonic {
     fn now(&self) -> Duration {
-        static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        ORIGIN.get_or_init(Instant::now).elapsed()
-    }
-
-    fn wait(&self, interval: Duration) {
-        std::thread::sleep(interval);
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec to write to.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     }
 }
 
 static SAMPLER: OnceLock<Arc<dyn Sampler>> = OnceLock::new();
 
-/// Makes every `drm` source of this process take its two scans through
+/// Makes every `drm` source of this process stamp its scans through
 /// `sampler`: for tests and benchmarks only. The first call wins; false
 /// when one was installed before.
 pub fn set_sampler(sampler: Arc<dyn Sampler>) -> bool {
@@ -162,7 +176,7 @@ fn installed_sampler() -> Arc<dyn Sampler> {
 }
 
 /// One scan of every process's DRM clients, at `at`.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Scan {
     at: Duration,
     clients: Vec<Client>,
@@ -211,6 +225,9 @@ fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
         .collect();
     // The lowest pid holding a client is named as its holder.
     pids.sort_unstable();
+    // Stamped before the reads: a counter read later has counted at least
+    // up to this instant.
+    let at = clock.now();
     let mut seen = std::collections::HashSet::new();
     let mut clients = Vec::new();
     let mut readable = 0;
@@ -226,7 +243,7 @@ fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
         );
     }
     Ok(Scan {
-        at: clock.now(),
+        at,
         clients,
         readable,
     })
@@ -275,47 +292,133 @@ fn busy_percent(first: &Scan, second: &Scan) -> Option<u32> {
         .map(|f| (f * 100.0).round().clamp(0.0, 100.0) as u32)
 }
 
-/// A reading as kept in the lock directory's snapshot.
-fn encode(load: Option<u32>, clients: &[Client]) -> String {
-    let mut text = format!("load={}\n", load.map_or(-1, i64::from));
-    for c in clients.iter().filter(|c| c.uses_video()) {
+/// A reading as kept in the lock directory's snapshot: the load, then the
+/// scan itself (its instant, each client and its counters), which the next
+/// reading measures against.
+fn encode(load: Option<u32>, scan: &Scan) -> String {
+    let mut text = format!(
+        "load={}\nat-ns={}\n",
+        load.map_or(-1, i64::from),
+        scan.at.as_nanos()
+    );
+    for c in &scan.clients {
         text.push_str(&format!(
             "client pid={} id={} pdev={}\n",
             c.pid, c.id, c.pdev
         ));
+        for (engine, (counter, cap)) in &c.engines {
+            let value = match counter {
+                Counter::Ns(ns) => format!("ns={ns}"),
+                Counter::Cycles { busy, total } => format!("busy={busy} total={total}"),
+            };
+            text.push_str(&format!("engine name={engine} {value} cap={cap}\n"));
+        }
     }
     text
 }
 
-fn decode(text: &str) -> (Option<u32>, Vec<SessionLoad>) {
+/// The value of `name=` among a line's space-separated fields.
+fn field<'a>(rest: &'a str, name: &str) -> Option<&'a str> {
+    rest.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn parse_field<T: std::str::FromStr>(rest: &str, name: &str) -> Option<T> {
+    field(rest, name)?.parse().ok()
+}
+
+/// The engine counter an `engine` line of a snapshot gives.
+fn decode_engine(rest: &str) -> Option<(String, (Counter, u32))> {
+    let counter = match parse_field(rest, "ns") {
+        Some(ns) => Counter::Ns(ns),
+        None => Counter::Cycles {
+            busy: parse_field(rest, "busy")?,
+            total: parse_field(rest, "total")?,
+        },
+    };
+    let cap = parse_field(rest, "cap").unwrap_or(1u32).clamp(1, 64);
+    Some((field(rest, "name")?.to_string(), (counter, cap)))
+}
+
+/// The load and the scan a snapshot's text keeps; the scan is None in a
+/// text without its instant.
+fn decode(text: &str) -> (Option<u32>, Option<Scan>) {
     let mut load = None;
-    let mut sessions = Vec::new();
+    let mut at = None;
+    let mut clients: Vec<Client> = Vec::new();
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("load=") {
             load = v.parse::<u32>().ok();
+        } else if let Some(v) = line.strip_prefix("at-ns=") {
+            at = v.parse().ok().map(Duration::from_nanos);
         } else if let Some(rest) = line.strip_prefix("client ") {
-            let field = |name: &str| {
-                rest.split_whitespace()
-                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-            };
-            let (Some(pid), Some(id)) = (
-                field("pid").and_then(|p| p.parse().ok()),
-                field("id").and_then(|i| i.parse().ok()),
-            ) else {
+            let (Some(pid), Some(id)) = (parse_field(rest, "pid"), parse_field(rest, "id")) else {
                 continue;
             };
-            sessions.push(SessionLoad {
-                record: SessionRecord {
-                    tid: pid,
-                    index: id,
-                    device: field("pdev").unwrap_or("").to_string(),
-                },
-                kind: SessionKind::Codec,
-                pixel_rate: None,
+            clients.push(Client {
+                pid,
+                id,
+                pdev: field(rest, "pdev").unwrap_or("").to_string(),
+                engines: BTreeMap::new(),
             });
+        } else if let Some(rest) = line.strip_prefix("engine ")
+            && let (Some(client), Some((name, counter))) = (clients.last_mut(), decode_engine(rest))
+        {
+            client.engines.insert(name, counter);
         }
     }
-    (load, sessions)
+    let scan = at.map(|at| Scan {
+        at,
+        clients,
+        readable: 0,
+    });
+    (load, scan)
+}
+
+/// The clients that used a video engine, as sessions.
+fn sessions(scan: &Scan) -> Vec<SessionLoad> {
+    scan.clients
+        .iter()
+        .filter(|c| c.uses_video())
+        .map(|c| SessionLoad {
+            record: SessionRecord {
+                tid: c.pid,
+                index: c.id,
+                device: c.pdev.clone(),
+            },
+            kind: SessionKind::Codec,
+            pixel_rate: None,
+        })
+        .collect()
+}
+
+/// Of the earlier scans, the latest that a scan at `now` may be measured
+/// against: between `MIN_INTERVAL` and `MAX_INTERVAL` before it.
+fn baseline<'a>(now: Duration, earlier: impl IntoIterator<Item = &'a Scan>) -> Option<&'a Scan> {
+    earlier
+        .into_iter()
+        .filter(|s| {
+            now.checked_sub(s.at)
+                .is_some_and(|age| (MIN_INTERVAL..=MAX_INTERVAL).contains(&age))
+        })
+        .max_by_key(|s| s.at)
+}
+
+/// The scans this process took outside the decision lock (`prepare`), per
+/// `/proc` directory: the baseline of a reading with no usable earlier one
+/// in the snapshot.
+static PREPARED: Mutex<Option<HashMap<PathBuf, Scan>>> = Mutex::new(None);
+
+fn prepared(proc_dir: &Path) -> Option<Scan> {
+    let prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    prepared.as_ref()?.get(proc_dir).cloned()
+}
+
+fn keep_prepared(proc_dir: PathBuf, scan: Scan) {
+    let mut prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    prepared
+        .get_or_insert_with(HashMap::new)
+        .insert(proc_dir, scan);
 }
 
 /// The video engines' clients and load under a root.
@@ -348,13 +451,17 @@ impl DrmSource {
         super::root::under(&self.root, "/proc")
     }
 
-    /// Two scans `SAMPLE_INTERVAL` apart, as the snapshot's text.
-    fn sample(&self) -> Result<(PathBuf, String), ListingError> {
+    fn snapshot_key(&self) -> String {
+        format!("drm:{}", self.root.display())
+    }
+
+    /// One scan, measured against the latest usable of `previous` (the
+    /// snapshot's last reading) and this process's prepared scan: the
+    /// snapshot's text for it.
+    fn sample(&self, previous: Option<&Scan>) -> Result<(PathBuf, String), ListingError> {
         let proc_dir = self.proc_dir();
-        let first = scan(&proc_dir, &*self.sampler)?;
-        self.sampler.wait(SAMPLE_INTERVAL);
-        let second = scan(&proc_dir, &*self.sampler)?;
-        if second.readable == 0 {
+        let scan = scan(&proc_dir, &*self.sampler)?;
+        if scan.readable == 0 {
             return Err(ListingError {
                 path: proc_dir,
                 reason: "drm: no process's file descriptors are readable (other users' need \
@@ -362,19 +469,40 @@ impl DrmSource {
                     .into(),
             });
         }
-        let load = busy_percent(&first, &second);
-        Ok((proc_dir, encode(load, &second.clients)))
+        let prepared = prepared(&proc_dir);
+        let load = baseline(scan.at, previous.into_iter().chain(prepared.as_ref()))
+            .and_then(|earlier| busy_percent(earlier, &scan));
+        Ok((proc_dir, encode(load, &scan)))
     }
 }
 
 impl SessionSource for DrmSource {
+    /// Outside the decision lock: a scan for the next reading to measure
+    /// against, unless this process kept one within `BASELINE_REFRESH`.
+    fn prepare(&self, _lock_dir: &Path, _patience: Duration) {
+        let proc_dir = self.proc_dir();
+        let now = self.sampler.now();
+        let recent = prepared(&proc_dir).is_some_and(|s| {
+            now.checked_sub(s.at)
+                .is_some_and(|age| age < BASELINE_REFRESH)
+        });
+        if recent {
+            return;
+        }
+        if let Ok(scan) = scan(&proc_dir, &*self.sampler) {
+            keep_prepared(proc_dir, scan);
+        }
+    }
+
     fn read(&self, held: &Held) -> Result<Listing, ListingError> {
-        let key = format!("drm:{}", self.root.display());
-        let snapshot = source::through_snapshot(held, &key, || self.sample())?;
-        let (load, sessions) = decode(&snapshot.text);
+        let snapshot = source::through_snapshot_after(held, &self.snapshot_key(), |earlier| {
+            let previous = earlier.and_then(|s| decode(&s.text).1);
+            Ok(self.sample(previous.as_ref())?)
+        })?;
+        let (load, scan) = decode(&snapshot.text);
         Ok(Listing {
             path: snapshot.path,
-            sessions,
+            sessions: scan.as_ref().map(sessions).unwrap_or_default(),
             load,
         })
     }
@@ -470,17 +598,46 @@ mod tests {
 
     #[test]
     fn a_reading_round_trips_through_its_snapshot_text() {
-        let clients = [
-            parse_fdinfo(10, I915).unwrap(),
-            client(3, "b", "vcs", Counter::Cycles { busy: 0, total: 5 }, 1),
-        ];
-        let (load, sessions) = decode(&encode(Some(42), &clients));
+        let scan = Scan {
+            at: Duration::from_nanos(123_456_789_012),
+            clients: vec![
+                parse_fdinfo(10, I915).unwrap(),
+                client(3, "b", "vcs", Counter::Cycles { busy: 0, total: 5 }, 1),
+            ],
+            readable: 0,
+        };
+        let (load, kept) = decode(&encode(Some(42), &scan));
         assert_eq!(load, Some(42));
-        // The idle client never used the video engine.
+        // Every counter is kept for the next reading to measure against.
+        assert_eq!(kept.as_ref(), Some(&scan));
+        // The idle client never used the video engine: no session.
+        let sessions = sessions(&scan);
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions[0].record.tid, 10);
         assert_eq!(sessions[0].kind, SessionKind::Codec);
-        assert_eq!(decode(&encode(None, &[])).0, None);
+        assert_eq!(decode(&encode(None, &scan)).0, None);
+        // A snapshot of the format before the counters were kept.
+        assert_eq!(decode("load=3\nclient pid=1 id=2 pdev=a\n").1, None);
+    }
+
+    #[test]
+    fn a_reading_measures_only_against_a_scan_between_min_and_max_interval_old() {
+        let scan_at = |secs: f64| Scan {
+            at: Duration::from_secs_f64(secs),
+            clients: vec![],
+            readable: 1,
+        };
+        let now = Duration::from_secs(100);
+        let (young, good, better, old) = (
+            scan_at(100.0 - MIN_INTERVAL.as_secs_f64() / 2.0),
+            scan_at(99.0),
+            scan_at(99.5),
+            scan_at(100.0 - MAX_INTERVAL.as_secs_f64() - 0.5),
+        );
+        assert_eq!(baseline(now, [&good, &better, &young, &old]), Some(&better));
+        assert_eq!(baseline(now, [&young, &old]), None);
+        // From the future (another clock): not measured against.
+        assert_eq!(baseline(now, [&scan_at(101.0)]), None);
     }
 
     #[test]
@@ -505,13 +662,15 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
-    /// A clock that moves only when the source waits, and an i915 client
-    /// whose video engine was busy `percent` of each wait.
+    /// A clock that moves `STEP` at each look, and an i915 client whose
+    /// video engine has been busy `percent` of the time up to the latest.
     struct SteppedClock {
         fdinfo: PathBuf,
         percent: u64,
         now: std::sync::Mutex<Duration>,
     }
+
+    const STEP: Duration = Duration::from_millis(100);
 
     impl SteppedClock {
         fn write(&self, at: Duration) {
@@ -523,37 +682,77 @@ mod tests {
 
     impl Sampler for SteppedClock {
         fn now(&self) -> Duration {
-            *self.now.lock().unwrap()
-        }
-
-        fn wait(&self, interval: Duration) {
             let mut now = self.now.lock().unwrap();
-            *now += interval;
+            *now += STEP;
             self.write(*now);
+            *now
         }
     }
 
     #[test]
-    fn the_load_is_busy_time_over_the_sampler_s_time_between_the_scans() {
+    fn a_reading_scans_once_against_the_previous_reading_and_never_waits() {
         let root = std::env::temp_dir().join(format!("edgeguard-drm-clock-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let dir = root.join("proc/300");
         std::fs::create_dir_all(dir.join("fd")).unwrap();
         std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
         std::os::unix::fs::symlink("/dev/dri/renderD128", dir.join("fd/5")).unwrap();
+        let start = Duration::from_secs(7);
         let clock = Arc::new(SteppedClock {
             fdinfo: dir.join("fdinfo/5"),
             percent: 90,
-            now: std::sync::Mutex::new(Duration::from_secs(7)),
+            now: std::sync::Mutex::new(start),
         });
-        clock.write(Duration::from_secs(7));
+        clock.write(start);
         let source = DrmSource::with_sampler(root.clone(), clock.clone());
-        let (_, text) = source.sample().unwrap();
+        // The first reading ever has nothing to measure against.
+        let (_, first) = source.sample(None).unwrap();
+        let (load, previous) = decode(&first);
+        assert_eq!(load, None);
+        // One look at the clock: one scan, no wait.
+        assert_eq!(*clock.now.lock().unwrap(), start + STEP);
+        let (_, second) = source.sample(previous.as_ref()).unwrap();
         // 90% of one of the two video engines the fdinfo says there are.
-        assert_eq!(decode(&text).0, Some(45));
-        assert_eq!(
-            *clock.now.lock().unwrap(),
-            Duration::from_secs(7) + SAMPLE_INTERVAL
+        assert_eq!(decode(&second).0, Some(45));
+        assert_eq!(*clock.now.lock().unwrap(), start + STEP * 2);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The monotonic clock, counting the scans that look at it.
+    #[derive(Default)]
+    struct CountingClock {
+        looks: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Sampler for CountingClock {
+        fn now(&self) -> Duration {
+            self.looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Monotonic.now()
+        }
+    }
+
+    #[test]
+    fn a_source_that_can_read_no_process_is_scanned_at_most_once_per_max_age() {
+        let root = std::env::temp_dir().join(format!("edgeguard-drm-none-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        let held = Held::lock(&root.join("lock")).unwrap();
+        let clock = Arc::new(CountingClock::default());
+        let source = DrmSource::with_sampler(root.clone(), clock.clone());
+        let start = crate::vpu::snapshot::boottime();
+        for _ in 0..20 {
+            let err = source.read(&held).unwrap_err();
+            assert!(
+                err.reason.contains("no process's file descriptors"),
+                "{err}"
+            );
+        }
+        let elapsed = crate::vpu::snapshot::boottime() - start;
+        let allowed = (elapsed.as_nanos() / crate::vpu::snapshot::MAX_AGE.as_nanos()) as usize + 1;
+        let scans = clock.looks.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (1..=allowed).contains(&scans),
+            "{scans} scans in {elapsed:?} for 20 reads"
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

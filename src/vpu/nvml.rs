@@ -17,29 +17,43 @@
 //! loaded at run time by the nvml-wrapper crate, so the plugin loads where
 //! there is no NVIDIA driver; a library that is missing or fails to
 //! initialise is a read error, said in the decision. NVML calls can block
-//! on a wedged driver, so they run on one thread of their own per process,
-//! and a read waits for it at most `ANSWER_TIMEOUT`.
+//! on a wedged driver (and nvmlInit takes a moment without the persistence
+//! daemon), so they run on one thread of their own per process, which keeps
+//! the latest reading it completed. A read under the decision lock never
+//! waits for that thread: it asks for a new reading and takes the latest
+//! completed one. NVML is started outside the lock (`prepare`: at
+//! NULL->READY without waiting, and before a count waits for the lock, up
+//! to `ANSWER_TIMEOUT`); while no reading has completed the source is
+//! unreadable for now, and the guard takes the software child.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
+use std::path::Path;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::Nvml;
 use nvml_wrapper::error::NvmlError;
 
 use super::budget::Held;
 use super::listing::{ListingError, SessionKind, SessionLoad, SessionRecord};
-use super::source::{self, Listing, SessionSource};
+use super::source::{self, Failure, Listing, SessionSource};
 
 pub const LIBRARY_ENV: &str = "EDGEGUARD_NVML_LIBRARY";
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
-/// How long a read waits for NVML: it holds the decision lock meanwhile.
-/// The first read of a process initialises NVML, which takes a moment
-/// without the persistence daemon.
+/// How long a count waits, before it takes the decision lock, for this
+/// process's first NVML reading (nvmlInit takes a moment without the
+/// persistence daemon). Never waited for under the lock.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a read under the decision lock waits for a first reading that
+/// it asked for itself (nothing called `prepare`): short, and once per
+/// process; a guard always prepares outside the lock.
+const UNPREPARED_WAIT: Duration = Duration::from_millis(50);
+/// A completed reading older than this, while the next one has not come
+/// back, is a wedged driver's: not used.
+const STALE_AFTER: Duration = Duration::from_secs(2);
 
 /// The NVML library to load: `EDGEGUARD_NVML_LIBRARY`, or the driver's
 /// soname. Read at each use, as `EDGEGUARD_ROOT` is.
@@ -232,27 +246,45 @@ fn read_gpus(nvml: &Nvml) -> Result<Reading, NvmlError> {
     Ok(Reading { gpus })
 }
 
-/// A read asked of the NVML thread.
-struct Request {
-    library: PathBuf,
-    answer: SyncSender<Result<Reading, String>>,
+/// What the NVML thread knows of one library.
+#[derive(Default)]
+struct LibraryState {
+    /// The latest reading it completed, and when.
+    latest: Option<(Instant, Result<Reading, String>)>,
+    /// A reading was asked for and has not come back.
+    in_flight: bool,
+}
+
+/// The NVML thread's queue (the library to read) and what it completed.
+struct Worker {
+    requests: Mutex<Option<mpsc::Sender<PathBuf>>>,
+    libraries: Mutex<BTreeMap<PathBuf, LibraryState>>,
+    /// Signalled each time a reading completes.
+    completed: Condvar,
+}
+
+static WORKER: Worker = Worker {
+    requests: Mutex::new(None),
+    libraries: Mutex::new(BTreeMap::new()),
+    completed: Condvar::new(),
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The thread that makes every NVML call of this process, keeping each
 /// library it initialised (NVML is initialised once per process, never
 /// shut down: nvmlInit is slow without the persistence daemon).
-fn serve(requests: Receiver<Request>) {
+fn serve(requests: Receiver<PathBuf>) {
     let mut loaded: HashMap<PathBuf, Nvml> = HashMap::new();
-    for request in requests {
-        let answer = match loaded.get(&request.library) {
+    for library in requests {
+        let answer = match loaded.get(&library) {
             Some(nvml) => read_gpus(nvml).map_err(|e| format!("nvml: {e}")),
-            None => match Nvml::builder()
-                .lib_path(OsStr::new(&request.library))
-                .init()
-            {
+            None => match Nvml::builder().lib_path(OsStr::new(&library)).init() {
                 Ok(nvml) => {
                     let read = read_gpus(&nvml).map_err(|e| format!("nvml: {e}"));
-                    loaded.insert(request.library.clone(), nvml);
+                    loaded.insert(library.clone(), nvml);
                     read
                 }
                 // Not kept: the driver may be loaded by the next read.
@@ -260,59 +292,92 @@ fn serve(requests: Receiver<Request>) {
                 Err(e) => Err(format!("nvml: cannot load and initialise the library: {e}")),
             },
         };
-        // The asker may have stopped waiting.
-        let _ = request.answer.send(answer);
+        let mut libraries = lock(&WORKER.libraries);
+        let state = libraries.entry(library).or_default();
+        state.latest = Some((Instant::now(), answer));
+        state.in_flight = false;
+        WORKER.completed.notify_all();
     }
 }
 
-/// The NVML thread's queue, and the answer of a read it has not given yet
-/// (a read that timed out): while that is pending, NVML is not asked again.
-struct Worker {
-    requests: mpsc::Sender<Request>,
-    pending: Option<Receiver<Result<Reading, String>>>,
-}
-
-static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
-
-/// Reads every GPU through `library`, waiting at most `timeout`.
-fn ask(library: PathBuf, timeout: Duration) -> Result<Reading, String> {
-    let mut worker = WORKER.lock().unwrap_or_else(|e| e.into_inner());
-    if worker.is_none() {
-        let (requests, receiver) = mpsc::channel();
+/// Asks the NVML thread for a reading of `library` unless one is on its
+/// way; never waits for it. True when this asked for the library's first
+/// reading in this process.
+fn start(library: &Path) -> Result<bool, String> {
+    let mut libraries = lock(&WORKER.libraries);
+    let state = libraries.entry(library.to_path_buf()).or_default();
+    if state.in_flight {
+        return Ok(false);
+    }
+    let first = state.latest.is_none();
+    let mut requests = lock(&WORKER.requests);
+    if requests.is_none() {
+        let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("edgeguard-nvml".into())
             .spawn(move || serve(receiver))
             .map_err(|e| format!("nvml: cannot start its thread: {e}"))?;
-        *worker = Some(Worker {
-            requests,
-            pending: None,
+        *requests = Some(sender);
+    }
+    let sent = requests
+        .as_ref()
+        .is_some_and(|r| r.send(library.to_path_buf()).is_ok());
+    if !sent {
+        return Err("nvml: its thread is gone".into());
+    }
+    state.in_flight = true;
+    Ok(first)
+}
+
+/// Waits at most `timeout` until `library` has a completed reading.
+fn await_first(library: &Path, timeout: Duration) {
+    let libraries = lock(&WORKER.libraries);
+    let _ = WORKER
+        .completed
+        .wait_timeout_while(libraries, timeout, |l| {
+            l.get(library)
+                .is_some_and(|s| s.latest.is_none() && s.in_flight)
         });
+}
+
+/// What a read under the lock may use of `library`'s readings.
+#[derive(Debug)]
+enum Latest {
+    Reading(Reading),
+    /// The library failed to load or answer, or its reading is stale.
+    Failed(String),
+    /// No reading has completed yet: NVML is still starting.
+    NotYet,
+}
+
+/// The latest completed reading of `library`, without waiting.
+fn latest(library: &Path) -> Latest {
+    let libraries = lock(&WORKER.libraries);
+    let Some(state) = libraries.get(library) else {
+        return Latest::NotYet;
+    };
+    match &state.latest {
+        None => Latest::NotYet,
+        Some((at, _)) if state.in_flight && at.elapsed() > STALE_AFTER => Latest::Failed(format!(
+            "nvml: no answer within {} ms (a wedged driver?)",
+            STALE_AFTER.as_millis()
+        )),
+        Some((_, Ok(reading))) => Latest::Reading(reading.clone()),
+        Some((_, Err(e))) => Latest::Failed(e.clone()),
     }
-    let worker = worker.as_mut().expect("started above");
-    if let Some(pending) = &worker.pending {
-        match pending.try_recv() {
-            Err(mpsc::TryRecvError::Empty) => {
-                return Err("nvml: an earlier read has not returned yet (a wedged driver?)".into());
-            }
-            _ => worker.pending = None,
-        }
+}
+
+/// Reads every GPU through `library`: a new reading is asked for, and the
+/// latest completed one given, without waiting for the new one. Only where
+/// nothing prepared NVML (a tool that reads without `prepare`), the first
+/// reading of the process is waited for, at most `UNPREPARED_WAIT`.
+fn ask(library: &Path) -> Latest {
+    match start(library) {
+        Err(e) => return Latest::Failed(e),
+        Ok(true) => await_first(library, UNPREPARED_WAIT),
+        Ok(false) => (),
     }
-    let (answer, answered) = mpsc::sync_channel(1);
-    worker
-        .requests
-        .send(Request { library, answer })
-        .map_err(|_| "nvml: its thread is gone".to_string())?;
-    match answered.recv_timeout(timeout) {
-        Ok(reading) => reading,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            worker.pending = Some(answered);
-            Err(format!(
-                "nvml: no answer within {} ms (a wedged driver?)",
-                timeout.as_millis()
-            ))
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err("nvml: its thread is gone".into()),
-    }
+    latest(library)
 }
 
 /// NVENC sessions and NVENC/NVDEC utilisation of every GPU, for a guard
@@ -329,20 +394,50 @@ impl NvmlSource {
     }
 }
 
+impl NvmlSource {
+    /// The reading under the lock: the latest completed one. A failure is
+    /// kept for every guard of the machine, except that this process's
+    /// NVML has not answered yet: another process's may have.
+    fn reading(&self) -> Result<(PathBuf, String), Failure> {
+        let error = |reason| ListingError {
+            path: self.library.clone(),
+            reason,
+        };
+        match ask(&self.library) {
+            Latest::Reading(reading) => Ok((self.library.clone(), reading.encode())),
+            Latest::Failed(reason) => Err(error(reason).into()),
+            Latest::NotYet => Err(Failure {
+                error: error(format!(
+                    "nvml: no answer within {} ms: its first reading has not completed \
+                     (a wedged driver?)",
+                    ANSWER_TIMEOUT.as_millis()
+                )),
+                keep: false,
+            }),
+        }
+    }
+}
+
 impl SessionSource for NvmlSource {
+    /// Starts NVML and a first reading on the NVML thread; with `patience`,
+    /// waits that long at most for the first reading to complete.
+    fn prepare(&self, _lock_dir: &Path, patience: Duration) {
+        if start(&self.library).is_ok() && !patience.is_zero() {
+            await_first(&self.library, patience);
+        }
+    }
+
     fn read(&self, held: &Held) -> Result<Listing, ListingError> {
         // Both engines' figures are in one snapshot, shared by encoder and
         // decoder guards.
         let key = format!("nvml:{}", self.library.display());
-        let snapshot = source::through_snapshot(held, &key, || {
-            let reading =
-                ask(self.library.clone(), ANSWER_TIMEOUT).map_err(|reason| ListingError {
-                    path: self.library.clone(),
-                    reason,
-                })?;
-            Ok((self.library.clone(), reading.encode()))
-        })?;
+        let snapshot = source::through_snapshot_after(held, &key, |_| self.reading())?;
         Ok(Reading::decode(&snapshot.text).listing(self.engine, snapshot.path))
+    }
+
+    /// No reading of this process's NVML thread has completed yet.
+    fn starting(&self) -> bool {
+        matches!(latest(&self.library), Latest::NotYet)
     }
 
     /// Encoders and decoders are separate budgets: NVENC sessions are
@@ -437,7 +532,11 @@ mod tests {
     #[test]
     fn a_missing_library_is_an_error_not_a_crash() {
         let missing = std::env::temp_dir().join("edgeguard-no-such-libnvidia-ml.so");
-        let err = ask(missing, Duration::from_secs(30)).unwrap_err();
-        assert!(err.starts_with("nvml: cannot load"), "{err}");
+        assert!(start(&missing).unwrap());
+        await_first(&missing, Duration::from_secs(30));
+        match latest(&missing) {
+            Latest::Failed(err) => assert!(err.starts_with("nvml: cannot load"), "{err}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
