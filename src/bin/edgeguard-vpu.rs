@@ -39,6 +39,9 @@ edgeguard element guarding it, or 'not guarded'.
 /// How long the decision lock is waited for: a guard holds it while its
 /// hardware child opens a session, which takes milliseconds.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How long a source may take to get ready before the lock is taken (as a
+/// guard's count waits for NVML's first reading).
+const PREPARE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Options {
@@ -146,6 +149,12 @@ fn hold(lock_dir: &Path) -> Result<Held, String> {
 
 /// Reads every source found and the guards' slots under the decision lock.
 fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
+    let sources = found_sources();
+    // What a source does before a count (NVML's first reading, a DRM
+    // baseline scan) is done here too, outside the guards' decision lock.
+    for found in &sources {
+        found.source.prepare(lock_dir, PREPARE_WAIT);
+    }
     let held = hold(lock_dir)?;
     let slots = match ledger::guard_slots(held.dir()) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -153,7 +162,7 @@ fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
     };
     let mut claimed = vec![false; slots.len()];
     let mut reports = Vec::new();
-    for found in found_sources() {
+    for found in sources {
         let ours = BudgetId::of(&found.source.budget_name());
         let mine: Vec<GuardSlot> = slots
             .iter()
