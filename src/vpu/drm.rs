@@ -215,16 +215,11 @@ fn process_clients(proc_dir: &Path, pid: u32) -> Option<Vec<Client>> {
 }
 
 fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
-    let entries = std::fs::read_dir(proc_dir).map_err(|e| ListingError {
+    // Lowest first: the lowest pid holding a client is named as its holder.
+    let pids = super::process::pids_in(proc_dir).map_err(|e| ListingError {
         path: proc_dir.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let mut pids: Vec<u32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    // The lowest pid holding a client is named as its holder.
-    pids.sort_unstable();
     // Stamped before the reads: a counter read later has counted at least
     // up to this instant.
     let at = clock.now();

@@ -20,15 +20,10 @@ fn holders(
     proc_dir: &Path,
     nodes: &[(String, SessionKind)],
 ) -> Result<Vec<(u32, usize)>, ListingError> {
-    let entries = std::fs::read_dir(proc_dir).map_err(|e| ListingError {
+    let pids = super::process::pids_in(proc_dir).map_err(|e| ListingError {
         path: proc_dir.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let mut pids: Vec<u32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
     let mut found = Vec::new();
     for pid in pids {
         let Ok(fds) = std::fs::read_dir(proc_dir.join(format!("{pid}/fd"))) else {

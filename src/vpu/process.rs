@@ -67,19 +67,25 @@ fn own_pid_under(root: &Path, local: u32) -> u32 {
         .unwrap_or(local)
 }
 
+/// The process ids listed in a `/proc` (its numeric entries), lowest first.
+pub fn pids_in(proc_dir: &Path) -> std::io::Result<Vec<u32>> {
+    let mut pids: Vec<u32> = std::fs::read_dir(proc_dir)?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
 /// The process under `proc` that is this one: its innermost pid (last
 /// `NSpid:` field) is `local` and its pid namespace is ours.
 fn scan_nspid(proc: &Path, local: u32) -> Option<u32> {
     let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    std::fs::read_dir(proc)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let dir = proc.join(pid.to_string());
-            innermost_pid(&dir) == Some(local)
-                && std::fs::read_link(dir.join("ns/pid")).ok().as_ref() == Some(&ours)
-        })
+    pids_in(proc).ok()?.into_iter().find(|pid| {
+        let dir = proc.join(pid.to_string());
+        innermost_pid(&dir) == Some(local)
+            && std::fs::read_link(dir.join("ns/pid")).ok().as_ref() == Some(&ours)
+    })
 }
 
 /// The last field of a `/proc/<pid>/status`'s `NSpid:` line: the pid in
