@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::stream_order::{Seen, assert_segment_first_and_seqnums, watch};
+use common::stream_order::{self, Seen, assert_segment_first_and_seqnums};
 use gst::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,31 +18,13 @@ const SECOND: gst::ClockTime = gst::ClockTime::SECOND;
 /// Prerolls `description` (its sink named `out`), seeks flushing to
 /// [1 s, 1.5 s), plays to EOS: the seek's seqnum and what the sink saw since.
 fn seek_in_paused(description: &str) -> (gst::Seqnum, Vec<Seen>) {
-    let pipeline = gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let seen = watch(&pipeline.by_name("out").unwrap());
-    pipeline.set_state(gst::State::Paused).unwrap();
-    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
-    result.unwrap();
-    let seek = gst::event::Seek::new(
-        1.0,
-        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-        gst::SeekType::Set,
-        SECOND,
-        gst::SeekType::Set,
-        SECOND * 3 / 2,
+    let run = stream_order::seek_in_paused(description, SECOND * 3 / 2, TIMEOUT);
+    assert!(
+        run.log.eos && run.log.errors.is_empty(),
+        "{:?}",
+        run.log.errors
     );
-    let seqnum = seek.seqnum();
-    assert!(pipeline.send_event(seek));
-    // PLAYING at once, while the seek's preroll may still be under way.
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(log.eos && log.errors.is_empty(), "{:?}", log.errors);
-    let seen = seen.lock().unwrap().clone();
-    (seqnum, seen)
+    (run.seqnum, run.seen)
 }
 
 #[test]

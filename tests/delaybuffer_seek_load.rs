@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::stream_order::{BusyCores, Seen, assert_segment_first_and_seqnums, watch};
-use gst::prelude::*;
+use common::stream_order::{BusyCores, Seen, assert_segment_first_and_seqnums, seek_in_paused};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,42 +23,20 @@ fn a_flushing_seek_under_load_is_followed_by_its_segment_and_eos_every_time() {
     common::init();
     let _busy = BusyCores::start();
     for run in 0..50 {
-        let pipeline = gst::parse::launch(
+        let seek = seek_in_paused(
             "videotestsrc num-buffers=150 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
              delaybuffer name=d delay=500000000 ! fakesink name=out sync=true",
-        )
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let seen = watch(&pipeline.by_name("out").unwrap());
-        pipeline.set_state(gst::State::Paused).unwrap();
-        let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
-        result.unwrap();
-        let seek = gst::event::Seek::new(
-            1.0,
-            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-            gst::SeekType::Set,
-            SECOND,
-            gst::SeekType::Set,
             SECOND * 3,
+            TIMEOUT,
         );
-        let seqnum = seek.seqnum();
-        assert!(pipeline.send_event(seek));
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let log = common::collect_bus(&pipeline, TIMEOUT, |_| false);
-        let stats = pipeline
-            .by_name("d")
-            .unwrap()
-            .property::<gst::Structure>("stats");
-        pipeline.set_state(gst::State::Null).unwrap();
+        let stats = seek.stats.unwrap();
         assert!(
-            log.eos && log.errors.is_empty(),
+            seek.log.eos && seek.log.errors.is_empty(),
             "run {run}: {:?}",
-            log.errors
+            seek.log.errors
         );
-        let seen = seen.lock().unwrap().clone();
-        assert_segment_first_and_seqnums(seqnum, &seen, run, "under load");
-        let buffers = seen.iter().filter(|s| **s == Seen::Buffer).count();
+        assert_segment_first_and_seqnums(seek.seqnum, &seek.seen, run, "under load");
+        let buffers = seek.seen.iter().filter(|s| **s == Seen::Buffer).count();
         assert_eq!(buffers, 60, "run {run}: {stats}");
     }
 }

@@ -40,6 +40,57 @@ pub fn watch(sink: &gst::Element) -> Arc<Mutex<Vec<Seen>>> {
     seen
 }
 
+/// What a flushing seek in PAUSED left: see `seek_in_paused`.
+pub struct SeekRun {
+    pub seqnum: gst::Seqnum,
+    /// What the sink saw since the last FLUSH_STOP.
+    pub seen: Vec<Seen>,
+    pub log: super::BusLog,
+    /// The `stats` of the element named `d`, where there is one.
+    pub stats: Option<gst::Structure>,
+}
+
+/// Prerolls `description` (its sink named `out`), seeks flushing and
+/// accurate to [1 s, `stop`), and sets PLAYING at once, while the seek's
+/// preroll may still be under way; plays to EOS or `timeout`.
+pub fn seek_in_paused(
+    description: &str,
+    stop: gst::ClockTime,
+    timeout: std::time::Duration,
+) -> SeekRun {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let seen = watch(&pipeline.by_name("out").unwrap());
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+    result.unwrap();
+    let seek = gst::event::Seek::new(
+        1.0,
+        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+        gst::SeekType::Set,
+        gst::ClockTime::SECOND,
+        gst::SeekType::Set,
+        stop,
+    );
+    let seqnum = seek.seqnum();
+    assert!(pipeline.send_event(seek));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let log = super::collect_bus(&pipeline, timeout, |_| false);
+    let stats = pipeline
+        .by_name("d")
+        .map(|d| d.property::<gst::Structure>("stats"));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    SeekRun {
+        seqnum,
+        seen,
+        log,
+        stats,
+    }
+}
+
 pub fn assert_segment_first_and_seqnums(
     seqnum: gst::Seqnum,
     seen: &[Seen],
