@@ -147,6 +147,11 @@ impl V4l2Source {
             .collect()
     }
 
+    /// The node counted; None: every codec node.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
     /// Whether the machine has a V4L2 codec node at all.
     pub fn present(&self) -> bool {
         codec_nodes(&self.root).is_ok()
