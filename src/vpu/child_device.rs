@@ -188,8 +188,11 @@ mod tests {
 
     #[test]
     fn each_element_family_finds_its_render_node_its_own_way() {
+        gst::init().unwrap();
         let root = root_with(&[(128, "amdgpu"), (129, "i915")]);
         let node = |n: u32| PathBuf::from(format!("/dev/dri/renderD{n}"));
+        // Whatever this test's environment says, none of the elements' variables.
+        let render_node = |factory: &str, root: &Path| render_node_in(factory, root, |_| None);
         assert_eq!(
             render_node("varenderD129h264enc", &root),
             (node(129), Found::Name)
@@ -207,11 +210,13 @@ mod tests {
             render_node("msdkh264enc", &root),
             (node(129), Found::ElementRule)
         );
-        // Not installed here: its device-path cannot be read.
-        assert_eq!(
-            render_node("qsvh264enc", &root),
-            (node(128), Found::Assumed)
-        );
+        // Without the qsv plugin its device-path cannot be read.
+        if gst::ElementFactory::find("qsvh264enc").is_none() {
+            assert_eq!(
+                render_node("qsvh264enc", &root),
+                (node(128), Found::Assumed)
+            );
+        }
         assert_eq!(render_node("x264enc", &root), (node(128), Found::Assumed));
         // Only a value under /dev/dri/ is taken, as the elements do.
         let env = |variable: &str| match variable {
