@@ -22,6 +22,7 @@ fn child_process_entry() {
         return;
     };
     common::init();
+    register_named_doubles();
     install_stepped_clock();
     let log = common::run_to_eos(&launch, TIMEOUT);
     assert!(log.errors.is_empty(), "{:?}", log.errors);
@@ -39,6 +40,28 @@ fn child_process_entry() {
         "CREATED {}",
         common::fake_mpp::CREATED.load(std::sync::atomic::Ordering::SeqCst)
     );
+}
+
+/// Hardware children named as the `va` and `v4l2` plugins name the
+/// elements of a machine's second and further devices, each the encoder
+/// double under another name: `budget-source=auto` picks their source and
+/// device from the name, as it would the real element's.
+const NAMED_DOUBLES: [&str; 4] = [
+    "varenderD128h264enc",
+    "varenderD129h264enc",
+    "v4l2video10h264enc",
+    "v4l2video11h264enc",
+];
+
+fn register_named_doubles() {
+    let double = gst::ElementFactory::find(FAKE_ENC)
+        .unwrap()
+        .load()
+        .unwrap()
+        .element_type();
+    for name in NAMED_DOUBLES {
+        gst::Element::register(None, name, gst::Rank::NONE, double).unwrap();
+    }
 }
 
 /// What a child saw: its decisions and the encoder doubles it created.
@@ -142,8 +165,13 @@ impl FakeRoot {
     /// A vpuguardenc on the encoder double with `extra` guard properties;
     /// the double's sessions go to a file outside the root.
     fn guard(&self, extra: &str) -> String {
+        self.guard_on(FAKE_ENC, extra)
+    }
+
+    /// As `guard`, the double registered as factory `hw`.
+    fn guard_on(&self, hw: &str, extra: &str) -> String {
         format!(
-            "vpuguardenc hw-encoder={FAKE_ENC} lock-dir={ld} \
+            "vpuguardenc hw-encoder={hw} lock-dir={ld} \
              hw-properties=\"props,session-file={sf}\" {extra}",
             ld = self.dir.join("lock").display(),
             sf = self.dir.join("double-sessions").display(),
@@ -305,7 +333,9 @@ enum Driver {
 
 /// A DRM client in the fake root: process `pid` holds a render node on fd 5,
 /// whose video engine has been busy `percent` of the time up to `at` (i915:
-/// ns against the clock; xe: cycles against its total cycles).
+/// ns against the clock; xe: cycles against its total cycles). An i915
+/// client is on device A (renderD128, 0000:00:02.0), an xe one on device B
+/// (renderD129, 0000:03:00.0).
 #[derive(Clone, Copy, Debug)]
 struct DrmClient {
     pid: u32,
@@ -340,7 +370,11 @@ impl DrmClient {
         let dir = root.join(format!("proc/{}", self.pid));
         std::fs::create_dir_all(dir.join("fd")).unwrap();
         std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
-        std::os::unix::fs::symlink("/dev/dri/renderD128", dir.join("fd/5")).unwrap();
+        let node = match self.driver {
+            Driver::I915 => DEVICE_A.0,
+            Driver::Xe => DEVICE_B.0,
+        };
+        std::os::unix::fs::symlink(node, dir.join("fd/5")).unwrap();
         self.write(root, CLOCK_START);
     }
 
@@ -404,9 +438,40 @@ fn install_stepped_clock() {
     )));
 }
 
+/// The fake root's two render devices: node and PCI slot.
+const DEVICE_A: (&str, &str) = ("/dev/dri/renderD128", "0000:00:02.0");
+const DEVICE_B: (&str, &str) = ("/dev/dri/renderD129", "0000:03:00.0");
+
+/// The render node `node` of PCI device `pdev`, as /dev and sysfs show it.
+fn render_device(fake: &FakeRoot, (node, pdev): (&str, &str)) {
+    fake.write(node, "");
+    let name = Path::new(node).file_name().unwrap().to_str().unwrap();
+    let class = fake.root().join(format!("sys/class/drm/{name}"));
+    std::fs::create_dir_all(&class).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../../devices/pci0000:00/{pdev}"),
+        class.join("device"),
+    )
+    .unwrap();
+}
+
+/// The decision of a `drm` guard `guard` (made with `FakeRoot::guard` or
+/// `guard_on`, `max-load=80`) with `clients` on the root's two devices.
 fn drm_decision(name: &str, clients: &[(Driver, u64)]) -> ChildRun {
+    drm_decision_of(name, clients, |fake| {
+        fake.guard("budget-source=drm max-load=80")
+    })
+}
+
+fn drm_decision_of(
+    name: &str,
+    clients: &[(Driver, u64)],
+    guard: impl Fn(&FakeRoot) -> String,
+) -> ChildRun {
     let fake = FakeRoot::new(name);
     std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    render_device(&fake, DEVICE_A);
+    render_device(&fake, DEVICE_B);
     let clients: Vec<DrmClient> = clients
         .iter()
         .enumerate()
@@ -422,7 +487,7 @@ fn drm_decision(name: &str, clients: &[(Driver, u64)]) -> ChildRun {
     let spec: String = clients.iter().map(DrmClient::line).collect();
     run_under_with(
         &fake.root(),
-        &encode_with(&fake.guard("budget-source=drm max-load=80")),
+        &encode_with(&guard(&fake)),
         &[(CHILD_DRM_CLIENTS, spec.as_str())],
     )
 }
@@ -441,7 +506,9 @@ fn an_i915_video_engine_busy_90_percent_of_the_time_is_over_load() {
 
 #[test]
 fn an_xe_video_engine_busy_90_percent_of_its_cycles_is_over_load() {
-    let run = drm_decision("drm-xe-busy", &[(Driver::Xe, 90)]);
+    let run = drm_decision_of("drm-xe-busy", &[(Driver::Xe, 90)], |fake| {
+        fake.guard_on("varenderD129h264enc", "max-load=80")
+    });
     assert_eq!(run.field("reason"), "over-load", "{:?}", run.decisions);
     assert_eq!(load_of(&run), 90);
 }
@@ -451,9 +518,26 @@ fn video_engines_busy_10_percent_of_the_time_leave_room_for_hardware() {
     let run = drm_decision("drm-idle", &[(Driver::I915, 10), (Driver::Xe, 10)]);
     assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
     assert_eq!(run.field("hardware"), "true");
-    assert_eq!(run.field("sessions"), "2");
-    // Both engines 10% busy, each on its own device.
+    // A child whose device is not known counts the first render device.
+    assert_eq!(run.field("sessions"), "1");
     assert_eq!(load_of(&run), 10, "{:?}", run.decisions);
+}
+
+/// Device B's engine is 90% busy, device A's 10%: a guard whose hardware
+/// child is on A has room, one on B has none.
+#[test]
+fn a_drm_budget_counts_only_the_clients_and_load_of_its_render_device() {
+    let clients = [(Driver::I915, 10), (Driver::Xe, 90)];
+    let on = |hw: &'static str| move |fake: &FakeRoot| fake.guard_on(hw, "max-load=80");
+    let a = drm_decision_of("drm-device-a", &clients, on("varenderD128h264enc"));
+    assert_eq!(a.field("budget-source"), "drm");
+    assert_eq!(a.field("reason"), "budget", "{:?}", a.decisions);
+    assert_eq!(a.field("hardware"), "true");
+    assert_eq!((a.field("sessions").as_str(), load_of(&a)), ("1", 10));
+    let b = drm_decision_of("drm-device-b", &clients, on("varenderD129h264enc"));
+    assert_eq!(b.field("reason"), "over-load", "{:?}", b.decisions);
+    assert_eq!(b.field("hardware"), "false");
+    assert_eq!((b.field("sessions").as_str(), load_of(&b)), ("1", 90));
 }
 
 #[test]
@@ -573,4 +657,28 @@ fn v4l2_holders_of_the_codec_node_are_counted_from_their_fd_links() {
         (run.field("reason").as_str(), run.field("sessions").as_str()),
         ("budget", "2")
     );
+}
+
+/// Two codec nodes: a guard counts the holders of its codec's node only.
+#[test]
+fn v4l2_holders_of_another_codec_node_do_not_count() {
+    let fake = FakeRoot::new("v4l2-per-node");
+    fake.write("/sys/class/video4linux/video10/name", "hantro-vpu-enc\n");
+    fake.write("/sys/class/video4linux/video11/name", "hantro-vpu-enc\n");
+    hold(&fake.root(), 9001, 3, "/dev/video11");
+    hold(&fake.root(), 9002, 3, "/dev/video11");
+    hold(&fake.root(), 9003, 3, "/dev/video10");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard_on("v4l2video10h264enc", "max-sessions=2")),
+    );
+    assert_eq!(run.field("budget-source"), "v4l2");
+    assert_eq!(run.field("reason"), "budget", "{:?}", run.decisions);
+    assert_eq!(run.field("sessions"), "1");
+    let run = run_under(
+        &fake.root(),
+        &encode_with(&fake.guard_on("v4l2video11h264enc", "max-sessions=2")),
+    );
+    assert_eq!(run.field("reason"), "over-budget", "{:?}", run.decisions);
+    assert_eq!(run.field("sessions"), "2");
 }

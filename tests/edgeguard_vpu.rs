@@ -33,8 +33,9 @@ fn mirror_process(root: &Path, pid: u32) {
     }
 }
 
-/// A process that is no guard's: it holds one MPP encoder session and one
-/// i915 video-engine client in the fake root.
+/// A process that is no guard's: it holds one MPP encoder session, one
+/// i915 video-engine client on the first render device, two xe clients on
+/// the second, and the second of two V4L2 codec nodes, in the fake root.
 fn unguarded_program(root: &Path) -> Child {
     let child = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = child.id();
@@ -53,7 +54,35 @@ fn unguarded_program(root: &Path) -> Child {
          drm-engine-video:\t5000000 ns\ndrm-engine-capacity-video:\t1\n",
     )
     .unwrap();
+    for (n, id) in [(8, 42), (9, 43)] {
+        std::os::unix::fs::symlink("/dev/dri/renderD129", fd.join(n.to_string())).unwrap();
+        std::fs::write(
+            fdinfo.join(n.to_string()),
+            format!(
+                "drm-driver:\txe\ndrm-pdev:\t0000:03:00.0\ndrm-client-id:\t{id}\n\
+                 drm-cycles-vcs:\t500\ndrm-total-cycles-vcs:\t1000\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("/dev/video11", fd.join("10")).unwrap();
     child
+}
+
+/// Two render devices (an iGPU and an xe card) and two V4L2 codec nodes,
+/// as /dev and sysfs show them.
+fn devices(root: &Path) {
+    for (n, pdev) in [(128, "0000:00:02.0"), (129, "0000:03:00.0")] {
+        std::fs::write(root.join(format!("dev/dri/renderD{n}")), "").unwrap();
+        let class = root.join(format!("sys/class/drm/renderD{n}"));
+        std::fs::create_dir_all(&class).unwrap();
+        std::os::unix::fs::symlink(format!("../../../{pdev}"), class.join("device")).unwrap();
+    }
+    for n in [10, 11] {
+        let class = root.join(format!("sys/class/video4linux/video{n}"));
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::write(class.join("name"), "hantro-vpu-enc\n").unwrap();
+    }
 }
 
 /// The fake NVML's state: one GPU whose NVENC carries the unguarded
@@ -139,6 +168,16 @@ fn source<'a>(survey: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
         .unwrap_or_else(|| panic!("no {name} source in {survey}"))
 }
 
+/// Each entry of source `name`, in the command's order.
+fn entries<'a>(survey: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
+    survey["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["source"] == name)
+        .collect()
+}
+
 #[test]
 fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     let dir = std::env::temp_dir().join(format!("edgeguard-vpu-cmd-{}", std::process::id()));
@@ -148,6 +187,7 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     std::fs::create_dir_all(root.join("proc/mpp_service")).unwrap();
     std::fs::create_dir_all(root.join("dev/dri")).unwrap();
     std::fs::create_dir_all(&lock_dir).unwrap();
+    devices(&root);
     let mut other = unguarded_program(&root);
     nvml_state(&dir, other.id());
     // A viewer creates no lock directory: without one, the sources are read
@@ -214,14 +254,59 @@ fn the_command_tells_a_guards_sessions_from_an_unguarded_programs() {
     assert_eq!(unguarded["element"], serde_json::Value::Null);
     assert_table_shows(&table, &cam0.path_string(), std::process::id(), other.id());
 
-    let drm = source(&survey, "drm");
-    assert_eq!(drm["sessions"], 1, "{survey}");
-    assert_eq!(drm["holders"][0]["pid"], other.id());
-    assert_eq!(drm["holders"][0]["guarded"], false);
-    // Its engine time never grew: 0 when measured against an earlier
-    // reading of 50 ms to 2 s before (the previous survey's), -1 when there
-    // was none (a reading never waits for a second sample under the lock).
-    assert!(drm["load"] == 0 || drm["load"] == -1, "{survey}");
+    // One entry per render device, each with its own clients and budget.
+    let drm = entries(&survey, "drm");
+    let devices: Vec<_> = drm
+        .iter()
+        .map(|d| (&d["device"], &d["budget"], &d["sessions"]))
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            (
+                &"/dev/dri/renderD128".into(),
+                &"drm:0000:00:02.0".into(),
+                &1.into()
+            ),
+            (
+                &"/dev/dri/renderD129".into(),
+                &"drm:0000:03:00.0".into(),
+                &2.into()
+            ),
+        ],
+        "{survey}"
+    );
+    for device in drm {
+        assert_eq!(device["holders"][0]["pid"], other.id());
+        assert_eq!(device["holders"][0]["guarded"], false);
+        // Its engine time never grew: 0 when measured against an earlier
+        // reading of 50 ms to 2 s before (the previous survey's), -1 when
+        // there was none (a reading never waits for a second sample under
+        // the lock).
+        assert!(device["load"] == 0 || device["load"] == -1, "{survey}");
+    }
+    // One entry per codec node: the program holds the second only.
+    let v4l2 = entries(&survey, "v4l2");
+    let nodes: Vec<_> = v4l2
+        .iter()
+        .map(|d| (&d["device"], &d["budget"], &d["sessions"]))
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            (
+                &"/dev/video10".into(),
+                &"v4l2:/dev/video10".into(),
+                &0.into()
+            ),
+            (
+                &"/dev/video11".into(),
+                &"v4l2:/dev/video11".into(),
+                &1.into()
+            ),
+        ],
+        "{survey}"
+    );
 
     let nvml: Vec<_> = survey["sources"]
         .as_array()

@@ -19,7 +19,9 @@ use std::time::Duration;
 use gstedgeguard::vpu::load::BudgetId;
 use gstedgeguard::vpu::source::{self, SessionSource};
 use gstedgeguard::vpu::survey::{self, GuardSlot, Holder, Session};
-use gstedgeguard::vpu::{budget::Held, drm, holders, ledger, listing, nvml, process, root};
+use gstedgeguard::vpu::{
+    budget::Held, devices, drm, holders, ledger, listing, nvml, process, root,
+};
 
 const USAGE: &str = "\
 Usage: edgeguard-vpu [--json] [--watch SECONDS] [--root DIR] [--lock-dir DIR]
@@ -28,8 +30,10 @@ Shows, for each video-hardware budget source found on this machine, its
 sessions and load and who holds them: process, encoder or decoder, and the
 edgeguard element guarding it, or 'not guarded'.
 
-  --json           print {\"sources\": [{\"source\", \"device\", \"sessions\", \"load\",
-                   \"holders\": [{\"pid\", \"process\", \"kind\", \"guarded\", \"element\"}]}]}
+  --json           print {\"sources\": [{\"source\", \"device\", \"budget\", \"sessions\",
+                   \"load\", \"holders\": [{\"pid\", \"process\", \"kind\", \"guarded\",
+                   \"element\"}]}]}; drm has one entry per render device, v4l2 one
+                   per codec node
   --watch SECONDS  print again every SECONDS until interrupted
   --root DIR       read /proc, /sys and /dev under DIR (EDGEGUARD_ROOT)
   --lock-dir DIR   the guards' lock directory (their lock-dir property;
@@ -81,6 +85,8 @@ fn parse_options() -> Result<Options, lexopt::Error> {
 struct SourceReport {
     source: &'static str,
     device: String,
+    /// What the guards' slots of this source record (`drm:0000:00:02.0`).
+    budget: String,
     holders: Vec<Holder>,
     /// Percent of the engine, when the source measures it.
     load: Option<u32>,
@@ -92,6 +98,8 @@ struct SourceReport {
 struct Found {
     name: &'static str,
     source: Box<dyn SessionSource>,
+    /// The device node the source counts, where it counts one.
+    node: Option<String>,
     /// Only known to be there once it reads (NVML: the driver's library
     /// loads): not shown when it cannot be read.
     shown_if_read: bool,
@@ -103,11 +111,12 @@ struct Found {
 fn found_sources() -> Vec<Found> {
     let root = root::root();
     let mut found = Vec::new();
-    let mut add = |name, present: bool, source: Box<dyn SessionSource>| {
+    let mut add = |name, present: bool, source: Box<dyn SessionSource>, node: Option<String>| {
         if present {
             found.push(Found {
                 name,
                 source,
+                node,
                 shown_if_read: false,
             });
         }
@@ -115,21 +124,29 @@ fn found_sources() -> Vec<Found> {
     let mpp = listing::DEFAULT_SESSION_FILES
         .iter()
         .any(|p| root::host_path(p).exists());
-    add("mpp", mpp, Box::new(source::MppListing::new(None)));
-    let drm = root::under(&root, "/dev/dri").is_dir();
-    add("drm", drm, Box::new(drm::DrmSource::new(root.clone())));
+    add("mpp", mpp, Box::new(source::MppListing::new(None)), None);
+    // One budget per render device, as the guards count them.
+    for node in devices::render_nodes(&root) {
+        let drm = drm::DrmSource::on_node(root.clone(), &node);
+        add("drm", true, Box::new(drm), Some(node.display().to_string()));
+    }
     let jetson = holders::jetson_present(&root);
     add(
         "jetson",
         jetson,
         Box::new(holders::JetsonSource::new(root.clone())),
+        None,
     );
-    let v4l2 = holders::V4l2Source::new(root.clone());
-    add("v4l2", v4l2.present(), Box::new(v4l2));
+    // One budget per codec node.
+    for v4l2 in holders::V4l2Source::each_codec_node(&root) {
+        let node = v4l2.node().map(str::to_string);
+        add("v4l2", true, Box::new(v4l2), node);
+    }
     for engine in [nvml::Engine::Encoder, nvml::Engine::Decoder] {
         found.push(Found {
             name: "nvml",
             source: Box::new(nvml::NvmlSource::new(nvml::library(), engine)),
+            node: None,
             shown_if_read: true,
         });
     }
@@ -190,6 +207,7 @@ fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
         reports.push(SourceReport {
             source: "slots",
             device: lock_dir.display().to_string(),
+            budget: String::new(),
             holders: survey::holders(&[], &unread),
             load: None,
             error: None,
@@ -198,9 +216,12 @@ fn read_sources(lock_dir: &Path) -> Result<Vec<SourceReport>, String> {
     Ok(reports)
 }
 
-/// What a source reads: its budget's device where it names one
-/// (`nvml:nvenc`), else the file it read.
+/// What a source counts: its device node (`drm`, `v4l2`), its budget's
+/// device where it names one (`nvml:nvenc`), else the file it read.
 fn device(found: &Found, read: &Path) -> String {
+    if let Some(node) = &found.node {
+        return node.clone();
+    }
     match found.source.budget_name().split_once(':') {
         Some((_, device)) if found.name == "nvml" => device.to_string(),
         _ => read.display().to_string(),
@@ -222,6 +243,7 @@ fn report(found: &Found, held: &Held, slots: &[GuardSlot]) -> SourceReport {
             SourceReport {
                 source: found.name,
                 device: device(found, &listing.path),
+                budget: found.source.budget_name(),
                 holders: survey::holders(&sessions, slots),
                 load: listing.load,
                 error: None,
@@ -229,7 +251,11 @@ fn report(found: &Found, held: &Held, slots: &[GuardSlot]) -> SourceReport {
         }
         Err(e) => SourceReport {
             source: found.name,
-            device: e.path.display().to_string(),
+            device: found
+                .node
+                .clone()
+                .unwrap_or_else(|| e.path.display().to_string()),
+            budget: found.source.budget_name(),
             holders: survey::holders(&[], slots),
             load: None,
             error: Some(e.reason),
@@ -266,6 +292,7 @@ fn to_json(reports: &[SourceReport]) -> serde_json::Value {
             serde_json::json!({
                 "source": r.source,
                 "device": r.device,
+                "budget": r.budget,
                 "sessions": r.holders.len(),
                 "load": r.load.map_or(-1, i64::from),
                 "error": r.error,

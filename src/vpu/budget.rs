@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::budget_source::BudgetSource;
+use super::child_device;
 use super::decision::{Budget, VpuView};
 use super::drm::DrmSource;
 use super::holders::{self, JetsonSource, V4l2Source};
@@ -70,6 +71,37 @@ impl Default for BudgetSettings {
     }
 }
 
+/// The `drm` budget of the render device the hardware child of factory
+/// `hw_factory` uses (see `child_device::render_node`).
+fn drm_source(hw_factory: &str) -> DrmSource {
+    let root = super::root::root();
+    let (node, found) = child_device::render_node(hw_factory, &root);
+    if found == child_device::Found::Assumed {
+        gst::debug!(
+            CAT,
+            "drm: which render node '{hw_factory}' uses is not known: counting {}",
+            node.display()
+        );
+    }
+    DrmSource::on_node(root, &node)
+}
+
+/// The `v4l2` budget of the codec node the hardware child of factory
+/// `hw_factory` uses; every codec node where that is not known.
+fn v4l2_source(hw_factory: &str) -> V4l2Source {
+    let root = super::root::root();
+    match child_device::v4l2_node(hw_factory) {
+        Some(node) => V4l2Source::on_node(root, node),
+        None => {
+            gst::debug!(
+                CAT,
+                "v4l2: which node '{hw_factory}' uses is not known: counting every codec node"
+            );
+            V4l2Source::new(root)
+        }
+    }
+}
+
 impl BudgetSettings {
     pub fn lock_dir(&self) -> PathBuf {
         if self.lock_dir.is_empty() {
@@ -104,9 +136,9 @@ impl BudgetSettings {
             BudgetSource::Mpp | BudgetSource::Auto => Box::new(
                 MppListing::new(self.session_file()).for_kind(SessionKind::from_device(hw_factory)),
             ),
-            BudgetSource::Drm => Box::new(DrmSource::new(super::root::root())),
+            BudgetSource::Drm => Box::new(drm_source(hw_factory)),
             BudgetSource::Jetson => Box::new(JetsonSource::new(super::root::root())),
-            BudgetSource::V4l2 => Box::new(V4l2Source::new(super::root::root())),
+            BudgetSource::V4l2 => Box::new(v4l2_source(hw_factory)),
             BudgetSource::Nvml => Box::new(NvmlSource::new(
                 nvml::library(),
                 nvml::Engine::of_factory(hw_factory),

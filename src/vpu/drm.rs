@@ -13,8 +13,12 @@
 //! `drm-total-cycles-vcs`), amdgpu ns for `dec`/`enc`; `drm-engine-capacity-*`
 //! says how many engines of the class there are. Two scans give busy over
 //! wall time (or cycles over total cycles) over capacity, as intel_gpu_top,
-//! nvtop and btop compute it; the busiest engine class of any device is the
-//! load.
+//! nvtop and btop compute it; the busiest engine class of the guard's device
+//! is the load.
+//!
+//! A budget is one render device (`devices::RenderDevice`): only the
+//! clients of its PCI slot (`drm-pdev`), or where that is not known of its
+//! node, are counted, and each device keeps its own snapshot and baseline.
 //!
 //! A reading is taken with the machine-wide decision lock held, so it never
 //! waits: it scans once and measures against the previous reading, whose
@@ -34,6 +38,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::budget::Held;
+use super::devices::RenderDevice;
 use super::listing::{ListingError, SessionKind, SessionLoad, SessionRecord};
 use super::source::{self, Listing, SessionSource};
 
@@ -68,6 +73,8 @@ enum Counter {
 struct Client {
     pid: u32,
     pdev: String,
+    /// The node the fd is linked to: `/dev/dri/renderD128`.
+    node: String,
     id: u64,
     /// Engine class -> its counter and capacity.
     engines: BTreeMap<String, (Counter, u32)>,
@@ -89,7 +96,7 @@ fn number(value: &str) -> Option<u64> {
 
 /// The client an fdinfo describes; None for a file that is not a DRM client
 /// with a video engine counter.
-fn parse_fdinfo(pid: u32, text: &str) -> Option<Client> {
+fn parse_fdinfo(pid: u32, node: &str, text: &str) -> Option<Client> {
     let fields: HashMap<&str, &str> = text
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -127,6 +134,7 @@ fn parse_fdinfo(pid: u32, text: &str) -> Option<Client> {
     (!engines.is_empty()).then_some(Client {
         pid,
         pdev,
+        node: node.to_string(),
         id,
         engines,
     })
@@ -175,7 +183,7 @@ fn installed_sampler() -> Arc<dyn Sampler> {
         .unwrap_or_else(|| Arc::new(Monotonic))
 }
 
-/// One scan of every process's DRM clients, at `at`.
+/// One scan of every process's DRM clients of one device, at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Scan {
     at: Duration,
@@ -194,8 +202,9 @@ fn read_bounded(path: &Path) -> Option<String> {
     Some(text)
 }
 
-/// The DRM clients of process `pid`, None when its fds cannot be read.
-fn process_clients(proc_dir: &Path, pid: u32) -> Option<Vec<Client>> {
+/// The DRM clients of process `pid` on `device`, None when its fds cannot
+/// be read.
+fn process_clients(proc_dir: &Path, pid: u32, device: &RenderDevice) -> Option<Vec<Client>> {
     let dir = proc_dir.join(pid.to_string());
     let mut clients = Vec::new();
     for entry in std::fs::read_dir(dir.join("fd")).ok()?.flatten() {
@@ -207,14 +216,17 @@ fn process_clients(proc_dir: &Path, pid: u32) -> Option<Vec<Client>> {
             continue;
         }
         let fdinfo = dir.join("fdinfo").join(entry.file_name());
-        if let Some(client) = read_bounded(&fdinfo).and_then(|t| parse_fdinfo(pid, &t)) {
+        let node = target.to_string_lossy();
+        if let Some(client) = read_bounded(&fdinfo).and_then(|t| parse_fdinfo(pid, &node, &t))
+            && device.has_client(&client.pdev, &client.node)
+        {
             clients.push(client);
         }
     }
     Some(clients)
 }
 
-fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
+fn scan(proc_dir: &Path, device: &RenderDevice, clock: &dyn Sampler) -> Result<Scan, ListingError> {
     // Lowest first: the lowest pid holding a client is named as its holder.
     let pids = super::process::pids_in(proc_dir).map_err(|e| ListingError {
         path: proc_dir.to_path_buf(),
@@ -227,7 +239,7 @@ fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
     let mut clients = Vec::new();
     let mut readable = 0;
     for pid in pids {
-        let Some(found) = process_clients(proc_dir, pid) else {
+        let Some(found) = process_clients(proc_dir, pid, device) else {
             continue;
         };
         readable += 1;
@@ -244,7 +256,7 @@ fn scan(proc_dir: &Path, clock: &dyn Sampler) -> Result<Scan, ListingError> {
     })
 }
 
-/// The busiest engine class of any device between two scans, in percent
+/// The busiest engine class between two scans (of one device), in percent
 /// (0-100); None when no client was seen in both.
 fn busy_percent(first: &Scan, second: &Scan) -> Option<u32> {
     let wall = second.at.saturating_sub(first.at).as_nanos() as f64;
@@ -298,8 +310,8 @@ fn encode(load: Option<u32>, scan: &Scan) -> String {
     );
     for c in &scan.clients {
         text.push_str(&format!(
-            "client pid={} id={} pdev={}\n",
-            c.pid, c.id, c.pdev
+            "client pid={} id={} pdev={} node={}\n",
+            c.pid, c.id, c.pdev, c.node
         ));
         for (engine, (counter, cap)) in &c.engines {
             let value = match counter {
@@ -354,6 +366,7 @@ fn decode(text: &str) -> (Option<u32>, Option<Scan>) {
                 pid,
                 id,
                 pdev: field(rest, "pdev").unwrap_or("").to_string(),
+                node: field(rest, "node").unwrap_or("").to_string(),
                 engines: BTreeMap::new(),
             });
         } else if let Some(rest) = line.strip_prefix("engine ")
@@ -399,27 +412,29 @@ fn baseline<'a>(now: Duration, earlier: impl IntoIterator<Item = &'a Scan>) -> O
         .max_by_key(|s| s.at)
 }
 
+/// Which `/proc` a scan read, and of which device.
+type ScanKey = (PathBuf, RenderDevice);
+
 /// The scans this process took outside the decision lock (`prepare`), per
-/// `/proc` directory: the baseline of a reading with no usable earlier one
-/// in the snapshot.
-static PREPARED: Mutex<Option<HashMap<PathBuf, Scan>>> = Mutex::new(None);
+/// `/proc` directory and device: the baseline of a reading with no usable
+/// earlier one in the snapshot.
+static PREPARED: Mutex<Option<HashMap<ScanKey, Scan>>> = Mutex::new(None);
 
-fn prepared(proc_dir: &Path) -> Option<Scan> {
+fn prepared(key: &ScanKey) -> Option<Scan> {
     let prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    prepared.as_ref()?.get(proc_dir).cloned()
+    prepared.as_ref()?.get(key).cloned()
 }
 
-fn keep_prepared(proc_dir: PathBuf, scan: Scan) {
+fn keep_prepared(key: ScanKey, scan: Scan) {
     let mut prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    prepared
-        .get_or_insert_with(HashMap::new)
-        .insert(proc_dir, scan);
+    prepared.get_or_insert_with(HashMap::new).insert(key, scan);
 }
 
-/// The video engines' clients and load under a root.
+/// The video engines' clients and load of one render device under a root.
 #[derive(Clone)]
 pub struct DrmSource {
     root: PathBuf,
+    device: RenderDevice,
     sampler: Arc<dyn Sampler>,
 }
 
@@ -427,27 +442,48 @@ impl std::fmt::Debug for DrmSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DrmSource")
             .field("root", &self.root)
+            .field("device", &self.device)
             .finish_non_exhaustive()
     }
 }
 
 impl DrmSource {
-    /// Sampled through the process's sampler (`set_sampler`), by default
-    /// the monotonic clock.
+    /// The first render node's (`devices::first_render_node`), sampled
+    /// through the process's sampler (`set_sampler`), by default the
+    /// monotonic clock.
     pub fn new(root: PathBuf) -> Self {
-        Self::with_sampler(root, installed_sampler())
+        let node = super::devices::first_render_node(&root);
+        Self::on_node(root, &node)
     }
 
-    pub fn with_sampler(root: PathBuf, sampler: Arc<dyn Sampler>) -> Self {
-        DrmSource { root, sampler }
+    /// The device of render node `node` (a path on the machine).
+    pub fn on_node(root: PathBuf, node: &Path) -> Self {
+        Self::with_sampler(root, node, installed_sampler())
+    }
+
+    pub fn with_sampler(root: PathBuf, node: &Path, sampler: Arc<dyn Sampler>) -> Self {
+        DrmSource {
+            device: RenderDevice::of_node(&root, node),
+            root,
+            sampler,
+        }
+    }
+
+    /// The device counted.
+    pub fn device(&self) -> &RenderDevice {
+        &self.device
     }
 
     fn proc_dir(&self) -> PathBuf {
         super::root::under(&self.root, "/proc")
     }
 
+    fn scan_key(&self) -> ScanKey {
+        (self.proc_dir(), self.device.clone())
+    }
+
     fn snapshot_key(&self) -> String {
-        format!("drm:{}", self.root.display())
+        format!("drm:{}:{}", self.root.display(), self.device.name())
     }
 
     /// One scan, measured against the latest usable of `previous` (the
@@ -455,7 +491,7 @@ impl DrmSource {
     /// snapshot's text for it.
     fn sample(&self, previous: Option<&Scan>) -> Result<(PathBuf, String), ListingError> {
         let proc_dir = self.proc_dir();
-        let scan = scan(&proc_dir, &*self.sampler)?;
+        let scan = scan(&proc_dir, &self.device, &*self.sampler)?;
         if scan.readable == 0 {
             return Err(ListingError {
                 path: proc_dir,
@@ -464,7 +500,7 @@ impl DrmSource {
                     .into(),
             });
         }
-        let prepared = prepared(&proc_dir);
+        let prepared = prepared(&self.scan_key());
         let load = baseline(scan.at, previous.into_iter().chain(prepared.as_ref()))
             .and_then(|earlier| busy_percent(earlier, &scan));
         Ok((proc_dir, encode(load, &scan)))
@@ -475,17 +511,17 @@ impl SessionSource for DrmSource {
     /// Outside the decision lock: a scan for the next reading to measure
     /// against, unless this process kept one within `BASELINE_REFRESH`.
     fn prepare(&self, _lock_dir: &Path, _patience: Duration) {
-        let proc_dir = self.proc_dir();
+        let key = self.scan_key();
         let now = self.sampler.now();
-        let recent = prepared(&proc_dir).is_some_and(|s| {
+        let recent = prepared(&key).is_some_and(|s| {
             now.checked_sub(s.at)
                 .is_some_and(|age| age < BASELINE_REFRESH)
         });
         if recent {
             return;
         }
-        if let Ok(scan) = scan(&proc_dir, &*self.sampler) {
-            keep_prepared(proc_dir, scan);
+        if let Ok(scan) = scan(&key.0, &self.device, &*self.sampler) {
+            keep_prepared(key, scan);
         }
     }
 
@@ -502,8 +538,9 @@ impl SessionSource for DrmSource {
         })
     }
 
+    /// `drm:<PCI slot>`, or `drm:<render node>` where the slot is not known.
     fn budget_name(&self) -> String {
-        "drm:".into()
+        format!("drm:{}", self.device.name())
     }
 }
 
@@ -511,6 +548,7 @@ impl SessionSource for DrmSource {
 mod tests {
     use super::*;
 
+    const R128: &str = "/dev/dri/renderD128";
     const I915: &str = "pos:\t0\nflags:\t02100002\nmnt_id:\t26\nino:\t1037\n\
         drm-driver:\ti915\ndrm-client-id:\t7\ndrm-pdev:\t0000:00:02.0\n\
         drm-engine-render:\t25662044495 ns\ndrm-engine-copy:\t0 ns\n\
@@ -522,12 +560,12 @@ mod tests {
 
     #[test]
     fn i915_and_xe_fdinfo_give_video_engine_counters() {
-        let i915 = parse_fdinfo(10, I915).unwrap();
+        let i915 = parse_fdinfo(10, R128, I915).unwrap();
         assert_eq!((i915.id, i915.pdev.as_str()), (7, "0000:00:02.0"));
         assert_eq!(i915.engines["video"], (Counter::Ns(9_000_000), 2));
         assert_eq!(i915.engines["video-enhance"], (Counter::Ns(0), 1));
         assert!(!i915.engines.contains_key("render"));
-        let xe = parse_fdinfo(11, XE).unwrap();
+        let xe = parse_fdinfo(11, R128, XE).unwrap();
         assert_eq!(
             xe.engines["vcs"],
             (
@@ -538,13 +576,14 @@ mod tests {
                 2
             )
         );
-        assert!(parse_fdinfo(12, "pos:\t0\nflags:\t0\n").is_none());
+        assert!(parse_fdinfo(12, R128, "pos:\t0\nflags:\t0\n").is_none());
     }
 
     fn client(id: u64, pdev: &str, engine: &str, counter: Counter, cap: u32) -> Client {
         Client {
             pid: 1,
             pdev: pdev.into(),
+            node: R128.into(),
             id,
             engines: [(engine.to_string(), (counter, cap))].into(),
         }
@@ -596,7 +635,7 @@ mod tests {
         let scan = Scan {
             at: Duration::from_nanos(123_456_789_012),
             clients: vec![
-                parse_fdinfo(10, I915).unwrap(),
+                parse_fdinfo(10, R128, I915).unwrap(),
                 client(3, "b", "vcs", Counter::Cycles { busy: 0, total: 5 }, 1),
             ],
             readable: 0,
@@ -650,10 +689,48 @@ mod tests {
             std::os::unix::fs::symlink("/dev/null", dir.join("fd/6")).unwrap();
             std::fs::write(dir.join("fdinfo/6"), I915.replace("7", "8")).unwrap();
         }
-        let found = scan(&root.join("proc"), &Monotonic).unwrap();
+        let device = RenderDevice::of_node(&root, Path::new(R128));
+        let found = scan(&root.join("proc"), &device, &Monotonic).unwrap();
         assert_eq!(found.readable, 2);
         assert_eq!(found.clients.len(), 1);
         assert_eq!(found.clients[0].pid, 100);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_scan_sees_only_the_clients_of_its_device() {
+        let root =
+            std::env::temp_dir().join(format!("edgeguard-drm-devices-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // renderD128 is the iGPU (0000:00:02.0); renderD129 the xe card.
+        for (n, pdev) in [(128, "0000:00:02.0"), (129, "0000:03:00.0")] {
+            let class = root.join(format!("sys/class/drm/renderD{n}"));
+            std::fs::create_dir_all(&class).unwrap();
+            std::os::unix::fs::symlink(format!("../../../{pdev}"), class.join("device")).unwrap();
+        }
+        let client = |pid: u32, node: &str, text: &str| {
+            let dir = root.join(format!("proc/{pid}"));
+            std::fs::create_dir_all(dir.join("fd")).unwrap();
+            std::fs::create_dir_all(dir.join("fdinfo")).unwrap();
+            std::os::unix::fs::symlink(node, dir.join("fd/5")).unwrap();
+            std::fs::write(dir.join("fdinfo/5"), text).unwrap();
+        };
+        client(100, R128, I915);
+        client(200, "/dev/dri/renderD129", XE);
+        // The xe card's card node: its pdev says whose client it is.
+        client(300, "/dev/dri/card1", &XE.replace("\t42", "\t43"));
+        let on = |node: &str| {
+            let source =
+                DrmSource::with_sampler(root.clone(), Path::new(node), Arc::new(Monotonic));
+            let found = scan(&root.join("proc"), &source.device, &Monotonic).unwrap();
+            let pids: Vec<u32> = found.clients.iter().map(|c| c.pid).collect();
+            (source.budget_name(), pids)
+        };
+        assert_eq!(on(R128), ("drm:0000:00:02.0".to_string(), vec![100]));
+        assert_eq!(
+            on("/dev/dri/renderD129"),
+            ("drm:0000:03:00.0".to_string(), vec![200, 300])
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -699,7 +776,7 @@ mod tests {
             now: std::sync::Mutex::new(start),
         });
         clock.write(start);
-        let source = DrmSource::with_sampler(root.clone(), clock.clone());
+        let source = DrmSource::with_sampler(root.clone(), Path::new(R128), clock.clone());
         // The first reading ever has nothing to measure against.
         let (_, first) = source.sample(None).unwrap();
         let (load, previous) = decode(&first);
@@ -733,7 +810,7 @@ mod tests {
         std::fs::create_dir_all(root.join("proc")).unwrap();
         let held = Held::lock(&root.join("lock")).unwrap();
         let clock = Arc::new(CountingClock::default());
-        let source = DrmSource::with_sampler(root.clone(), clock.clone());
+        let source = DrmSource::with_sampler(root.clone(), Path::new(R128), clock.clone());
         let start = crate::vpu::snapshot::boottime();
         for _ in 0..20 {
             let err = source.read(&held).unwrap_err();

@@ -114,61 +114,98 @@ const CODEC_NAMES: [&str; 13] = [
     "codec",
 ];
 
-/// The mainline V4L2 codecs' nodes: `/dev/videoN` whose sysfs `name` is a
-/// codec driver's.
+/// A mainline V4L2 codec's node: the guard's codec's `/dev/videoN` where
+/// its hardware child says it (`child_device::v4l2_node`); where it does
+/// not, every `/dev/videoN` whose sysfs `name` is a codec driver's.
 #[derive(Debug, Clone)]
 pub struct V4l2Source {
     root: PathBuf,
+    /// `/dev/video10`; None: every codec node.
+    node: Option<String>,
 }
 
 impl V4l2Source {
+    /// Every codec node's holders, as one budget.
     pub fn new(root: PathBuf) -> Self {
-        V4l2Source { root }
+        V4l2Source { root, node: None }
+    }
+
+    /// The holders of `node` (a path on the machine) only.
+    pub fn on_node(root: PathBuf, node: String) -> Self {
+        V4l2Source {
+            root,
+            node: Some(node),
+        }
+    }
+
+    /// Each codec node under `root`, as its own source (`edgeguard-vpu`).
+    pub fn each_codec_node(root: &Path) -> Vec<Self> {
+        codec_nodes(root)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(node, _)| Self::on_node(root.to_path_buf(), node))
+            .collect()
+    }
+
+    /// The node counted; None: every codec node.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// Whether the machine has a V4L2 codec node at all.
     pub fn present(&self) -> bool {
-        self.codec_nodes().is_ok()
+        codec_nodes(&self.root).is_ok()
     }
 
-    fn codec_nodes(&self) -> Result<Vec<(String, SessionKind)>, ListingError> {
-        let class = super::root::under(&self.root, "/sys/class/video4linux");
-        let entries = std::fs::read_dir(&class).map_err(|e| ListingError {
-            path: class.clone(),
-            reason: format!("v4l2: {e}"),
-        })?;
-        let mut nodes: Vec<(String, SessionKind)> = entries
-            .flatten()
-            .filter(|e| {
-                let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
-                let name = name.trim().to_ascii_lowercase();
-                CODEC_NAMES.iter().any(|c| name.contains(c))
-            })
-            .map(|e| {
-                let node = format!("/dev/{}", e.file_name().to_string_lossy());
-                (node, SessionKind::Codec)
-            })
-            .collect();
-        nodes.sort_by(|a, b| a.0.cmp(&b.0));
-        if nodes.is_empty() {
-            return Err(ListingError {
-                path: class,
-                reason: "v4l2: no video device is a codec".into(),
-            });
+    /// The nodes counted: the codec's, or every codec node.
+    fn nodes(&self) -> Result<Vec<(String, SessionKind)>, ListingError> {
+        match &self.node {
+            Some(node) => Ok(vec![(node.clone(), SessionKind::Codec)]),
+            None => codec_nodes(&self.root),
         }
-        Ok(nodes)
     }
+}
+
+/// Every `/dev/videoN` under `root` whose sysfs `name` is a codec
+/// driver's: what a guard whose codec's node is not known counts.
+fn codec_nodes(root: &Path) -> Result<Vec<(String, SessionKind)>, ListingError> {
+    let class = super::root::under(root, "/sys/class/video4linux");
+    let entries = std::fs::read_dir(&class).map_err(|e| ListingError {
+        path: class.clone(),
+        reason: format!("v4l2: {e}"),
+    })?;
+    let mut nodes: Vec<(String, SessionKind)> = entries
+        .flatten()
+        .filter(|e| {
+            let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
+            let name = name.trim().to_ascii_lowercase();
+            CODEC_NAMES.iter().any(|c| name.contains(c))
+        })
+        .map(|e| {
+            let node = format!("/dev/{}", e.file_name().to_string_lossy());
+            (node, SessionKind::Codec)
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.0.cmp(&b.0));
+    if nodes.is_empty() {
+        return Err(ListingError {
+            path: class,
+            reason: "v4l2: no video device is a codec".into(),
+        });
+    }
+    Ok(nodes)
 }
 
 impl SessionSource for V4l2Source {
     fn read(&self, held: &Held) -> Result<Listing, ListingError> {
-        let nodes = self.codec_nodes()?;
+        let nodes = self.nodes()?;
         let key = format!("v4l2:{}:{:?}", self.root.display(), nodes);
         read_holders(held, &self.root, &key, &nodes)
     }
 
+    /// `v4l2:/dev/video10`; `v4l2:` for every codec node.
     fn budget_name(&self) -> String {
-        "v4l2:".into()
+        format!("v4l2:{}", self.node.as_deref().unwrap_or(""))
     }
 }
 

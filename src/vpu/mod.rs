@@ -12,7 +12,9 @@
 
 pub mod budget;
 pub mod budget_source;
+pub mod child_device;
 pub mod decision;
+pub mod devices;
 pub mod drm;
 pub mod ground;
 pub mod holders;
