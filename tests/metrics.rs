@@ -776,6 +776,88 @@ impl Prometheus {
     }
 }
 
+/// One series of a range query: its labels and its raw samples
+/// (timestamp in UNIX seconds, value), oldest first.
+struct Samples {
+    metric: serde_json::Value,
+    points: Vec<(f64, f64)>,
+}
+
+impl Prometheus {
+    /// The raw samples of `selector` whose timestamps fall in `window`
+    /// (UNIX seconds, both ends included), one entry per series.
+    fn samples(&self, selector: &str, window: (f64, f64)) -> Vec<Samples> {
+        let (from, to) = window;
+        let span = (to - from).ceil() as u64 + 1;
+        let query = format!("{selector}[{span}s]");
+        let (head, body) = http_get(
+            &self.address,
+            &format!("/api/v1/query?query={}&time={to:.3}", url_encoded(&query)),
+            None,
+        )
+        .unwrap();
+        assert!(head.contains(" 200 "), "{query}: {head}\n{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let result = answer["data"]["result"].as_array().cloned();
+        let result = result.unwrap_or_else(|| panic!("{query}: {body}"));
+        result
+            .into_iter()
+            .map(|series| {
+                let points = series["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p[0].as_f64().unwrap(),
+                            p[1].as_str().unwrap().parse().unwrap(),
+                        )
+                    })
+                    .filter(|(t, _)| (from..=to).contains(t))
+                    .collect();
+                Samples {
+                    metric: series["metric"].clone(),
+                    points,
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until Prometheus has stored a scrape of the target that began
+    /// after `time` (UNIX seconds): what came before is all in.
+    fn scraped_after(&self, time: f64) -> bool {
+        common::poll_until(HANG, || {
+            let after = self
+                .query("timestamp(up{job=\"edgeguard\"})")
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()) > Some(time));
+            if !after {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            after
+        })
+    }
+
+    /// Connections Prometheus's scraper has opened to the target so far,
+    /// from Prometheus's own metrics.
+    fn dials(&self) -> u64 {
+        let (_, body) = http_get(&self.address, "/metrics", None).unwrap();
+        endpoint_value(
+            &body,
+            "net_conntrack_dialer_conn_established_total{dialer_name=\"edgeguard\"}",
+        )
+    }
+}
+
+/// Now, in UNIX seconds, as Prometheus stamps its samples.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 fn url_encoded(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -934,7 +1016,7 @@ fn shed(body: &str) -> u64 {
 }
 
 #[test]
-fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
+fn a_thousand_idle_connections_cost_no_threads_and_prometheus_keeps_scraping() {
     allow_open_files(FLOOD as u64 + 256);
     let address = format!("127.0.0.1:{}", free_port());
     // An idle timeout longer than any hold: the connections end only by
@@ -944,6 +1026,14 @@ fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
     let mut hold = Scenario::start("hold", &tracer, &[]);
     hold.expect("READY");
     let pid = hold.pid();
+    // A real Prometheus scrapes the endpoint every second from before the
+    // flood until after it ends, over the connection it keeps.
+    let dir = common::temp_dir("metrics-hold-prometheus");
+    let watch_began = unix_now();
+    let prometheus = Prometheus::start(&dir, &address);
+    prometheus
+        .answer_until("up == 1", |metric| metric["job"] == "edgeguard")
+        .unwrap_or_else(|last| panic!("Prometheus never scraped the endpoint: {last:?}"));
     let (threads_before, _) = threads_of(pid);
     let rss_before = rss_kib(pid);
 
@@ -954,7 +1044,15 @@ fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
     // the flood, so it sees every one of them accepted, and takes the place
     // of one more idle connection.
     let body = scrape(&address);
-    assert_eq!(shed(&body), (FLOOD + 1 - CAP) as u64, "{body}");
+    // Each connection Prometheus opened may have taken the place of one
+    // more (and been shed itself when it sat idle older than newcomers).
+    let dials = prometheus.dials();
+    let excess = (FLOOD + 1 - CAP) as u64;
+    let shed_first = shed(&body);
+    assert!(
+        (excess..=excess + dials).contains(&shed_first),
+        "{shed_first} shed, {dials} connections from Prometheus: {body}"
+    );
     assert_eq!(
         endpoint_value(&body, "edgeguard_http_connections_open"),
         CAP as u64
@@ -970,6 +1068,7 @@ fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
 
     // Hold them while the pipelines play HOLD_FRAMES more frames each,
     // scraping and counting threads all along.
+    let hold_began = unix_now();
     let start = frames_of(&mut hold);
     let mut most_threads = 0;
     let mut scrapes = 0;
@@ -995,14 +1094,37 @@ fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
     let rss_held = rss_kib(pid);
 
     // The excess was closed at once, and only the excess: the first scrape
-    // took one more place, the later ones found one free.
-    let held = flood.iter().filter(|s| held_open(s)).count();
-    assert_eq!(held, CAP - 1, "after {scrapes} scrapes");
+    // took one more place, each connection of Prometheus's at most one
+    // (the later scrapes of this test found one free). Read in this order,
+    // a connection Prometheus opens meanwhile is among the `dials`.
     let body = scrape(&address);
-    assert_eq!(shed(&body), (FLOOD + 1 - CAP) as u64, "{body}");
+    let shed_held = shed(&body);
+    let held = flood.iter().filter(|s| held_open(s)).count() as u64;
+    let dials = prometheus.dials();
+    let flood_shed = FLOOD as u64 - held;
+    assert!(
+        (excess..=excess + dials).contains(&flood_shed),
+        "{held} held after {scrapes} scrapes, {dials} connections from Prometheus"
+    );
+    // Each was counted, and whatever else the endpoint shed was
+    // Prometheus's, never this test's scrapes (each was answered above).
+    assert!(
+        (excess..=flood_shed + dials).contains(&shed_held),
+        "{shed_held} shed, {flood_shed} of the flood, {dials} connections from Prometheus: {body}"
+    );
+    let hold_ended = unix_now();
 
-    // Closed by their clients, they are gone, and so is what they cost.
+    // Closed by their clients, they are gone.
     flood.clear();
+    let connections_held = prometheus_kept_scraping(
+        &prometheus,
+        (watch_began, unix_now()),
+        (hold_began, hold_ended),
+    );
+    drop(prometheus);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Prometheus's connection goes with it: once only the scrape's own is
+    // open, the threads and the memory the flood cost are back too.
     assert!(common::poll_until(HANG, || {
         endpoint_value(&scrape(&address), "edgeguard_http_connections_open") == 1
     }));
@@ -1010,7 +1132,9 @@ fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
     let rss_after = rss_kib(pid);
     eprintln!(
         "threads: {threads_before} before, at most {most_threads} held; \
-         RSS: {rss_before} KiB before, {rss_held} KiB held, {rss_after} KiB after"
+         RSS: {rss_before} KiB before, {rss_held} KiB held, {rss_after} KiB after; \
+         {held} of the flood held, {shed_held} shed, {dials} connections from Prometheus, \
+         which saw {connections_held:?} connections open at its scrapes"
     );
     // The flood's buffers are a few KiB per connection kept: a thread per
     // connection would cost far more than this bound.
@@ -1030,6 +1154,68 @@ fn a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer() {
         "RSS {rss_held} KiB held, {rss_after} KiB after they closed"
     );
     hold.finish();
+}
+
+/// Prometheus's scrape interval (`Prometheus::start`), in seconds.
+const SCRAPE_INTERVAL: f64 = 1.0;
+/// Scrapes of the hold that Prometheus may not have begun in it: one for
+/// the window's two ends, two more for a late tick on a busy machine.
+const SCRAPES_MISSED: usize = 3;
+
+/// From Prometheus's own records: every scrape it began while `watched`
+/// (UNIX seconds: from before the flood until after it closed) succeeded
+/// and carried the four pipelines' series, and during the `hold` there was
+/// one about every interval, each answered with the flood's connections
+/// held. Returns the open connections each scrape of the hold saw.
+fn prometheus_kept_scraping(
+    prometheus: &Prometheus,
+    watched: (f64, f64),
+    hold: (f64, f64),
+) -> Vec<u64> {
+    assert!(
+        prometheus.scraped_after(watched.1),
+        "Prometheus stopped scraping"
+    );
+    let up = prometheus.samples("up{job=\"edgeguard\"}", watched);
+    assert_eq!(up.len(), 1, "one target");
+    let scrapes: Vec<f64> = up[0].points.iter().map(|(t, _)| *t).collect();
+    let failed: Vec<&(f64, f64)> = up[0].points.iter().filter(|(_, v)| *v != 1.0).collect();
+    assert!(
+        failed.is_empty(),
+        "scrapes failed (hold from {} to {}): {failed:?}",
+        hold.0,
+        hold.1
+    );
+    // Each of them had every held pipeline's series.
+    let levels = prometheus.samples("edgeguard_delay_level_seconds{pad=\"src\"}", watched);
+    for pipeline in (0..HELD_PIPELINES).map(|i| format!("held{i}")) {
+        let of_pipeline = levels.iter().find(|s| s.metric["pipeline"] == *pipeline);
+        let at: Vec<f64> =
+            of_pipeline.map_or(Vec::new(), |s| s.points.iter().map(|p| p.0).collect());
+        assert_eq!(at, scrapes, "the scrapes that had {pipeline}");
+    }
+    // Counted, not timed: as many scrapes in the hold as it lasted intervals.
+    let in_hold = scrapes
+        .iter()
+        .filter(|t| (hold.0..=hold.1).contains(*t))
+        .count();
+    let intervals = ((hold.1 - hold.0) / SCRAPE_INTERVAL) as usize;
+    assert!(
+        in_hold + SCRAPES_MISSED >= intervals,
+        "{in_hold} scrapes in a hold of {intervals} intervals: {scrapes:?}"
+    );
+    // Each was answered while the flood's connections were held: at least
+    // half the cap open, never more than the cap.
+    let open = prometheus.samples("edgeguard_http_connections_open", hold);
+    assert_eq!(open.len(), 1, "one endpoint");
+    let open: Vec<u64> = open[0].points.iter().map(|(_, v)| *v as u64).collect();
+    assert_eq!(open.len(), in_hold);
+    assert!(
+        open.iter()
+            .all(|n| (CAP as u64 / 2..=CAP as u64).contains(n)),
+        "connections open at Prometheus's scrapes: {open:?}"
+    );
+    open
 }
 
 #[test]
