@@ -540,6 +540,47 @@ fn a_drm_budget_counts_only_the_clients_and_load_of_its_render_device() {
     assert_eq!((b.field("sessions").as_str(), load_of(&b)), ("1", 90));
 }
 
+/// Two guards on device A and one on device B, one session each: A's
+/// second guard finds A's slot taken, B's guard does not count it.
+#[test]
+fn a_slot_on_one_render_device_does_not_count_against_another() {
+    let fake = FakeRoot::new("drm-slots-per-device");
+    std::fs::create_dir_all(fake.root().join("proc")).unwrap();
+    render_device(&fake, DEVICE_A);
+    render_device(&fake, DEVICE_B);
+    let branch = |hw: &str| {
+        format!(
+            "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+             ! {} ! fakesink",
+            fake.guard_on(hw, "max-sessions=1")
+        )
+    };
+    let launch = [
+        "varenderD128h264enc",
+        "varenderD129h264enc",
+        "varenderD128h264enc",
+    ]
+    .map(branch)
+    .join(" ");
+    let run = run_under(&fake.root(), &launch);
+    let on = |factory: &str| {
+        run.decisions
+            .iter()
+            .filter(|d| d.get::<String>("encoder").unwrap() == factory)
+            .count()
+    };
+    assert_eq!(run.decisions.len(), 3, "{:?}", run.decisions);
+    assert_eq!(on("varenderD129h264enc"), 1, "{:?}", run.decisions);
+    assert_eq!(on("varenderD128h264enc"), 1, "{:?}", run.decisions);
+    let refused: Vec<_> = run
+        .decisions
+        .iter()
+        .filter(|d| !d.get::<bool>("hardware").unwrap())
+        .map(|d| d.get::<String>("reason").unwrap())
+        .collect();
+    assert_eq!(refused, ["over-budget"], "{:?}", run.decisions);
+}
+
 #[test]
 fn a_drm_source_that_can_read_no_process_is_said_in_the_decision() {
     let fake = FakeRoot::new("drm-nothing");
