@@ -202,6 +202,13 @@ pub struct Tracker {
     restarted: VecDeque<CycleEnd>,
     /// A thread is judging: it has claimed cycles and will merge them.
     pub judging: bool,
+    /// The claimed cycles, shared with readers that come meanwhile: a reader
+    /// judges them too rather than wait, and the first to merge wins.
+    under_way: Option<(u64, Arc<Vec<CycleEnd>>)>,
+    /// Numbers the judgements, so that a merge knows whether its is done.
+    judgements: u64,
+    /// The cycle count of the report last written to `report-file`.
+    pub written: Arc<parking_lot::Mutex<u32>>,
     /// The pipeline is being disposed: its last judgement is made.
     pub disposing: bool,
     /// A worker wake-up is queued for this tracker.
@@ -244,6 +251,9 @@ impl Tracker {
             ended: None,
             restarted: VecDeque::new(),
             judging: false,
+            under_way: None,
+            judgements: 0,
+            written: Arc::default(),
             disposing: false,
             wake_queued: false,
             fds_before,
@@ -497,6 +507,38 @@ impl Tracker {
         cycles
     }
 
+    /// Starts judging claimed cycles: the judgement's number, and the cycles
+    /// shared with readers that come before it is merged.
+    pub fn start_judgement(&mut self, cycles: Vec<CycleEnd>) -> (u64, Arc<Vec<CycleEnd>>) {
+        self.judgements += 1;
+        let cycles = Arc::new(cycles);
+        self.under_way = Some((self.judgements, Arc::clone(&cycles)));
+        (self.judgements, cycles)
+    }
+
+    /// The judgement under way in another thread, to judge alongside it.
+    pub fn under_way(&self) -> Option<(u64, Arc<Vec<CycleEnd>>)> {
+        self.under_way.clone()
+    }
+
+    /// Merges judgement `number` with what was observed: its reports, each
+    /// with how many of its findings were not announced; None when another
+    /// thread judging the same cycles merged first.
+    pub fn finish_judgement(
+        &mut self,
+        number: u64,
+        observed: &Observed,
+    ) -> Option<Vec<(Arc<Report>, usize)>> {
+        let (_, cycles) = self.under_way.take_if(|(n, _)| *n == number)?;
+        self.judging = false;
+        Some(
+            cycles
+                .iter()
+                .map(|cycle| (self.judge(cycle, observed), self.unannounced()))
+                .collect(),
+        )
+    }
+
     /// The elements to observe for a judgement.
     pub fn targets(&self) -> Vec<Target> {
         self.elements
@@ -565,7 +607,7 @@ impl Tracker {
     }
 
     /// Judges one ended cycle from its standings and what was observed since.
-    pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Arc<Report> {
+    pub fn judge(&mut self, cycle: &CycleEnd, observed: &Observed) -> Arc<Report> {
         if let Some(name) = &observed.renamed {
             self.name = name.clone();
             self.nodes.rename(self.serial, name);
@@ -619,7 +661,7 @@ impl Tracker {
         self.fds_per_cycle.push(cycle.fds.len() as u32);
         findings.extend(self.growth());
         // The handles left now are the baseline of the next cycle.
-        self.fds_before = cycle.fds;
+        self.fds_before = cycle.fds.clone();
 
         self.report = Arc::new(Report {
             pipeline: self.name.clone(),
@@ -865,7 +907,7 @@ mod tests {
         let cycles = t.claim(Instant::now(), false, false, None);
         assert_eq!(cycles.len(), 1);
         assert!(cycles[0].restarted);
-        let report = t.judge(cycles.into_iter().next().unwrap(), &Observed::default());
+        let report = t.judge(&cycles[0], &Observed::default());
         assert_eq!(report.cycles, 1);
         assert_eq!(report.findings.len(), 1, "{report:?}");
         assert_eq!(report.findings[0].kind(), "not-null");
@@ -884,7 +926,7 @@ mod tests {
             judged_live: true,
             ..Observed::default()
         };
-        let report = t.judge(cycles.into_iter().next().unwrap(), &observed);
+        let report = t.judge(&cycles[0], &observed);
         assert!(report.findings.is_empty(), "{report:?}");
         // The dead element's record went with the judgement.
         assert!(!t.knows(2));
@@ -916,7 +958,7 @@ mod tests {
         t.end_cycle(Instant::now(), Some(FdSnapshot::new()));
         let cycles = t.claim(Instant::now(), true, false, None);
         t.judging = false;
-        t.judge(cycles.into_iter().next().unwrap(), observed)
+        t.judge(&cycles[0], observed)
     }
 
     fn json_paths(report: &Report) -> Vec<String> {
