@@ -12,6 +12,7 @@ use super::identity;
 use super::judge::{Demand, Outlet};
 use super::ledger::{self, Tracker};
 use super::observe;
+use super::paths::Node;
 use super::registry::REGISTRY;
 use super::{fds, worker};
 
@@ -113,10 +114,24 @@ fn watch_disposal(tracker: u64, elements: &[gst::Element], fresh: &[u64]) {
     }
 }
 
+/// The places of an element's ancestors that the tracker does not know
+/// (its path goes through them), read with the registry unlocked.
+fn unknown_ancestors(tracker: u64, element: &gst::Element) -> Vec<(u64, Node)> {
+    observe::unknown_ancestors(element, |serial| {
+        let registry = REGISTRY.lock();
+        let t = registry.trackers.get(&tracker);
+        t.is_none_or(|t| t.knows_place(serial))
+    })
+}
+
 pub fn element_added(tracker: u64, element: &gst::Element) {
+    let ancestors = unknown_ancestors(tracker, element);
     let (elements, entries) = observe::entries(element);
     let fresh = match REGISTRY.lock().trackers.get_mut(&tracker) {
-        Some(t) if !t.disposing => t.add(entries),
+        Some(t) if !t.disposing => {
+            t.place(ancestors);
+            t.add(entries)
+        }
         _ => return,
     };
     watch_disposal(tracker, &elements, &fresh);
@@ -135,6 +150,7 @@ pub fn element_removed(tracker: u64, top: &gst::Element, element: &gst::Element)
         return;
     }
     let state = element.current_state();
+    let ancestors = unknown_ancestors(tracker, element);
     let (elements, entries) = observe::entries(element);
     let serials: Vec<u64> = entries.iter().map(|e| e.serial).collect();
     let removed = identity::serial(element);
@@ -143,6 +159,7 @@ pub fn element_removed(tracker: u64, top: &gst::Element, element: &gst::Element)
         let Some(t) = registry.trackers.get_mut(&tracker) else {
             return;
         };
+        t.place(ancestors);
         let fresh = t.add_if_unknown(entries);
         let finding = t.removing(&serials, removed, state);
         (fresh, finding, Outlet::of(t))
@@ -189,6 +206,10 @@ pub fn state_changed(
         Some(t) if !t.disposing => t.knows(serial),
         _ => return,
     };
+    let ancestors = match known {
+        true => Vec::new(),
+        false => unknown_ancestors(tracker, element),
+    };
     let entry = (!known).then(|| observe::entry(element));
     let ts = since_start_ns();
     let interim = {
@@ -196,6 +217,7 @@ pub fn state_changed(
         let Some(t) = registry.trackers.get_mut(&tracker) else {
             return;
         };
+        t.place(ancestors);
         let fresh = t.add(entry);
         if change.current() == gst::State::Null && change.next() == gst::State::Ready {
             t.start_cycle();

@@ -177,7 +177,11 @@ impl ObjectImpl for LeakCheck {
                     .build(),
                 glib::ParamSpecUInt::builder("leaks")
                     .nick("Leaks")
-                    .blurb("Findings in the last judged report")
+                    .blurb(
+                        "Findings in the last judged report. Reading it judges first what is \
+                         due; it never waits for a judgement under way in another thread, but \
+                         judges the same cycles alongside it",
+                    )
                     .read_only()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
@@ -196,6 +200,8 @@ impl ObjectImpl for LeakCheck {
     fn signals() -> &'static [glib::subclass::Signal] {
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
             vec![
+                // Judges first what is due, as reading `leaks` does: never
+                // waiting for a judgement under way in another thread.
                 glib::subclass::Signal::builder("get-report")
                     .action()
                     .return_type::<gst::Structure>()

@@ -6,6 +6,11 @@
 //! the grace has passed, or the thread disposing the pipeline. It claims the
 //! cycles under the registry lock, reads live objects with no lock held,
 //! merges under the lock again and publishes after releasing it.
+//!
+//! A reader never waits for a judgement under way in another thread (that
+//! thread may need a lock the reader holds, e.g. an object lock around a
+//! getter): it judges the same claimed cycles itself, and whichever of the
+//! two merges first makes the report; the other drops its own.
 
 use gst::glib;
 use gst::prelude::*;
@@ -15,19 +20,17 @@ use std::time::Instant;
 use super::fds;
 use super::ledger::{self, Weak};
 use super::observe;
-use super::registry::{JUDGED, REGISTRY};
+use super::registry::REGISTRY;
 use super::report::{Finding, Report};
 
 use super::CAT;
-
-/// The longest a report reader waits for a judgement under way elsewhere.
-const JUDGED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who asks for a judgement.
 pub enum Demand<'a> {
     /// The worker, at a queued wake-up.
     Wake,
-    /// The application, reading the report: waits for a judgement under way.
+    /// The application, reading the report: judges alongside a judgement
+    /// under way in another thread rather than wait for it.
     Ask,
     /// The pipeline is being disposed (given here: its weak reference is
     /// already cleared): judge what is pending now, whatever the grace.
@@ -36,7 +39,11 @@ pub enum Demand<'a> {
 
 /// What a judging thread took out of the ledger to judge.
 struct Claim {
-    cycles: Vec<ledger::CycleEnd>,
+    /// The judgement's number: a merge counts only if none came first.
+    number: u64,
+    /// Joined a judgement another thread started.
+    joined: bool,
+    cycles: Arc<Vec<ledger::CycleEnd>>,
     targets: Vec<ledger::Target>,
     session_file: Option<std::path::PathBuf>,
     check_pending: bool,
@@ -48,15 +55,34 @@ struct Claim {
 /// with the worker, which alone keeps the wake-ups.
 #[must_use = "the next wake-up must be scheduled"]
 pub fn run(tracker: u64, demand: Demand) -> Option<Instant> {
-    let (weak, due, patterns) = REGISTRY.lock().trackers.get(&tracker).map(|t| {
+    loop {
+        match judge_once(tracker, &demand) {
+            // Joined a judgement started elsewhere: what else is due now is
+            // this thread's to claim.
+            Pass::Joined => continue,
+            Pass::Done(wake) => return wake,
+        }
+    }
+}
+
+enum Pass {
+    Joined,
+    Done(Option<Instant>),
+}
+
+fn judge_once(tracker: u64, demand: &Demand) -> Pass {
+    let found = REGISTRY.lock().trackers.get(&tracker).map(|t| {
         (
             t.pipeline.clone(),
             t.ended_due(Instant::now()),
             t.settings.patterns.clone(),
         )
-    })?;
+    });
+    let Some((weak, due, patterns)) = found else {
+        return Pass::Done(None);
+    };
     let pipeline = match demand {
-        Demand::Dispose(top) => Some(top.clone()),
+        Demand::Dispose(top) => Some((*top).clone()),
         _ => weak.upgrade(),
     };
     let settled = match demand {
@@ -65,10 +91,16 @@ pub fn run(tracker: u64, demand: Demand) -> Option<Instant> {
     };
     let force = matches!(demand, Demand::Dispose(_));
     let fds_now = (due && settled).then(|| fds::snapshot(&patterns));
-    let claim = match claim(tracker, &demand, settled, force, fds_now) {
+    let claim = match claim(tracker, demand, settled, force, fds_now) {
         Ok(claim) => claim,
-        Err(wake) => return wake,
+        Err(wake) => return Pass::Done(wake),
     };
+    gst::debug!(
+        CAT,
+        "judging {} cycle(s) of {}",
+        claim.cycles.len(),
+        claim.pipeline_name
+    );
 
     let (observed, _alive) = observe::observe(
         &claim.targets,
@@ -78,36 +110,47 @@ pub fn run(tracker: u64, demand: Demand) -> Option<Instant> {
         claim.session_file.as_deref(),
         &claim.pipeline_name,
     );
-    let Some((reports, outlet)) = merge(tracker, claim.cycles, &observed) else {
-        // Untracked meanwhile: nothing to publish, but nobody may wait on it.
-        JUDGED.notify_all();
-        return None;
+    let (merged, outlet) = match merge(tracker, claim.number, &observed) {
+        Some(merged) => merged,
+        // Untracked meanwhile: nothing to publish.
+        None => return Pass::Done(None),
     };
-    // The file is written before the judgement counts as finished: a reader
-    // whose `get-report` waited for it finds the file as current.
-    for (report, _) in &reports {
-        write_report_file(outlet.settings.report_file.as_deref(), report);
-    }
-    let wake = match REGISTRY.lock().trackers.get_mut(&tracker) {
-        Some(t) => {
-            t.judging = false;
-            t.next_wake(Instant::now())
+    let reports = match merged {
+        Merged::Won(reports) => reports,
+        Merged::Lost(latest) => {
+            // Another thread merged first: its report is the one. Written
+            // here too (in order, once), so that the file is as current as
+            // `get-report` when this returns, whichever thread writes first.
+            outlet.write_in_order(&latest);
+            return match claim.joined {
+                true => Pass::Joined,
+                false => Pass::Done(None),
+            };
         }
-        None => None,
     };
-    JUDGED.notify_all();
+    for (report, _) in &reports {
+        outlet.write_in_order(report);
+    }
+    let wake = REGISTRY
+        .lock()
+        .trackers
+        .get_mut(&tracker)
+        .and_then(|t| t.next_wake(Instant::now()));
 
     for (report, unannounced) in &reports {
         outlet.publish(report, *unannounced);
     }
     // `_alive` and `pipeline` are dropped last, with no lock held and the
     // judgement finished: a last unref may dispose elements in this thread.
-    wake
+    match claim.joined {
+        true => Pass::Joined,
+        false => Pass::Done(wake),
+    }
 }
 
-/// Takes the cycles due under the registry lock, waiting (bounded) for a
-/// judgement under way in another thread unless the worker asks. When
-/// nothing is due: when to look again.
+/// Takes the cycles due under the registry lock, or joins a judgement under
+/// way in another thread unless the worker asks. When nothing is due: when
+/// to look again.
 fn claim(
     tracker: u64,
     demand: &Demand,
@@ -116,52 +159,57 @@ fn claim(
     fds_now: Option<fds::FdSnapshot>,
 ) -> Result<Claim, Option<Instant>> {
     let mut registry = REGISTRY.lock();
-    loop {
-        let t = registry.trackers.get_mut(&tracker).ok_or(None)?;
-        if matches!(demand, Demand::Wake) {
-            t.woken();
-        }
-        if t.judging && !matches!(demand, Demand::Wake) {
-            // Another thread is judging: its report is the one to return.
-            // Bounded, so that a caller holding a lock the judgement needs
-            // (a getter called from a sync handler) is delayed, never hung.
-            if JUDGED.wait_for(&mut registry, JUDGED_WAIT).timed_out() {
-                return Err(None);
-            }
-            continue;
-        }
-        let cycles = t.claim(Instant::now(), settled, force, fds_now.clone());
-        if cycles.is_empty() {
-            return Err(t.next_wake(Instant::now()));
-        }
-        return Ok(Claim {
-            check_pending: cycles.iter().any(|c| !c.restarted),
-            cycles,
-            targets: t.targets(),
-            session_file: t.settings.session_file.clone(),
-            pipeline_name: t.name.clone(),
-        });
+    let t = registry.trackers.get_mut(&tracker).ok_or(None)?;
+    if matches!(demand, Demand::Wake) {
+        t.woken();
     }
+    let joined = match t.under_way() {
+        // The worker leaves a judgement under way to its thread.
+        Some(under_way) if !matches!(demand, Demand::Wake) => Some(under_way),
+        _ => None,
+    };
+    let ((number, cycles), joined) = match joined {
+        Some(under_way) => (under_way, true),
+        None => {
+            let cycles = t.claim(Instant::now(), settled, force, fds_now);
+            if cycles.is_empty() {
+                return Err(t.next_wake(Instant::now()));
+            }
+            (t.start_judgement(cycles), false)
+        }
+    };
+    Ok(Claim {
+        number,
+        joined,
+        check_pending: cycles.iter().any(|c| !c.restarted),
+        cycles,
+        targets: t.targets(),
+        session_file: t.settings.session_file.clone(),
+        pipeline_name: t.name.clone(),
+    })
 }
 
 /// A judged report and how many of its findings were not announced.
 type Judged = (Arc<Report>, usize);
 
-/// Judges the claimed cycles with what was observed, under the lock: the
-/// reports, each with how many of its findings were not announced, and
-/// where to publish them.
-fn merge(
-    tracker: u64,
-    cycles: Vec<ledger::CycleEnd>,
-    observed: &ledger::Observed,
-) -> Option<(Vec<Judged>, Outlet)> {
+/// How a merge went.
+enum Merged {
+    /// This thread judged: the reports, to write and publish.
+    Won(Vec<Judged>),
+    /// Another thread judging the same cycles merged first: the latest report.
+    Lost(Arc<Report>),
+}
+
+/// Judges the claimed cycles with what was observed, under the lock, unless
+/// another thread judged them first; and where to publish.
+fn merge(tracker: u64, number: u64, observed: &ledger::Observed) -> Option<(Merged, Outlet)> {
     let mut registry = REGISTRY.lock();
     let t = registry.trackers.get_mut(&tracker)?;
-    let reports = cycles
-        .into_iter()
-        .map(|c| (t.judge(c, observed), t.unannounced()))
-        .collect();
-    Some((reports, Outlet::of(t)))
+    let merged = match t.finish_judgement(number, observed) {
+        Some(reports) => Merged::Won(reports),
+        None => Merged::Lost(Arc::clone(&t.report)),
+    };
+    Some((merged, Outlet::of(t)))
 }
 
 /// Where findings go once the registry lock is released.
@@ -169,6 +217,7 @@ pub struct Outlet {
     pipeline: Weak,
     watcher: Option<Weak>,
     settings: ledger::Settings,
+    written: Arc<parking_lot::Mutex<u32>>,
 }
 
 impl Outlet {
@@ -177,6 +226,19 @@ impl Outlet {
             pipeline: tracker.pipeline.clone(),
             watcher: tracker.watcher.clone(),
             settings: tracker.settings.clone(),
+            written: Arc::clone(&tracker.written),
+        }
+    }
+
+    /// Writes a judged report to `report-file` unless a later one (or this
+    /// one) is there already. Two threads judging the same cycles both come
+    /// here; the lock is a leaf held for one file write, never with the
+    /// registry's, and no GStreamer call is made under it.
+    fn write_in_order(&self, report: &Report) {
+        let mut written = self.written.lock();
+        if report.cycles > *written {
+            write_report_file(self.settings.report_file.as_deref(), report);
+            *written = report.cycles;
         }
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fds::{self, FdSnapshot};
+use super::paths::{Node, Nodes};
 use super::patterns::DevicePatterns;
 use super::report::{ElementEntry, ElementId, Finding, Report};
 use crate::vpu::listing::SessionRecord;
@@ -66,16 +67,21 @@ pub struct Transition {
 pub struct Entry {
     pub serial: u64,
     pub weak: Weak,
-    pub id: ElementId,
+    /// Its name, type and parent: its path is built from these links.
+    pub node: Node,
+    /// Shared by every element of the factory (see `observe::interned`).
+    pub factory: Arc<str>,
+    pub klass: Arc<str>,
     pub state: gst::State,
 }
 
 #[derive(Debug)]
 struct ElementRecord {
     weak: Weak,
-    /// Shared with the report entries of every judgement: an id's path is
-    /// as long as the element is deep, so it is never copied per judgement.
-    id: Arc<ElementId>,
+    /// Where it is, as its own name and a link to its parent, is in the
+    /// tracker's `nodes`: a full path is as long as the element is deep.
+    factory: Arc<str>,
+    klass: Arc<str>,
     /// The state its last transition reached.
     state: gst::State,
     /// Cleared by a weak-reference notification when the element is disposed.
@@ -119,11 +125,8 @@ pub struct Observed {
     pub states: HashMap<u64, gst::State>,
     /// Elements whose state change is still pending: (current, pending).
     pub pending: HashMap<u64, (gst::State, gst::State)>,
-    /// Current ids of elements in the pipeline, read only when the pipeline
-    /// was renamed (its name begins every path).
-    pub ids: HashMap<u64, ElementId>,
     /// The pipeline's new name, when it no longer has the one the tracker
-    /// knows.
+    /// knows (its name begins every path).
     pub renamed: Option<String>,
     /// Elements that the pipeline's elements hold as object properties.
     pub owned: HashSet<u64>,
@@ -190,6 +193,8 @@ pub struct Tracker {
     /// The leakcheck element that reports for this pipeline, if any.
     pub watcher: Option<Weak>,
     elements: HashMap<u64, ElementRecord>,
+    /// Where every element is (and the ancestors their paths go through).
+    nodes: Nodes,
     /// Between the first NULL->READY and the end of the cycle.
     running: bool,
     ended: Option<CycleEnd>,
@@ -197,6 +202,13 @@ pub struct Tracker {
     restarted: VecDeque<CycleEnd>,
     /// A thread is judging: it has claimed cycles and will merge them.
     pub judging: bool,
+    /// The claimed cycles, shared with readers that come meanwhile: a reader
+    /// judges them too rather than wait, and the first to merge wins.
+    under_way: Option<(u64, Arc<Vec<CycleEnd>>)>,
+    /// Numbers the judgements, so that a merge knows whether its is done.
+    judgements: u64,
+    /// The cycle count of the report last written to `report-file`.
+    pub written: Arc<parking_lot::Mutex<u32>>,
     /// The pipeline is being disposed: its last judgement is made.
     pub disposing: bool,
     /// A worker wake-up is queued for this tracker.
@@ -234,10 +246,14 @@ impl Tracker {
             settings,
             watcher: None,
             elements: HashMap::new(),
+            nodes: Nodes::default(),
             running: false,
             ended: None,
             restarted: VecDeque::new(),
             judging: false,
+            under_way: None,
+            judgements: 0,
+            written: Arc::default(),
             disposing: false,
             wake_queued: false,
             fds_before,
@@ -253,17 +269,31 @@ impl Tracker {
         self.elements.contains_key(&serial)
     }
 
-    /// Records elements; returns the serials seen for the first time, whose
-    /// disposal the caller must watch.
+    /// Whether an element's place is known (an element tracked, or an
+    /// ancestor of one).
+    pub fn knows_place(&self, serial: u64) -> bool {
+        self.nodes.contains(serial)
+    }
+
+    /// Records the places of ancestors not known before, that the paths of
+    /// elements about to be added go through.
+    pub fn place(&mut self, ancestors: impl IntoIterator<Item = (u64, Node)>) {
+        for (serial, node) in ancestors {
+            self.nodes.set_if_unknown(serial, node);
+        }
+    }
+
+    /// Records elements, and where they are now; returns the serials seen for
+    /// the first time, whose disposal the caller must watch.
     pub fn add(&mut self, entries: impl IntoIterator<Item = Entry>) -> Vec<u64> {
         let mut fresh = Vec::new();
         for entry in entries {
+            self.nodes.set(entry.serial, entry.node);
             match self.elements.get_mut(&entry.serial) {
                 Some(record) => {
                     // Re-added after a removal: it belongs to the pipeline again.
                     record.removed = false;
                     record.removed_in_ready = false;
-                    record.id = Arc::new(entry.id);
                 }
                 None => {
                     fresh.push(entry.serial);
@@ -271,7 +301,8 @@ impl Tracker {
                         entry.serial,
                         ElementRecord {
                             weak: entry.weak,
-                            id: Arc::new(entry.id),
+                            factory: entry.factory,
+                            klass: entry.klass,
                             state: entry.state,
                             alive: true,
                             removed: false,
@@ -285,7 +316,7 @@ impl Tracker {
         fresh
     }
 
-    /// Records only the elements not seen before (a removal keeps the ids
+    /// Records only the elements not seen before (a removal keeps the places
     /// recorded while the elements were still inside the pipeline).
     pub fn add_if_unknown(&mut self, entries: impl IntoIterator<Item = Entry>) -> Vec<u64> {
         let unknown: Vec<Entry> = entries
@@ -335,7 +366,7 @@ impl Tracker {
             .push_back(Transition { change, result, ts });
         if result == "failure" {
             let finding = Finding::StateChange {
-                element: ElementId::clone(&record.id),
+                element: element_id(&self.nodes, serial, record),
                 transition: transition_name(change.current(), change.next()),
                 result: "failed".into(),
             };
@@ -348,7 +379,7 @@ impl Tracker {
     pub fn failed(&mut self, serial: u64, from: gst::State, to: gst::State, error: &str) {
         if let Some(record) = self.elements.get(&serial) {
             let finding = Finding::StateChange {
-                element: ElementId::clone(&record.id),
+                element: element_id(&self.nodes, serial, record),
                 transition: transition_name(from, to),
                 result: format!("failed: {error}"),
             };
@@ -476,6 +507,38 @@ impl Tracker {
         cycles
     }
 
+    /// Starts judging claimed cycles: the judgement's number, and the cycles
+    /// shared with readers that come before it is merged.
+    pub fn start_judgement(&mut self, cycles: Vec<CycleEnd>) -> (u64, Arc<Vec<CycleEnd>>) {
+        self.judgements += 1;
+        let cycles = Arc::new(cycles);
+        self.under_way = Some((self.judgements, Arc::clone(&cycles)));
+        (self.judgements, cycles)
+    }
+
+    /// The judgement under way in another thread, to judge alongside it.
+    pub fn under_way(&self) -> Option<(u64, Arc<Vec<CycleEnd>>)> {
+        self.under_way.clone()
+    }
+
+    /// Merges judgement `number` with what was observed: its reports, each
+    /// with how many of its findings were not announced; None when another
+    /// thread judging the same cycles merged first.
+    pub fn finish_judgement(
+        &mut self,
+        number: u64,
+        observed: &Observed,
+    ) -> Option<Vec<(Arc<Report>, usize)>> {
+        let (_, cycles) = self.under_way.take_if(|(n, _)| *n == number)?;
+        self.judging = false;
+        Some(
+            cycles
+                .iter()
+                .map(|cycle| (self.judge(cycle, observed), self.unannounced()))
+                .collect(),
+        )
+    }
+
     /// The elements to observe for a judgement.
     pub fn targets(&self) -> Vec<Target> {
         self.elements
@@ -507,8 +570,9 @@ impl Tracker {
         if state < gst::State::Paused {
             return None;
         }
+        // Named where it was: a removal does not move its place.
         let finding = Finding::RemovedAboveNull {
-            element: ElementId::clone(&self.elements.get(&removed)?.id),
+            element: element_id(&self.nodes, removed, self.elements.get(&removed)?),
             state: state_name(state),
         };
         self.pending.push(finding.clone());
@@ -543,9 +607,10 @@ impl Tracker {
     }
 
     /// Judges one ended cycle from its standings and what was observed since.
-    pub fn judge(&mut self, cycle: CycleEnd, observed: &Observed) -> Arc<Report> {
+    pub fn judge(&mut self, cycle: &CycleEnd, observed: &Observed) -> Arc<Report> {
         if let Some(name) = &observed.renamed {
             self.name = name.clone();
+            self.nodes.rename(self.serial, name);
         }
         let mut findings = std::mem::take(&mut self.pending);
         // What was announced belongs to the previous report only.
@@ -562,21 +627,22 @@ impl Tracker {
             if standing.serial == self.serial || gone(&standing.serial) {
                 continue;
             }
-            let Some(record) = self.elements.get_mut(&standing.serial) else {
+            let Some(record) = self.elements.get(&standing.serial) else {
                 continue;
             };
-            if let Some(id) = observed.ids.get(&standing.serial) {
-                record.id = Arc::new(id.clone());
-            }
-            let (entry, found) = judge_element(standing, record, observed, !cycle.restarted);
+            let (entry, found) =
+                judge_element(standing, record, &self.nodes, observed, !cycle.restarted);
             let place = observed.order.get(&standing.serial).copied();
             elements.push((place.unwrap_or(usize::MAX), entry));
             findings.extend(found);
         }
         // In the pipeline's tree order, as one walk of it found them: sorting
         // by path compares strings as long as the pipeline is deep. What is
-        // no longer inside it (or not observed) follows, by path.
-        elements.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.id.path.cmp(&y.id.path)));
+        // no longer inside it (or not observed) follows, by path: built for
+        // those only.
+        elements.sort_by_key(|(place, _)| *place);
+        let outside = elements.partition_point(|(place, _)| *place != usize::MAX);
+        elements[outside..].sort_by_cached_key(|(_, entry)| self.nodes.path(entry.serial));
         let elements = elements.into_iter().map(|(_, entry)| entry).collect();
 
         for (fd, handle) in fds::opened_since(&self.fds_before, &cycle.fds) {
@@ -595,15 +661,19 @@ impl Tracker {
         self.fds_per_cycle.push(cycle.fds.len() as u32);
         findings.extend(self.growth());
         // The handles left now are the baseline of the next cycle.
-        self.fds_before = cycle.fds;
-        self.elements.retain(|_, r| r.alive);
+        self.fds_before = cycle.fds.clone();
 
         self.report = Arc::new(Report {
             pipeline: self.name.clone(),
             cycles: self.report.cycles + 1,
             elements,
             findings,
+            nodes: self.nodes.clone(),
         });
+        // The report keeps the places it was judged with; the tracker lets
+        // go of those of disposed elements.
+        self.elements.retain(|_, r| r.alive);
+        self.nodes.retain_reachable(self.elements.keys().copied());
         Arc::clone(&self.report)
     }
 
@@ -652,6 +722,7 @@ impl Tracker {
 fn judge_element(
     standing: &Standing,
     record: &ElementRecord,
+    nodes: &Nodes,
     observed: &Observed,
     settled: bool,
 ) -> (ElementEntry, Vec<Finding>) {
@@ -668,7 +739,7 @@ fn judge_element(
         false => standing.state,
     };
     let mut findings = Vec::new();
-    let element = || ElementId::clone(&record.id);
+    let element = || element_id(nodes, serial, record);
     if !removed && state != gst::State::Null {
         findings.push(Finding::NotNull {
             element: element(),
@@ -700,7 +771,8 @@ fn judge_element(
         });
     }
     let entry = ElementEntry {
-        id: Arc::clone(&record.id),
+        serial,
+        factory: Arc::clone(&record.factory),
         state: state_str(state),
         transitions: record
             .transitions
@@ -718,20 +790,36 @@ fn judge_element(
     (entry, findings)
 }
 
+/// How a finding names an element: its path built now, from the links.
+fn element_id(nodes: &Nodes, serial: u64, record: &ElementRecord) -> ElementId {
+    ElementId {
+        name: nodes.name(serial).to_string(),
+        path: nodes.path(serial),
+        factory: record.factory.to_string(),
+        klass: record.klass.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// An element of the pipeline (serial 1), or the pipeline itself.
     fn entry(serial: u64, name: &str, state: gst::State) -> Entry {
+        let (type_name, parent) = match serial {
+            1 => ("GstPipeline", None),
+            _ => ("GstIdentity", Some(1)),
+        };
         Entry {
             serial,
             weak: Arc::new(glib::WeakRef::new()),
-            id: ElementId {
+            node: Node {
                 name: name.into(),
-                path: format!("/GstPipeline:p/GstIdentity:{name}"),
-                factory: "identity".into(),
-                klass: "Generic".into(),
+                type_name,
+                parent,
             },
+            factory: "identity".into(),
+            klass: "Generic".into(),
             state,
         }
     }
@@ -819,7 +907,7 @@ mod tests {
         let cycles = t.claim(Instant::now(), false, false, None);
         assert_eq!(cycles.len(), 1);
         assert!(cycles[0].restarted);
-        let report = t.judge(cycles.into_iter().next().unwrap(), &Observed::default());
+        let report = t.judge(&cycles[0], &Observed::default());
         assert_eq!(report.cycles, 1);
         assert_eq!(report.findings.len(), 1, "{report:?}");
         assert_eq!(report.findings[0].kind(), "not-null");
@@ -838,7 +926,7 @@ mod tests {
             judged_live: true,
             ..Observed::default()
         };
-        let report = t.judge(cycles.into_iter().next().unwrap(), &observed);
+        let report = t.judge(&cycles[0], &observed);
         assert!(report.findings.is_empty(), "{report:?}");
         // The dead element's record went with the judgement.
         assert!(!t.knows(2));
@@ -852,6 +940,95 @@ mod tests {
         assert_eq!(t.interim_report().findings.len(), 1);
         t.add([entry(2, "a", gst::State::Ready)]);
         assert_eq!(t.removing(&[2], 2, gst::State::Ready), None);
+    }
+
+    /// An element of `parent`, of GType `type_name`.
+    fn inside(serial: u64, name: &str, type_name: &'static str, parent: u64) -> Entry {
+        let mut e = entry(serial, name, gst::State::Null);
+        e.node = Node {
+            name: name.into(),
+            type_name,
+            parent: Some(parent),
+        };
+        e
+    }
+
+    fn judge_stuck(t: &mut Tracker, observed: &Observed) -> Arc<Report> {
+        run_cycle(t, true);
+        t.end_cycle(Instant::now(), Some(FdSnapshot::new()));
+        let cycles = t.claim(Instant::now(), true, false, None);
+        t.judging = false;
+        t.judge(&cycles[0], observed)
+    }
+
+    fn json_paths(report: &Report) -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        json["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_element_is_named_where_it_is_as_of_the_judgement() {
+        let mut t = tracker(gst::ClockTime::ZERO);
+        t.add([inside(3, "bin", "GstBin", 1)]);
+        // Moved into the bin: taken out (keeps its place), added again.
+        t.removing(&[2], 2, gst::State::Null);
+        t.add([inside(2, "a", "GstIdentity", 3)]);
+        let first = judge_stuck(&mut t, &Observed::default());
+        let moved = "/GstPipeline:p/GstBin:bin/GstIdentity:a";
+        assert_eq!(first.findings[0].element().unwrap().path, moved);
+        assert!(json_paths(&first).contains(&moved.to_string()));
+        // The pipeline renamed: every path below it follows at the next
+        // judgement; the report judged before keeps its own.
+        let renamed = Observed {
+            renamed: Some("q".into()),
+            ..Observed::default()
+        };
+        let second = judge_stuck(&mut t, &renamed);
+        let after = "/GstPipeline:q/GstBin:bin/GstIdentity:a";
+        assert_eq!(second.findings[0].element().unwrap().path, after);
+        assert!(json_paths(&second).contains(&after.to_string()));
+        assert!(json_paths(&first).contains(&moved.to_string()));
+    }
+
+    #[test]
+    fn a_removal_names_the_element_where_it_was() {
+        let mut t = tracker(gst::ClockTime::ZERO);
+        t.add([inside(3, "bin", "GstBin", 1), inside(4, "q", "GstQueue", 3)]);
+        // Read after the removal, the bin has no parent: its place stands.
+        let mut outside = inside(3, "bin", "GstBin", 1);
+        outside.node.parent = None;
+        t.add_if_unknown([outside]);
+        let finding = t.removing(&[3, 4], 3, gst::State::Playing).unwrap();
+        assert_eq!(finding.element().unwrap().path, "/GstPipeline:p/GstBin:bin");
+        assert_eq!(t.nodes.path(4), "/GstPipeline:p/GstBin:bin/GstQueue:q");
+    }
+
+    #[test]
+    fn places_of_disposed_elements_go_with_the_judgement() {
+        let mut t = tracker(gst::ClockTime::ZERO);
+        t.add([inside(3, "bin", "GstBin", 1), inside(4, "q", "GstQueue", 3)]);
+        t.place([(
+            9,
+            Node {
+                name: "unknown".into(),
+                type_name: "GstBin",
+                parent: Some(1),
+            },
+        )]);
+        t.mark_dead(3);
+        let report = judge_stuck(&mut t, &Observed::default());
+        // The queue's path still goes through its dead bin; the ancestor
+        // nobody's path goes through is let go.
+        assert!(t.knows_place(3) && t.knows_place(4) && !t.knows_place(9));
+        assert!(report.nodes.contains(9));
+        t.mark_dead(4);
+        judge_stuck(&mut t, &Observed::default());
+        assert!(!t.knows_place(3) && !t.knows_place(4) && t.knows_place(1));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod imp;
 mod judge;
 mod ledger;
 mod observe;
+mod paths;
 mod patterns;
 mod registry;
 mod report;

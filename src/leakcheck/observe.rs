@@ -14,23 +14,43 @@ use std::sync::{Arc, LazyLock};
 
 use super::identity;
 use super::ledger::{Entry, Observed, Target};
-use super::report::ElementId;
+use super::paths::Node;
 use crate::vpu::listing::{self, SessionRecord};
 use crate::vpu::process;
 
-pub fn element_id(element: &gst::Element) -> ElementId {
-    let factory = element.factory();
-    ElementId {
-        name: element.name().to_string(),
-        path: element.path_string().to_string(),
-        factory: factory.as_ref().map_or_else(
-            || element.type_().name().to_string(),
-            |f| f.name().to_string(),
-        ),
-        klass: factory
-            .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS).map(str::to_string))
-            .unwrap_or_default(),
+/// Where the element is: its name, its type and its parent's serial (not its
+/// path, which is as long as it is deep).
+pub fn node(element: &gst::Element) -> Node {
+    Node {
+        name: element.name().as_str().into(),
+        type_name: element.type_().name(),
+        parent: element.parent().map(|parent| identity::serial(&parent)),
     }
+}
+
+/// The element's factory name (its type's name without one) and klass.
+fn factory_and_klass(element: &gst::Element) -> (Arc<str>, Arc<str>) {
+    match element.factory() {
+        Some(f) => (
+            interned(&f.name()),
+            interned(f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default()),
+        ),
+        None => (interned(element.type_().name()), interned("")),
+    }
+}
+
+/// One shared copy of each factory name and klass: every element of a
+/// factory names the same ones. The set is bounded by the factories of the
+/// process. A leaf lock, held for the lookup only.
+fn interned(text: &str) -> Arc<str> {
+    static TEXTS: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Default::default);
+    let mut texts = TEXTS.lock();
+    if let Some(known) = texts.get(text) {
+        return Arc::clone(known);
+    }
+    let text: Arc<str> = text.into();
+    texts.insert(Arc::clone(&text));
+    text
 }
 
 /// The element and, for a bin, every element inside it, walked once.
@@ -69,12 +89,38 @@ pub fn top_level(element: &gst::Element) -> gst::Element {
 }
 
 pub fn entry(element: &gst::Element) -> Entry {
+    let (factory, klass) = factory_and_klass(element);
     Entry {
         serial: identity::serial(element),
         weak: Arc::new(element.downgrade()),
-        id: element_id(element),
+        node: node(element),
+        factory,
+        klass,
         state: element.current_state(),
     }
+}
+
+/// The places of the element's ancestors that `known` does not know, from
+/// its parent up to the first known one: usually none, since a bin is
+/// tracked before what is added to it.
+pub fn unknown_ancestors(element: &gst::Element, known: impl Fn(u64) -> bool) -> Vec<(u64, Node)> {
+    let mut found = Vec::new();
+    let mut at = parent_element(element);
+    while let Some(parent) = at {
+        let serial = identity::serial(&parent);
+        if known(serial) {
+            break;
+        }
+        found.push((serial, node(&parent)));
+        at = parent_element(&parent);
+    }
+    found
+}
+
+fn parent_element(element: &gst::Element) -> Option<gst::Element> {
+    element
+        .parent()
+        .and_then(|p| p.downcast::<gst::Element>().ok())
 }
 
 /// Ledger entries for an element and everything inside it, with the
@@ -106,10 +152,8 @@ pub fn observe(
     known_name: &str,
 ) -> (Observed, Vec<gst::Element>) {
     // GStreamer refuses to rename an element inside a bin: only the
-    // pipeline's own rename changes paths, so ids are read again only then
-    // (reading every element's path at each judgement is most of its cost).
-    // Not while the pipeline empties itself: paths then lose its prefix, and
-    // the recorded ones stay.
+    // pipeline's own rename changes paths, and its name begins them all.
+    // Not while the pipeline empties itself.
     let renamed = pipeline
         .filter(|_| !emptying)
         .map(|p| p.name().to_string())
@@ -141,9 +185,6 @@ pub fn observe(
         observed
             .states
             .insert(target.serial, element.current_state());
-        if renamed.is_some() && !target.removed && inside {
-            observed.ids.insert(target.serial, element_id(&element));
-        }
         if !target.removed && !inside && pipeline.is_some() {
             observed.outside.insert(target.serial);
         }

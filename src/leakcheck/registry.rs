@@ -18,7 +18,7 @@
 //! (`worker::QUEUE`) and the serial lock (`identity::ASSIGNING`) are leaves
 //! and never held together with it.
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
@@ -48,5 +48,3 @@ impl Registry {
 }
 
 pub static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
-/// Signalled (with `REGISTRY`) when a thread finishes judging a tracker.
-pub static JUDGED: Condvar = Condvar::new();

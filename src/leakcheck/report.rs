@@ -2,8 +2,12 @@
 //! What leakcheck found, and its two outward forms: JSON and a GstStructure.
 
 use serde_json::json;
+use std::sync::Arc;
 
-/// One element as the report names it.
+use super::paths::Nodes;
+
+/// One element as a finding names it (its path built when the finding was
+/// made: findings are few, and name the element where it was then).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementId {
     pub name: String,
@@ -211,10 +215,12 @@ impl Finding {
 }
 
 /// One tracked element: its current state and its last transitions
-/// (from, to, result, tracer timestamp in ns).
+/// (from, to, result, tracer timestamp in ns). Its name and path are in the
+/// report's nodes: a path is built only when the report is written out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementEntry {
-    pub id: std::sync::Arc<ElementId>,
+    pub serial: u64,
+    pub factory: Arc<str>,
     pub state: &'static str,
     pub transitions: Vec<(&'static str, &'static str, &'static str, u64)>,
 }
@@ -228,9 +234,14 @@ pub struct Report {
     /// Elements tracked, with their current state and transitions.
     pub elements: Vec<ElementEntry>,
     pub findings: Vec<Finding>,
+    /// Where the elements were when the report was judged.
+    pub nodes: Nodes,
 }
 
 impl Report {
+    /// The JSON form. It lists every element's path, so its length is the
+    /// sum of their depths: each path is built here, one step per level,
+    /// and dropped once written into the value.
     pub fn to_json(&self) -> String {
         let value = json!({
             "pipeline": self.pipeline,
@@ -238,7 +249,8 @@ impl Report {
             "leaks": self.findings.len(),
             "findings": self.findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
             "elements": self.elements.iter().map(|e| json!({
-                "name": e.id.name, "path": e.id.path, "factory": e.id.factory, "state": e.state,
+                "name": self.nodes.name(e.serial), "path": self.nodes.path(e.serial),
+                "factory": &*e.factory, "state": e.state,
                 "transitions": e.transitions.iter().map(|(from, to, result, ts)| json!({
                     "from": from, "to": to, "result": result, "time-ns": ts,
                 })).collect::<Vec<_>>(),
@@ -262,6 +274,7 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
+    use super::super::paths::Node;
     use super::*;
 
     fn id() -> ElementId {
@@ -276,11 +289,30 @@ mod tests {
     #[test]
     fn json_and_structure_carry_the_same_findings() {
         gst::init().unwrap();
+        let mut nodes = Nodes::default();
+        nodes.set(
+            1,
+            Node {
+                name: "p".into(),
+                type_name: "GstPipeline",
+                parent: None,
+            },
+        );
+        nodes.set(
+            2,
+            Node {
+                name: "q".into(),
+                type_name: "GstQueue",
+                parent: Some(1),
+            },
+        );
         let report = Report {
             pipeline: "p".into(),
             cycles: 2,
+            nodes,
             elements: vec![ElementEntry {
-                id: std::sync::Arc::new(id()),
+                serial: 2,
+                factory: "queue".into(),
                 state: "playing",
                 transitions: vec![("paused", "playing", "success", 5)],
             }],
@@ -319,6 +351,9 @@ mod tests {
         assert_eq!(json["findings"][3]["device"], "fdbd0000.rkvenc-core");
         assert_eq!(json["findings"][4]["per-cycle"][2], 3);
         assert_eq!(json["elements"][0]["transitions"][0]["to"], "playing");
+        assert_eq!(json["elements"][0]["name"], "q");
+        assert_eq!(json["elements"][0]["path"], "/GstPipeline:p/GstQueue:q");
+        assert_eq!(json["elements"][0]["factory"], "queue");
         let s = report.to_structure();
         assert_eq!(s.get::<u32>("leaks").unwrap(), 5);
         let findings = s.get::<gst::Array>("findings").unwrap();

@@ -26,7 +26,7 @@ extern "C" fn report_at_exit() {
         let mut reports: Vec<Arc<Report>> = registry.finished.drain(..).collect();
         for tracker in registry.trackers.values_mut() {
             for cycle in tracker.claim_all() {
-                tracker.judge(cycle, &Observed::default());
+                tracker.judge(&cycle, &Observed::default());
             }
             reports.push(tracker.report.clone());
         }
