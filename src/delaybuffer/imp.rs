@@ -771,7 +771,8 @@ impl DelayBuffer {
             buffer
         );
         let src_was_empty = s.src_level().buffers == 0;
-        s.window.push_buffer(buffer, running_time, size);
+        let key = output::is_keyframe(&buffer);
+        s.window.push_buffer(buffer, running_time, size, key);
         s.last_running_time = Some(running_time);
         // Arrival times for stall detection: the clock's when live.
         s.last_arrival = if live { now } else { Some(monotonic_ns()) };

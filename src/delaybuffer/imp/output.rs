@@ -152,10 +152,8 @@ impl DelayBuffer {
                     return Some(send);
                 }
                 Some(Item::Buffer {
-                    buffer,
-                    running_time,
-                    ..
-                }) => (*running_time, is_keyframe(buffer)),
+                    running_time, key, ..
+                }) => (*running_time, *key),
             };
             if self.skips(&mut s, pad, cursor, key) {
                 s.reader_mut(pad)?.cursor += 1;
@@ -196,7 +194,7 @@ impl DelayBuffer {
         if s.reader(pad).is_none_or(|r| r.cursor >= start) {
             return;
         }
-        let resume = s.window.first_key_from(start, is_keyframe);
+        let resume = s.window.first_key_from(start);
         if let Some(reader) = s.reader_mut(pad) {
             reader.cursor = resume.unwrap_or(start);
             reader.need_key = resume.is_none();
@@ -484,7 +482,7 @@ impl DelayBuffer {
         if s.window.buffers_between(from, first) == 0 {
             return;
         }
-        let key = s.window.first_key_from(first, is_keyframe);
+        let key = s.window.first_key_from(first);
         let to = key.unwrap_or_else(|| s.window.end());
         s.src.dropped += s.window.buffers_between(from, to);
         s.src.skip_before = to;

@@ -5,7 +5,7 @@
 //! Like the rest of the element, nothing here calls into GStreamer with the
 //! lock held.
 
-use super::output::{Send, is_keyframe};
+use super::output::Send;
 use super::*;
 use crate::delaybuffer::reader::{Output, Reader, TapSnapshot};
 use crate::delaybuffer::tap_pad::{DEFAULT_TAP_ACTIVE, DEFAULT_TAP_DELAY, TapPad};
@@ -221,7 +221,7 @@ impl DelayBuffer {
         let Some(now) = now(s) else { return };
         let target = now.saturating_sub(s.taps[i].delay.nseconds());
         let cursor = s.taps[i].cursor;
-        let mut landing = s.window.landing(target, is_keyframe);
+        let mut landing = s.window.landing(target);
         let forward = s
             .window
             .running_time_from(cursor)
@@ -229,7 +229,7 @@ impl DelayBuffer {
         if forward && landing < cursor {
             // The keyframe before the target is behind what the tap already
             // sent: landing there would send frames again. The next one on.
-            match s.window.first_key_from(cursor, is_keyframe) {
+            match s.window.first_key_from(cursor) {
                 Some(key) => landing = key,
                 None => return,
             }
@@ -283,7 +283,7 @@ impl DelayBuffer {
         // says nothing about a reader being slow, and nothing is dropped.
         let slack = if s.is_live() { WINDOW_SLACK } else { u64::MAX };
         let start = s.window.start();
-        let removed = s.window.trim(length, slack, pinned, held, is_keyframe);
+        let removed = s.window.trim(length, slack, pinned, held);
         for (offset, item) in removed.iter().enumerate() {
             let seq = start + offset as Seq;
             match item {
