@@ -776,7 +776,7 @@ impl DelayBuffer {
         s.last_running_time = Some(running_time);
         // Arrival times for stall detection: the clock's when live.
         s.last_arrival = if live { now } else { Some(monotonic_ns()) };
-        left.extend(self.trim_window(&mut s));
+        self.trim_window(&mut s, left);
         if !s.taps.is_empty() {
             self.changed.notify_all();
             if !live {

@@ -241,24 +241,25 @@ impl<B, E> Window<B, E> {
     /// (a reader moved `length` back lands there), and before `pinned` (the
     /// smallest cursor of the readers that still need them); or over
     /// `length + slack` older whatever the readers; never at or after `held`.
-    /// Events go with the buffer behind them. Returns what was removed, for
-    /// the caller to keep the sticky events and drop the rest unlocked.
+    /// Events go with the buffer behind them. What was removed is appended
+    /// to `removed`, for the caller to keep the sticky events and drop the
+    /// rest unlocked (a vector it reuses: no allocation per buffer).
     pub fn trim(
         &mut self,
         length: u64,
         slack: u64,
         pinned: Option<Seq>,
         held: Option<Seq>,
-    ) -> Vec<Item<B, E>> {
-        let mut removed = Vec::new();
+        removed: &mut Vec<Item<B, E>>,
+    ) {
         let Some(newest) = self.newest else {
-            return removed;
+            return;
         };
         // The usual case, checked first: nothing is old enough to go (the
         // landing below looks at every item).
         match self.first_buffer() {
             Some((_, oldest)) if newest.saturating_sub(oldest) > length => (),
-            _ => return removed,
+            _ => return,
         }
         let boundary = newest.saturating_sub(length);
         let last_old_key = self.landing(boundary);
@@ -271,20 +272,20 @@ impl<B, E> Window<B, E> {
             if held_back || !(age > length && passed || age > length.saturating_add(slack)) {
                 break;
             }
-            removed.extend(self.drain_through(index));
+            self.drain_through(index, removed);
         }
-        removed
     }
 
-    /// Removes the items before `seq` (readers all passed them).
-    pub fn remove_before(&mut self, seq: Seq) -> Vec<Item<B, E>> {
+    /// Removes the items before `seq` (readers all passed them), appending
+    /// them to `removed`.
+    pub fn remove_before(&mut self, seq: Seq, removed: &mut Vec<Item<B, E>>) {
         match usize::try_from(seq.saturating_sub(self.first)) {
-            Ok(0) | Err(_) => Vec::new(),
-            Ok(count) => self.drain_through(count.min(self.items.len()) - 1),
+            Ok(0) | Err(_) => (),
+            Ok(count) => self.drain_through(count.min(self.items.len()) - 1, removed),
         }
     }
 
-    fn drain_through(&mut self, index: usize) -> Vec<Item<B, E>> {
+    fn drain_through(&mut self, index: usize, removed: &mut Vec<Item<B, E>>) {
         self.first += index as Seq + 1;
         while self
             .rising_keys
@@ -294,7 +295,7 @@ impl<B, E> Window<B, E> {
             self.rising_keys.pop_front();
         }
         self.before.drain(..=index);
-        self.items.drain(..=index).collect()
+        removed.extend(self.items.drain(..=index));
     }
 
     /// The index and running time of the oldest buffer.
@@ -350,6 +351,19 @@ mod tests {
         w
     }
 
+    /// Trims `w`: how many items went.
+    fn trim(w: &mut W, length: u64, slack: u64, pinned: Option<Seq>, held: Option<Seq>) -> usize {
+        let mut removed = Vec::new();
+        w.trim(length, slack, pinned, held, &mut removed);
+        removed.len()
+    }
+
+    fn remove_before(w: &mut W, seq: Seq) -> usize {
+        let mut removed = Vec::new();
+        w.remove_before(seq, &mut removed);
+        removed.len()
+    }
+
     fn frames(n: u32, gop: u32) -> W {
         frames_keyed(n, |i| i % gop == 0)
     }
@@ -371,8 +385,7 @@ mod tests {
         assert_eq!((w.start(), w.end()), (0, 11));
         assert!(matches!(w.get(0), Some(Item::Event("caps"))));
         // Newest at 9 s, 3 s window: 0 to 5 s go (the event with the first).
-        let removed = w.trim(3 * S, 0, None, None);
-        assert_eq!(removed.len(), 7);
+        assert_eq!(trim(&mut w, 3 * S, 0, None, None), 7);
         assert_eq!(w.start(), 7);
         assert!(matches!(
             w.get(7),
@@ -390,10 +403,10 @@ mod tests {
     fn a_pinning_reader_keeps_items_until_the_slack_runs_out() {
         let mut w = frames(10, 1);
         // A reader at seq 3 (frame 2) pins frames 2 and later.
-        assert_eq!(w.trim(3 * S, 7 * S, Some(3), None).len(), 3);
+        assert_eq!(trim(&mut w, 3 * S, 7 * S, Some(3), None), 3);
         assert_eq!(w.start(), 3);
         // Past length + slack (frames over 4 s old) they go anyway.
-        assert_eq!(w.trim(3 * S, S, Some(3), None).len(), 3);
+        assert_eq!(trim(&mut w, 3 * S, S, Some(3), None), 3);
         assert_eq!(w.buffers(), 5);
     }
 
@@ -402,7 +415,7 @@ mod tests {
         // Keyframes at 0, 4 and 8 s; newest 9 s; a 3 s window reaches 6 s,
         // whose keyframe is at 4 s.
         let mut w = frames(10, 4);
-        w.trim(3 * S, 10 * S, None, None);
+        trim(&mut w, 3 * S, 10 * S, None, None);
         assert_eq!(w.start(), 5);
         assert!(matches!(
             w.get(5),
@@ -412,7 +425,7 @@ mod tests {
             })
         ));
         // Beyond the slack it goes anyway.
-        w.trim(3 * S, S, None, None);
+        trim(&mut w, 3 * S, S, None, None);
         assert_eq!(w.start(), 6);
     }
 
@@ -424,7 +437,7 @@ mod tests {
         assert_eq!(w.landing(8 * S), 9); // frame 8
         assert_eq!(frames(10, 1).landing(6 * S), 7); // raw video: frame 6
         let mut trimmed = frames(10, 4);
-        trimmed.trim(S, 0, None, None); // frames 8 and 9 left
+        trim(&mut trimmed, S, 0, None, None); // frames 8 and 9 left
         assert_eq!(trimmed.landing(2 * S), 9);
         let no_keys = frames_keyed(10, |_| false);
         assert_eq!(no_keys.landing(2 * S), no_keys.start());
@@ -455,13 +468,13 @@ mod tests {
         let mut w = frames(10, 1);
         // Frames 0 to 5 are over 3 s old and beyond any slack, but the held
         // reader is at seq 3 (frame 2).
-        assert_eq!(w.trim(3 * S, 0, None, Some(3)).len(), 3);
+        assert_eq!(trim(&mut w, 3 * S, 0, None, Some(3)), 3);
         assert_eq!(w.start(), 3);
         assert_eq!(w.buffers(), 8);
         // What it passed goes, events with it.
-        assert_eq!(w.remove_before(5).len(), 2);
+        assert_eq!(remove_before(&mut w, 5), 2);
         assert_eq!((w.start(), w.buffers()), (5, 6));
-        assert_eq!(w.remove_before(2).len(), 0);
+        assert_eq!(remove_before(&mut w, 2), 0);
     }
 
     #[test]
@@ -477,7 +490,7 @@ mod tests {
             }
         );
         assert_eq!(w.level_from(w.end()), Level::default());
-        w.trim(S, 0, None, None);
+        trim(&mut w, S, 0, None, None);
         // Frames 2 and 3 are left; counting from before the start counts them.
         assert_eq!((w.buffers(), w.buffers_between(0, 99)), (2, 2));
         assert_eq!(w.bytes_between(0, 4), 10);
@@ -533,7 +546,9 @@ mod tests {
             match next(20) {
                 0 => w.push_event("tag"),
                 1 if next(50) == 0 => drop(w.clear()),
-                2 => drop(w.trim(next(30) * S / 10, next(3) * S, None, None)),
+                2 => {
+                    trim(&mut w, next(30) * S / 10, next(3) * S, None, None);
+                }
                 _ => {
                     let key = next(4) == 0;
                     let t = u64::from(i) * S / 10 + next(5) * S / 10;

@@ -10,14 +10,16 @@ use super::*;
 use crate::delaybuffer::reader::{Output, Reader};
 use crate::delaybuffer::window::Seq;
 
-/// What a reader sends next, gathered under the lock, and what left the
-/// window meanwhile (dropped after the lock, with the pushes).
+/// What a reader sends next, gathered under the lock.
 #[derive(Default)]
 pub(super) struct Send {
     pub(super) events: Vec<gst::Event>,
     pub(super) buffer: Option<gst::Buffer>,
-    pub(super) left: Vec<Item<gst::Buffer, gst::Event>>,
 }
+
+/// What left the window while a reader moved on, dropped after the lock:
+/// one vector per output task, reused, so that no buffer costs an allocation.
+type Left = Vec<Item<gst::Buffer, gst::Event>>;
 
 /// A buffer encoded video can be decoded from.
 pub(super) fn is_keyframe(buffer: &gst::Buffer) -> bool {
@@ -81,12 +83,13 @@ impl DelayBuffer {
         // Weak references: the task must keep neither alive.
         let weak = self.obj().downgrade();
         let weak_pad = pad.downgrade();
+        let mut left = Left::new();
         pad.start_task(move || {
             let Some(pad) = weak_pad.upgrade() else {
                 return;
             };
             match weak.upgrade() {
-                Some(obj) => obj.imp().output_loop(&pad),
+                Some(obj) => obj.imp().output_loop(&pad, &mut left),
                 None => {
                     let _ = pad.pause_task();
                 }
@@ -94,33 +97,40 @@ impl DelayBuffer {
         })
     }
 
-    /// One step of a reader's task: send the next item once it is due.
-    fn output_loop(&self, pad: &gst::Pad) {
-        let Some(send) = self.next_for(pad) else {
-            let _ = pad.pause_task();
-            return;
-        };
-        drop(send.left);
-        for event in send.events {
-            let eos = event.type_() == gst::EventType::Eos;
-            pad.push_event(event);
-            if eos {
-                gst::debug!(CAT, obj = pad, "EOS sent");
-                // Upstream (for `src`) gets EOS for anything it still sends.
-                self.record_flow(pad, Err(gst::FlowError::Eos));
+    /// A reader's task: sends each item once it is due, until the reader
+    /// stops (flushing or released; a flush, a deactivation and a release
+    /// all stop it before they wait for the task). It returns only then,
+    /// not after each item: upgrading the weak references and a turn of
+    /// GstTask's loop cost more than the rest of a buffer's way out.
+    fn output_loop(&self, pad: &gst::Pad, left: &mut Left) {
+        loop {
+            let next = self.next_for(pad, left);
+            left.clear();
+            let Some(send) = next else {
+                let _ = pad.pause_task();
+                return;
+            };
+            for event in send.events {
+                let eos = event.type_() == gst::EventType::Eos;
+                pad.push_event(event);
+                if eos {
+                    gst::debug!(CAT, obj = pad, "EOS sent");
+                    // Upstream (for `src`) gets EOS for anything it still sends.
+                    self.record_flow(pad, Err(gst::FlowError::Eos));
+                }
             }
-        }
-        if let Some(buffer) = send.buffer {
-            let result = pad.push(buffer);
-            self.record_flow(pad, result);
+            if let Some(buffer) = send.buffer {
+                let result = pad.push(buffer);
+                self.record_flow(pad, result);
+            }
         }
     }
 
     /// Waits until the reader of `pad` has something to send; `None` when it
-    /// stops (flushing, or released).
-    fn next_for(&self, pad: &gst::Pad) -> Option<Send> {
+    /// stops (flushing, or released). What left the window meanwhile goes
+    /// into `left`.
+    fn next_for(&self, pad: &gst::Pad, left: &mut Left) -> Option<Send> {
         let mut s = self.lock();
-        let mut left = Vec::new();
         loop {
             let reader = s.reader(pad)?;
             if reader.flushing {
@@ -147,8 +157,8 @@ impl DelayBuffer {
                 Some(Item::Event(event)) => {
                     let event = event.clone();
                     s.reader_mut(pad)?.cursor += 1;
-                    let mut send = self.event_out(&mut s, pad, event)?;
-                    send.left = self.passed(&mut s, pad, left);
+                    let send = self.event_out(&mut s, pad, event)?;
+                    self.passed(&mut s, pad, left);
                     return Some(send);
                 }
                 Some(Item::Buffer {
@@ -157,7 +167,7 @@ impl DelayBuffer {
             };
             if self.skips(&mut s, pad, cursor, key) {
                 s.reader_mut(pad)?.cursor += 1;
-                left = self.passed(&mut s, pad, left);
+                self.passed(&mut s, pad, left);
                 continue;
             }
             let due = match s.reader(pad)?.output {
@@ -181,7 +191,7 @@ impl DelayBuffer {
             reader.pushed += 1;
             reader.last_out = Some(running_time + reader.shift().nseconds());
             send.buffer = Some(buffer);
-            send.left = self.passed(&mut s, pad, left);
+            self.passed(&mut s, pad, left);
             return Some(send);
         }
     }
@@ -222,20 +232,14 @@ impl DelayBuffer {
     /// After a reader moved on: room for a blocked upstream (`src` bounds
     /// it; not live, the input may wait for a tap), and what nobody needs
     /// any more leaves the window.
-    fn passed(
-        &self,
-        s: &mut Shared,
-        pad: &gst::Pad,
-        mut left: Vec<Item<gst::Buffer, gst::Event>>,
-    ) -> Vec<Item<gst::Buffer, gst::Event>> {
+    fn passed(&self, s: &mut Shared, pad: &gst::Pad, left: &mut Left) {
         let src = s.reader(pad).is_some_and(|r| r.output == Output::Src);
         if src || !s.is_live() {
             self.changed.notify_all();
         }
         if src {
-            left.extend(self.trim_window(s));
+            self.trim_window(s, left);
         }
-        left
     }
 
     /// The sticky events a reader must send before its next buffer: all of

@@ -138,7 +138,8 @@ impl DelayBuffer {
     ) -> (Option<Reader>, Vec<Item<gst::Buffer, gst::Event>>) {
         let mut s = self.lock();
         let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
-        let left = self.trim_window(&mut s);
+        let mut left = Vec::new();
+        self.trim_window(&mut s, &mut left);
         self.changed.notify_all();
         (tap, left)
     }
@@ -254,23 +255,31 @@ impl DelayBuffer {
     ) -> Vec<Item<gst::Buffer, gst::Event>> {
         s.window.push_event(event);
         self.changed.notify_all();
-        self.trim_window(s)
+        let mut left = Vec::new();
+        self.trim_window(s, &mut left);
+        left
     }
 
     /// Drops from the window what no reader needs any more, counting what
     /// a reader too far behind loses. `src` keeps what it has not read
     /// (its bounds hold upstream back); taps keep what they have not read
     /// within the slack, and the window's length for a tap moved back.
-    pub(super) fn trim_window(&self, s: &mut Shared) -> Vec<Item<gst::Buffer, gst::Event>> {
+    /// What left is appended to `left`, for the caller to drop unlocked.
+    pub(super) fn trim_window(
+        &self,
+        s: &mut Shared,
+        left: &mut Vec<Item<gst::Buffer, gst::Event>>,
+    ) {
         let held = s.src_holds().then_some(s.src.cursor);
+        let from = left.len();
         if s.taps.is_empty() {
-            let removed = s.window.remove_before(held.unwrap_or(s.src.cursor));
-            for item in &removed {
+            s.window.remove_before(held.unwrap_or(s.src.cursor), left);
+            for item in &left[from..] {
                 if let Item::Event(event) = item {
                     keep_sticky(&mut s.window_sticky, event);
                 }
             }
-            return removed;
+            return;
         }
         let length = self.window_length(s);
         let pinned = s
@@ -283,8 +292,8 @@ impl DelayBuffer {
         // says nothing about a reader being slow, and nothing is dropped.
         let slack = if s.is_live() { WINDOW_SLACK } else { u64::MAX };
         let start = s.window.start();
-        let removed = s.window.trim(length, slack, pinned, held);
-        for (offset, item) in removed.iter().enumerate() {
+        s.window.trim(length, slack, pinned, held, left);
+        for (offset, item) in left[from..].iter().enumerate() {
             let seq = start + offset as Seq;
             match item {
                 Item::Event(event) => keep_sticky(&mut s.window_sticky, event),
@@ -298,7 +307,6 @@ impl DelayBuffer {
                 }
             }
         }
-        removed
     }
 
     /// Not live: blocks the input while a tap that reads is more than
@@ -329,7 +337,7 @@ impl DelayBuffer {
             }
             gst::log!(CAT, imp = self, "a tap is behind: input waits");
             self.changed.wait(s);
-            left.extend(self.trim_window(s));
+            self.trim_window(s, left);
         }
     }
 
