@@ -7,7 +7,7 @@ use gst::subclass::prelude::*;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
@@ -24,6 +24,7 @@ mod src_task;
 mod taps;
 use super::{Leaky, ShortPool};
 use crate::metrics::{self, DelayStats};
+use short_pools::PoolLookup;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -177,10 +178,20 @@ impl Shared {
     }
 }
 
-/// Monotonic nanoseconds, for stall detection when the pipeline is not live.
+/// Monotonic nanoseconds, for stall detection when the pipeline is not live:
+/// read on every buffer, so straight from CLOCK_MONOTONIC (what `Instant`
+/// reads too), without `Instant`'s checked subtraction and a static epoch.
 fn monotonic_ns() -> u64 {
-    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given; the
+    // monotonic clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
 }
 
 /// Errors that upstream will not report to the application itself: like
@@ -709,8 +720,12 @@ impl DelayBuffer {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut left = Vec::new();
         let mut released = Vec::new();
-        let short = self.short_pool_of(&buffer);
-        let result = self.hold(buffer, &mut left);
+        let mut pool = PoolLookup::Known(None);
+        let result = self.hold(buffer, &mut pool, &mut left);
+        let short = match pool {
+            PoolLookup::Known(short) => short,
+            PoolLookup::Unknown(key, pool) => self.look_up_pool(key, pool),
+        };
         if let (Ok(_), Some(short)) = (result, short) {
             self.copy_oldest(short, &mut released);
         }
@@ -723,10 +738,12 @@ impl DelayBuffer {
     /// Puts `buffer` in the window once `src` has room for it (blocking
     /// upstream, or with leaky=downstream dropping `src`'s oldest), and,
     /// not live, once no tap is too far behind. What left the window goes
-    /// into `left`.
+    /// into `left`; into `pool`, what `short-pool=copy` knows of the pool
+    /// it came from (looked up under the same lock).
     fn hold(
         &self,
         buffer: gst::Buffer,
+        pool: &mut PoolLookup,
         left: &mut Vec<Item<gst::Buffer, gst::Event>>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut s = self.lock();
@@ -770,7 +787,8 @@ impl DelayBuffer {
             "holding {:?} at running time {running_time}",
             buffer
         );
-        let src_was_empty = s.src_level().buffers == 0;
+        let src_was_empty = s.src_buffers() == 0;
+        *pool = s.short_pool(&buffer);
         let key = output::is_keyframe(&buffer);
         s.window.push_buffer(buffer, running_time, size, key);
         s.last_running_time = Some(running_time);

@@ -110,9 +110,10 @@ impl<B, E> Window<B, E> {
     /// What is held from `from` to the end.
     pub fn level_from(&self, from: Seq) -> Level {
         let first = self.running_time_from(from);
+        let before = self.counted_before(from);
         Level {
-            buffers: self.buffers_between(from, self.end()),
-            bytes: self.bytes_between(from, self.end()),
+            buffers: self.pushed.0 - before.0,
+            bytes: self.pushed.1 - before.1,
             first,
             span: match (first, self.newest) {
                 (Some(first), Some(newest)) => newest.saturating_sub(first),
@@ -294,8 +295,13 @@ impl<B, E> Window<B, E> {
         {
             self.rising_keys.pop_front();
         }
-        self.before.drain(..=index);
-        removed.extend(self.items.drain(..=index));
+        // Item by item: usually one or two go at a time, for which a
+        // VecDeque drain costs more than the moves themselves.
+        removed.reserve(index + 1);
+        for _ in 0..=index {
+            self.before.pop_front();
+            removed.extend(self.items.pop_front());
+        }
     }
 
     /// The index and running time of the oldest buffer.

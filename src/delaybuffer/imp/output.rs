@@ -76,6 +76,12 @@ impl Shared {
     pub(super) fn src_level(&self) -> Level {
         self.window.level_from(self.src.unread_from())
     }
+
+    /// The buffers `src` holds (its level's count alone).
+    pub(super) fn src_buffers(&self) -> u64 {
+        self.window
+            .buffers_between(self.src.unread_from(), self.window.end())
+    }
 }
 
 impl DelayBuffer {
