@@ -215,6 +215,10 @@ pub struct DelayBuffer {
     /// Signalled, with `shared` held, when the window, a flow, the settings
     /// or the state change.
     changed: Condvar,
+    /// Where a reader that does not read (unlinked, ended, failed, off)
+    /// waits: signalled with `changed` by everything but a buffer coming
+    /// in or going out, which cannot make it read again.
+    idle: Condvar,
     warned_no_framerate: AtomicBool,
     /// Held by the thread pushing the preroll GAP from its check of
     /// `flushes` until the push returned, and taken by a FLUSH_START once
@@ -287,6 +291,7 @@ impl ObjectSubclass for DelayBuffer {
             srcpad,
             shared: Mutex::new(Shared::new(Settings::default(), src)),
             changed: Condvar::new(),
+            idle: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
             gap_push: Mutex::new(()),
             metrics: OnceLock::new(),
@@ -431,7 +436,7 @@ impl ObjectImpl for DelayBuffer {
                 let mut s = self.lock();
                 s.settings.stall_timeout = gst::ClockTime::from_nseconds(value.get().unwrap());
                 s.src.cancel_clock_wait();
-                self.changed.notify_all();
+                self.notify_all();
             }
             name => {
                 {
@@ -446,7 +451,7 @@ impl ObjectImpl for DelayBuffer {
                         _ => unreachable!(),
                     }
                     // Room may have appeared for a blocked upstream.
-                    self.changed.notify_all();
+                    self.notify_all();
                 }
                 self.check_bounds_hold_delay();
                 self.post_latency();
@@ -608,6 +613,13 @@ impl DelayBuffer {
         self.shared.lock()
     }
 
+    /// Wakes every waiter: on `changed` (data, time, room) and on `idle`
+    /// (readers waiting for their flow to be reset or to be turned on).
+    fn notify_all(&self) {
+        self.changed.notify_all();
+        self.idle.notify_all();
+    }
+
     fn post_latency(&self) {
         let obj = self.obj();
         let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
@@ -635,7 +647,7 @@ impl DelayBuffer {
             let old = std::mem::replace(&mut s.clock, clock.flatten());
             // A clock wait was for a base time that no longer holds.
             Self::cancel_clock_waits(&mut s);
-            self.changed.notify_all();
+            self.notify_all();
             old
         };
         drop(old_clock);
@@ -652,7 +664,7 @@ impl DelayBuffer {
                 self.move_reader(&mut s, &self.srcpad);
             }
             s.src.cancel_clock_wait();
-            self.changed.notify_all();
+            self.notify_all();
             (old, s.src.dropped - dropped)
         };
         gst::info!(
@@ -871,7 +883,7 @@ impl DelayBuffer {
             // Not live, the task lets the oldest go now: a bound smaller
             // than what the delay needs never waits silently.
             s.input_waiting = true;
-            self.changed.notify_all();
+            self.notify_all();
             self.changed.wait(s);
             s.input_waiting = false;
         }
@@ -1159,7 +1171,7 @@ impl DelayBuffer {
                 s.last_arrival = None;
                 Default::default()
             };
-            self.changed.notify_all();
+            self.notify_all();
             held
         };
         drop(buffers);

@@ -149,8 +149,10 @@ impl DelayBuffer {
                 // Not linked, or downstream ended or failed: nothing goes out
                 // until a RECONFIGURE or a flush resets the flow. The task
                 // waits here rather than pausing, so that resetting the flow
-                // and notifying is all a restart takes.
-                self.changed.wait(&mut s);
+                // and notifying is all a restart takes. It waits on `idle`,
+                // which no buffer in or out signals: an unlinked `src`
+                // beside taps is not woken with them for every buffer.
+                self.idle.wait(&mut s);
                 continue;
             }
             self.resume_in_window(&mut s, pad);
@@ -408,7 +410,7 @@ impl DelayBuffer {
             reader.flow = Err(err);
             // Upstream may be blocked on full bounds, the input on this
             // tap: let them see the error.
-            self.changed.notify_all();
+            self.notify_all();
             let allowed =
                 err == gst::FlowError::NotLinked && (reader.output == Output::Tap || beside_taps);
             // The EOS ends the reader's stream: the held EOS's seqnum on
@@ -452,7 +454,7 @@ impl DelayBuffer {
         reader.flow = Ok(gst::FlowSuccess::Ok);
         let dropped = reader.dropped;
         self.move_reader(&mut s, pad);
-        self.changed.notify_all();
+        self.notify_all();
         let dropped = s.reader(pad).map_or(0, |r| r.dropped - dropped);
         drop(s);
         gst::info!(

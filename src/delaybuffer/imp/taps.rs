@@ -140,7 +140,7 @@ impl DelayBuffer {
         let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
         let mut left = Vec::new();
         self.trim_window(&mut s, &mut left);
-        self.changed.notify_all();
+        self.notify_all();
         (tap, left)
     }
 
@@ -185,7 +185,7 @@ impl DelayBuffer {
             if old != delay && s.taps[i].active && s.taps[i].out_segment.is_some() {
                 self.move_tap(&mut s, pad);
             }
-            self.changed.notify_all();
+            self.notify_all();
             old
         };
         gst::info!(CAT, obj = pad, "tap delay changed from {old} to {delay}");
@@ -197,7 +197,7 @@ impl DelayBuffer {
         let mut s = self.lock();
         let Some(i) = tap_index(&s, pad) else { return };
         s.taps[i].leaky = leaky;
-        self.changed.notify_all();
+        self.notify_all();
         drop(s);
         gst::info!(CAT, obj = pad, "tap leaky: {leaky:?}");
     }
@@ -211,7 +211,7 @@ impl DelayBuffer {
             self.move_tap(&mut s, pad);
         }
         s.taps[i].cancel_clock_wait();
-        self.changed.notify_all();
+        self.notify_all();
         drop(s);
         gst::info!(CAT, obj = pad, "tap active: {active}");
     }
@@ -254,7 +254,7 @@ impl DelayBuffer {
         event: gst::Event,
     ) -> Vec<Item<gst::Buffer, gst::Event>> {
         s.window.push_event(event);
-        self.changed.notify_all();
+        self.notify_all();
         let mut left = Vec::new();
         self.trim_window(s, &mut left);
         left
@@ -407,7 +407,7 @@ impl DelayBuffer {
                     }
                     _ => false,
                 };
-                self.changed.notify_all();
+                self.notify_all();
                 resume
             };
             if start {
@@ -440,7 +440,7 @@ impl DelayBuffer {
                 tap.cancel_clock_wait();
                 tap.restart(end);
             }
-            self.changed.notify_all();
+            self.notify_all();
         }
         if active {
             self.start_output_task(pad)
