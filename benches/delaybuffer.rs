@@ -17,9 +17,14 @@
 //! Each variant runs in a child process (this binary again) so that CPU time
 //! and peak RSS are its own. The CPU rows are measured as the metrics row is,
 //! the median of alternating pairs' ratios, per CPU second; the two runs of
-//! a pair share a child process (each beside a run of the source alone), so
-//! that they are milliseconds apart: on a shared machine the speed drifts
-//! between processes more than within one. Run with `make bench` or `cargo bench --bench delaybuffer`.
+//! a pair share a child process, so that they are milliseconds apart: on a
+//! shared machine the speed drifts between processes more than within one.
+//! What a variant adds is its CPU less the median of the child's runs of the
+//! source alone. Beside each CPU row: the context switches per 1000 buffers
+//! (the hand-offs between threads, which cost most and vary most with the
+//! machine's load), and, where valgrind is installed, the instructions per
+//! buffer each variant adds, counted by callgrind, which do not depend on the
+//! load. Run with `make bench` or `cargo bench --bench delaybuffer`.
 
 mod common;
 
@@ -247,35 +252,124 @@ fn cpu_to_eos(pipeline: &gst::Pipeline) -> f64 {
     (common::cpu_time() - start).as_secs_f64()
 }
 
+/// Voluntary context switches of this process so far: each is a thread
+/// that waited for another (a hand-off through a queue or a delaybuffer).
+fn context_switches() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_nvcsw as f64
+}
+
 /// One CPU child comparing variants `a` and `b` (`a,b`): each once to warm
 /// up, then CPU_PAIRS pairs of runs over SMALL_BUFFERS, which of the two goes
-/// first alternating, each pair beside a run of the source alone. Prints the
-/// medians of the CPU seconds per buffer each added to the source alone,
-/// then each pair's ratio a/b.
+/// first alternating, each pair beside a run of the source alone. What a
+/// variant adds is its CPU less the median of the source's runs alone in
+/// this child (one run alone varies by a few percent, which a single run
+/// subtracted would put into every pair). Prints the medians of the CPU
+/// seconds per buffer each added and of the context switches per 1000
+/// buffers each made, then each pair's ratio a/b.
 fn cpu_child(variants: &str) -> Vec<f64> {
     let (a, b) = variants.split_once(',').unwrap();
     run_to_eos(&cpu_pipeline(a, WARMUP_BUFFERS));
     run_to_eos(&cpu_pipeline(b, WARMUP_BUFFERS));
-    let per_buffer = |cpu: f64| cpu / SMALL_BUFFERS as f64;
-    let mut added = [Vec::new(), Vec::new()];
-    let mut ratios = Vec::new();
+    let run = |v: &str| {
+        let switches = context_switches();
+        let cpu = cpu_to_eos(&cpu_pipeline(v, SMALL_BUFFERS));
+        (cpu, context_switches() - switches)
+    };
+    let (mut none, mut runs_a, mut runs_b) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..CPU_PAIRS {
-        let none = cpu_to_eos(&cpu_pipeline("none", SMALL_BUFFERS));
-        let run = |v: &str| per_buffer(cpu_to_eos(&cpu_pipeline(v, SMALL_BUFFERS)) - none);
-        let (x, y) = if i % 2 == 0 {
-            (run(a), run(b))
+        none.push(run("none").0);
+        if i % 2 == 0 {
+            runs_a.push(run(a));
+            runs_b.push(run(b));
         } else {
-            let y = run(b);
-            (run(a), y)
-        };
-        added[0].push(x);
-        added[1].push(y);
-        ratios.push(x / y);
+            runs_b.push(run(b));
+            runs_a.push(run(a));
+        }
     }
-    let [x, y] = added;
-    let mut values = vec![median(x), median(y)];
-    values.extend(ratios);
+    let none = median(none);
+    let added = |r: &(f64, f64)| (r.0 - none) / SMALL_BUFFERS as f64;
+    let switches = |runs: &[(f64, f64)]| {
+        median(
+            runs.iter()
+                .map(|r| r.1 * 1000.0 / SMALL_BUFFERS as f64)
+                .collect(),
+        )
+    };
+    let mut values = vec![
+        median(runs_a.iter().map(added).collect()),
+        median(runs_b.iter().map(added).collect()),
+        switches(&runs_a),
+        switches(&runs_b),
+    ];
+    values.extend(runs_a.iter().zip(&runs_b).map(|(x, y)| added(x) / added(y)));
     values
+}
+
+/// One run of a CPU variant over a number of buffers (`delaybuffer:20000`),
+/// for a profiler: `EDGEGUARD_BENCH_VARIANT=once:delaybuffer:20000 valgrind
+/// --tool=callgrind target/release/deps/delaybuffer-*`; two lengths apart
+/// give the instructions per buffer without the setup.
+fn run_once(arg: &str) -> Vec<f64> {
+    let (variant, buffers) = arg.split_once(':').unwrap_or((arg, "100000"));
+    let buffers: u64 = buffers.parse().unwrap();
+    let switches = context_switches();
+    let cpu = cpu_to_eos(&cpu_pipeline(variant, buffers));
+    // CPU seconds, then the voluntary context switches.
+    vec![cpu, context_switches() - switches]
+}
+
+/// Buffers of the shorter of the two runs an instruction count compares.
+const COUNTED_BUFFERS: u64 = 20_000;
+
+/// Instructions (user space, every thread's) that `once:{variant}:{buffers}`
+/// executes under callgrind, which counts them whatever else the machine
+/// runs; `None` without valgrind.
+fn instructions(variant: &str, buffers: u64) -> Option<f64> {
+    let out = std::process::Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(std::env::current_exe().unwrap())
+        .env(
+            "EDGEGUARD_BENCH_VARIANT",
+            format!("once:{variant}:{buffers}"),
+        )
+        .output()
+        .ok()?;
+    let collected = String::from_utf8_lossy(&out.stderr).lines().find_map(|l| {
+        l.split_once("Collected :")
+            .map(|(_, n)| n.trim().to_string())
+    })?;
+    collected.parse().ok()
+}
+
+/// Instructions per buffer that `variant` adds to the source alone: runs of
+/// COUNTED_BUFFERS and twice that, so that what a run costs once (start,
+/// negotiation, filling the delay, teardown) cancels out.
+fn instructions_added(variant: &str, none: f64) -> Option<f64> {
+    let short = instructions(variant, COUNTED_BUFFERS)?;
+    let long = instructions(variant, 2 * COUNTED_BUFFERS)?;
+    Some((long - short) / COUNTED_BUFFERS as f64 - none)
+}
+
+/// Prints the instructions per buffer `a` and `b` add (`none`: the source
+/// alone's, per buffer), and their ratio; nothing without valgrind.
+fn instruction_lines(a: &str, b: &str) {
+    let none = (|| {
+        let short = instructions("none", COUNTED_BUFFERS)?;
+        Some((instructions("none", 2 * COUNTED_BUFFERS)? - short) / COUNTED_BUFFERS as f64)
+    })();
+    let counted =
+        none.and_then(|none| Some((instructions_added(a, none)?, instructions_added(b, none)?)));
+    match counted {
+        Some((x, y)) => println!(
+            "  instructions per buffer (callgrind, user space, load-independent): \
+             {a} {x:.0}, {b} {y:.0}, ratio {:.2}",
+            x / y
+        ),
+        None => println!("  instructions per buffer: valgrind not found, not counted"),
+    }
 }
 
 /// A 20 s 720p H.264 MP4 (x264enc, a keyframe a second) at `path`; its size.
@@ -386,13 +480,41 @@ fn cycle_once(
     pipeline.remove(&sink).unwrap();
 }
 
+/// Keeps this process (the calling thread, and every thread it starts from
+/// now on) on the CPU it runs on. Spread over two cores, the source's thread
+/// and the element's hand each buffer over through cache lines (the lock,
+/// the held items, the buffer's refcount) that move between the cores or
+/// not, as the scheduler places the threads, which on a shared machine
+/// depends on what else runs: the same instructions then cost 0.6 or 0.8 us
+/// from one run to the next. On one core they never move; both variants of
+/// a pair are measured the same way.
+fn pin_to_one_cpu() {
+    // SAFETY: sched_getcpu has no arguments; the set is zeroed, then one CPU
+    // set in it, and sched_setaffinity only reads it.
+    unsafe {
+        let cpu = libc::sched_getcpu().max(0) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "cannot pin the CPU child to CPU {cpu}"
+        );
+    }
+}
+
 /// Runs one variant in this process and prints its figures.
 fn child(variant: &str) {
+    if variant.starts_with("cpu:") {
+        // Before any thread exists: every thread started later inherits it.
+        pin_to_one_cpu();
+    }
     gst::init().unwrap();
     gstedgeguard::plugin_register_static().unwrap();
     let (name, arg) = variant.split_once(':').unwrap_or((variant, ""));
     let values = match name {
         "cpu" => cpu_child(arg),
+        "once" => run_once(arg),
         "h264-file" => make_h264_file(arg),
         "file-delaybuffer" => decode_behind(&format!("delaybuffer delay={FILE_DELAY_NS}"), arg),
         "file-queue" => decode_behind(
@@ -495,7 +617,7 @@ fn cpu_pairs(a: &str, b: &str) -> (f64, f64, f64) {
     let children: Vec<Vec<f64>> = (0..CPU_CHILDREN)
         .map(|_| measure(&format!("cpu:{a},{b}")))
         .collect();
-    let ratios: Vec<f64> = children.iter().flat_map(|c| c[2..].to_vec()).collect();
+    let ratios: Vec<f64> = children.iter().flat_map(|c| c[4..].to_vec()).collect();
     let mut sorted = ratios.clone();
     sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let at = |q: usize| sorted[(sorted.len() - 1) * q / 4];
@@ -507,6 +629,13 @@ fn cpu_pairs(a: &str, b: &str) -> (f64, f64, f64) {
         at(2),
         at(3),
         at(4)
+    );
+    // How often a thread waited for the other: the hand-offs are most of
+    // the cost and of its spread, and they depend on the machine's load.
+    println!(
+        "  context switches per 1000 buffers (median of the children's medians): {a} {:.0}, {b} {:.0}",
+        median(children.iter().map(|c| c[2]).collect()),
+        median(children.iter().map(|c| c[3]).collect())
     );
     (
         median(children.iter().map(|c| c[0] * 1e6).collect()),
@@ -524,6 +653,7 @@ fn cpu_against_queue() {
     let (delay, queue, ratio) = cpu_pairs("delaybuffer", "queue");
     println!("  queue min-threshold-time : {queue:7.3} us/buffer (median)");
     println!("  delaybuffer              : {delay:7.3} us/buffer (median)");
+    instruction_lines("delaybuffer", "queue");
     bound_row(
         "delaybuffer",
         "CPU per buffer delaybuffer/queue, per CPU second",
@@ -605,6 +735,7 @@ fn taps_and_short_pools(big_none: Cost) {
     let (taps, tee, ratio) = cpu_pairs("taps", "tee");
     println!("  tee + 3 delaybuffers     : {tee:7.2} us/buffer (median)");
     println!("  3 taps of one window     : {taps:7.2} us/buffer (median)");
+    instruction_lines("taps", "tee");
     bound_row(
         "delaybuffer",
         "CPU per buffer 3 taps/3 delaybuffers, per CPU second",

@@ -7,7 +7,7 @@ use gst::subclass::prelude::*;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::allocation::{self, Extra};
 use super::flow::{self, Held, LiveStep, MAX_DELAY, MAX_STALL_TIMEOUT};
@@ -24,6 +24,7 @@ mod src_task;
 mod taps;
 use super::{Leaky, ShortPool};
 use crate::metrics::{self, DelayStats};
+use short_pools::PoolLookup;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -177,10 +178,20 @@ impl Shared {
     }
 }
 
-/// Monotonic nanoseconds, for stall detection when the pipeline is not live.
+/// Monotonic nanoseconds, for stall detection when the pipeline is not live:
+/// read on every buffer, so straight from CLOCK_MONOTONIC (what `Instant`
+/// reads too), without `Instant`'s checked subtraction and a static epoch.
 fn monotonic_ns() -> u64 {
-    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given; the
+    // monotonic clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
 }
 
 /// Errors that upstream will not report to the application itself: like
@@ -204,6 +215,10 @@ pub struct DelayBuffer {
     /// Signalled, with `shared` held, when the window, a flow, the settings
     /// or the state change.
     changed: Condvar,
+    /// Where a reader that does not read (unlinked, ended, failed, off)
+    /// waits: signalled with `changed` by everything but a buffer coming
+    /// in or going out, which cannot make it read again.
+    idle: Condvar,
     warned_no_framerate: AtomicBool,
     /// Held by the thread pushing the preroll GAP from its check of
     /// `flushes` until the push returned, and taken by a FLUSH_START once
@@ -276,6 +291,7 @@ impl ObjectSubclass for DelayBuffer {
             srcpad,
             shared: Mutex::new(Shared::new(Settings::default(), src)),
             changed: Condvar::new(),
+            idle: Condvar::new(),
             warned_no_framerate: AtomicBool::new(false),
             gap_push: Mutex::new(()),
             metrics: OnceLock::new(),
@@ -420,7 +436,7 @@ impl ObjectImpl for DelayBuffer {
                 let mut s = self.lock();
                 s.settings.stall_timeout = gst::ClockTime::from_nseconds(value.get().unwrap());
                 s.src.cancel_clock_wait();
-                self.changed.notify_all();
+                self.notify_all();
             }
             name => {
                 {
@@ -435,7 +451,7 @@ impl ObjectImpl for DelayBuffer {
                         _ => unreachable!(),
                     }
                     // Room may have appeared for a blocked upstream.
-                    self.changed.notify_all();
+                    self.notify_all();
                 }
                 self.check_bounds_hold_delay();
                 self.post_latency();
@@ -597,6 +613,13 @@ impl DelayBuffer {
         self.shared.lock()
     }
 
+    /// Wakes every waiter: on `changed` (data, time, room) and on `idle`
+    /// (readers waiting for their flow to be reset or to be turned on).
+    fn notify_all(&self) {
+        self.changed.notify_all();
+        self.idle.notify_all();
+    }
+
     fn post_latency(&self) {
         let obj = self.obj();
         let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
@@ -624,7 +647,7 @@ impl DelayBuffer {
             let old = std::mem::replace(&mut s.clock, clock.flatten());
             // A clock wait was for a base time that no longer holds.
             Self::cancel_clock_waits(&mut s);
-            self.changed.notify_all();
+            self.notify_all();
             old
         };
         drop(old_clock);
@@ -641,7 +664,7 @@ impl DelayBuffer {
                 self.move_reader(&mut s, &self.srcpad);
             }
             s.src.cancel_clock_wait();
-            self.changed.notify_all();
+            self.notify_all();
             (old, s.src.dropped - dropped)
         };
         gst::info!(
@@ -709,8 +732,12 @@ impl DelayBuffer {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut left = Vec::new();
         let mut released = Vec::new();
-        let short = self.short_pool_of(&buffer);
-        let result = self.hold(buffer, &mut left);
+        let mut pool = PoolLookup::Known(None);
+        let result = self.hold(buffer, &mut pool, &mut left);
+        let short = match pool {
+            PoolLookup::Known(short) => short,
+            PoolLookup::Unknown(key, pool) => self.look_up_pool(key, pool),
+        };
         if let (Ok(_), Some(short)) = (result, short) {
             self.copy_oldest(short, &mut released);
         }
@@ -723,10 +750,12 @@ impl DelayBuffer {
     /// Puts `buffer` in the window once `src` has room for it (blocking
     /// upstream, or with leaky=downstream dropping `src`'s oldest), and,
     /// not live, once no tap is too far behind. What left the window goes
-    /// into `left`.
+    /// into `left`; into `pool`, what `short-pool=copy` knows of the pool
+    /// it came from (looked up under the same lock).
     fn hold(
         &self,
         buffer: gst::Buffer,
+        pool: &mut PoolLookup,
         left: &mut Vec<Item<gst::Buffer, gst::Event>>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut s = self.lock();
@@ -770,12 +799,14 @@ impl DelayBuffer {
             "holding {:?} at running time {running_time}",
             buffer
         );
-        let src_was_empty = s.src_level().buffers == 0;
-        s.window.push_buffer(buffer, running_time, size);
+        let src_was_empty = s.src_buffers() == 0;
+        *pool = s.short_pool(&buffer);
+        let key = output::is_keyframe(&buffer);
+        s.window.push_buffer(buffer, running_time, size, key);
         s.last_running_time = Some(running_time);
         // Arrival times for stall detection: the clock's when live.
         s.last_arrival = if live { now } else { Some(monotonic_ns()) };
-        left.extend(self.trim_window(&mut s));
+        self.trim_window(&mut s, left);
         if !s.taps.is_empty() {
             self.changed.notify_all();
             if !live {
@@ -852,7 +883,7 @@ impl DelayBuffer {
             // Not live, the task lets the oldest go now: a bound smaller
             // than what the delay needs never waits silently.
             s.input_waiting = true;
-            self.changed.notify_all();
+            self.notify_all();
             self.changed.wait(s);
             s.input_waiting = false;
         }
@@ -1140,7 +1171,7 @@ impl DelayBuffer {
                 s.last_arrival = None;
                 Default::default()
             };
-            self.changed.notify_all();
+            self.notify_all();
             held
         };
         drop(buffers);

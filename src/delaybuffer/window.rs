@@ -20,6 +20,8 @@ pub enum Item<B, E> {
     Buffer {
         buffer: B,
         running_time: RunningTime,
+        /// Whether it can be decoded from (not a delta unit).
+        key: bool,
     },
     Event(E),
 }
@@ -46,6 +48,12 @@ pub struct Window<B, E> {
     /// The sequence number of `items[0]`.
     first: Seq,
     newest: Option<RunningTime>,
+    /// The keyframes whose running time is below every later keyframe's,
+    /// in arrival order (so their running times rise): the newest keyframe
+    /// at or before any running time is one of them. A window trimmed on
+    /// every buffer then finds where a reader moved back lands without
+    /// looking at every item.
+    rising_keys: VecDeque<(Seq, RunningTime)>,
 }
 
 impl<B, E> Default for Window<B, E> {
@@ -56,19 +64,31 @@ impl<B, E> Default for Window<B, E> {
             pushed: (0, 0),
             first: 0,
             newest: None,
+            rising_keys: VecDeque::new(),
         }
     }
 }
 
 impl<B, E> Window<B, E> {
-    pub fn push_buffer(&mut self, buffer: B, running_time: RunningTime, size: u64) {
+    pub fn push_buffer(&mut self, buffer: B, running_time: RunningTime, size: u64, key: bool) {
         self.newest = Some(self.newest.map_or(running_time, |n| n.max(running_time)));
+        if key {
+            while self
+                .rising_keys
+                .back()
+                .is_some_and(|(_, t)| *t >= running_time)
+            {
+                self.rising_keys.pop_back();
+            }
+            self.rising_keys.push_back((self.end(), running_time));
+        }
         self.before.push_back(self.pushed);
         self.pushed.0 += 1;
         self.pushed.1 += size;
         self.items.push_back(Item::Buffer {
             buffer,
             running_time,
+            key,
         });
     }
 
@@ -90,9 +110,10 @@ impl<B, E> Window<B, E> {
     /// What is held from `from` to the end.
     pub fn level_from(&self, from: Seq) -> Level {
         let first = self.running_time_from(from);
+        let before = self.counted_before(from);
         Level {
-            buffers: self.buffers_between(from, self.end()),
-            bytes: self.bytes_between(from, self.end()),
+            buffers: self.pushed.0 - before.0,
+            bytes: self.pushed.1 - before.1,
             first,
             span: match (first, self.newest) {
                 (Some(first), Some(newest)) => newest.saturating_sub(first),
@@ -188,74 +209,61 @@ impl<B, E> Window<B, E> {
     }
 
     /// Where a reader moved to running time `target` starts: the newest
-    /// buffer at or before it that `is_key` accepts (so that encoded video
-    /// decodes from there), else the oldest such buffer, else the window's
-    /// start; the end when no buffer is held.
-    pub fn landing(&self, target: RunningTime, is_key: impl Fn(&B) -> bool) -> Seq {
-        let keys = || {
-            self.items
-                .iter()
-                .enumerate()
-                .filter_map(|(index, item)| match item {
-                    Item::Buffer {
-                        buffer,
-                        running_time,
-                        ..
-                    } if is_key(buffer) => Some((self.first + index as Seq, *running_time)),
-                    _ => None,
-                })
-        };
-        if let Some((seq, _)) = keys().filter(|(_, t)| *t <= target).last() {
-            return seq;
+    /// keyframe at or before it (so that encoded video decodes from there),
+    /// else the oldest keyframe, else the window's start; the end when no
+    /// buffer is held.
+    pub fn landing(&self, target: RunningTime) -> Seq {
+        // Rising running times: those at or before the target come first.
+        let at_or_before = self.rising_keys.partition_point(|(_, t)| *t <= target);
+        if let Some(index) = at_or_before.checked_sub(1) {
+            return self.rising_keys[index].0;
         }
-        match keys().next() {
-            Some((seq, _)) => seq,
+        match self.first_key_from(self.first) {
+            Some(seq) => seq,
             None if self.newest.is_some() && !self.items.is_empty() => self.first,
             None => self.end(),
         }
     }
 
-    /// The first buffer at or after `from` that `is_key` accepts.
-    pub fn first_key_from(&self, from: Seq, is_key: impl Fn(&B) -> bool) -> Option<Seq> {
+    /// The first keyframe at or after `from`.
+    pub fn first_key_from(&self, from: Seq) -> Option<Seq> {
         let start = usize::try_from(from.saturating_sub(self.first)).ok()?;
         self.items
             .range(start.min(self.items.len())..)
             .enumerate()
             .find_map(|(offset, item)| match item {
-                Item::Buffer { buffer, .. } if is_key(buffer) => {
-                    Some(self.first + (start + offset) as Seq)
-                }
+                Item::Buffer { key: true, .. } => Some(self.first + (start + offset) as Seq),
                 _ => None,
             })
     }
 
     /// Removes the oldest items that are over `length` older than the newest
-    /// buffer, before the last keyframe (`is_key`) that is at least that old
+    /// buffer, before the last keyframe that is at least that old
     /// (a reader moved `length` back lands there), and before `pinned` (the
     /// smallest cursor of the readers that still need them); or over
     /// `length + slack` older whatever the readers; never at or after `held`.
-    /// Events go with the buffer behind them. Returns what was removed, for
-    /// the caller to keep the sticky events and drop the rest unlocked.
+    /// Events go with the buffer behind them. What was removed is appended
+    /// to `removed`, for the caller to keep the sticky events and drop the
+    /// rest unlocked (a vector it reuses: no allocation per buffer).
     pub fn trim(
         &mut self,
         length: u64,
         slack: u64,
         pinned: Option<Seq>,
         held: Option<Seq>,
-        is_key: impl Fn(&B) -> bool,
-    ) -> Vec<Item<B, E>> {
-        let mut removed = Vec::new();
+        removed: &mut Vec<Item<B, E>>,
+    ) {
         let Some(newest) = self.newest else {
-            return removed;
+            return;
         };
         // The usual case, checked first: nothing is old enough to go (the
         // landing below looks at every item).
         match self.first_buffer() {
             Some((_, oldest)) if newest.saturating_sub(oldest) > length => (),
-            _ => return removed,
+            _ => return,
         }
         let boundary = newest.saturating_sub(length);
-        let last_old_key = self.landing(boundary, is_key);
+        let last_old_key = self.landing(boundary);
         let pinned = Some(pinned.map_or(last_old_key, |p| p.min(last_old_key)));
         while let Some((index, running_time)) = self.first_buffer() {
             let seq = self.first + index as Seq;
@@ -265,23 +273,35 @@ impl<B, E> Window<B, E> {
             if held_back || !(age > length && passed || age > length.saturating_add(slack)) {
                 break;
             }
-            removed.extend(self.drain_through(index));
+            self.drain_through(index, removed);
         }
-        removed
     }
 
-    /// Removes the items before `seq` (readers all passed them).
-    pub fn remove_before(&mut self, seq: Seq) -> Vec<Item<B, E>> {
+    /// Removes the items before `seq` (readers all passed them), appending
+    /// them to `removed`.
+    pub fn remove_before(&mut self, seq: Seq, removed: &mut Vec<Item<B, E>>) {
         match usize::try_from(seq.saturating_sub(self.first)) {
-            Ok(0) | Err(_) => Vec::new(),
-            Ok(count) => self.drain_through(count.min(self.items.len()) - 1),
+            Ok(0) | Err(_) => (),
+            Ok(count) => self.drain_through(count.min(self.items.len()) - 1, removed),
         }
     }
 
-    fn drain_through(&mut self, index: usize) -> Vec<Item<B, E>> {
+    fn drain_through(&mut self, index: usize, removed: &mut Vec<Item<B, E>>) {
         self.first += index as Seq + 1;
-        self.before.drain(..=index);
-        self.items.drain(..=index).collect()
+        while self
+            .rising_keys
+            .front()
+            .is_some_and(|(seq, _)| *seq < self.first)
+        {
+            self.rising_keys.pop_front();
+        }
+        // Item by item: usually one or two go at a time, for which a
+        // VecDeque drain costs more than the moves themselves.
+        removed.reserve(index + 1);
+        for _ in 0..=index {
+            self.before.pop_front();
+            removed.extend(self.items.pop_front());
+        }
     }
 
     /// The index and running time of the oldest buffer.
@@ -300,6 +320,7 @@ impl<B, E> Window<B, E> {
         self.first = self.end();
         self.newest = None;
         self.before.clear();
+        self.rising_keys.clear();
         self.items.drain(..).collect()
     }
 
@@ -326,29 +347,42 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn all(_: &(u32, bool)) -> bool {
-        true
-    }
-
-    fn frames(n: u32, gop: u32) -> W {
+    /// Frame i at i seconds, a keyframe where `key(i)`, after a caps event.
+    fn frames_keyed(n: u32, key: impl Fn(u32) -> bool) -> W {
         let mut w = W::default();
         w.push_event("caps");
         for i in 0..n {
-            w.push_buffer((i, i % gop == 0), u64::from(i) * S, 10);
+            w.push_buffer((i, key(i)), u64::from(i) * S, 10, key(i));
         }
         w
+    }
+
+    /// Trims `w`: how many items went.
+    fn trim(w: &mut W, length: u64, slack: u64, pinned: Option<Seq>, held: Option<Seq>) -> usize {
+        let mut removed = Vec::new();
+        w.trim(length, slack, pinned, held, &mut removed);
+        removed.len()
+    }
+
+    fn remove_before(w: &mut W, seq: Seq) -> usize {
+        let mut removed = Vec::new();
+        w.remove_before(seq, &mut removed);
+        removed.len()
+    }
+
+    fn frames(n: u32, gop: u32) -> W {
+        frames_keyed(n, |i| i % gop == 0)
     }
 
     #[test]
     fn the_first_keyframe_from_a_place_is_found_at_or_after_it() {
         // Seq 0 is the caps event; frame i is at seq i + 1, keyframes every 4.
         let w = frames(10, 4);
-        let key = |(_, k): &(u32, bool)| *k;
-        assert_eq!(w.first_key_from(0, key), Some(1));
-        assert_eq!(w.first_key_from(2, key), Some(5));
-        assert_eq!(w.first_key_from(5, key), Some(5));
-        assert_eq!(w.first_key_from(10, key), None);
-        assert_eq!(w.first_key_from(99, key), None);
+        assert_eq!(w.first_key_from(0), Some(1));
+        assert_eq!(w.first_key_from(2), Some(5));
+        assert_eq!(w.first_key_from(5), Some(5));
+        assert_eq!(w.first_key_from(10), None);
+        assert_eq!(w.first_key_from(99), None);
     }
 
     #[test]
@@ -357,8 +391,7 @@ mod tests {
         assert_eq!((w.start(), w.end()), (0, 11));
         assert!(matches!(w.get(0), Some(Item::Event("caps"))));
         // Newest at 9 s, 3 s window: 0 to 5 s go (the event with the first).
-        let removed = w.trim(3 * S, 0, None, None, all);
-        assert_eq!(removed.len(), 7);
+        assert_eq!(trim(&mut w, 3 * S, 0, None, None), 7);
         assert_eq!(w.start(), 7);
         assert!(matches!(
             w.get(7),
@@ -376,10 +409,10 @@ mod tests {
     fn a_pinning_reader_keeps_items_until_the_slack_runs_out() {
         let mut w = frames(10, 1);
         // A reader at seq 3 (frame 2) pins frames 2 and later.
-        assert_eq!(w.trim(3 * S, 7 * S, Some(3), None, all).len(), 3);
+        assert_eq!(trim(&mut w, 3 * S, 7 * S, Some(3), None), 3);
         assert_eq!(w.start(), 3);
         // Past length + slack (frames over 4 s old) they go anyway.
-        assert_eq!(w.trim(3 * S, S, Some(3), None, all).len(), 3);
+        assert_eq!(trim(&mut w, 3 * S, S, Some(3), None), 3);
         assert_eq!(w.buffers(), 5);
     }
 
@@ -388,7 +421,7 @@ mod tests {
         // Keyframes at 0, 4 and 8 s; newest 9 s; a 3 s window reaches 6 s,
         // whose keyframe is at 4 s.
         let mut w = frames(10, 4);
-        w.trim(3 * S, 10 * S, None, None, |b| b.1);
+        trim(&mut w, 3 * S, 10 * S, None, None);
         assert_eq!(w.start(), 5);
         assert!(matches!(
             w.get(5),
@@ -398,7 +431,7 @@ mod tests {
             })
         ));
         // Beyond the slack it goes anyway.
-        w.trim(3 * S, S, None, None, |b| b.1);
+        trim(&mut w, 3 * S, S, None, None);
         assert_eq!(w.start(), 6);
     }
 
@@ -406,15 +439,15 @@ mod tests {
     fn landing_on_the_keyframe_at_or_before_the_target() {
         // Keyframes at 0, 4 and 8 s.
         let w = frames(10, 4);
-        let key = |b: &(u32, bool)| b.1;
-        assert_eq!(w.landing(6 * S, key), 5); // frame 4
-        assert_eq!(w.landing(8 * S, key), 9); // frame 8
-        assert_eq!(w.landing(6 * S, |_| true), 7); // raw video: frame 6
+        assert_eq!(w.landing(6 * S), 5); // frame 4
+        assert_eq!(w.landing(8 * S), 9); // frame 8
+        assert_eq!(frames(10, 1).landing(6 * S), 7); // raw video: frame 6
         let mut trimmed = frames(10, 4);
-        trimmed.trim(S, 0, None, None, all); // frames 8 and 9 left
-        assert_eq!(trimmed.landing(2 * S, key), 9);
-        assert_eq!(trimmed.landing(2 * S, |_| false), trimmed.start());
-        assert_eq!(W::default().landing(0, key), 0);
+        trim(&mut trimmed, S, 0, None, None); // frames 8 and 9 left
+        assert_eq!(trimmed.landing(2 * S), 9);
+        let no_keys = frames_keyed(10, |_| false);
+        assert_eq!(no_keys.landing(2 * S), no_keys.start());
+        assert_eq!(W::default().landing(0), 0);
     }
 
     #[test]
@@ -441,13 +474,13 @@ mod tests {
         let mut w = frames(10, 1);
         // Frames 0 to 5 are over 3 s old and beyond any slack, but the held
         // reader is at seq 3 (frame 2).
-        assert_eq!(w.trim(3 * S, 0, None, Some(3), all).len(), 3);
+        assert_eq!(trim(&mut w, 3 * S, 0, None, Some(3)), 3);
         assert_eq!(w.start(), 3);
         assert_eq!(w.buffers(), 8);
         // What it passed goes, events with it.
-        assert_eq!(w.remove_before(5).len(), 2);
+        assert_eq!(remove_before(&mut w, 5), 2);
         assert_eq!((w.start(), w.buffers()), (5, 6));
-        assert_eq!(w.remove_before(2).len(), 0);
+        assert_eq!(remove_before(&mut w, 2), 0);
     }
 
     #[test]
@@ -463,12 +496,12 @@ mod tests {
             }
         );
         assert_eq!(w.level_from(w.end()), Level::default());
-        w.trim(S, 0, None, None, all);
+        trim(&mut w, S, 0, None, None);
         // Frames 2 and 3 are left; counting from before the start counts them.
         assert_eq!((w.buffers(), w.buffers_between(0, 99)), (2, 2));
         assert_eq!(w.bytes_between(0, 4), 10);
         w.clear();
-        w.push_buffer((9, true), 9 * S, 7);
+        w.push_buffer((9, true), 9 * S, 7, true);
         assert_eq!(w.level_from(0).bytes, 7);
     }
 
@@ -479,5 +512,59 @@ mod tests {
         assert_eq!(w.first_from(0, 3 * S), 4);
         assert_eq!(w.first_from(6, 3 * S), 6);
         assert_eq!(w.first_from(0, 20 * S), w.end());
+    }
+
+    /// The landing as defined, by looking at every item.
+    fn landing_by_scan(w: &W, target: RunningTime) -> Seq {
+        let keys: Vec<(Seq, RunningTime)> = (w.start()..w.end())
+            .filter_map(|seq| match w.get(seq) {
+                Some(Item::Buffer {
+                    running_time,
+                    key: true,
+                    ..
+                }) => Some((seq, *running_time)),
+                _ => None,
+            })
+            .collect();
+        if let Some((seq, _)) = keys.iter().rfind(|(_, t)| *t <= target) {
+            return *seq;
+        }
+        match keys.first() {
+            Some((seq, _)) => *seq,
+            None if w.newest().is_some() && w.buffers() > 0 => w.start(),
+            None => w.end(),
+        }
+    }
+
+    #[test]
+    fn random_landings_match_a_scan_of_every_item_with_reordered_frames() {
+        // Running times out of arrival order (B-frames), keyframes now and
+        // then, events between them, trims and clears on the way.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut w = W::default();
+        for i in 0..5000u32 {
+            match next(20) {
+                0 => w.push_event("tag"),
+                1 if next(50) == 0 => drop(w.clear()),
+                2 => {
+                    trim(&mut w, next(30) * S / 10, next(3) * S, None, None);
+                }
+                _ => {
+                    let key = next(4) == 0;
+                    let t = u64::from(i) * S / 10 + next(5) * S / 10;
+                    w.push_buffer((i, key), t, 1, key);
+                }
+            }
+            let newest = w.newest().unwrap_or(0);
+            for target in [0, newest / 2, newest.saturating_sub(S), newest, newest + S] {
+                assert_eq!(w.landing(target), landing_by_scan(&w, target), "step {i}");
+            }
+        }
     }
 }

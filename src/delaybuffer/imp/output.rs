@@ -10,14 +10,16 @@ use super::*;
 use crate::delaybuffer::reader::{Output, Reader};
 use crate::delaybuffer::window::Seq;
 
-/// What a reader sends next, gathered under the lock, and what left the
-/// window meanwhile (dropped after the lock, with the pushes).
+/// What a reader sends next, gathered under the lock.
 #[derive(Default)]
 pub(super) struct Send {
     pub(super) events: Vec<gst::Event>,
     pub(super) buffer: Option<gst::Buffer>,
-    pub(super) left: Vec<Item<gst::Buffer, gst::Event>>,
 }
+
+/// What left the window while a reader moved on, dropped after the lock:
+/// one vector per output task, reused, so that no buffer costs an allocation.
+type Left = Vec<Item<gst::Buffer, gst::Event>>;
 
 /// A buffer encoded video can be decoded from.
 pub(super) fn is_keyframe(buffer: &gst::Buffer) -> bool {
@@ -74,6 +76,12 @@ impl Shared {
     pub(super) fn src_level(&self) -> Level {
         self.window.level_from(self.src.unread_from())
     }
+
+    /// The buffers `src` holds (its level's count alone).
+    pub(super) fn src_buffers(&self) -> u64 {
+        self.window
+            .buffers_between(self.src.unread_from(), self.window.end())
+    }
 }
 
 impl DelayBuffer {
@@ -81,12 +89,13 @@ impl DelayBuffer {
         // Weak references: the task must keep neither alive.
         let weak = self.obj().downgrade();
         let weak_pad = pad.downgrade();
+        let mut left = Left::new();
         pad.start_task(move || {
             let Some(pad) = weak_pad.upgrade() else {
                 return;
             };
             match weak.upgrade() {
-                Some(obj) => obj.imp().output_loop(&pad),
+                Some(obj) => obj.imp().output_loop(&pad, &mut left),
                 None => {
                     let _ = pad.pause_task();
                 }
@@ -94,33 +103,40 @@ impl DelayBuffer {
         })
     }
 
-    /// One step of a reader's task: send the next item once it is due.
-    fn output_loop(&self, pad: &gst::Pad) {
-        let Some(send) = self.next_for(pad) else {
-            let _ = pad.pause_task();
-            return;
-        };
-        drop(send.left);
-        for event in send.events {
-            let eos = event.type_() == gst::EventType::Eos;
-            pad.push_event(event);
-            if eos {
-                gst::debug!(CAT, obj = pad, "EOS sent");
-                // Upstream (for `src`) gets EOS for anything it still sends.
-                self.record_flow(pad, Err(gst::FlowError::Eos));
+    /// A reader's task: sends each item once it is due, until the reader
+    /// stops (flushing or released; a flush, a deactivation and a release
+    /// all stop it before they wait for the task). It returns only then,
+    /// not after each item: upgrading the weak references and a turn of
+    /// GstTask's loop cost more than the rest of a buffer's way out.
+    fn output_loop(&self, pad: &gst::Pad, left: &mut Left) {
+        loop {
+            let next = self.next_for(pad, left);
+            left.clear();
+            let Some(send) = next else {
+                let _ = pad.pause_task();
+                return;
+            };
+            for event in send.events {
+                let eos = event.type_() == gst::EventType::Eos;
+                pad.push_event(event);
+                if eos {
+                    gst::debug!(CAT, obj = pad, "EOS sent");
+                    // Upstream (for `src`) gets EOS for anything it still sends.
+                    self.record_flow(pad, Err(gst::FlowError::Eos));
+                }
             }
-        }
-        if let Some(buffer) = send.buffer {
-            let result = pad.push(buffer);
-            self.record_flow(pad, result);
+            if let Some(buffer) = send.buffer {
+                let result = pad.push(buffer);
+                self.record_flow(pad, result);
+            }
         }
     }
 
     /// Waits until the reader of `pad` has something to send; `None` when it
-    /// stops (flushing, or released).
-    fn next_for(&self, pad: &gst::Pad) -> Option<Send> {
+    /// stops (flushing, or released). What left the window meanwhile goes
+    /// into `left`.
+    fn next_for(&self, pad: &gst::Pad, left: &mut Left) -> Option<Send> {
         let mut s = self.lock();
-        let mut left = Vec::new();
         loop {
             let reader = s.reader(pad)?;
             if reader.flushing {
@@ -133,8 +149,10 @@ impl DelayBuffer {
                 // Not linked, or downstream ended or failed: nothing goes out
                 // until a RECONFIGURE or a flush resets the flow. The task
                 // waits here rather than pausing, so that resetting the flow
-                // and notifying is all a restart takes.
-                self.changed.wait(&mut s);
+                // and notifying is all a restart takes. It waits on `idle`,
+                // which no buffer in or out signals: an unlinked `src`
+                // beside taps is not woken with them for every buffer.
+                self.idle.wait(&mut s);
                 continue;
             }
             self.resume_in_window(&mut s, pad);
@@ -147,19 +165,17 @@ impl DelayBuffer {
                 Some(Item::Event(event)) => {
                     let event = event.clone();
                     s.reader_mut(pad)?.cursor += 1;
-                    let mut send = self.event_out(&mut s, pad, event)?;
-                    send.left = self.passed(&mut s, pad, left);
+                    let send = self.event_out(&mut s, pad, event)?;
+                    self.passed(&mut s, pad, left);
                     return Some(send);
                 }
                 Some(Item::Buffer {
-                    buffer,
-                    running_time,
-                    ..
-                }) => (*running_time, is_keyframe(buffer)),
+                    running_time, key, ..
+                }) => (*running_time, *key),
             };
             if self.skips(&mut s, pad, cursor, key) {
                 s.reader_mut(pad)?.cursor += 1;
-                left = self.passed(&mut s, pad, left);
+                self.passed(&mut s, pad, left);
                 continue;
             }
             let due = match s.reader(pad)?.output {
@@ -183,7 +199,7 @@ impl DelayBuffer {
             reader.pushed += 1;
             reader.last_out = Some(running_time + reader.shift().nseconds());
             send.buffer = Some(buffer);
-            send.left = self.passed(&mut s, pad, left);
+            self.passed(&mut s, pad, left);
             return Some(send);
         }
     }
@@ -196,7 +212,7 @@ impl DelayBuffer {
         if s.reader(pad).is_none_or(|r| r.cursor >= start) {
             return;
         }
-        let resume = s.window.first_key_from(start, is_keyframe);
+        let resume = s.window.first_key_from(start);
         if let Some(reader) = s.reader_mut(pad) {
             reader.cursor = resume.unwrap_or(start);
             reader.need_key = resume.is_none();
@@ -224,20 +240,14 @@ impl DelayBuffer {
     /// After a reader moved on: room for a blocked upstream (`src` bounds
     /// it; not live, the input may wait for a tap), and what nobody needs
     /// any more leaves the window.
-    fn passed(
-        &self,
-        s: &mut Shared,
-        pad: &gst::Pad,
-        mut left: Vec<Item<gst::Buffer, gst::Event>>,
-    ) -> Vec<Item<gst::Buffer, gst::Event>> {
+    fn passed(&self, s: &mut Shared, pad: &gst::Pad, left: &mut Left) {
         let src = s.reader(pad).is_some_and(|r| r.output == Output::Src);
         if src || !s.is_live() {
             self.changed.notify_all();
         }
         if src {
-            left.extend(self.trim_window(s));
+            self.trim_window(s, left);
         }
-        left
     }
 
     /// The sticky events a reader must send before its next buffer: all of
@@ -400,7 +410,7 @@ impl DelayBuffer {
             reader.flow = Err(err);
             // Upstream may be blocked on full bounds, the input on this
             // tap: let them see the error.
-            self.changed.notify_all();
+            self.notify_all();
             let allowed =
                 err == gst::FlowError::NotLinked && (reader.output == Output::Tap || beside_taps);
             // The EOS ends the reader's stream: the held EOS's seqnum on
@@ -444,7 +454,7 @@ impl DelayBuffer {
         reader.flow = Ok(gst::FlowSuccess::Ok);
         let dropped = reader.dropped;
         self.move_reader(&mut s, pad);
-        self.changed.notify_all();
+        self.notify_all();
         let dropped = s.reader(pad).map_or(0, |r| r.dropped - dropped);
         drop(s);
         gst::info!(
@@ -484,7 +494,7 @@ impl DelayBuffer {
         if s.window.buffers_between(from, first) == 0 {
             return;
         }
-        let key = s.window.first_key_from(first, is_keyframe);
+        let key = s.window.first_key_from(first);
         let to = key.unwrap_or_else(|| s.window.end());
         s.src.dropped += s.window.buffers_between(from, to);
         s.src.skip_before = to;

@@ -24,26 +24,39 @@ fn held_from_pool(s: &Shared, pool: usize) -> Vec<gst::Buffer> {
     held.into_iter().map(|(b, _)| b.clone()).collect()
 }
 
-impl DelayBuffer {
-    /// The pool of `buffer` and how many of its buffers may be held, when it
-    /// cannot grow enough and `short-pool=copy`. Its config is read once,
-    /// outside the lock.
-    pub(super) fn short_pool_of(&self, buffer: &gst::BufferRef) -> Option<(usize, u32)> {
+/// What `short-pool=copy` knows of the pool an input buffer came from.
+pub(super) enum PoolLookup {
+    /// The pool and how many of its buffers may be held, when it cannot
+    /// grow enough and `short-pool=copy`; `None` otherwise.
+    Known(Option<(usize, u32)>),
+    /// A pool not seen yet, with a reference taken while the buffer held
+    /// one: its config is read outside the lock.
+    Unknown(usize, gst::BufferPool),
+}
+
+impl Shared {
+    /// What is known of the pool of `buffer`, looked up under the lock that
+    /// holds the buffer (one lock per input buffer, not two).
+    pub(super) fn short_pool(&self, buffer: &gst::BufferRef) -> PoolLookup {
         let key = pool_of(buffer);
-        if key == 0 {
-            return None;
+        if key == 0 || self.settings.short_pool != ShortPool::Copy || !self.copyable {
+            return PoolLookup::Known(None);
         }
-        {
-            let s = self.lock();
-            if s.settings.short_pool != ShortPool::Copy || !s.copyable {
-                return None;
-            }
-            if let Some((_, allowed)) = s.pools.iter().find(|(p, _)| p.as_ptr() as usize == key) {
-                return allowed.map(|n| (key, n));
-            }
+        if let Some((_, allowed)) = self.pools.iter().find(|(p, _)| p.as_ptr() as usize == key) {
+            return PoolLookup::Known(allowed.map(|n| (key, n)));
         }
-        // SAFETY: the buffer holds a reference to its pool (see pool_of).
+        // SAFETY: the buffer holds a reference to its pool (see pool_of);
+        // taking one more is a leaf call (an atomic increment).
         let pool = unsafe { gst::BufferPool::from_glib_none(key as *mut gst::ffi::GstBufferPool) };
+        PoolLookup::Unknown(key, pool)
+    }
+}
+
+impl DelayBuffer {
+    /// How many of the buffers of `pool`, not seen before, may be held,
+    /// when it cannot grow enough: its config is read once, outside the
+    /// lock, and remembered.
+    pub(super) fn look_up_pool(&self, key: usize, pool: gst::BufferPool) -> Option<(usize, u32)> {
         let max = pool.config().params().map_or(0, |(_, _, _, max)| max);
         let allowed = short_pool::references_allowed(max);
         gst::info!(

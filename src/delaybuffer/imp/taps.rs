@@ -5,7 +5,7 @@
 //! Like the rest of the element, nothing here calls into GStreamer with the
 //! lock held.
 
-use super::output::{Send, is_keyframe};
+use super::output::Send;
 use super::*;
 use crate::delaybuffer::reader::{Output, Reader, TapSnapshot};
 use crate::delaybuffer::tap_pad::{DEFAULT_TAP_ACTIVE, DEFAULT_TAP_DELAY, TapPad};
@@ -138,8 +138,9 @@ impl DelayBuffer {
     ) -> (Option<Reader>, Vec<Item<gst::Buffer, gst::Event>>) {
         let mut s = self.lock();
         let tap = tap_index(&s, pad).map(|i| s.taps.remove(i));
-        let left = self.trim_window(&mut s);
-        self.changed.notify_all();
+        let mut left = Vec::new();
+        self.trim_window(&mut s, &mut left);
+        self.notify_all();
         (tap, left)
     }
 
@@ -184,7 +185,7 @@ impl DelayBuffer {
             if old != delay && s.taps[i].active && s.taps[i].out_segment.is_some() {
                 self.move_tap(&mut s, pad);
             }
-            self.changed.notify_all();
+            self.notify_all();
             old
         };
         gst::info!(CAT, obj = pad, "tap delay changed from {old} to {delay}");
@@ -196,7 +197,7 @@ impl DelayBuffer {
         let mut s = self.lock();
         let Some(i) = tap_index(&s, pad) else { return };
         s.taps[i].leaky = leaky;
-        self.changed.notify_all();
+        self.notify_all();
         drop(s);
         gst::info!(CAT, obj = pad, "tap leaky: {leaky:?}");
     }
@@ -210,7 +211,7 @@ impl DelayBuffer {
             self.move_tap(&mut s, pad);
         }
         s.taps[i].cancel_clock_wait();
-        self.changed.notify_all();
+        self.notify_all();
         drop(s);
         gst::info!(CAT, obj = pad, "tap active: {active}");
     }
@@ -221,7 +222,7 @@ impl DelayBuffer {
         let Some(now) = now(s) else { return };
         let target = now.saturating_sub(s.taps[i].delay.nseconds());
         let cursor = s.taps[i].cursor;
-        let mut landing = s.window.landing(target, is_keyframe);
+        let mut landing = s.window.landing(target);
         let forward = s
             .window
             .running_time_from(cursor)
@@ -229,7 +230,7 @@ impl DelayBuffer {
         if forward && landing < cursor {
             // The keyframe before the target is behind what the tap already
             // sent: landing there would send frames again. The next one on.
-            match s.window.first_key_from(cursor, is_keyframe) {
+            match s.window.first_key_from(cursor) {
                 Some(key) => landing = key,
                 None => return,
             }
@@ -253,24 +254,32 @@ impl DelayBuffer {
         event: gst::Event,
     ) -> Vec<Item<gst::Buffer, gst::Event>> {
         s.window.push_event(event);
-        self.changed.notify_all();
-        self.trim_window(s)
+        self.notify_all();
+        let mut left = Vec::new();
+        self.trim_window(s, &mut left);
+        left
     }
 
     /// Drops from the window what no reader needs any more, counting what
     /// a reader too far behind loses. `src` keeps what it has not read
     /// (its bounds hold upstream back); taps keep what they have not read
     /// within the slack, and the window's length for a tap moved back.
-    pub(super) fn trim_window(&self, s: &mut Shared) -> Vec<Item<gst::Buffer, gst::Event>> {
+    /// What left is appended to `left`, for the caller to drop unlocked.
+    pub(super) fn trim_window(
+        &self,
+        s: &mut Shared,
+        left: &mut Vec<Item<gst::Buffer, gst::Event>>,
+    ) {
         let held = s.src_holds().then_some(s.src.cursor);
+        let from = left.len();
         if s.taps.is_empty() {
-            let removed = s.window.remove_before(held.unwrap_or(s.src.cursor));
-            for item in &removed {
+            s.window.remove_before(held.unwrap_or(s.src.cursor), left);
+            for item in &left[from..] {
                 if let Item::Event(event) = item {
                     keep_sticky(&mut s.window_sticky, event);
                 }
             }
-            return removed;
+            return;
         }
         let length = self.window_length(s);
         let pinned = s
@@ -283,8 +292,8 @@ impl DelayBuffer {
         // says nothing about a reader being slow, and nothing is dropped.
         let slack = if s.is_live() { WINDOW_SLACK } else { u64::MAX };
         let start = s.window.start();
-        let removed = s.window.trim(length, slack, pinned, held, is_keyframe);
-        for (offset, item) in removed.iter().enumerate() {
+        s.window.trim(length, slack, pinned, held, left);
+        for (offset, item) in left[from..].iter().enumerate() {
             let seq = start + offset as Seq;
             match item {
                 Item::Event(event) => keep_sticky(&mut s.window_sticky, event),
@@ -298,7 +307,6 @@ impl DelayBuffer {
                 }
             }
         }
-        removed
     }
 
     /// Not live: blocks the input while a tap that reads is more than
@@ -329,7 +337,7 @@ impl DelayBuffer {
             }
             gst::log!(CAT, imp = self, "a tap is behind: input waits");
             self.changed.wait(s);
-            left.extend(self.trim_window(s));
+            self.trim_window(s, left);
         }
     }
 
@@ -399,7 +407,7 @@ impl DelayBuffer {
                     }
                     _ => false,
                 };
-                self.changed.notify_all();
+                self.notify_all();
                 resume
             };
             if start {
@@ -432,7 +440,7 @@ impl DelayBuffer {
                 tap.cancel_clock_wait();
                 tap.restart(end);
             }
-            self.changed.notify_all();
+            self.notify_all();
         }
         if active {
             self.start_output_task(pad)
