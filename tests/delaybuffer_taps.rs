@@ -6,6 +6,7 @@
 mod common;
 
 use gst::prelude::*;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -558,6 +559,62 @@ fn a_tap_requested_while_playing_starts_with_the_streams_sticky_events() {
     assert!(stat(&tap, "pushed") > 0);
 }
 
+/// A tap requested while playing whose downstream takes only other caps
+/// (RGB, which the source can produce) has upstream renegotiate: the caps
+/// change reaches the new tap as the next thing in the window, and it still
+/// goes out after the stream-start, never before it.
+#[test]
+fn a_caps_change_reaching_a_new_tap_follows_its_stream_start() {
+    let pipeline = launch(
+        "videotestsrc is-live=true num-buffers=90 ! video/x-raw,width=64,height=48,framerate=30/1 \
+         ! delaybuffer name=d delay=0 ! fakesink sync=true",
+    );
+    let delaybuffer = pipeline.by_name("d").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let pushed = || {
+        delaybuffer
+            .property::<gst::Structure>("stats")
+            .get::<u64>("pushed")
+            .unwrap()
+    };
+    assert!(common::poll_until(HANG, || pushed() >= 15), "no stream");
+    let rgb = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::from_str("video/x-raw,format=RGB").unwrap(),
+        )
+        .build()
+        .unwrap();
+    let sink = common::fakesink(false, false);
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                s.lock().unwrap().push(e.type_().name().to_string());
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.add_many([&rgb, &sink]).unwrap();
+    rgb.link(&sink).unwrap();
+    let tap = delaybuffer.request_pad_simple("tap_%u").unwrap();
+    tap.link(&rgb.static_pad("sink").unwrap()).unwrap();
+    sink.sync_state_with_parent().unwrap();
+    rgb.sync_state_with_parent().unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |_| false);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(log.eos && log.errors.is_empty(), "{log:#?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("stream-start"),
+        "{seen:?}"
+    );
+    assert!(stat(&tap, "pushed") > 0, "{seen:?}");
+}
+
 /// On H.264 (a keyframe a second) a move lands on the keyframe before its
 /// target, up to a GOP early: the tap's running time still goes on from
 /// now, never back (a synced sink would drop the early frames as late).
@@ -638,4 +695,42 @@ fn a_tap_whose_downstream_fails_is_an_error_on_the_bus() {
         log.errors[0].contains("tap_0") && log.errors[0].contains("NotNegotiated"),
         "{log:#?}"
     );
+}
+
+/// A tap 500 ms behind, linked while playing to a downstream that refuses
+/// the stream's caps (videotestsrc's first format into a capsfilter of RGB,
+/// which the source could produce): what it sends was held in the first
+/// format, which no renegotiation
+/// upstream changes, as it would for a tee's branch. Its ERROR says so,
+/// naming the tap and the caps.
+#[test]
+fn a_tap_whose_downstream_refuses_the_caps_says_which_caps_and_what_to_do() {
+    let pipeline = launch(
+        "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=30/1 \
+         ! delaybuffer name=d delay=500000000 ! fakesink",
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(HANG.as_secs()));
+    result.unwrap();
+    let sink =
+        gst::parse::bin_from_description("capsfilter caps=video/x-raw,format=RGB ! fakesink", true)
+            .unwrap();
+    let tap = pipeline
+        .by_name("d")
+        .unwrap()
+        .request_pad_simple("tap_%u")
+        .unwrap();
+    pipeline.add(&sink).unwrap();
+    sink.sync_state_with_parent().unwrap();
+    tap.link(&sink.static_pad("sink").unwrap()).unwrap();
+    let log = common::collect_bus(&pipeline, HANG, |log| !log.errors.is_empty());
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(log.errors.len(), 1, "{log:#?}");
+    let error = &log.errors[0];
+    assert!(
+        error.contains("tap_0")
+            && error.contains("does not accept the stream's caps (video/x-raw, format="),
+        "{log:#?}"
+    );
+    assert!(error.contains("videoconvert"), "{log:#?}");
 }

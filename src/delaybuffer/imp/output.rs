@@ -165,7 +165,7 @@ impl DelayBuffer {
                 Some(Item::Event(event)) => {
                     let event = event.clone();
                     s.reader_mut(pad)?.cursor += 1;
-                    let send = self.event_out(&mut s, pad, event)?;
+                    let send = self.event_after_header(&mut s, pad, event)?;
                     self.passed(&mut s, pad, left);
                     return Some(send);
                 }
@@ -283,6 +283,26 @@ impl DelayBuffer {
             if let Some(segment) = &reader.out_segment {
                 send.events.push(shifted_segment(segment, delay.nseconds()));
             }
+        }
+        Some(send)
+    }
+
+    /// An event of the window (the cursor already past it). A reader that
+    /// still owes the sticky events in force (a tap just requested or
+    /// moved) sends them first, this one among them if it is sticky: a caps
+    /// change reaching a new tap never goes out before its stream-start.
+    fn event_after_header(
+        &self,
+        s: &mut Shared,
+        pad: &gst::Pad,
+        event: gst::Event,
+    ) -> Option<Send> {
+        if !s.reader(pad)?.resend_sticky {
+            return self.event_out(s, pad, event);
+        }
+        let mut send = self.header(s, pad)?;
+        if !event.is_sticky() || event.type_() == gst::EventType::Eos {
+            send.events.extend(self.event_out(s, pad, event)?.events);
         }
         Some(send)
     }
@@ -433,12 +453,28 @@ impl DelayBuffer {
     }
 
     pub(super) fn post_flow_error(&self, pad: &gst::Pad, err: gst::FlowError) {
+        let hint = self.not_negotiated_hint(pad, err).unwrap_or_default();
         gst::element_imp_error!(
             self,
             gst::StreamError::Failed,
             ("Internal data stream error."),
-            ["streaming stopped on {}, reason {err:?}", pad.name()]
+            ["streaming stopped on {}, reason {err:?}{hint}", pad.name()]
         );
+    }
+
+    /// Why a tap's downstream may refuse what it is sent, and what to do:
+    /// unlike a tee's branch, a tap sends what was held in the caps it came
+    /// with, which no renegotiation upstream changes.
+    fn not_negotiated_hint(&self, pad: &gst::Pad, err: gst::FlowError) -> Option<String> {
+        if err != gst::FlowError::NotNegotiated || pad == &self.srcpad {
+            return None;
+        }
+        let caps = self.sinkpad.current_caps()?;
+        Some(format!(
+            ": its downstream does not accept the stream's caps ({caps}); a tap sends the \
+             held buffers in the caps they came with: put a converter (videoconvert) after \
+             the tap"
+        ))
     }
 
     /// A RECONFIGURE (a new peer was linked): after NOT_LINKED, the reader
