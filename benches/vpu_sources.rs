@@ -98,6 +98,8 @@ fn fake_machine(dir: &Path) -> PathBuf {
 
 /// In a child: DECISIONS decisions of `source` for `factory`, in us.
 fn decide_in_child(source: &str, factory: &str, dir: &Path) -> Vec<f64> {
+    // Sources look the hardware child's factory up to find its device.
+    gst::init().unwrap();
     let budget_source = match source {
         "mpp" => BudgetSource::Mpp,
         "drm" => BudgetSource::Drm,
