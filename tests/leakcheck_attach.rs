@@ -9,7 +9,6 @@ mod common;
 
 use gst::prelude::*;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a wait may last before the test counts it as hung.
@@ -23,22 +22,13 @@ const ATTACHER: &str = "attacher";
 /// it reads the elements already there). Returns (held, release): `held`
 /// receives once the thread stops there; a send on `release` lets it go on.
 fn hold_attacher_while_catching_up(pipeline: &str) -> (Receiver<()>, Sender<()>) {
-    gst::log::set_threshold_for_name("leakcheck", gst::DebugLevel::Debug);
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let held_tx = Mutex::new(held_tx);
-    let release_rx = Arc::new(Mutex::new(release_rx));
     let line = format!("catching up on {pipeline}");
-    gst::log::add_log_function(move |category, _, _, _, _, _, message| {
-        let ours = category.name() == "leakcheck"
-            && std::thread::current().name() == Some(ATTACHER)
-            && message.get().is_some_and(|m| m.starts_with(&line));
-        if ours {
-            let _ = held_tx.lock().unwrap().send(());
-            let _ = release_rx.lock().unwrap().recv_timeout(HANG);
-        }
-    });
-    (held_rx, release_tx)
+    common::log_hold::hold_thread_at_line(
+        "leakcheck",
+        ATTACHER,
+        move |m| m.starts_with(&line),
+        HANG,
+    )
 }
 
 /// The transitions the report-file lists for the element `name`, as

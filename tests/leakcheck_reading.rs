@@ -9,7 +9,6 @@ mod common;
 
 use gst::prelude::*;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a wait may last before the test counts it as hung.
@@ -23,24 +22,13 @@ const WORKER: &str = "leakcheck-judge";
 /// Returns (held, release): `held` receives once the worker stops there; a
 /// send on `release` lets it go on.
 fn hold_worker_while_judging(pipeline: &str) -> (Receiver<()>, Sender<()>) {
-    gst::log::set_threshold_for_name("leakcheck", gst::DebugLevel::Debug);
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let held_tx = Mutex::new(held_tx);
-    let release_rx = Arc::new(Mutex::new(release_rx));
     let line = format!("of {pipeline}");
-    gst::log::add_log_function(move |category, _, _, _, _, _, message| {
-        let ours = category.name() == "leakcheck"
-            && std::thread::current().name() == Some(WORKER)
-            && message
-                .get()
-                .is_some_and(|m| m.starts_with("judging") && m.ends_with(&line));
-        if ours {
-            let _ = held_tx.lock().unwrap().send(());
-            let _ = release_rx.lock().unwrap().recv_timeout(HANG);
-        }
-    });
-    (held_rx, release_tx)
+    common::log_hold::hold_thread_at_line(
+        "leakcheck",
+        WORKER,
+        move |m| m.starts_with("judging") && m.ends_with(&line),
+        HANG,
+    )
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod fake_mpp_core;
 pub mod fake_mpp_dec;
 pub mod fake_nvml;
 pub mod fixed_pool_src;
+pub mod log_hold;
 pub mod seqnums;
 pub mod stream_order;
 pub mod vpu;
