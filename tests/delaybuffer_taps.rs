@@ -58,8 +58,10 @@ fn run_to_eos(pipeline: &gst::Pipeline) -> common::BusLog {
     log
 }
 
-fn stat(pad: &gst::Pad, field: &str) -> u64 {
-    pad.property::<gst::Structure>("stats")
+/// A field of the `stats` of a tap or of delaybuffer itself.
+fn stat(object: &impl IsA<glib::Object>, field: &str) -> u64 {
+    object
+        .property::<gst::Structure>("stats")
         .get::<u64>(field)
         .unwrap()
 }
@@ -520,13 +522,10 @@ fn a_leaky_tap_blocked_downstream_holds_back_nothing() {
 fn a_tap_requested_while_playing_starts_with_the_streams_sticky_events() {
     let (pipeline, delaybuffer) = raw_delay_line(90, " ! fakesink sync=true");
     pipeline.set_state(gst::State::Playing).unwrap();
-    let pushed = || {
-        delaybuffer
-            .property::<gst::Structure>("stats")
-            .get::<u64>("pushed")
-            .unwrap()
-    };
-    assert!(common::poll_until(HANG, || pushed() >= 15), "no stream");
+    assert!(
+        common::poll_until(HANG, || stat(&delaybuffer, "pushed") >= 15),
+        "no stream"
+    );
     let sink = common::fakesink(false, false);
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let s = seen.clone();
@@ -571,13 +570,10 @@ fn a_caps_change_reaching_a_new_tap_follows_its_stream_start() {
     );
     let delaybuffer = pipeline.by_name("d").unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let pushed = || {
-        delaybuffer
-            .property::<gst::Structure>("stats")
-            .get::<u64>("pushed")
-            .unwrap()
-    };
-    assert!(common::poll_until(HANG, || pushed() >= 15), "no stream");
+    assert!(
+        common::poll_until(HANG, || stat(&delaybuffer, "pushed") >= 15),
+        "no stream"
+    );
     let rgb = gst::ElementFactory::make("capsfilter")
         .property(
             "caps",
