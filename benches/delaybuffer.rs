@@ -15,12 +15,18 @@
 //!     request pads: RSS growth of each.
 //!
 //! Each variant runs in a child process (this binary again) so that CPU time
-//! and peak RSS are its own. The CPU rows are measured as the metrics row is,
-//! the median of alternating pairs' ratios, per CPU second; the two runs of
-//! a pair share a child process, so that they are milliseconds apart: on a
-//! shared machine the speed drifts between processes more than within one.
-//! What a variant adds is its CPU less the median of the child's runs of the
-//! source alone. Beside each CPU row: the context switches per 1000 buffers
+//! and peak RSS are its own. The CPU rows run alternating pairs of the two
+//! variants, each pair beside a run of the source alone, in many child
+//! processes pinned to one and the same CPU. Their bound row compares the
+//! variants in the machine's quiet runs: what each adds at the tenth of its
+//! runs that took least, less the source alone's tenth. On this shared
+//! machine, episodes of load on the host make `queue`'s runs dearer (its
+//! consumer is woken with a system call for nearly every buffer) and
+//! delaybuffer's hardly: the median of the pairs' ratios then moves with the
+//! share of such episodes in a run (0.71 to 0.86 over twelve runs of one
+//! build), the quiet runs' ratio far less, and it is the figure least
+//! favourable to delaybuffer. The median of the pairs' ratios is printed
+//! beside it. Beside each CPU row: the context switches per 1000 buffers
 //! (the hand-offs between threads, which cost most and vary most with the
 //! machine's load), and, where valgrind is installed, the instructions per
 //! buffer each variant adds, counted by callgrind, which do not depend on the
@@ -41,12 +47,17 @@ const WARMUP_BUFFERS: u64 = 10_000;
 const SMALL_DELAY_NS: u64 = 1_000_000_000;
 /// delaybuffer's headroom when it paces non-live input (docs/delaybuffer.md).
 const HEADROOM_NS: u64 = 1_000_000_000;
-/// Pairs of runs in each CPU child, and children for each CPU ratio: within
-/// one process the source's own CPU varies by about 1% from run to run, the
-/// threads' hand-offs through a queue or a delaybuffer by 10-20%, so the
-/// median needs many pairs.
-const CPU_PAIRS: usize = 20;
-const CPU_CHILDREN: usize = 3;
+/// Pairs of runs in each CPU child, and children for each CPU ratio: the
+/// threads' hand-offs through a queue or a delaybuffer vary by 10-20% from
+/// run to run, and more from one process to the next than within one, so
+/// many short children measure better than a few long ones. (a) has 18, so
+/// that two runs agree; (c), whose runs take four times as long, 8.
+const CPU_PAIRS: usize = 10;
+const CPU_CHILDREN: usize = 18;
+const CPU_CHILDREN_TAPS: usize = 8;
+/// The CPU rows compare the variants in the machine's quiet runs: the tenth
+/// of each variant's runs (and of the source's alone) that took least.
+const QUIET_QUANTILE: f64 = 0.1;
 const BIG_FRAMES: u64 = 900;
 const BIG_DELAY_NS: u64 = 7_000_000_000;
 const FRAME_BYTES: u64 = 1920 * 1080 * 4;
@@ -263,12 +274,9 @@ fn context_switches() -> f64 {
 
 /// One CPU child comparing variants `a` and `b` (`a,b`): each once to warm
 /// up, then CPU_PAIRS pairs of runs over SMALL_BUFFERS, which of the two goes
-/// first alternating, each pair beside a run of the source alone. What a
-/// variant adds is its CPU less the median of the source's runs alone in
-/// this child (one run alone varies by a few percent, which a single run
-/// subtracted would put into every pair). Prints the medians of the CPU
-/// seconds per buffer each added and of the context switches per 1000
-/// buffers each made, then each pair's ratio a/b.
+/// first alternating, each pair beside a run of the source alone. Prints the
+/// medians of the context switches per 1000 buffers each variant made, then
+/// the CPU seconds of each pair's three runs: the source alone, `a`, `b`.
 fn cpu_child(variants: &str) -> Vec<f64> {
     let (a, b) = variants.split_once(',').unwrap();
     run_to_eos(&cpu_pipeline(a, WARMUP_BUFFERS));
@@ -276,35 +284,27 @@ fn cpu_child(variants: &str) -> Vec<f64> {
     let run = |v: &str| {
         let switches = context_switches();
         let cpu = cpu_to_eos(&cpu_pipeline(v, SMALL_BUFFERS));
-        (cpu, context_switches() - switches)
-    };
-    let (mut none, mut runs_a, mut runs_b) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..CPU_PAIRS {
-        none.push(run("none").0);
-        if i % 2 == 0 {
-            runs_a.push(run(a));
-            runs_b.push(run(b));
-        } else {
-            runs_b.push(run(b));
-            runs_a.push(run(a));
-        }
-    }
-    let none = median(none);
-    let added = |r: &(f64, f64)| (r.0 - none) / SMALL_BUFFERS as f64;
-    let switches = |runs: &[(f64, f64)]| {
-        median(
-            runs.iter()
-                .map(|r| r.1 * 1000.0 / SMALL_BUFFERS as f64)
-                .collect(),
+        (
+            cpu,
+            (context_switches() - switches) * 1000.0 / SMALL_BUFFERS as f64,
         )
     };
-    let mut values = vec![
-        median(runs_a.iter().map(added).collect()),
-        median(runs_b.iter().map(added).collect()),
-        switches(&runs_a),
-        switches(&runs_b),
-    ];
-    values.extend(runs_a.iter().zip(&runs_b).map(|(x, y)| added(x) / added(y)));
+    let (mut switches_a, mut switches_b, mut triples) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..CPU_PAIRS {
+        let none = run("none").0;
+        let ((cpu_a, sw_a), (cpu_b, sw_b)) = if i % 2 == 0 {
+            let first = run(a);
+            (first, run(b))
+        } else {
+            let first = run(b);
+            (run(a), first)
+        };
+        switches_a.push(sw_a);
+        switches_b.push(sw_b);
+        triples.extend([none, cpu_a, cpu_b]);
+    }
+    let mut values = vec![median(switches_a), median(switches_b)];
+    values.extend(triples);
     values
 }
 
@@ -481,22 +481,31 @@ fn cycle_once(
 }
 
 /// Keeps this process (the calling thread, and every thread it starts from
-/// now on) on the CPU it runs on. Spread over two cores, the source's thread
-/// and the element's hand each buffer over through cache lines (the lock,
-/// the held items, the buffer's refcount) that move between the cores or
-/// not, as the scheduler places the threads, which on a shared machine
-/// depends on what else runs: the same instructions then cost 0.6 or 0.8 us
-/// from one run to the next. On one core they never move; both variants of
-/// a pair are measured the same way.
+/// now on) on one CPU, the same for every child of every run: the last one
+/// this process may use. Spread over two cores, the source's thread and the
+/// element's hand each buffer over through cache lines (the lock, the held
+/// items, the buffer's refcount) that move between the cores or not, as the
+/// scheduler places the threads: the same instructions then cost 0.6 or 0.8
+/// us from one run to the next. And the CPUs differ: the first takes most of
+/// the device interrupts, which made queue's wake-ups dearer there (the
+/// ratio read 0.78 on CPU 0 against 0.82 on CPU 1, fifteen children each,
+/// alternating), so a run whose children happened to start on CPU 0 read
+/// apart from one whose children started on CPU 1.
 fn pin_to_one_cpu() {
-    // SAFETY: sched_getcpu has no arguments; the set is zeroed, then one CPU
-    // set in it, and sched_setaffinity only reads it.
+    // SAFETY: the sets are zeroed before use; sched_getaffinity fills the
+    // first, sched_setaffinity only reads the second.
     unsafe {
-        let cpu = libc::sched_getcpu().max(0) as usize;
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .rev()
+            .find(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+            .expect("this process may run on no CPU");
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            libc::sched_setaffinity(0, size, &set),
             0,
             "cannot pin the CPU child to CPU {cpu}"
         );
@@ -610,20 +619,23 @@ fn section(name: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// CPU added per buffer by `a` and by `b` (us, medians over the children)
-/// and the median of all the pairs' ratios a/b, per CPU second; the
-/// ratios' quartiles are printed too, so that their spread shows.
-fn cpu_pairs(a: &str, b: &str) -> (f64, f64, f64) {
-    let children: Vec<Vec<f64>> = (0..CPU_CHILDREN)
+/// CPU added per buffer by `a` and by `b` in the machine's quiet runs (us)
+/// and their ratio, the bound row; beside it, the median of all the pairs'
+/// ratios a/b and their quartiles, so that the spread shows.
+fn cpu_pairs(a: &str, b: &str, children: usize) -> (f64, f64, f64) {
+    let children: Vec<Vec<f64>> = (0..children)
         .map(|_| measure(&format!("cpu:{a},{b}")))
         .collect();
-    let ratios: Vec<f64> = children.iter().flat_map(|c| c[4..].to_vec()).collect();
-    let mut sorted = ratios.clone();
-    sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
-    let at = |q: usize| sorted[(sorted.len() - 1) * q / 4];
+    let triples: Vec<[f64; 3]> = children
+        .iter()
+        .flat_map(|c| c[2..].chunks_exact(3).map(|t| [t[0], t[1], t[2]]))
+        .collect();
+    let mut ratios = pair_ratios(&children);
+    ratios.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
     println!(
         "  the {} pairs' ratios {a}/{b}: min {:.2}, quartiles {:.2} {:.2} {:.2}, max {:.2}",
-        sorted.len(),
+        ratios.len(),
         at(0),
         at(1),
         at(2),
@@ -634,14 +646,36 @@ fn cpu_pairs(a: &str, b: &str) -> (f64, f64, f64) {
     // the cost and of its spread, and they depend on the machine's load.
     println!(
         "  context switches per 1000 buffers (median of the children's medians): {a} {:.0}, {b} {:.0}",
-        median(children.iter().map(|c| c[2]).collect()),
-        median(children.iter().map(|c| c[3]).collect())
+        median(children.iter().map(|c| c[0]).collect()),
+        median(children.iter().map(|c| c[1]).collect())
     );
-    (
-        median(children.iter().map(|c| c[0] * 1e6).collect()),
-        median(children.iter().map(|c| c[1] * 1e6).collect()),
-        median(ratios),
-    )
+    let column = |i: usize| triples.iter().map(|t| t[i]).collect::<Vec<_>>();
+    let none = quantile(column(0), QUIET_QUANTILE);
+    let added =
+        |i: usize| (quantile(column(i), QUIET_QUANTILE) - none) / SMALL_BUFFERS as f64 * 1e6;
+    let (added_a, added_b) = (added(1), added(2));
+    (added_a, added_b, added_a / added_b)
+}
+
+/// Each pair's ratio of what `a` and `b` added over the median of the
+/// source's runs alone in the same child.
+fn pair_ratios(children: &[Vec<f64>]) -> Vec<f64> {
+    children
+        .iter()
+        .flat_map(|c| {
+            let triples: Vec<&[f64]> = c[2..].chunks_exact(3).collect();
+            let none = median(triples.iter().map(|t| t[0]).collect());
+            triples
+                .into_iter()
+                .map(move |t| (t[1] - none) / (t[2] - none))
+        })
+        .collect()
+}
+
+/// The value below which a fraction `q` of `values` lies (the nearest rank).
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    values[((values.len() - 1) as f64 * q).round() as usize]
 }
 
 /// (a): delaybuffer's CPU per buffer against queue min-threshold-time.
@@ -650,9 +684,9 @@ fn cpu_against_queue() {
         "delaybuffer (a): CPU added per buffer, {SMALL_BUFFERS} 8x8 GRAY8 buffers, 1 s delay \
          (queue held up to 2 s, as delaybuffer paces), {CPU_CHILDREN} processes of {CPU_PAIRS} alternating pairs of runs:"
     );
-    let (delay, queue, ratio) = cpu_pairs("delaybuffer", "queue");
-    println!("  queue min-threshold-time : {queue:7.3} us/buffer (median)");
-    println!("  delaybuffer              : {delay:7.3} us/buffer (median)");
+    let (delay, queue, ratio) = cpu_pairs("delaybuffer", "queue", CPU_CHILDREN);
+    println!("  queue min-threshold-time : {queue:7.3} us/buffer (quiet runs)");
+    println!("  delaybuffer              : {delay:7.3} us/buffer (quiet runs)");
     instruction_lines("delaybuffer", "queue");
     bound_row(
         "delaybuffer",
@@ -730,11 +764,11 @@ fn mib(bytes: u64) -> f64 {
 fn taps_and_short_pools(big_none: Cost) {
     println!(
         "delaybuffer (c): 3 outputs delayed 0.25, 0.5 and 1 s, {SMALL_BUFFERS} 8x8 buffers, \
-         {CPU_CHILDREN} processes of {CPU_PAIRS} alternating pairs of runs:"
+         {CPU_CHILDREN_TAPS} processes of {CPU_PAIRS} alternating pairs of runs:"
     );
-    let (taps, tee, ratio) = cpu_pairs("taps", "tee");
-    println!("  tee + 3 delaybuffers     : {tee:7.2} us/buffer (median)");
-    println!("  3 taps of one window     : {taps:7.2} us/buffer (median)");
+    let (taps, tee, ratio) = cpu_pairs("taps", "tee", CPU_CHILDREN_TAPS);
+    println!("  tee + 3 delaybuffers     : {tee:7.2} us/buffer (quiet runs)");
+    println!("  3 taps of one window     : {taps:7.2} us/buffer (quiet runs)");
     instruction_lines("taps", "tee");
     bound_row(
         "delaybuffer",

@@ -40,7 +40,7 @@ pub fn measure(variant: &str) -> Vec<f64> {
         .map(|v| v.parse().unwrap())
         .collect();
     if verbose() {
-        eprintln!("  {variant}: {values:.1?}");
+        eprintln!("  {variant}: {values:?}");
     }
     values
 }
