@@ -27,6 +27,28 @@ fn play(p: &gst::Pipeline) {
     assert_eq!(state, gst::State::Playing);
 }
 
+/// An element kept in its state while its pipeline goes to NULL, as a
+/// leaking application leaves it; unlocked and set to NULL when the guard
+/// drops, before the pipeline does (declared after it), even when an
+/// assertion fails: disposed in PLAYING, the element would raise a CRITICAL
+/// that G_DEBUG=fatal_warnings turns into a SIGTRAP, and the harness would
+/// never print which assertion failed.
+struct Stuck(gst::Element);
+
+impl Stuck {
+    fn lock(element: &gst::Element) -> Stuck {
+        element.set_locked_state(true);
+        Stuck(element.clone())
+    }
+}
+
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        self.0.set_locked_state(false);
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
 fn report(check: &gst::Element) -> gst::Structure {
     check.emit_by_name::<gst::Structure>("get-report", &[])
 }
@@ -115,7 +137,7 @@ fn locked_element_left_playing_is_reported_with_its_path_and_state() {
     sub.add(&stuck).unwrap();
     p.add(&sub).unwrap();
     play(&p);
-    stuck.set_locked_state(true);
+    let _stuck = Stuck::lock(&stuck);
     p.set_state(gst::State::Null).unwrap();
     let r = report(&check);
     let not_null = finding(&r, "not-null");
@@ -127,8 +149,6 @@ fn locked_element_left_playing_is_reported_with_its_path_and_state() {
     );
     assert_eq!(f.get::<&str>("state").unwrap(), "playing");
     assert_eq!(f.get::<&str>("klass").unwrap(), "Generic");
-    stuck.set_locked_state(false);
-    stuck.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
@@ -167,7 +187,7 @@ fn device_handle_left_open_is_reported_with_its_path() {
     let dev = p.by_name("dev").unwrap();
     play(&p);
     // Removed without going to NULL: its fd stays open.
-    dev.set_locked_state(true);
+    let _dev = Stuck::lock(&dev);
     p.remove(&dev).unwrap();
     p.set_state(gst::State::Null).unwrap();
     let r = report(&check);
@@ -176,7 +196,6 @@ fn device_handle_left_open_is_reported_with_its_path() {
     assert_eq!(handles[0].get::<&str>("target").unwrap(), "/dev/zero");
     assert_eq!(finding(&r, "removed-above-null").len(), 1);
     assert_eq!(finding(&r, "still-alive").len(), 1);
-    dev.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
@@ -218,7 +237,7 @@ fn report_file_matches_get_report() {
     let check = p.by_name("check").unwrap();
     let stuck = p.by_name("stuck").unwrap();
     play(&p);
-    stuck.set_locked_state(true);
+    let _stuck = Stuck::lock(&stuck);
     p.set_state(gst::State::Null).unwrap();
     // Reading the report judges the cycle now that it is due (grace=0), and
     // each judgement writes the file.
@@ -248,8 +267,6 @@ fn report_file_matches_get_report() {
     let stuck_entry = elements.iter().find(|e| e["name"] == "stuck").unwrap();
     assert_eq!(stuck_entry["state"], "playing");
     assert!(stuck_entry["transitions"].as_array().unwrap().len() >= 3);
-    stuck.set_locked_state(false);
-    stuck.set_state(gst::State::Null).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -368,22 +385,16 @@ fn playbin_pipeline_has_no_findings() {
 fn stopped_with_a_stuck_element(
     grace: u64,
     before_null: impl FnOnce(&gst::Element),
-) -> (gst::Pipeline, gst::Element, gst::Element) {
+) -> (gst::Pipeline, gst::Element, Stuck) {
     let p = pipeline(&format!(
         "videotestsrc is-live=true ! fakesink identity name=stuck leakcheck name=check grace={grace}"
     ));
     let check = p.by_name("check").unwrap();
-    let stuck = p.by_name("stuck").unwrap();
     play(&p);
-    stuck.set_locked_state(true);
+    let stuck = Stuck::lock(&p.by_name("stuck").unwrap());
     before_null(&check);
     p.set_state(gst::State::Null).unwrap();
     (p, check, stuck)
-}
-
-fn unstick(stuck: &gst::Element) {
-    stuck.set_locked_state(false);
-    stuck.set_state(gst::State::Null).unwrap();
 }
 
 /// No wall clock decides this: an hour's grace cannot pass during the test,
@@ -391,25 +402,23 @@ fn unstick(stuck: &gst::Element) {
 /// judgement before the grace is over.
 #[test]
 fn judgement_waits_for_the_grace() {
-    let (_p, check, stuck) = stopped_with_a_stuck_element(3_600_000_000_000, |_| ());
+    let (_p, check, _stuck) = stopped_with_a_stuck_element(3_600_000_000_000, |_| ());
     assert_eq!(report(&check).get::<u32>("cycles").unwrap(), 0);
     assert_eq!(check.property::<u32>("leaks"), 0);
     assert_eq!(report(&check).get::<u32>("cycles").unwrap(), 0);
-    unstick(&stuck);
 }
 
 /// Nobody asks: the worker alone judges once the grace is over, and says so.
 #[test]
 fn judgement_comes_by_itself_after_the_grace() {
     let (judged, seen) = std::sync::mpsc::channel();
-    let (_p, check, stuck) = stopped_with_a_stuck_element(100_000_000, |check| {
+    let (_p, check, _stuck) = stopped_with_a_stuck_element(100_000_000, |check| {
         check.connect_notify(Some("leaks"), move |_, _| {
             let _ = judged.send(());
         });
     });
     seen.recv_timeout(HANG).expect("never judged");
     assert_eq!(finding(&report(&check), "not-null").len(), 1);
-    unstick(&stuck);
 }
 
 /// Paths are read once, and again only when the pipeline is renamed
@@ -426,10 +435,11 @@ fn a_renamed_pipeline_is_reported_under_its_new_name() {
             format!("/GstPipeline:{}/GstIdentity:stuck", p.name())
         )]
     );
-    unstick(&stuck);
+    let element = stuck.0.clone();
+    drop(stuck);
     p.set_property("name", "renamed");
     play(&p);
-    stuck.set_locked_state(true);
+    let _stuck = Stuck::lock(&element);
     p.set_state(gst::State::Null).unwrap();
     let after = report(&check);
     assert_eq!(after.get::<&str>("pipeline").unwrap(), "renamed");
@@ -440,7 +450,6 @@ fn a_renamed_pipeline_is_reported_under_its_new_name() {
             "/GstPipeline:renamed/GstIdentity:stuck".into()
         )]
     );
-    unstick(&stuck);
 }
 
 #[test]
@@ -649,7 +658,7 @@ fn deeply_nested_bins_are_reported_in_tree_order_with_full_paths() {
         .unwrap();
     parent.add(&stuck).unwrap();
     play(&p);
-    stuck.set_locked_state(true);
+    let _stuck = Stuck::lock(&stuck);
     p.set_state(gst::State::Null).unwrap();
     let r = report(&check);
     assert_eq!(
@@ -674,7 +683,5 @@ fn deeply_nested_bins_are_reported_in_tree_order_with_full_paths() {
         .collect();
     assert!(bins.windows(2).all(|w| w[1] == w[0] + 1), "{paths:?}");
     assert_eq!(*paths.last().unwrap(), format!("{path}/GstIdentity:stuck"));
-    stuck.set_locked_state(false);
-    stuck.set_state(gst::State::Null).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
