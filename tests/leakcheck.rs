@@ -539,7 +539,7 @@ fn vpu_session_left_open_is_reported_with_its_device_block() {
 
     // The encoder never goes back to NULL: its session stays listed.
     play(&p);
-    enc.set_locked_state(true);
+    let enc_stuck = Stuck::lock(&enc);
     p.set_state(gst::State::Null).unwrap();
     let r = report(&check);
     let open = finding(&r, "vpu-session");
@@ -564,7 +564,7 @@ fn vpu_session_left_open_is_reported_with_its_device_block() {
             .any(|f| f.get::<&str>("name").unwrap() == "enc"),
         "{r}"
     );
-    enc.set_locked_state(false);
+    drop(enc_stuck);
     p.set_state(gst::State::Null).unwrap();
     drop(enc);
     std::fs::remove_dir_all(&dir).unwrap();
