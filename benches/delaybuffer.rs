@@ -626,11 +626,8 @@ fn cpu_pairs(a: &str, b: &str, children: usize) -> (f64, f64, f64) {
     let children: Vec<Vec<f64>> = (0..children)
         .map(|_| measure(&format!("cpu:{a},{b}")))
         .collect();
-    let triples: Vec<[f64; 3]> = children
-        .iter()
-        .flat_map(|c| c[2..].chunks_exact(3).map(|t| [t[0], t[1], t[2]]))
-        .collect();
-    let mut ratios = pair_ratios(&children);
+    let runs: Vec<Vec<[f64; 3]>> = children.iter().map(|c| pair_runs(c)).collect();
+    let mut ratios = pair_ratios(&runs);
     ratios.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
     println!(
@@ -649,7 +646,7 @@ fn cpu_pairs(a: &str, b: &str, children: usize) -> (f64, f64, f64) {
         median(children.iter().map(|c| c[0]).collect()),
         median(children.iter().map(|c| c[1]).collect())
     );
-    let column = |i: usize| triples.iter().map(|t| t[i]).collect::<Vec<_>>();
+    let column = |i: usize| runs.iter().flatten().map(|t| t[i]).collect::<Vec<_>>();
     let none = quantile(column(0), QUIET_QUANTILE);
     let added =
         |i: usize| (quantile(column(i), QUIET_QUANTILE) - none) / SMALL_BUFFERS as f64 * 1e6;
@@ -657,17 +654,23 @@ fn cpu_pairs(a: &str, b: &str, children: usize) -> (f64, f64, f64) {
     (added_a, added_b, added_a / added_b)
 }
 
+/// The CPU seconds of each pair's three runs (the source alone, `a`, `b`)
+/// that a CPU child printed after its two medians of context switches.
+fn pair_runs(child: &[f64]) -> Vec<[f64; 3]> {
+    child[2..]
+        .chunks_exact(3)
+        .map(|t| [t[0], t[1], t[2]])
+        .collect()
+}
+
 /// Each pair's ratio of what `a` and `b` added over the median of the
 /// source's runs alone in the same child.
-fn pair_ratios(children: &[Vec<f64>]) -> Vec<f64> {
+fn pair_ratios(children: &[Vec<[f64; 3]>]) -> Vec<f64> {
     children
         .iter()
-        .flat_map(|c| {
-            let triples: Vec<&[f64]> = c[2..].chunks_exact(3).collect();
-            let none = median(triples.iter().map(|t| t[0]).collect());
-            triples
-                .into_iter()
-                .map(move |t| (t[1] - none) / (t[2] - none))
+        .flat_map(|runs| {
+            let none = median(runs.iter().map(|t| t[0]).collect());
+            runs.iter().map(move |t| (t[1] - none) / (t[2] - none))
         })
         .collect()
 }
